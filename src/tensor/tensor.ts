@@ -1,0 +1,200 @@
+// Tensor and the gradient tape.
+//
+// A Tensor is a shape over a contiguous Float32Array. Parameters own their storage for life;
+// intermediate results borrow theirs from the engine's buffer pool and hand it back when the tape is
+// reset (after each optimiser step), so a steady-state training step allocates no large arrays.
+// Using an intermediate after that is an error that names it.
+//
+// The tape is a flat list of backward closures in creation order (like micrograd/tinygrad, but with
+// coarse fused ops). backward() runs them in reverse. Gradients accumulate (+=) so that a tensor used
+// twice collects both contributions.
+import { alloc, release, take } from './engine.js';
+
+export type Shape = readonly number[];
+
+export function numel(shape: Shape): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function shapeStr(shape: Shape): string {
+  return `[${shape.join(', ')}]`;
+}
+
+let nextId = 1;
+
+export class Tensor {
+  readonly id = nextId++;
+  readonly shape: Shape;
+  readonly size: number;
+  /** Frozen tensors can still pass gradient through to their inputs; they just keep none. */
+  requiresGrad: boolean;
+  name: string;
+  /** Views share storage (and gradient) with the tensor they were made from. */
+  private readonly base: Tensor | null;
+  private _data: Float32Array | null;
+  private _grad: Float32Array | null = null;
+  /** Intermediates return their storage to the pool when disposed. */
+  readonly pooled: boolean;
+
+  constructor(data: Float32Array, shape: Shape, opts: { requiresGrad?: boolean; name?: string; pooled?: boolean; base?: Tensor } = {}) {
+    const n = numel(shape);
+    if (data.length !== n) {
+      throw new Error(`Tensor ${opts.name ?? ''}: data length ${data.length} does not match shape ${shapeStr(shape)} (${n} elements)`);
+    }
+    this.shape = [...shape];
+    this.size = n;
+    this._data = data;
+    this.requiresGrad = opts.requiresGrad ?? false;
+    this.name = opts.name ?? `t${this.id}`;
+    this.pooled = opts.pooled ?? false;
+    this.base = opts.base ?? null;
+  }
+
+  /** A trainable (or frozen, with requiresGrad=false) parameter that owns its storage. */
+  static param(data: Float32Array, shape: Shape, name: string, requiresGrad = true): Tensor {
+    return new Tensor(data, shape, { requiresGrad, name });
+  }
+
+  static zeros(shape: Shape, name?: string): Tensor {
+    return new Tensor(alloc(numel(shape)), shape, { name });
+  }
+
+  get data(): Float32Array {
+    if (this.base) return this.base.data;
+    if (!this._data) throw new Error(`tensor '${this.name}' ${shapeStr(this.shape)} was used after it was released (it belonged to an earlier step)`);
+    return this._data;
+  }
+
+  get disposed(): boolean {
+    return this.base ? this.base.disposed : this._data === null;
+  }
+
+  /** The gradient buffer, or null when none has been accumulated yet. */
+  get grad(): Float32Array | null {
+    if (this.base) return this.base.grad;
+    return this._grad;
+  }
+
+  /** The gradient buffer, created (zeroed) on first use. */
+  gradBuffer(): Float32Array {
+    if (this.base) return this.base.gradBuffer();
+    if (!this._grad) this._grad = this.pooled ? take(this.size, true) : alloc(this.size);
+    return this._grad;
+  }
+
+  zeroGrad(): void {
+    if (this.base) return;
+    this._grad?.fill(0);
+  }
+
+  /** Drops the gradient buffer (parameters keep theirs across steps unless asked). */
+  dropGrad(): void {
+    if (this.base) return;
+    if (this._grad && this.pooled) release(this._grad);
+    this._grad = null;
+  }
+
+  /** Returns pooled storage; later use of this tensor throws. */
+  dispose(): void {
+    if (this.base || !this._data) return;
+    if (this.pooled) {
+      release(this._data);
+      if (this._grad) release(this._grad);
+    }
+    this._data = null;
+    this._grad = null;
+  }
+
+  /** Same storage, another shape with the same number of elements. */
+  view(shape: Shape): Tensor {
+    if (numel(shape) !== this.size) {
+      throw new Error(`view of '${this.name}': cannot view ${shapeStr(this.shape)} as ${shapeStr(shape)}`);
+    }
+    return new Tensor(this.data, shape, { requiresGrad: this.requiresGrad, name: this.name, base: this.base ?? this });
+  }
+
+  /** The single value of a one-element tensor. */
+  item(): number {
+    if (this.size !== 1) throw new Error(`item() of '${this.name}' needs one element, it has shape ${shapeStr(this.shape)}`);
+    return this.data[0]!;
+  }
+
+  toArray(): number[] {
+    return Array.from(this.data);
+  }
+}
+
+// ---- the tape --------------------------------------------------------------------------------
+
+type BackwardFn = () => void;
+
+class Tape {
+  enabled = true;
+  private nodes: { out: Tensor; backward: BackwardFn }[] = [];
+  private intermediates: Tensor[] = [];
+
+  record(out: Tensor, backward: BackwardFn): void {
+    this.nodes.push({ out, backward });
+  }
+
+  track(t: Tensor): void {
+    this.intermediates.push(t);
+  }
+
+  /** Runs every recorded backward in reverse order, seeding d(loss)/d(loss) = 1. */
+  backward(loss: Tensor, seed = 1): void {
+    if (loss.size !== 1) throw new Error(`backward(): the loss must be a scalar, got shape ${shapeStr(loss.shape)}`);
+    if (!loss.requiresGrad) throw new Error(`backward(): loss '${loss.name}' does not depend on any trainable tensor`);
+    loss.gradBuffer()[0]! += seed;
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const node = this.nodes[i]!;
+      if (node.out.grad) node.backward();
+    }
+  }
+
+  /** Forgets the recorded graph and returns every intermediate's storage to the pool. */
+  reset(): void {
+    for (const t of this.intermediates) t.dispose();
+    this.intermediates = [];
+    this.nodes = [];
+  }
+
+  get size(): number {
+    return this.nodes.length;
+  }
+}
+
+export const tape = new Tape();
+
+/** Runs fn without recording a graph (inference, teacher passes). */
+export function noGrad<T>(fn: () => T): T {
+  const prev = tape.enabled;
+  tape.enabled = false;
+  try {
+    return fn();
+  } finally {
+    tape.enabled = prev;
+  }
+}
+
+/** A pooled intermediate result; it requires grad when recording and any input does. */
+export function result(shape: Shape, inputs: readonly Tensor[], name: string, zero = false): Tensor {
+  const needs = tape.enabled && inputs.some((t) => t.requiresGrad);
+  const out = new Tensor(take(numel(shape), zero), shape, { requiresGrad: needs, name, pooled: true });
+  tape.track(out);
+  return out;
+}
+
+/** Registers the backward of an op whose output requires grad. */
+export function onBackward(out: Tensor, fn: BackwardFn): void {
+  if (out.requiresGrad) tape.record(out, fn);
+}
+
+/** A pooled scratch array that lives until the tape is reset (saved activations such as rstd). */
+export function saved(n: number, name: string): Float32Array {
+  const t = new Tensor(take(n), [n], { name, pooled: true });
+  tape.track(t);
+  return t.data;
+}
