@@ -1,0 +1,121 @@
+// Server side, the lower level: align the emulator to the block it replaces, with the current
+// adapter plugged in and frozen. Only the emulator's LoRA trains.
+//   loss = hidden(E(h_in), B(h_in)) + lambda * KL(p_full || p_compressed) + mu * CE(compressed)
+// hidden = NMSE at the emulator output (default), layer-wise NMSE between each kept layer and its
+// original counterpart, or 1 - cosine. Padding positions are masked out of every term.
+import { Tensor, noGrad, tape } from '../tensor/tensor.js';
+import { alloc } from '../tensor/engine.js';
+import { nmse, cosineLoss, klDivergence, mul, weightedSum, crossEntropy } from '../tensor/ops.js';
+import { keyMaskOf, positionWeights, shiftedTargets, IGNORE_INDEX, type TokenBatch } from '../nn/lm.js';
+import { Optimizer, type OptimizerOptions } from '../nn/optim.js';
+import type { ForwardContext } from '../nn/llama.js';
+import { setTrainable, type SplitModels } from './compress.js';
+
+export interface AlignLossOptions {
+  hiddenLoss: 'nmse' | 'layerwise-nmse' | 'cosine';
+  /** Weight of the KL term (reference: 0.9). */
+  lambda: number;
+  /** Weight of the optional next-token CE term on the public data (0 = off). */
+  mu: number;
+}
+
+export interface AlignLossValues {
+  loss: number;
+  hidden: number;
+  kl: number;
+  ce: number;
+}
+
+/** Broadcasts a [B*T] 0/1 row mask over D features as a constant tensor. */
+function rowMaskTensor(w: Float32Array, D: number, shape: readonly number[]): Tensor {
+  const m = alloc(w.length * D);
+  for (let i = 0; i < w.length; i++) if (w[i]) m.fill(1, i * D, (i + 1) * D);
+  return new Tensor(m, shape, { name: 'rowMask' });
+}
+
+/** Builds the alignment loss graph for one batch (call tape.backward on .tensor). */
+export function alignmentLoss(s: SplitModels, batch: TokenBatch, o: AlignLossOptions): { tensor: Tensor; values: AlignLossValues } {
+  const ctx: ForwardContext = { B: batch.B, T: batch.T, keyMask: keyMaskOf(batch) };
+  const weights = positionWeights(batch);
+  const hasPadding = ctx.keyMask !== null;
+  const m = s.full;
+  const D = m.config.hiddenSize;
+  const hIn = m.runLayers(m.embed(batch.ids, batch.B, batch.T), ctx, s.adapterBottom);
+
+  // Teacher: the original block and the full model with the current adapter. No graph.
+  const teacherHidden: Float32Array[] = [];
+  const teacherLogits = noGrad(() => {
+    let h = hIn;
+    const keep = new Set(s.plan.emulator);
+    s.block.forEach((layer, i) => {
+      h = m.layerForward(layer, h, ctx, i);
+      if (o.hiddenLoss === 'layerwise-nmse' && keep.has(layer.sourceIndex)) teacherHidden.push(h.data);
+    });
+    if (o.hiddenLoss !== 'layerwise-nmse') teacherHidden.push(h.data);
+    return m.head(m.runLayers(h, ctx, s.adapterTop)).data;
+  });
+
+  // Student: the emulator, then the same adapter.
+  const mask = hasPadding ? rowMaskTensor(weights, D, hIn.shape) : null;
+  const masked = (t: Tensor) => (mask ? mul(t, mask) : t);
+  const maskedTeacher = (a: Float32Array) => {
+    if (!mask) return a;
+    const c = alloc(a.length);
+    for (let i = 0; i < a.length; i++) c[i] = a[i]! * mask.data[i]!;
+    return c;
+  };
+  const hiddenTerms: Tensor[] = [];
+  let h = hIn;
+  s.emulator.forEach((layer, i) => {
+    h = m.layerForward(layer, h, ctx, i);
+    if (o.hiddenLoss === 'layerwise-nmse') hiddenTerms.push(nmse(masked(h), maskedTeacher(teacherHidden[i]!)));
+  });
+  if (o.hiddenLoss === 'nmse') hiddenTerms.push(nmse(masked(h), maskedTeacher(teacherHidden[0]!)));
+  if (o.hiddenLoss === 'cosine') hiddenTerms.push(cosineLoss(masked(h), maskedTeacher(teacherHidden[0]!)));
+  const studentLogits = m.head(m.runLayers(h, ctx, s.adapterTop));
+
+  const terms: [Tensor, number][] = hiddenTerms.map((t) => [t, 1 / hiddenTerms.length]);
+  const kl = klDivergence(teacherLogits, studentLogits, { rowWeight: weights });
+  terms.push([kl, o.lambda]);
+  let ce: Tensor | null = null;
+  if (o.mu > 0) {
+    ce = crossEntropy(studentLogits, shiftedTargets(batch.labels, batch.B, batch.T), IGNORE_INDEX);
+    terms.push([ce, o.mu]);
+  }
+  const tensor = weightedSum(terms, 'align.loss');
+  const hidden = hiddenTerms.reduce((a, t) => a + t.item(), 0) / hiddenTerms.length;
+  return { tensor, values: { loss: tensor.item(), hidden, kl: kl.item(), ce: ce ? ce.item() : 0 } };
+}
+
+export interface AlignRunOptions extends AlignLossOptions {
+  steps: number;
+  optimizer: OptimizerOptions;
+  maxGradNorm?: number;
+}
+
+/**
+ * Runs `steps` alignment steps on batches from `next()`, with a fresh optimiser (the reference
+ * re-creates it every round). Returns the mean loss values over the steps.
+ */
+export function runAlignment(s: SplitModels, next: () => TokenBatch, o: AlignRunOptions, onStep?: (step: number, v: AlignLossValues) => void): AlignLossValues {
+  const mean: AlignLossValues = { loss: 0, hidden: 0, kl: 0, ce: 0 };
+  if (o.steps <= 0 || s.emulator.every((l) => l.loraParams().length === 0)) return mean;
+  setTrainable(s, 'emulator');
+  try {
+    const opt = new Optimizer(s.emulator.flatMap((l) => l.loraParams()), o.optimizer);
+    for (let step = 0; step < o.steps; step++) {
+      opt.zeroGrad();
+      const { tensor, values } = alignmentLoss(s, next(), o);
+      if (!Number.isFinite(values.loss)) throw new Error(`alignment: loss became ${values.loss} at step ${step}`);
+      tape.backward(tensor);
+      tape.reset();
+      opt.step({ maxGradNorm: o.maxGradNorm });
+      for (const k of Object.keys(mean) as (keyof AlignLossValues)[]) mean[k] += values[k] / o.steps;
+      onStep?.(step, values);
+    }
+  } finally {
+    tape.reset();
+    setTrainable(s, 'none');
+  }
+  return mean;
+}

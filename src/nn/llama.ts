@@ -1,0 +1,217 @@
+// The LLaMA architecture on the engine, written out step by step (nanoGPT style):
+// embeddings -> N x [RMSNorm -> GQA attention with RoPE -> residual -> RMSNorm -> SwiGLU MLP ->
+// residual] -> RMSNorm -> LM head.
+//
+// A model is a list of decoder layers plus the frozen embedding / norm / head. Layers are plain
+// objects, so two models can share some of them: FedBiOT's full model and compressed model share
+// the adapter layers (and the frozen base weights of the emulator's kept layers).
+import { Tensor, noGrad } from '../tensor/tensor.js';
+import { alloc } from '../tensor/engine.js';
+import { add, attention, embedding, linear, rmsnorm, rope, swiglu } from '../tensor/ops.js';
+import { LoraLinear, type LoraSpec } from './lora.js';
+import { type ModelConfig, validateConfig } from './config.js';
+import { mulberry32, fillNormal, type Random } from '../util/rng.js';
+
+export const LINEAR_NAMES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+export type LinearName = (typeof LINEAR_NAMES)[number];
+const ATTENTION_LINEARS = new Set<LinearName>(['q_proj', 'k_proj', 'v_proj', 'o_proj']);
+
+export class DecoderLayer {
+  readonly linears: Record<LinearName, LoraLinear>;
+
+  constructor(
+    /** Hugging Face prefix of this layer's tensors, e.g. "model.layers.3". */
+    public prefix: string,
+    /** Index of the layer in the original full model this layer comes from. */
+    public readonly sourceIndex: number,
+    public attnNorm: Tensor,
+    public mlpNorm: Tensor,
+    linears: Record<LinearName, Tensor>,
+  ) {
+    const mk = (n: LinearName) => new LoraLinear(`${prefix}.${ATTENTION_LINEARS.has(n) ? 'self_attn' : 'mlp'}.${n}`, linears[n]);
+    this.linears = Object.fromEntries(LINEAR_NAMES.map((n) => [n, mk(n)])) as Record<LinearName, LoraLinear>;
+  }
+
+  /** A copy sharing the frozen base weights but with no LoRA attached (used for emulator layers). */
+  cloneShared(prefix: string): DecoderLayer {
+    const w = Object.fromEntries(LINEAR_NAMES.map((n) => [n, this.linears[n].weight])) as Record<LinearName, Tensor>;
+    return new DecoderLayer(prefix, this.sourceIndex, this.attnNorm, this.mlpNorm, w);
+  }
+
+  /** All frozen tensors by Hugging Face name (under this layer's current prefix). */
+  baseTensors(): Map<string, Tensor> {
+    const m = new Map<string, Tensor>();
+    m.set(`${this.prefix}.input_layernorm.weight`, this.attnNorm);
+    m.set(`${this.prefix}.post_attention_layernorm.weight`, this.mlpNorm);
+    for (const n of LINEAR_NAMES) m.set(`${this.linears[n].name}.weight`, this.linears[n].weight);
+    return m;
+  }
+
+  loraParams(): Tensor[] {
+    const out: Tensor[] = [];
+    for (const n of LINEAR_NAMES) {
+      const l = this.linears[n].lora;
+      if (l) out.push(l.A, l.B);
+    }
+    return out;
+  }
+}
+
+/** Per-layer key/value cache for incremental decoding (batch 1). */
+export class KVCache {
+  readonly k: Float32Array[];
+  readonly v: Float32Array[];
+  length = 0;
+  constructor(public readonly numLayers: number, public readonly capacity: number, public readonly kvDim: number) {
+    this.k = Array.from({ length: numLayers }, () => alloc(capacity * kvDim));
+    this.v = Array.from({ length: numLayers }, () => alloc(capacity * kvDim));
+  }
+}
+
+export interface ForwardContext {
+  B: number;
+  T: number;
+  /** Additive key mask [B, T] (0 keep, -Infinity padding); null = no padding. */
+  keyMask?: Float32Array | null;
+  /** Incremental decoding (B must be 1): keys/values are appended to the cache. */
+  cache?: KVCache | null;
+}
+
+export class LlamaModel {
+  readonly invFreq: Float32Array;
+
+  constructor(
+    public readonly config: ModelConfig,
+    public embedTokens: Tensor,
+    public layers: DecoderLayer[],
+    public finalNorm: Tensor,
+    public lmHead: Tensor,
+  ) {
+    validateConfig(config);
+    const half = config.headDim / 2;
+    this.invFreq = alloc(half);
+    for (let i = 0; i < half; i++) this.invFreq[i] = 1 / Math.pow(config.ropeTheta, (2 * i) / config.headDim);
+  }
+
+  /** A randomly initialised model (normal(0, 0.02) weights, unit norms), as Hugging Face initialises LLaMA. */
+  static random(config: ModelConfig, seed: number, std = 0.02): LlamaModel {
+    validateConfig(config);
+    const rand = mulberry32(seed);
+    const c = config;
+    const mat = (rows: number, cols: number, name: string) => Tensor.param(fillNormal(rand, alloc(rows * cols), std), [rows, cols], name, false);
+    const ones = (n: number, name: string) => Tensor.param(alloc(n).fill(1), [n], name, false);
+    const embed = mat(c.vocabSize, c.hiddenSize, 'model.embed_tokens.weight');
+    const qd = c.numHeads * c.headDim;
+    const kvd = c.numKvHeads * c.headDim;
+    const layers: DecoderLayer[] = [];
+    for (let i = 0; i < c.numLayers; i++) {
+      const p = `model.layers.${i}`;
+      layers.push(
+        new DecoderLayer(p, i, ones(c.hiddenSize, `${p}.input_layernorm.weight`), ones(c.hiddenSize, `${p}.post_attention_layernorm.weight`), {
+          q_proj: mat(qd, c.hiddenSize, `${p}.self_attn.q_proj.weight`),
+          k_proj: mat(kvd, c.hiddenSize, `${p}.self_attn.k_proj.weight`),
+          v_proj: mat(kvd, c.hiddenSize, `${p}.self_attn.v_proj.weight`),
+          o_proj: mat(c.hiddenSize, qd, `${p}.self_attn.o_proj.weight`),
+          gate_proj: mat(c.intermediateSize, c.hiddenSize, `${p}.mlp.gate_proj.weight`),
+          up_proj: mat(c.intermediateSize, c.hiddenSize, `${p}.mlp.up_proj.weight`),
+          down_proj: mat(c.hiddenSize, c.intermediateSize, `${p}.mlp.down_proj.weight`),
+        }),
+      );
+    }
+    const norm = ones(c.hiddenSize, 'model.norm.weight');
+    const head = c.tieWordEmbeddings ? embed : mat(c.vocabSize, c.hiddenSize, 'lm_head.weight');
+    return new LlamaModel(c, embed, layers, norm, head);
+  }
+
+  /** The same frozen embedding/norm/head with another list of layers (shares everything). */
+  withLayers(layers: DecoderLayer[]): LlamaModel {
+    return new LlamaModel({ ...this.config, numLayers: layers.length }, this.embedTokens, layers, this.finalNorm, this.lmHead);
+  }
+
+  // ---- forward pieces --------------------------------------------------------------------------
+
+  embed(ids: Int32Array, B: number, T: number): Tensor {
+    return embedding(this.embedTokens, ids, [B, T]);
+  }
+
+  layerForward(layer: DecoderLayer, x: Tensor, ctx: ForwardContext, layerIndex: number): Tensor {
+    const c = this.config;
+    const { B, T } = ctx;
+    const L = layer.linears;
+    const h = rmsnorm(x, layer.attnNorm, c.rmsNormEps);
+    const cache = ctx.cache ?? null;
+    const posOffset = cache ? cache.length : 0;
+    const q = rope(L.q_proj.forward(h), this.invFreq, { B, T, H: c.numHeads, Dh: c.headDim }, posOffset);
+    let k = rope(L.k_proj.forward(h), this.invFreq, { B, T, H: c.numKvHeads, Dh: c.headDim }, posOffset);
+    let v = L.v_proj.forward(h);
+    let S = T;
+    if (cache) {
+      if (B !== 1) throw new Error('KV-cache decoding supports batch 1');
+      if (posOffset + T > cache.capacity) throw new Error(`KV cache full: ${posOffset} + ${T} tokens exceed its capacity ${cache.capacity}`);
+      const kv = cache.kvDim;
+      cache.k[layerIndex]!.set(k.data, posOffset * kv);
+      cache.v[layerIndex]!.set(v.data, posOffset * kv);
+      S = posOffset + T;
+      k = new Tensor(cache.k[layerIndex]!.subarray(0, S * kv), [1, S, kv], { name: 'cache.k' });
+      v = new Tensor(cache.v[layerIndex]!.subarray(0, S * kv), [1, S, kv], { name: 'cache.v' });
+    }
+    const a = attention(q, k, v, { B, T, S, H: c.numHeads, Hkv: c.numKvHeads, Dh: c.headDim }, { keyMask: cache ? null : ctx.keyMask ?? null, qOffset: posOffset });
+    const x2 = add(x, L.o_proj.forward(a), 'resid.attn');
+    const h2 = rmsnorm(x2, layer.mlpNorm, c.rmsNormEps);
+    const m = L.down_proj.forward(swiglu(L.gate_proj.forward(h2), L.up_proj.forward(h2)));
+    return add(x2, m, 'resid.mlp');
+  }
+
+  /** Runs the given layers (default: all) over hidden states x [B, T, D]. */
+  runLayers(x: Tensor, ctx: ForwardContext, layers: DecoderLayer[] = this.layers, firstIndex = 0): Tensor {
+    let h = x;
+    layers.forEach((layer, i) => {
+      h = this.layerForward(layer, h, ctx, firstIndex + i);
+    });
+    return h;
+  }
+
+  /** Final norm and LM head: hidden [B, T, D] -> logits [B, T, V]. */
+  head(h: Tensor): Tensor {
+    return linear(rmsnorm(h, this.finalNorm, this.config.rmsNormEps), this.lmHead, 'lm_head');
+  }
+
+  forward(ids: Int32Array, ctx: ForwardContext): Tensor {
+    if (ctx.cache) {
+      const out = this.head(this.runLayers(this.embed(ids, ctx.B, ctx.T), ctx));
+      ctx.cache.length += ctx.T;
+      return out;
+    }
+    return this.head(this.runLayers(this.embed(ids, ctx.B, ctx.T), ctx));
+  }
+
+  // ---- parameters ------------------------------------------------------------------------------
+
+  attachLora(spec: LoraSpec & { targets: readonly LinearName[] }, seed: number, layers: DecoderLayer[] = this.layers): void {
+    const rand: Random = mulberry32(seed);
+    for (const layer of layers) for (const t of spec.targets) layer.linears[t].attachLora(spec, rand);
+  }
+
+  loraParams(layers: DecoderLayer[] = this.layers): Tensor[] {
+    return layers.flatMap((l) => l.loraParams());
+  }
+
+  /** Every base tensor by Hugging Face name. */
+  baseTensors(): Map<string, Tensor> {
+    const m = new Map<string, Tensor>();
+    m.set('model.embed_tokens.weight', this.embedTokens);
+    for (const l of this.layers) for (const [k, v] of l.baseTensors()) m.set(k, v);
+    m.set('model.norm.weight', this.finalNorm);
+    if (!this.config.tieWordEmbeddings) m.set('lm_head.weight', this.lmHead);
+    return m;
+  }
+
+  /** Logits of the last position for a prompt, no graph recorded (batch 1). */
+  lastLogits(ids: Int32Array, cache: KVCache): Float32Array {
+    return noGrad(() => {
+      const logits = this.forward(ids, { B: 1, T: ids.length, cache });
+      const V = this.config.vocabSize;
+      return logits.data.slice((ids.length - 1) * V, ids.length * V);
+    });
+  }
+}

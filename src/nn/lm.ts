@@ -1,0 +1,48 @@
+// Causal language-model objective: position t predicts token t + 1. Labels use -100 for positions
+// that carry no loss (prompt, padding), as Hugging Face does.
+import { Tensor } from '../tensor/tensor.js';
+import { crossEntropy } from '../tensor/ops.js';
+import type { LlamaModel } from './llama.js';
+
+export const IGNORE_INDEX = -100;
+
+export interface TokenBatch {
+  B: number;
+  T: number;
+  /** [B * T] token ids (padding filled with any valid id). */
+  ids: Int32Array;
+  /** [B * T] labels aligned with ids (-100 = no loss at this token). */
+  labels: Int32Array;
+  /** [B * T] 1 for real tokens, 0 for padding. */
+  attention: Uint8Array;
+}
+
+/** Shifts labels left by one within each row: targets[b, t] = labels[b, t + 1]. */
+export function shiftedTargets(labels: Int32Array, B: number, T: number): Int32Array {
+  const out = new Int32Array(B * T).fill(IGNORE_INDEX);
+  for (let b = 0; b < B; b++) for (let t = 0; t + 1 < T; t++) out[b * T + t] = labels[b * T + t + 1]!;
+  return out;
+}
+
+/** Additive key mask [B, T] from the attention mask: 0 for tokens, -Infinity for padding. */
+export function keyMaskOf(batch: TokenBatch): Float32Array | null {
+  let any = false;
+  for (let i = 0; i < batch.attention.length; i++) if (!batch.attention[i]) any = true;
+  if (!any) return null;
+  const m = new Float32Array(batch.B * batch.T);
+  for (let i = 0; i < m.length; i++) m[i] = batch.attention[i] ? 0 : -Infinity;
+  return m;
+}
+
+/** Row weights [B * T] for per-position losses: 1 where the next-token position is real. */
+export function positionWeights(batch: TokenBatch): Float32Array {
+  const w = new Float32Array(batch.B * batch.T);
+  for (let i = 0; i < w.length; i++) w[i] = batch.attention[i] ? 1 : 0;
+  return w;
+}
+
+/** Mean next-token cross-entropy over labelled positions; returns the loss and its token count. */
+export function lmLoss(model: LlamaModel, batch: TokenBatch): Tensor & { count: number } {
+  const logits = model.forward(batch.ids, { B: batch.B, T: batch.T, keyMask: keyMaskOf(batch) });
+  return crossEntropy(logits, shiftedTargets(batch.labels, batch.B, batch.T), IGNORE_INDEX);
+}

@@ -1,0 +1,113 @@
+// A linear layer with an optional LoRA branch: y = x W^T + (alpha / r) * dropout(x) A^T B^T.
+// W is frozen whenever LoRA is attached (no gradient is kept for it); A and B are the trainable
+// low-rank factors, stored as in PEFT: A [r, in], B [out, r]. B starts at zero so that attaching
+// LoRA leaves the model's function unchanged.
+import { Tensor } from '../tensor/tensor.js';
+import { alloc } from '../tensor/engine.js';
+import { linear, add, scale, dropout } from '../tensor/ops.js';
+import type { Random } from '../util/rng.js';
+
+export interface LoraSpec {
+  r: number;
+  alpha: number;
+  dropout: number;
+}
+
+export interface LoraFactors {
+  A: Tensor;
+  B: Tensor;
+}
+
+export class LoraLinear {
+  lora: LoraFactors | null = null;
+  loraScale = 0;
+  loraDropout = 0;
+  /** Set while training with dropout; null means no dropout (evaluation). */
+  dropoutRandom: Random | null = null;
+  private merged = false;
+
+  constructor(public readonly name: string, public weight: Tensor) {}
+
+  get inFeatures(): number {
+    return this.weight.shape[1]!;
+  }
+
+  get outFeatures(): number {
+    return this.weight.shape[0]!;
+  }
+
+  /** Attaches fresh LoRA factors (A ~ U(-1/sqrt(in), 1/sqrt(in)) as PEFT's default init, B = 0). */
+  attachLora(spec: LoraSpec, rand: Random): LoraFactors {
+    if (!Number.isInteger(spec.r) || spec.r <= 0) throw new Error(`LoRA on ${this.name}: rank must be a positive integer, got ${spec.r}`);
+    const bound = 1 / Math.sqrt(this.inFeatures);
+    const a = alloc(spec.r * this.inFeatures);
+    for (let i = 0; i < a.length; i++) a[i] = (rand() * 2 - 1) * bound;
+    const A = Tensor.param(a, [spec.r, this.inFeatures], `${this.name}.lora_A.weight`);
+    const B = Tensor.param(alloc(this.outFeatures * spec.r), [this.outFeatures, spec.r], `${this.name}.lora_B.weight`);
+    this.setLora({ A, B }, spec);
+    return this.lora!;
+  }
+
+  setLora(f: LoraFactors, spec: LoraSpec): void {
+    const r = f.A.shape[0]!;
+    if (f.A.shape[1] !== this.inFeatures || f.B.shape[0] !== this.outFeatures || f.B.shape[1] !== r || r !== spec.r) {
+      throw new Error(`LoRA on ${this.name}: A ${JSON.stringify(f.A.shape)} / B ${JSON.stringify(f.B.shape)} do not fit weight ${JSON.stringify(this.weight.shape)} with rank ${spec.r}`);
+    }
+    this.lora = f;
+    this.loraScale = spec.alpha / spec.r;
+    this.loraDropout = spec.dropout;
+    this.weight.requiresGrad = false;
+  }
+
+  forward(x: Tensor): Tensor {
+    const base = linear(x, this.weight, this.name);
+    if (!this.lora || this.merged) return base;
+    const xin = this.dropoutRandom && this.loraDropout > 0 ? dropout(x, this.loraDropout, this.dropoutRandom) : x;
+    const low = linear(linear(xin, this.lora.A, `${this.name}.lora_A`), this.lora.B, `${this.name}.lora_B`);
+    return add(base, scale(low, this.loraScale), this.name);
+  }
+
+  /** W += scale * B A (for inference or export); unmerge() undoes it. */
+  merge(): void {
+    if (!this.lora || this.merged) return;
+    this.applyDelta(+1);
+    this.merged = true;
+  }
+
+  unmerge(): void {
+    if (!this.lora || !this.merged) return;
+    this.applyDelta(-1);
+    this.merged = false;
+  }
+
+  get isMerged(): boolean {
+    return this.merged;
+  }
+
+  /** The dense update scale * B A as [out, in] (float64 accumulation). */
+  deltaWeight(): Float32Array {
+    const { A, B } = this.lora!;
+    const r = A.shape[0]!;
+    const out = this.outFeatures;
+    const inn = this.inFeatures;
+    const d = alloc(out * inn);
+    const a = A.data;
+    const b = B.data;
+    for (let i = 0; i < out; i++) {
+      for (let k = 0; k < r; k++) {
+        const bik = b[i * r + k]! * this.loraScale;
+        if (bik === 0) continue;
+        const row = i * inn;
+        const arow = k * inn;
+        for (let j = 0; j < inn; j++) d[row + j]! += bik * a[arow + j]!;
+      }
+    }
+    return d;
+  }
+
+  private applyDelta(sign: number): void {
+    const d = this.deltaWeight();
+    const w = this.weight.data;
+    for (let i = 0; i < w.length; i++) w[i]! += sign * d[i]!;
+  }
+}

@@ -1,0 +1,126 @@
+// The autodiff layer and the LLaMA model, checked in float64 against central finite differences.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { useReference64 } from '../../src/tensor/engine.js';
+import { tape, Tensor, noGrad } from '../../src/tensor/tensor.js';
+import { matmul, linear, weightedSum, squaredDistance, cosineLoss, nmse, klDivergence } from '../../src/tensor/ops.js';
+import { LlamaModel } from '../../src/nn/llama.js';
+import { makeConfig } from '../../src/nn/config.js';
+import { lmLoss, type TokenBatch } from '../../src/nn/lm.js';
+import { mulberry32, fillNormal } from '../../src/util/rng.js';
+
+function tinyModel(seed: number) {
+  const cfg = makeConfig({ vocabSize: 13, hiddenSize: 8, intermediateSize: 12, numLayers: 2, numHeads: 2, numKvHeads: 1 });
+  const m = LlamaModel.random(cfg, seed, 0.3);
+  m.attachLora({ r: 2, alpha: 4, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] }, seed + 1);
+  // Non-zero B so that every LoRA factor has a gradient.
+  const r = mulberry32(seed + 2);
+  for (const p of m.loraParams()) fillNormal(r, p.data, 0.3);
+  return m;
+}
+
+function batch(): TokenBatch {
+  const B = 2, T = 5;
+  const ids = Int32Array.from([1, 4, 7, 2, 9, 3, 3, 8, 0, 0]);
+  const labels = Int32Array.from([-100, -100, 7, 2, 9, -100, 3, 8, -100, -100]);
+  const attention = Uint8Array.from([1, 1, 1, 1, 1, 1, 1, 1, 0, 0]);
+  return { B, T, ids, labels, attention };
+}
+
+/** Compares analytic gradients of f's scalar output with central differences for every parameter. */
+function checkGrads(params: Tensor[], f: () => Tensor, tol = 1e-6) {
+  tape.reset();
+  const loss = f();
+  tape.backward(loss);
+  const analytic = params.map((p) => Float64Array.from(p.grad ?? new Float64Array(p.size)));
+  tape.reset();
+  const h = 1e-6;
+  let worst = 0;
+  params.forEach((p, pi) => {
+    for (let i = 0; i < p.size; i++) {
+      const old = p.data[i]!;
+      p.data[i] = old + h;
+      const fp = noGrad(() => f().item());
+      p.data[i] = old - h;
+      const fm = noGrad(() => f().item());
+      p.data[i] = old;
+      tape.reset();
+      const num = (fp - fm) / (2 * h);
+      const err = Math.abs(num - analytic[pi]![i]!) / Math.max(1, Math.abs(num));
+      worst = Math.max(worst, err);
+      assert.ok(err < tol, `${p.name}[${i}]: analytic ${analytic[pi]![i]} vs numeric ${num}`);
+    }
+  });
+  return worst;
+}
+
+test('LLaMA + LoRA: gradients of the LM loss equal finite differences (float64, GQA, padding, response-only labels)', () => {
+  const restore = useReference64();
+  try {
+    const m = tinyModel(7);
+    const params = m.loraParams();
+    for (const p of params) p.requiresGrad = true;
+    const b = batch();
+    checkGrads(params, () => lmLoss(m, b));
+    // The frozen base weights keep no gradient.
+    assert.equal(m.layers[0]!.linears.q_proj.weight.grad, null);
+  } finally {
+    restore();
+  }
+});
+
+test('full-parameter gradients (norms, embedding, head) equal finite differences', () => {
+  const restore = useReference64();
+  try {
+    const cfg = makeConfig({ vocabSize: 11, hiddenSize: 4, intermediateSize: 6, numLayers: 1, numHeads: 2, numKvHeads: 2 });
+    const m = LlamaModel.random(cfg, 3, 0.4);
+    const params = [...m.baseTensors().values()];
+    for (const p of params) p.requiresGrad = true;
+    const r = mulberry32(5);
+    for (const l of m.layers) { fillNormal(r, l.attnNorm.data, 1); fillNormal(r, l.mlpNorm.data, 1); }
+    checkGrads(params, () => lmLoss(m, batch()), 2e-6);
+  } finally {
+    restore();
+  }
+});
+
+test('composite losses (matmul transposes, KL, NMSE, cosine, proximal) have correct gradients', () => {
+  const restore = useReference64();
+  try {
+    const r = mulberry32(11);
+    const mk = (shape: number[], name: string) => {
+      const t = Tensor.param(fillNormal(r, new Float64Array(shape.reduce((a, b) => a * b, 1)) as unknown as Float32Array, 1), shape, name);
+      return t;
+    };
+    const a = mk([2, 3, 4], 'a');
+    const b = mk([2, 5, 4], 'b');
+    const w = mk([6, 5], 'w');
+    const teacher = fillNormal(r, new Float64Array(2 * 3 * 6) as unknown as Float32Array, 1);
+    const anchor = fillNormal(r, new Float64Array(24) as unknown as Float32Array, 1);
+    const rowW = Float64Array.from([1, 0, 1, 1, 0.5, 1]) as unknown as Float32Array;
+    checkGrads([a, b, w], () => {
+      const s = matmul(a, b, { transB: true }); // [2,3,5]
+      const y = linear(s, w); // [2,3,6]
+      const y2 = matmul(y, y, { transA: true }); // [2,6,6]
+      return weightedSum([
+        [klDivergence(teacher, y, { rowWeight: rowW }), 0.9],
+        [nmse(y, teacher), 1],
+        [cosineLoss(y, teacher), 0.5],
+        [squaredDistance(a, anchor), 0.01],
+        [nmse(y2, fillNormal(mulberry32(1), new Float64Array(72) as unknown as Float32Array, 1)), 0.3],
+      ]);
+    });
+  } finally {
+    restore();
+  }
+});
+
+test('bad calls name the op and the shapes; released intermediates cannot be used', () => {
+  const x = Tensor.param(new Float32Array(6), [2, 3], 'x');
+  const w = Tensor.param(new Float32Array(8), [2, 4], 'w');
+  assert.throws(() => linear(x, w), /linear: input 'x' \[2, 3\] does not match weight 'w' \[2, 4\]/);
+  const y = matmul(x, x, { transB: true });
+  tape.reset();
+  assert.throws(() => y.data, /used after it was released/);
+  assert.throws(() => x.view([4, 2]).view([5]), /cannot view/);
+});
