@@ -1,0 +1,291 @@
+/**
+ * LLaMA models and LoRA adapters as llama.cpp reads them from GGUF.
+ *
+ * Rotary layout: Hugging Face checkpoints rotate q/k by halves ("rotate_half": the
+ * pair of dimension i is i + head_dim/2), llama.cpp's LLaMA graph rotates adjacent
+ * pairs (2i, 2i+1). The HF->GGUF converter therefore permutes the output rows of
+ * q_proj and k_proj within every head: row (half, j) moves to row (j, half). We do the
+ * same (`permuteRotary`), and undo it on read. k uses the key/value head count.
+ * A LoRA update B@A changes W's rows through B only, so lora_b of q and k is
+ * permuted the same way and lora_a is left alone.
+ */
+import type { LlamaConfig } from './hf-config.js';
+import { parseLlamaConfig } from './hf-config.js';
+import { GgufReader, gv, writeGguf, type GgufTensorInput, type GgufTensorType, type GgufValue } from './gguf.js';
+import { llamaTensorShapes } from './llama-names.js';
+import type { LoraConfig, LoraTensors } from './peft.js';
+import { tensorEntries, type TensorInput } from './safetensors.js';
+import { FormatError, type TensorRecord } from './types.js';
+
+const LAYER_MAP: Record<string, string> = {
+  'self_attn.q_proj': 'attn_q',
+  'self_attn.k_proj': 'attn_k',
+  'self_attn.v_proj': 'attn_v',
+  'self_attn.o_proj': 'attn_output',
+  'mlp.gate_proj': 'ffn_gate',
+  'mlp.up_proj': 'ffn_up',
+  'mlp.down_proj': 'ffn_down',
+  input_layernorm: 'attn_norm',
+  post_attention_layernorm: 'ffn_norm',
+};
+const LAYER_UNMAP = Object.fromEntries(Object.entries(LAYER_MAP).map(([k, v]) => [v, k]));
+
+/** Hugging Face tensor name -> llama.cpp GGUF name (undefined for names llama.cpp does not use). */
+export function hfToGgufName(name: string): string | undefined {
+  if (name === 'model.embed_tokens.weight') return 'token_embd.weight';
+  if (name === 'model.norm.weight') return 'output_norm.weight';
+  if (name === 'lm_head.weight') return 'output.weight';
+  const m = /^model\.layers\.(\d+)\.(.+)\.weight$/.exec(name);
+  if (m && LAYER_MAP[m[2]!]) return `blk.${m[1]}.${LAYER_MAP[m[2]!]}.weight`;
+  return undefined;
+}
+
+export function ggufToHfName(name: string): string | undefined {
+  if (name === 'token_embd.weight') return 'model.embed_tokens.weight';
+  if (name === 'output_norm.weight') return 'model.norm.weight';
+  if (name === 'output.weight') return 'lm_head.weight';
+  const m = /^blk\.(\d+)\.([a-z_]+)\.weight$/.exec(name);
+  if (m && LAYER_UNMAP[m[2]!]) return `model.layers.${m[1]}.${LAYER_UNMAP[m[2]!]}.weight`;
+  return undefined;
+}
+
+/**
+ * Reorders the rows of a [nHead*headDim, cols] matrix from HF's rotate-half layout
+ * to llama.cpp's interleaved layout (inverse = true undoes it).
+ */
+export function permuteRotary(data: Float32Array, rows: number, cols: number, nHead: number, inverse = false): Float32Array {
+  if (rows % nHead !== 0 || (rows / nHead) % 2 !== 0) throw new RangeError(`cannot permute ${rows} rows into ${nHead} heads of even size`);
+  if (data.length !== rows * cols) throw new RangeError('data length does not match rows * cols');
+  const hd = rows / nHead;
+  const half = hd / 2;
+  const out = new Float32Array(data.length);
+  for (let h = 0; h < nHead; h++) {
+    for (let s = 0; s < 2; s++) {
+      for (let j = 0; j < half; j++) {
+        const hfRow = h * hd + s * half + j;
+        const ggRow = h * hd + j * 2 + s;
+        const [from, to] = inverse ? [ggRow, hfRow] : [hfRow, ggRow];
+        out.set(data.subarray(from * cols, (from + 1) * cols), to * cols);
+      }
+    }
+  }
+  return out;
+}
+
+/** Heads used to permute a module's rows, or undefined if it is not q/k. */
+function rotaryHeads(c: LlamaConfig, ggufBase: string): number | undefined {
+  if (ggufBase === 'attn_q') return c.numAttentionHeads;
+  if (ggufBase === 'attn_k') return c.numKeyValueHeads;
+  return undefined;
+}
+
+/** The vocabulary as GGUF stores it (see tokenizer.ts toGgufVocab). */
+export interface GgufVocab {
+  /** "llama" = SentencePiece-style BPE with byte fallback; "gpt2" = byte-level BPE. */
+  model: 'llama' | 'gpt2';
+  /** llama.cpp pre-tokenizer name for gpt2 vocabularies, e.g. "gpt-2" or "llama-bpe". */
+  pre?: string;
+  tokens: string[];
+  scores: number[];
+  /** 1 normal, 2 unknown, 3 control, 4 user defined, 5 unused, 6 byte. */
+  tokenTypes: number[];
+  merges?: string[];
+  bosId?: number;
+  eosId?: number;
+  unkId?: number;
+  padId?: number;
+  addBos: boolean;
+  addEos: boolean;
+  chatTemplate?: string;
+}
+
+export function vocabKv(v: GgufVocab): [string, GgufValue][] {
+  const kv: [string, GgufValue][] = [
+    ['tokenizer.ggml.model', gv.str(v.model)],
+  ];
+  if (v.pre) kv.push(['tokenizer.ggml.pre', gv.str(v.pre)]);
+  kv.push(['tokenizer.ggml.tokens', gv.arr('string', v.tokens)]);
+  kv.push(['tokenizer.ggml.scores', gv.arr('f32', v.scores)]);
+  kv.push(['tokenizer.ggml.token_type', gv.arr('i32', v.tokenTypes)]);
+  if (v.merges) kv.push(['tokenizer.ggml.merges', gv.arr('string', v.merges)]);
+  if (v.bosId !== undefined) kv.push(['tokenizer.ggml.bos_token_id', gv.u32(v.bosId)]);
+  if (v.eosId !== undefined) kv.push(['tokenizer.ggml.eos_token_id', gv.u32(v.eosId)]);
+  if (v.unkId !== undefined) kv.push(['tokenizer.ggml.unknown_token_id', gv.u32(v.unkId)]);
+  if (v.padId !== undefined) kv.push(['tokenizer.ggml.padding_token_id', gv.u32(v.padId)]);
+  kv.push(['tokenizer.ggml.add_bos_token', gv.bool(v.addBos)]);
+  kv.push(['tokenizer.ggml.add_eos_token', gv.bool(v.addEos)]);
+  if (v.chatTemplate) kv.push(['tokenizer.chat_template', gv.str(v.chatTemplate)]);
+  return kv;
+}
+
+function archKv(c: LlamaConfig): [string, GgufValue][] {
+  return [
+    ['llama.context_length', gv.u32(c.maxPositionEmbeddings)],
+    ['llama.embedding_length', gv.u32(c.hiddenSize)],
+    ['llama.block_count', gv.u32(c.numHiddenLayers)],
+    ['llama.feed_forward_length', gv.u32(c.intermediateSize)],
+    ['llama.attention.head_count', gv.u32(c.numAttentionHeads)],
+    ['llama.attention.head_count_kv', gv.u32(c.numKeyValueHeads)],
+    ['llama.attention.key_length', gv.u32(c.headDim)],
+    ['llama.attention.value_length', gv.u32(c.headDim)],
+    ['llama.rope.freq_base', gv.f32(c.ropeTheta)],
+    ['llama.rope.dimension_count', gv.u32(c.headDim)],
+    ['llama.attention.layer_norm_rms_epsilon', gv.f32(c.rmsNormEps)],
+    ['llama.vocab_size', gv.u32(c.vocabSize)],
+  ];
+}
+
+export interface WriteLlamaGgufOptions {
+  config: LlamaConfig;
+  /** Hugging Face names and layouts. */
+  tensors: TensorInput;
+  vocab: GgufVocab;
+  /** Encoding of the matrices (1-D norm weights are always F32, as llama.cpp's converter does). */
+  type?: GgufTensorType;
+  name?: string;
+}
+
+/** Writes a llama.cpp-loadable LLaMA GGUF from HF-named tensors. */
+export function writeLlamaGguf(path: string, o: WriteLlamaGgufOptions): void {
+  const c = o.config;
+  if (o.vocab.tokens.length !== c.vocabSize) {
+    throw new FormatError(path, `tokenizer has ${o.vocab.tokens.length} tokens but config.vocab_size is ${c.vocabSize}`);
+  }
+  if (c.ropeScaling) throw new FormatError(path, 'rope_scaling is not exported to GGUF yet');
+  const have = new Map(tensorEntries(o.tensors));
+  const tensors: GgufTensorInput[] = [];
+  for (const [name, shape] of llamaTensorShapes(c)) {
+    const t = have.get(name);
+    if (!t) throw new FormatError(path, `tensor "${name}" is missing`);
+    if (t.shape.join(',') !== shape.join(',')) throw new FormatError(path, `tensor "${name}" has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
+    const gname = hfToGgufName(name)!;
+    const base = /^blk\.\d+\.([a-z_]+)\.weight$/.exec(gname)?.[1] ?? '';
+    const heads = rotaryHeads(c, base);
+    const data = heads ? permuteRotary(t.data, shape[0]!, shape[1]!, heads) : t.data;
+    tensors.push({ name: gname, shape, type: shape.length === 1 ? 'F32' : (o.type ?? 'F32'), data });
+  }
+  const fileType = (o.type ?? 'F32') === 'F32' ? 0 : o.type === 'F16' ? 1 : 32; // LLAMA_FTYPE_ALL_F32 / MOSTLY_F16 / MOSTLY_BF16
+  writeGguf(path, {
+    kv: [
+      ['general.architecture', gv.str('llama')],
+      ['general.type', gv.str('model')],
+      ['general.name', gv.str(o.name ?? 'fedbiot-llama')],
+      ['general.alignment', gv.u32(32)],
+      ['general.file_type', gv.u32(fileType)],
+      ...archKv(c),
+      ...vocabKv(o.vocab),
+    ],
+    tensors,
+  });
+}
+
+function num(r: GgufReader, key: string): number {
+  const v = r.get(key);
+  if (typeof v !== 'number' && typeof v !== 'bigint') throw new FormatError('<gguf>', `key "${key}" missing or not a number`);
+  return Number(v);
+}
+
+/** Reads a LLaMA GGUF back into a config and HF-named, HF-layout tensors. */
+export function readLlamaGguf(path: string): { config: LlamaConfig; tensors: Map<string, TensorRecord>; reader: GgufReader } {
+  const r = GgufReader.open(path);
+  try {
+    if (r.get('general.architecture') !== 'llama') throw new FormatError(path, `general.architecture is ${JSON.stringify(r.get('general.architecture'))}, expected "llama"`);
+    const tokens = r.get('tokenizer.ggml.tokens');
+    const heads = num(r, 'llama.attention.head_count');
+    const hidden = num(r, 'llama.embedding_length');
+    const config = parseLlamaConfig({
+      model_type: 'llama',
+      hidden_size: hidden,
+      intermediate_size: num(r, 'llama.feed_forward_length'),
+      num_hidden_layers: num(r, 'llama.block_count'),
+      num_attention_heads: heads,
+      num_key_value_heads: r.get('llama.attention.head_count_kv') !== undefined ? num(r, 'llama.attention.head_count_kv') : heads,
+      head_dim: r.get('llama.rope.dimension_count') !== undefined ? num(r, 'llama.rope.dimension_count') : hidden / heads,
+      rms_norm_eps: num(r, 'llama.attention.layer_norm_rms_epsilon'),
+      rope_theta: r.get('llama.rope.freq_base') !== undefined ? num(r, 'llama.rope.freq_base') : 10000,
+      vocab_size: r.get('llama.vocab_size') !== undefined ? num(r, 'llama.vocab_size') : Array.isArray(tokens) ? tokens.length : 0,
+      max_position_embeddings: num(r, 'llama.context_length'),
+      tie_word_embeddings: !r.tensors.has('output.weight'),
+    }, path);
+    const tensors = new Map<string, TensorRecord>();
+    for (const name of r.tensors.keys()) {
+      const hf = ggufToHfName(name);
+      if (!hf) continue;
+      const t = r.load(name);
+      const base = /^blk\.\d+\.([a-z_]+)\.weight$/.exec(name)?.[1] ?? '';
+      const h = rotaryHeads(config, base);
+      if (h) t.data = permuteRotary(t.data, t.shape[0]!, t.shape[1]!, h, true);
+      tensors.set(hf, t);
+    }
+    return { config, tensors, reader: r };
+  } catch (e) {
+    r.close();
+    throw e;
+  }
+}
+
+export interface WriteLoraGgufOptions {
+  baseConfig: LlamaConfig;
+  lora: LoraConfig;
+  tensors: LoraTensors;
+  type?: GgufTensorType;
+}
+
+/** Writes a llama.cpp LoRA adapter GGUF (blk.N.<name>.weight.lora_a / .lora_b). */
+export function writeLoraGguf(path: string, o: WriteLoraGgufOptions): void {
+  const c = o.baseConfig;
+  const tensors: GgufTensorInput[] = [];
+  for (const [mp, { A, B }] of o.tensors) {
+    const gname = hfToGgufName(`model.${mp}.weight`);
+    if (!gname) throw new FormatError(path, `LoRA module "${mp}" has no llama.cpp counterpart`);
+    const base = /^blk\.\d+\.([a-z_]+)\.weight$/.exec(gname)![1]!;
+    const heads = rotaryHeads(c, base);
+    const b = heads ? permuteRotary(B.data, B.shape[0]!, B.shape[1]!, heads) : B.data;
+    tensors.push({ name: `${gname}.lora_a`, shape: A.shape, type: o.type ?? 'F32', data: A.data });
+    tensors.push({ name: `${gname}.lora_b`, shape: B.shape, type: o.type ?? 'F32', data: b });
+  }
+  writeGguf(path, {
+    kv: [
+      ['general.architecture', gv.str('llama')],
+      ['general.type', gv.str('adapter')],
+      ['general.alignment', gv.u32(32)],
+      ['adapter.type', gv.str('lora')],
+      // llama.cpp scales by alpha / rank (rank read from lora_a), matching PEFT's alpha / r
+      ['adapter.lora.alpha', gv.f32(o.lora.loraAlpha)],
+    ],
+    tensors,
+  });
+}
+
+/** Reads a LoRA GGUF back into PEFT-layout pairs keyed by module path. */
+export function readLoraGguf(path: string, baseConfig: LlamaConfig): { alpha: number; tensors: LoraTensors } {
+  const r = GgufReader.open(path);
+  try {
+    if (r.get('general.type') !== 'adapter' || r.get('adapter.type') !== 'lora') throw new FormatError(path, 'not a LoRA adapter GGUF');
+    const alpha = Number(r.get('adapter.lora.alpha'));
+    const pairs = new Map<string, { A?: TensorRecord; B?: TensorRecord }>();
+    for (const name of r.tensors.keys()) {
+      const m = /^(blk\.\d+\.([a-z_]+)\.weight)\.lora_(a|b)$/.exec(name);
+      const hf = m ? ggufToHfName(m[1]!) : undefined;
+      if (!m || !hf) throw new FormatError(path, `unexpected tensor "${name}" in a LoRA adapter`);
+      const mp = hf.slice('model.'.length, -'.weight'.length);
+      const t = r.load(name);
+      const p = pairs.get(mp) ?? {};
+      if (m[3] === 'a') p.A = t;
+      else {
+        const h = rotaryHeads(baseConfig, m[2]!);
+        if (h) t.data = permuteRotary(t.data, t.shape[0]!, t.shape[1]!, h, true);
+        p.B = t;
+      }
+      pairs.set(mp, p);
+    }
+    const tensors: LoraTensors = new Map();
+    for (const [mp, p] of pairs) {
+      if (!p.A || !p.B) throw new FormatError(path, `module "${mp}" lacks lora_a or lora_b`);
+      tensors.set(mp, { A: p.A, B: p.B });
+    }
+    return { alpha, tensors };
+  } finally {
+    r.close();
+  }
+}
