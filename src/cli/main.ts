@@ -1,0 +1,32 @@
+// The `fedbiot` command line. Each sub-command lives in its own module; this file wires them up.
+import { Command, CommanderError } from 'commander';
+import { registerSimulate } from './simulate.js';
+import { registerTrainSmoke } from './train-smoke.js';
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command();
+  program
+    .name('fedbiot')
+    .description('Federated fine-tuning of LLaMA-family models without sharing the full model (FedBiOT)')
+    .option('--threads <n>', 'compute threads (default: FEDBIOT_THREADS or the number of cores)')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  program.hook('preAction', async (cmd) => {
+    const t = cmd.opts().threads as string | undefined;
+    if (t) {
+      const { setThreads } = await import('../tensor/engine.js');
+      const n = Number(t);
+      if (!Number.isInteger(n) || n < 1) throw new Error(`--threads must be a positive integer, got ${t}`);
+      setThreads(n);
+    }
+  });
+  registerSimulate(program);
+  registerTrainSmoke(program);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode;
+    throw e;
+  }
+}

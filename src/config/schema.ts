@@ -1,0 +1,117 @@
+// The run configuration (YAML), validated by a schema: unknown keys and bad values are errors that
+// name the key. Defaults follow the paper's settings scaled to a 2-core machine.
+import { z } from 'zod';
+import { ALGORITHMS } from '../fedbiot/algorithms.js';
+import { LINEAR_NAMES } from '../nn/llama.js';
+
+const posInt = z.number().int().positive();
+const nonNegInt = z.number().int().nonnegative();
+
+const optimizer = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('sgd'), lr: z.number().positive(), momentum: z.number().min(0).max(1).default(0), weightDecay: z.number().min(0).default(0) }),
+  z.strictObject({ kind: z.literal('adamw'), lr: z.number().positive(), beta1: z.number().min(0).max(1).default(0.9), beta2: z.number().min(0).max(1).default(0.999), eps: z.number().positive().default(1e-8), weightDecay: z.number().min(0).default(0) }),
+]);
+
+const lora = z.strictObject({
+  r: posInt.default(8),
+  alpha: z.number().positive().default(16),
+  dropout: z.number().min(0).max(0.9).default(0),
+  targets: z.array(z.enum(LINEAR_NAMES)).min(1).default(['q_proj', 'v_proj']),
+});
+
+const randomModel = z.strictObject({
+  vocabSize: posInt.optional(),
+  hiddenSize: posInt.default(64),
+  intermediateSize: posInt.default(172),
+  numLayers: posInt.default(6),
+  numHeads: posInt.default(4),
+  numKvHeads: posInt.optional(),
+  maxPositionEmbeddings: posInt.default(512),
+  seed: nonNegInt.default(0),
+});
+
+export const configSchema = z.strictObject({
+  seed: nonNegInt.default(0),
+  threads: posInt.optional(),
+  rounds: posInt.default(5),
+  model: z
+    .strictObject({
+      /** A Hugging Face folder (config.json, *.safetensors, tokenizer.json). */
+      path: z.string().min(1).optional(),
+      /** A small random model with a byte tokenizer (tests, smoke runs). */
+      random: randomModel.optional(),
+    })
+    .refine((m) => (m.path ? 1 : 0) + (m.random ? 1 : 0) === 1, { message: 'give exactly one of model.path or model.random' }),
+  data: z.strictObject({
+    /** A generated task (math, code, qa) or null with train/test files. */
+    task: z.enum(['math', 'code', 'qa']).optional(),
+    train: z.string().optional(),
+    test: z.string().optional(),
+    format: z.enum(['auto', 'alpaca', 'gsm8k', 'chat']).default('auto'),
+    skipInvalid: z.boolean().default(false),
+    trainSize: posInt.default(400),
+    testSize: posInt.default(50),
+    taskSeed: nonNegInt.default(0),
+    maxLength: posInt.default(160),
+    template: z.string().optional(),
+    /** Public data for alignment: the other generated tasks, plain text from packaged corpora, or a file. */
+    public: z
+      .strictObject({
+        source: z.enum(['tasks', 'corpus', 'file']).default('tasks'),
+        path: z.string().optional(),
+        size: posInt.default(300),
+      })
+      .default({ source: 'tasks', size: 300 }),
+  }),
+  clients: z
+    .strictObject({
+      count: posInt.default(4),
+      split: z.enum(['iid', 'dirichlet', 'meta']).default('meta'),
+      alpha: z.number().positive().default(0.5),
+      /** Clients sampled per round: a count (>= 1) or a fraction (< 1); default all. */
+      perRound: z.number().positive().optional(),
+    })
+    .default({ count: 4, split: 'meta', alpha: 0.5 }),
+  algorithm: z.strictObject({
+    name: z.enum(ALGORITHMS).default('fedbiot'),
+    adapterLayers: posInt.default(2),
+    offsiteLayers: z.strictObject({ first: nonNegInt.default(2), last: posInt.default(2) }).default({ first: 2, last: 2 }),
+    dropRate: z.number().min(0).lt(1).default(0.2),
+    adapterLora: lora.default({ r: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'v_proj'] }),
+    emulatorLora: lora.default({ r: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'v_proj'] }),
+    preAlignSteps: nonNegInt.default(100),
+    alignStepsPerRound: nonNegInt.default(10),
+    align: z
+      .strictObject({
+        hiddenLoss: z.enum(['nmse', 'layerwise-nmse', 'cosine']).default('nmse'),
+        lambda: z.number().min(0).default(0.9),
+        mu: z.number().min(0).default(0),
+        batchSize: posInt.default(4),
+        optimizer: optimizer.default({ kind: 'adamw', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }),
+        maxGradNorm: z.number().min(0).default(1),
+      })
+      .default({ hiddenLoss: 'nmse', lambda: 0.9, mu: 0, batchSize: 4, optimizer: { kind: 'adamw', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, maxGradNorm: 1 }),
+    local: z
+      .strictObject({
+        steps: posInt.default(30),
+        batchSize: posInt.default(4),
+        gradAccum: posInt.default(1),
+        proximal: z.number().min(0).default(0),
+        optimizer: optimizer.default({ kind: 'adamw', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }),
+        maxGradNorm: z.number().min(0).default(1),
+      })
+      .default({ steps: 30, batchSize: 4, gradAccum: 1, proximal: 0, optimizer: { kind: 'adamw', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, maxGradNorm: 1 }),
+  }),
+  eval: z
+    .strictObject({
+      /** Evaluate after every `every` rounds (and always after the last). 0 = only at the end. */
+      every: nonNegInt.default(0),
+      maxExamples: posInt.default(50),
+      maxNewTokens: posInt.default(48),
+      /** Greedy generation + task metric (slower); NLL is always computed. */
+      generate: z.boolean().default(true),
+    })
+    .default({ every: 0, maxExamples: 50, maxNewTokens: 48, generate: true }),
+});
+
+export type RunConfig = z.infer<typeof configSchema>;

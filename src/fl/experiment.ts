@@ -1,0 +1,161 @@
+// Everything a run needs before the first round, built from a validated config: the base model and
+// its tokenizer, the train / test / public examples, the clients' shares, the task's scorer.
+import type { RunConfig } from '../config/schema.js';
+import type { Example, TokenizerLike } from '../data/types.js';
+import { LlamaModel } from '../nn/llama.js';
+import { makeConfig } from '../nn/config.js';
+import { ByteTokenizer } from '../data/byte-tokenizer.js';
+import { loadExamplesFromFile } from '../data/loaders.js';
+import { splitClients, renderSplitTable, type SplitSpec } from '../data/split.js';
+import type { TaskName, TaskSplits, TaskOptions } from '../tasks/common.js';
+import { mathAccuracy } from '../eval/math.js';
+import { textScores } from '../eval/text.js';
+import { evaluateCode } from '../eval/code.js';
+import type { TaskScorer } from '../fedbiot/evaluate.js';
+import { loadHfModel } from '../models/hf-model.js';
+import { deriveSeed, mulberry32, shuffle } from '../util/rng.js';
+
+export interface Experiment {
+  cfg: RunConfig;
+  base: LlamaModel;
+  tokenizer: TokenizerLike & { vocabSize?: number };
+  modelSource: string;
+  task: TaskName | null;
+  train: Example[];
+  test: Example[];
+  public: Example[];
+  /** clients[c] = indices into train. */
+  clients: number[][];
+  splitTable: string;
+  warnings: string[];
+}
+
+export async function generateTask(name: TaskName, opts: TaskOptions): Promise<TaskSplits> {
+  switch (name) {
+    case 'math':
+      return (await import('../tasks/math.js')).generateMathTask(opts);
+    case 'code':
+      return (await import('../tasks/code.js')).generateCodeTask(opts);
+    case 'qa': {
+      const qaModule = '../tasks/qa.js';
+      const mod = (await import(qaModule)) as { generateQaTask: (o: TaskOptions) => TaskSplits };
+      return mod.generateQaTask(opts);
+    }
+  }
+}
+
+async function loadTokenizer(dir: string): Promise<TokenizerLike & { vocabSize?: number }> {
+  const tokenizerModule = '../io/tokenizer.js';
+  const mod = (await import(tokenizerModule)) as { loadTokenizer: (dir: string) => TokenizerLike & { vocabSize?: number } };
+  return mod.loadTokenizer(dir);
+}
+
+export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
+  const warnings: string[] = [];
+  let base: LlamaModel;
+  let tokenizer: TokenizerLike & { vocabSize?: number };
+  let modelSource: string;
+  if (cfg.model.path) {
+    base = loadHfModel(cfg.model.path);
+    tokenizer = await loadTokenizer(cfg.model.path);
+    modelSource = cfg.model.path;
+  } else {
+    const r = cfg.model.random!;
+    tokenizer = new ByteTokenizer();
+    const mc = makeConfig({
+      vocabSize: r.vocabSize ?? 259, hiddenSize: r.hiddenSize, intermediateSize: r.intermediateSize, numLayers: r.numLayers,
+      numHeads: r.numHeads, numKvHeads: r.numKvHeads ?? r.numHeads, maxPositionEmbeddings: r.maxPositionEmbeddings,
+      bosTokenId: tokenizer.bosId, eosTokenId: tokenizer.eosId, padTokenId: tokenizer.padId,
+    });
+    if (mc.vocabSize < 259) throw new Error(`model.random.vocabSize must be at least 259 for the byte tokenizer, got ${mc.vocabSize}`);
+    base = LlamaModel.random(mc, r.seed);
+    modelSource = `random(seed=${r.seed})`;
+  }
+
+  const d = cfg.data;
+  let train: Example[];
+  let test: Example[];
+  let task: TaskName | null = d.task ?? null;
+  if (d.train) {
+    const opts = { format: d.format, skipInvalid: d.skipInvalid };
+    const tr = loadExamplesFromFile(d.train, opts);
+    train = tr.examples;
+    if (tr.report.skipped > 0) warnings.push(`${d.train}: skipped ${tr.report.skipped} invalid records`);
+    if (d.test) test = loadExamplesFromFile(d.test, opts).examples;
+    else {
+      // Hold out a seeded 10% when no test file is given.
+      const idx = shuffle(mulberry32(deriveSeed(cfg.seed, 'holdout')), train.map((_, i) => i));
+      const n = Math.max(1, Math.round(train.length * 0.1));
+      const held = new Set(idx.slice(0, n));
+      test = train.filter((_, i) => held.has(i));
+      train = train.filter((_, i) => !held.has(i));
+    }
+    if (!task && train.some((e) => e.format === 'gsm8k')) task = 'math';
+  } else if (task) {
+    const t = await generateTask(task, { seed: d.taskSeed, trainSize: d.trainSize, testSize: d.testSize });
+    train = t.train;
+    test = t.test;
+    warnings.push(...t.warnings);
+  } else {
+    throw new Error('config data: give data.task (math, code, qa) or data.train (a JSONL/JSON file)');
+  }
+  if (train.length === 0) throw new Error('config data: the training set is empty');
+
+  let pub: Example[];
+  if (d.public.source === 'file') {
+    if (!d.public.path) throw new Error('config data.public.path: required when data.public.source is "file"');
+    pub = loadExamplesFromFile(d.public.path, { format: 'auto', skipInvalid: true }).examples.slice(0, d.public.size);
+  } else if (d.public.source === 'corpus') {
+    const { buildCorpus } = await import('../data/corpus.js');
+    const docs = buildCorpus({});
+    const rand = mulberry32(deriveSeed(cfg.seed, 'public'));
+    pub = [];
+    for (let i = 0; i < d.public.size && docs.length > 0; i++) {
+      const doc = docs[Math.floor(rand() * docs.length)]!;
+      const start = Math.floor(rand() * Math.max(1, doc.text.length - 400));
+      const text = doc.text.slice(start, start + 400);
+      pub.push({ id: `public-${i}`, format: 'alpaca', instruction: 'Continue the text.', input: '', response: text, category: 'corpus' });
+    }
+  } else {
+    // Instruction data outside the clients' domain: the other generated tasks.
+    const others = (['math', 'code', 'qa'] as TaskName[]).filter((t) => t !== task);
+    pub = [];
+    const per = Math.ceil(d.public.size / others.length);
+    for (const o of others) {
+      try {
+        pub.push(...(await generateTask(o, { seed: deriveSeed(d.taskSeed, 'public'), trainSize: per, testSize: 1 })).train);
+      } catch (e) {
+        warnings.push(`public data: task ${o} unavailable (${(e as Error).message})`);
+      }
+    }
+    if (pub.length === 0) pub = train.slice(0, d.public.size);
+  }
+
+  const c = cfg.clients;
+  const single = cfg.algorithm.name === 'offsite';
+  const spec: SplitSpec = c.split === 'iid' ? { kind: 'iid' } : c.split === 'dirichlet' ? { kind: 'dirichlet', alpha: c.alpha } : { kind: 'meta' };
+  const categories = train.map((e) => e.category);
+  const split = splitClients(categories, c.count, spec, deriveSeed(cfg.seed, 'split'));
+  warnings.push(...split.warnings);
+  const clients = single ? [split.clients.flat().sort((a, b) => a - b)] : split.clients;
+  return { cfg, base, tokenizer, modelSource, task, train, test, public: pub, clients, splitTable: renderSplitTable(clients, categories), warnings };
+}
+
+/** The task metric for generated outputs against the test examples. */
+export function taskScorer(task: TaskName | null, test: readonly Example[]): TaskScorer | null {
+  if (task === 'math') return async (outs) => ({ accuracy: mathAccuracy(outs, test.map((e) => e.response)).accuracy });
+  if (task === 'qa') {
+    return async (outs) => {
+      const s = textScores(outs, test.map((e) => e.response));
+      return { exact_match: s.exactMatch, rouge_l: s.rougeL };
+    };
+  }
+  if (task === 'code') {
+    return async (outs) => {
+      const tasks = test.map((e, i) => ({ id: e.id, output: outs[i]!, tests: ((e.meta?.tests as string[]) ?? []) }));
+      const r = await evaluateCode(tasks, { concurrency: 2 });
+      return { pass_at_1: r.passAt1 };
+    };
+  }
+  return null;
+}

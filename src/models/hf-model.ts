@@ -1,0 +1,111 @@
+// Bridges the file formats (src/io) and the engine's model (src/nn): a Hugging Face folder becomes a
+// LlamaModel and back; a LoRA state becomes a PEFT adapter folder and back. Our tensor names are
+// Hugging Face's, so the mapping is one to one.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { HfModelReader, writeHfModel } from '../io/hf-folder.js';
+import { makeLlamaConfig, type LlamaConfig } from '../io/hf-config.js';
+import { writePeftAdapter, readPeftAdapter, type LoraTensors } from '../io/peft.js';
+import type { DType, TensorRecord } from '../io/types.js';
+import { Tensor } from '../tensor/tensor.js';
+import { fromValues } from '../tensor/engine.js';
+import { DecoderLayer, LlamaModel, LINEAR_NAMES, type LinearName } from '../nn/llama.js';
+import { makeConfig, type ModelConfig } from '../nn/config.js';
+import type { LoraState } from '../fedbiot/lora-state.js';
+
+export function toModelConfig(c: LlamaConfig, file = 'config.json'): ModelConfig {
+  if (c.hiddenAct !== 'silu') throw new Error(`${file}: hidden_act '${c.hiddenAct}' is not supported (LLaMA uses silu)`);
+  if (c.attentionBias || c.mlpBias) throw new Error(`${file}: attention_bias / mlp_bias are not supported`);
+  if (c.ropeScaling) throw new Error(`${file}: rope_scaling is not supported yet`);
+  const eos = Array.isArray(c.eosTokenId) ? c.eosTokenId[0] ?? null : c.eosTokenId ?? null;
+  return makeConfig({
+    vocabSize: c.vocabSize, hiddenSize: c.hiddenSize, intermediateSize: c.intermediateSize, numLayers: c.numHiddenLayers,
+    numHeads: c.numAttentionHeads, numKvHeads: c.numKeyValueHeads, headDim: c.headDim, rmsNormEps: c.rmsNormEps,
+    ropeTheta: c.ropeTheta, maxPositionEmbeddings: c.maxPositionEmbeddings, tieWordEmbeddings: c.tieWordEmbeddings,
+    bosTokenId: c.bosTokenId ?? null, eosTokenId: eos, padTokenId: c.padTokenId ?? null,
+  });
+}
+
+export function toLlamaConfig(c: ModelConfig): LlamaConfig {
+  return makeLlamaConfig({
+    hiddenSize: c.hiddenSize, intermediateSize: c.intermediateSize, numHiddenLayers: c.numLayers, numAttentionHeads: c.numHeads,
+    numKeyValueHeads: c.numKvHeads, headDim: c.headDim, rmsNormEps: c.rmsNormEps, ropeTheta: c.ropeTheta, vocabSize: c.vocabSize,
+    tieWordEmbeddings: c.tieWordEmbeddings, maxPositionEmbeddings: c.maxPositionEmbeddings,
+    ...(c.bosTokenId !== null ? { bosTokenId: c.bosTokenId } : {}),
+    ...(c.eosTokenId !== null ? { eosTokenId: c.eosTokenId } : {}),
+    ...(c.padTokenId != null ? { padTokenId: c.padTokenId } : {}),
+  });
+}
+
+/** Loads a LLaMA-family Hugging Face folder (weights decoded to f32, one tensor at a time). */
+export function loadHfModel(dir: string): LlamaModel {
+  const reader = HfModelReader.open(dir);
+  try {
+    const cfg = toModelConfig(reader.config, path.join(dir, 'config.json'));
+    const get = (name: string): Tensor => {
+      const rec = reader.load(name);
+      return Tensor.param(fromValues(rec.data), rec.shape, name, false);
+    };
+    const embed = get('model.embed_tokens.weight');
+    const layers: DecoderLayer[] = [];
+    for (let i = 0; i < cfg.numLayers; i++) {
+      const p = `model.layers.${i}`;
+      const lin = Object.fromEntries(LINEAR_NAMES.map((n) => [n, get(`${p}.${['q_proj', 'k_proj', 'v_proj', 'o_proj'].includes(n) ? 'self_attn' : 'mlp'}.${n}.weight`)])) as Record<LinearName, Tensor>;
+      layers.push(new DecoderLayer(p, i, get(`${p}.input_layernorm.weight`), get(`${p}.post_attention_layernorm.weight`), lin));
+    }
+    const norm = get('model.norm.weight');
+    const head = cfg.tieWordEmbeddings || !reader.has('lm_head.weight') ? embed : get('lm_head.weight');
+    return new LlamaModel({ ...cfg, tieWordEmbeddings: head === embed }, embed, layers, norm, head);
+  } finally {
+    reader.close();
+  }
+}
+
+/** Writes the model's base weights (LoRA not included: merge first to bake it in). */
+export function saveHfModel(model: LlamaModel, dir: string, opts: { dtype?: DType; maxShardBytes?: number } = {}): void {
+  fs.mkdirSync(dir, { recursive: true });
+  const tensors = new Map<string, TensorRecord>();
+  for (const [name, t] of model.baseTensors()) tensors.set(name, { dtype: opts.dtype ?? 'F32', shape: [...t.shape], data: Float32Array.from(t.data) });
+  writeHfModel(dir, { config: toLlamaConfig(model.config), tensors, dtype: opts.dtype ?? 'F32', maxShardBytes: opts.maxShardBytes });
+}
+
+/** "model.layers.3.self_attn.q_proj.lora_A.weight" -> ["layers.3.self_attn.q_proj", "A"]. */
+function splitLoraName(name: string): [string, 'A' | 'B'] {
+  const m = /^model\.(layers\.\d+\.(?:self_attn|mlp)\.[a-z_]+)\.lora_(A|B)\.weight$/.exec(name);
+  if (!m) throw new Error(`LoRA tensor name '${name}' is not of the form model.layers.N.<module>.lora_A|B.weight`);
+  return [m[1]!, m[2] as 'A' | 'B'];
+}
+
+/** Writes an adapter state (names under model.layers.N, i.e. full-model layer indices) as PEFT. */
+export function saveAdapterAsPeft(state: LoraState, dir: string, spec: { r: number; alpha: number; dropout: number; baseModel: string | null }): void {
+  const pairs: LoraTensors = new Map();
+  const layers = new Set<number>();
+  const modules = new Set<string>();
+  for (const [name, v] of state) {
+    const [mp, which] = splitLoraName(name);
+    const pair = pairs.get(mp) ?? ({} as { A: TensorRecord; B: TensorRecord });
+    pair[which] = { dtype: 'F32', shape: [...v.shape], data: v.data };
+    pairs.set(mp, pair);
+    layers.add(Number(/layers\.(\d+)/.exec(mp)![1]));
+    modules.add(mp.split('.').pop()!);
+  }
+  writePeftAdapter(dir, {
+    config: { r: spec.r, loraAlpha: spec.alpha, loraDropout: spec.dropout, targetModules: [...modules].sort(), baseModelNameOrPath: spec.baseModel, layersToTransform: [...layers].sort((a, b) => a - b) },
+    tensors: pairs,
+  });
+}
+
+/** Reads a PEFT adapter folder into a LoRA state plus its spec. */
+export function loadPeftAsState(dir: string, base?: ModelConfig): { state: LoraState; r: number; alpha: number; dropout: number; targets: LinearName[]; layers: number[] } {
+  const { config, tensors } = readPeftAdapter(dir, base ? { baseConfig: toLlamaConfig(base) } : {});
+  const state: LoraState = new Map();
+  const layers = new Set<number>();
+  for (const [mp, pair] of tensors) {
+    state.set(`model.${mp}.lora_A.weight`, { shape: [...pair.A.shape], data: Float32Array.from(pair.A.data) });
+    state.set(`model.${mp}.lora_B.weight`, { shape: [...pair.B.shape], data: Float32Array.from(pair.B.data) });
+    layers.add(Number(/layers\.(\d+)/.exec(mp)![1]));
+  }
+  const targets = config.targetModules.filter((t): t is LinearName => (LINEAR_NAMES as readonly string[]).includes(t));
+  if (targets.length !== config.targetModules.length) throw new Error(`${dir}: target_modules ${JSON.stringify(config.targetModules)} include modules a LLaMA model does not have`);
+  return { state, r: config.r, alpha: config.loraAlpha, dropout: config.loraDropout, targets, layers: [...layers].sort((a, b) => a - b) };
+}
