@@ -17,7 +17,7 @@ function numbersIn(text: string): number[] {
   for (const m of text.matchAll(NUMBER)) {
     // Commas used as list separators ("1,2,3" is rare, "3, 4" is common): a comma must be followed
     // by exactly three digits to be a thousands separator.
-    const token = m[0].replace(/,(?!\d{3}(?!\d))/g, ' ').split(' ')[0]!;
+    const token = m[0].replace(/\s+/g, '').replace(/,(?!\d{3}(?!\d))/g, ' ').split(' ')[0]!;
     const n = parseNumber(token);
     if (n !== null) out.push(n);
   }
