@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DataError, loadExamplesFromFile, parseExamplesText } from '../../src/data/loaders.js';
+import { extractAnswer } from '../../src/eval/math.js';
 
 const fx = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 
@@ -92,5 +93,9 @@ test('real GSM8K train file, when present', { skip: !existsSync(SHARED) && 'shar
   const { examples, report } = loadExamplesFromFile(SHARED);
   assert.equal(report.skipped, 0);
   assert.ok(examples.length > 7000);
-  for (const e of examples) assert.ok(Number.isFinite(Number(e.meta!.finalAnswer)), e.id);
+  for (const e of examples) {
+    assert.ok(Number.isFinite(Number(e.meta!.finalAnswer)), e.id);
+    // answer extraction agrees with the loader on every real solution
+    assert.equal(extractAnswer(e.response), Number(e.meta!.finalAnswer), e.id);
+  }
 });
