@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerSimulate } from './simulate.js';
 import { registerTrainSmoke } from './train-smoke.js';
+import { registerDemo } from './demo.js';
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command();
@@ -22,6 +23,7 @@ export async function main(argv: string[]): Promise<number> {
   });
   registerSimulate(program);
   registerTrainSmoke(program);
+  registerDemo(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;

@@ -8,6 +8,8 @@ import { ByteTokenizer } from '../data/byte-tokenizer.js';
 import { loadExamplesFromFile } from '../data/loaders.js';
 import { splitClients, renderSplitTable, type SplitSpec } from '../data/split.js';
 import type { TaskName, TaskSplits, TaskOptions } from '../tasks/common.js';
+import { generateTask as generateTaskByName } from '../tasks/index.js';
+import { loadTokenizer as loadHfTokenizer } from '../io/tokenizer.js';
 import { mathAccuracy } from '../eval/math.js';
 import { textScores } from '../eval/text.js';
 import { evaluateCode } from '../eval/code.js';
@@ -31,23 +33,20 @@ export interface Experiment {
 }
 
 export async function generateTask(name: TaskName, opts: TaskOptions): Promise<TaskSplits> {
-  switch (name) {
-    case 'math':
-      return (await import('../tasks/math.js')).generateMathTask(opts);
-    case 'code':
-      return (await import('../tasks/code.js')).generateCodeTask(opts);
-    case 'qa': {
-      const qaModule = '../tasks/qa.js';
-      const mod = (await import(qaModule)) as { generateQaTask: (o: TaskOptions) => TaskSplits };
-      return mod.generateQaTask(opts);
-    }
-  }
+  return generateTaskByName(name, opts);
 }
 
-async function loadTokenizer(dir: string): Promise<TokenizerLike & { vocabSize?: number }> {
-  const tokenizerModule = '../io/tokenizer.js';
-  const mod = (await import(tokenizerModule)) as { loadTokenizer: (dir: string) => TokenizerLike & { vocabSize?: number } };
-  return mod.loadTokenizer(dir);
+/** A folder's tokenizer.json seen through the data pipeline's interface (null for absent ids). */
+export function loadTokenizer(dir: string): TokenizerLike & { vocabSize: number } {
+  const t = loadHfTokenizer(dir);
+  return {
+    encode: (text, o) => t.encode(text, o),
+    decode: (ids, o) => t.decode(ids, o),
+    bosId: t.bosId ?? null,
+    eosId: t.eosId ?? null,
+    padId: t.padId ?? null,
+    vocabSize: t.vocabSize,
+  };
 }
 
 export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
@@ -57,7 +56,7 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
   let modelSource: string;
   if (cfg.model.path) {
     base = loadHfModel(cfg.model.path);
-    tokenizer = await loadTokenizer(cfg.model.path);
+    tokenizer = loadTokenizer(cfg.model.path);
     modelSource = cfg.model.path;
   } else {
     const r = cfg.model.random!;

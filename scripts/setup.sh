@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the project needs on Debian/Ubuntu: a C++ toolchain and OpenBLAS (apt, when
+# missing), the npm dependencies, the native kernels and the compiled CLI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+[ -f /usr/include/x86_64-linux-gnu/cblas.h ] || [ -f /usr/include/cblas.h ] || [ -f /usr/include/aarch64-linux-gnu/cblas.h ] || need+=(libopenblas-dev)
+command -v g++ >/dev/null || need+=(g++)
+command -v make >/dev/null || need+=(make)
+command -v python3 >/dev/null || need+=(python3)
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "setup: installing ${need[*]} with apt-get"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+# npm ci builds the addon and the TypeScript; make sure both exist (e.g. after a git pull).
+[ -f build/Release/fedbiot_native.node ] || npx node-gyp rebuild
+[ -f dist/cli/main.js ] && [ dist/cli/main.js -nt src/cli/main.ts ] || npm run build

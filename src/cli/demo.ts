@@ -1,0 +1,81 @@
+// `fedbiot demo [--task math|code|qa] [--out DIR] [--model DIR] [--quick]`: FedBiOT and its
+// baselines on one task, then a comparison table (base, emulator, AdapEmu / AdapFu per method,
+// client compute and traffic).
+import type { Command } from 'commander';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { loadConfig } from '../config/load.js';
+import { buildExperiment } from '../fl/experiment.js';
+import { runSimulation, fmtBytes, type Summary } from '../fl/simulation.js';
+import { ALGORITHMS } from '../fedbiot/algorithms.js';
+import { terminalProgress } from './progress.js';
+
+/** The demo's settings: small enough for a 2-core machine in minutes. */
+function demoOverrides(task: string, model: string | null, quick: boolean): string[] {
+  const o = [
+    `data.task=${task}`,
+    model ? `model.path=${model}` : 'model.random={hiddenSize: 64, intermediateSize: 172, numLayers: 8, numHeads: 4, numKvHeads: 2, maxPositionEmbeddings: 512}',
+    'data.maxLength=320',
+    'clients={count: 4, split: meta}',
+  ];
+  if (quick) {
+    o.push('rounds=2', 'data.trainSize=48', 'data.testSize=6', 'data.public={source: tasks, size: 24}', 'algorithm.preAlignSteps=8', 'algorithm.alignStepsPerRound=2',
+      'algorithm.local={steps: 3, batchSize: 2, proximal: 0.01}', 'algorithm.align={batchSize: 2}', 'eval={maxExamples: 6, maxNewTokens: 12}');
+  } else {
+    o.push('rounds=5', 'data.trainSize=400', 'data.testSize=40', 'data.public={source: tasks, size: 200}', 'algorithm.preAlignSteps=60', 'algorithm.alignStepsPerRound=5',
+      'algorithm.local={steps: 10, batchSize: 4, proximal: 0.01}', 'algorithm.align={batchSize: 4}', 'eval={maxExamples: 40, maxNewTokens: 48}');
+  }
+  return o;
+}
+
+export function comparisonTable(rows: Summary[]): string {
+  const metricKeys = [...new Set(rows.flatMap((r) => Object.keys(r.adapfu)))];
+  const header = ['method', 'view', ...metricKeys, 'client s/step', 'client MB', 'bytes/round'];
+  const lines: string[][] = [];
+  const fmt = (v: number | undefined) => (v === undefined ? '-' : Math.abs(v) >= 100 ? v.toFixed(1) : v.toFixed(4));
+  const first = rows[0];
+  if (first) {
+    lines.push(['base model', 'full', ...metricKeys.map((k) => fmt(first.base[k])), '-', '-', '-']);
+    const withEmu = rows.find((r) => r.emulator);
+    if (withEmu?.emulator) lines.push([`emulator (${withEmu.algorithm})`, 'compressed', ...metricKeys.map((k) => fmt(withEmu.emulator![k])), '-', '-', '-']);
+  }
+  for (const r of rows) {
+    const perRound = fmtBytes(Math.round(r.bytes_total / Math.max(1, r.rounds)));
+    const cost = [r.client.mean_step_seconds.toFixed(3), r.client.peak_memory_mb.toFixed(0), perRound];
+    lines.push([r.algorithm, 'AdapEmu', ...metricKeys.map((k) => fmt(r.adapemu[k])), ...cost]);
+    lines.push([r.algorithm, 'AdapFu', ...metricKeys.map((k) => fmt(r.adapfu[k])), ...cost]);
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const row = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  return [row(header), widths.map((w) => '-'.repeat(w)).join('  '), ...lines.map(row)].join('\n');
+}
+
+export function registerDemo(program: Command): void {
+  program
+    .command('demo')
+    .description('FedBiOT and its baselines on one task, with a comparison table')
+    .option('--task <task>', 'math, code or qa', 'math')
+    .option('--out <dir>', 'output folder', 'runs/demo')
+    .option('--model <dir>', 'a Hugging Face model folder (default: a small random model)')
+    .option('--algorithms <list>', 'comma-separated subset of ' + ALGORITHMS.join(','), ALGORITHMS.join(','))
+    .option('--quick', 'a smaller, faster run')
+    .action(async (o: { task: string; out: string; model?: string; algorithms: string; quick?: boolean }) => {
+      if (!['math', 'code', 'qa'].includes(o.task)) throw new Error(`--task must be math, code or qa, got '${o.task}'`);
+      const algos = o.algorithms.split(',').map((s) => s.trim());
+      for (const a of algos) if (!(ALGORITHMS as readonly string[]).includes(a)) throw new Error(`--algorithms: unknown algorithm '${a}' (known: ${ALGORITHMS.join(', ')})`);
+      const progress = terminalProgress();
+      const rows: Summary[] = [];
+      for (const name of algos) {
+        const cfg = loadConfig(null, [...demoOverrides(o.task, o.model ?? null, o.quick ?? false), `algorithm.name=${name}`]);
+        progress.log(`=== ${name} ===`);
+        const exp = await buildExperiment(cfg);
+        const s = await runSimulation(exp, { outDir: path.join(o.out, name), progress });
+        if (s) rows.push(s);
+      }
+      const table = comparisonTable(rows);
+      fs.mkdirSync(o.out, { recursive: true });
+      fs.writeFileSync(path.join(o.out, 'table.txt'), table + '\n');
+      fs.writeFileSync(path.join(o.out, 'summaries.json'), JSON.stringify(rows, null, 2) + '\n');
+      process.stdout.write(`\n${table}\n\nresults in ${o.out}\n`);
+    });
+}
