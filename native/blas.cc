@@ -1,0 +1,127 @@
+// GEMM through OpenBLAS, and attention built from per-(batch, head) sgemm calls on strided slices.
+// Small independent gemms run in parallel on the pool with OpenBLAS single-threaded; large ones
+// run one after another with OpenBLAS using all threads. Either way only get_threads() run.
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels.h"
+#include "pool.h"
+#include "vec.h"
+
+namespace fb {
+
+static inline void sgemm(bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                         const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {  // C = beta * C; BLAS implementations disagree on this corner
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N,
+              (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
+}
+
+// A gemm this small (in multiply-adds) is better run whole on one thread next to others.
+static constexpr double kSmallGemm = 64.0 * 64.0 * 256.0 * 4.0;
+
+void gemm(const GemmArgs& g) {
+  auto one = [&](int64_t b) {
+    sgemm(g.transA, g.transB, g.M, g.N, g.K, g.alpha, g.A + b * g.strideA, g.lda, g.B + b * g.strideB, g.ldb, g.beta,
+          g.C + b * g.strideC, g.ldc);
+  };
+  const int nt = get_threads();
+  const double work = static_cast<double>(g.M) * g.N * g.K;
+  if (nt > 1 && g.batch >= nt && work <= kSmallGemm) {
+    BlasSingle single;
+    parallel_for(g.batch, 1, [&](int64_t s, int64_t e) {
+      for (int64_t b = s; b < e; b++) one(b);
+    });
+  } else {
+    for (int64_t b = 0; b < g.batch; b++) one(b);
+  }
+}
+
+// Runs f(i) for i in [0, n): in parallel with single-threaded BLAS when there are enough
+// independent tasks, else serially with multi-threaded BLAS.
+template <class F>
+static void for_tasks(int64_t n, F&& f) {
+  if (get_threads() > 1 && n >= get_threads()) {
+    BlasSingle single;
+    parallel_for(n, 1, [&](int64_t s, int64_t e) {
+      for (int64_t i = s; i < e; i++) f(i);
+    });
+  } else {
+    for (int64_t i = 0; i < n; i++) f(i);
+  }
+}
+
+void attention_forward(const AttnArgs& a) {
+  const int64_t B = a.B, T = a.T, S = a.S, H = a.H, Hkv = a.Hkv, Dh = a.Dh, group = H / Hkv;
+  const int64_t ldq = H * Dh, ldk = Hkv * Dh;
+  for_tasks(B * H, [&](int64_t bh) {
+    const int64_t b = bh / H, h = bh % H, kh = h / group;
+    const float* Q = a.q + b * T * ldq + h * Dh;
+    const float* K = a.k + b * S * ldk + kh * Dh;
+    const float* Vv = a.v + b * S * ldk + kh * Dh;
+    float* P = a.probs + bh * T * S;
+    float* O = a.out + b * T * ldq + h * Dh;
+    // Scores into the probs buffer, then masked softmax in place.
+    sgemm(false, true, T, S, Dh, a.scale, Q, ldq, K, ldk, 0.0f, P, S);
+    const float* mask = a.keyMask ? a.keyMask + b * S : nullptr;
+    for (int64_t t = 0; t < T; t++) {
+      float* row = P + t * S;
+      int64_t n = a.causal ? std::min(S, a.qOffset + t + 1) : S;  // visible keys [0, n)
+      if (n < 0) n = 0;
+      if (mask) {
+#pragma GCC ivdep
+        for (int64_t s = 0; s < n; s++) row[s] += mask[s];
+      }
+      const float m = n > 0 ? row_max(row, n) : -INFINITY;
+      if (m == -INFINITY) {
+        std::memset(row, 0, S * sizeof(float));
+        continue;
+      }
+      const float inv = static_cast<float>(1.0 / exp_sum(row, m, row, n));
+      for (int64_t s = 0; s < n; s++) row[s] *= inv;
+      if (n < S) std::memset(row + n, 0, (S - n) * sizeof(float));
+    }
+    sgemm(false, false, T, Dh, S, 1.0f, P, S, Vv, ldk, 0.0f, O, ldq);
+  });
+}
+
+void attention_backward(const AttnArgs& a) {
+  const int64_t B = a.B, T = a.T, S = a.S, H = a.H, Hkv = a.Hkv, Dh = a.Dh, group = H / Hkv;
+  const int64_t ldq = H * Dh, ldk = Hkv * Dh;
+  // One task per (batch, kv head): the query heads of a group accumulate into the same dk/dv.
+  for_tasks(B * Hkv, [&](int64_t bk) {
+    const int64_t b = bk / Hkv, kh = bk % Hkv;
+    const float* K = a.k + b * S * ldk + kh * Dh;
+    const float* Vv = a.v + b * S * ldk + kh * Dh;
+    float* dK = a.dk + b * S * ldk + kh * Dh;
+    float* dV = a.dv + b * S * ldk + kh * Dh;
+    float* dP = scratch(T * S, 0);
+    for (int64_t h = kh * group; h < (kh + 1) * group; h++) {
+      const float* Q = a.q + b * T * ldq + h * Dh;
+      const float* dO = a.dOut + b * T * ldq + h * Dh;
+      float* dQ = a.dq + b * T * ldq + h * Dh;
+      const float* P = a.probs + (b * H + h) * T * S;
+      sgemm(true, false, S, Dh, T, 1.0f, P, S, dO, ldq, 1.0f, dV, ldk);    // dV += P^T dO
+      sgemm(false, true, T, S, Dh, 1.0f, dO, ldq, Vv, ldk, 0.0f, dP, S);   // dP = dO V^T
+      for (int64_t t = 0; t < T; t++) {                                    // dS = P (dP - <dP, P>)
+        const float* p = P + t * S;
+        float* d = dP + t * S;
+        const float dot = static_cast<float>(dot_d(p, d, S));
+#pragma GCC ivdep
+        for (int64_t s = 0; s < S; s++) d[s] = p[s] * (d[s] - dot);
+      }
+      sgemm(false, false, T, Dh, S, a.scale, dP, S, K, ldk, 1.0f, dQ, ldq);  // dQ += scale dS K
+      sgemm(true, false, S, Dh, T, a.scale, dP, S, Q, ldq, 1.0f, dK, ldk);   // dK += scale dS^T Q
+    }
+  });
+}
+
+}  // namespace fb
