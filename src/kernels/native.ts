@@ -1,5 +1,15 @@
 // The native kernels: loads the C++ addon (build/Release/fedbiot_native.node) and adapts the
 // contract's object arguments to the addon's positional ones. Float32Array only.
+//
+// Rules the callers (src/tensor) can rely on, for both implementations:
+// - Elementwise ops (add, mul, axpy, scale, swiglu/silu forward, optimisers) and softmaxForward /
+//   logSoftmaxForward / ropeForward may write in place (out === an input). Partial overlap of
+//   distinct views is not allowed. Backward kernels' gradient outputs must not alias their inputs.
+// - attentionBackward needs the probs written by attentionForward; it needs no causal flag or
+//   qOffset because hidden keys have probability exactly 0.
+// - Native only: wrong typed array types and arrays shorter than the shapes imply throw
+//   TypeError/RangeError (as do cross-entropy targets outside [0, V) that are not ignoreIndex);
+//   setThreads is process-wide (the addon's pool and OpenBLAS).
 
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
