@@ -18,5 +18,5 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund
 fi
 # npm ci builds the addon and the TypeScript; make sure both exist (e.g. after a git pull).
-[ -f build/Release/fedbiot_native.node ] || npx node-gyp rebuild
+[ -f build/Release/fedbiot_native.node ] || npm run install
 [ -f dist/cli/main.js ] && [ dist/cli/main.js -nt src/cli/main.ts ] || npm run build
