@@ -3,6 +3,9 @@ import { Command, CommanderError } from 'commander';
 import { registerSimulate } from './simulate.js';
 import { registerTrainSmoke } from './train-smoke.js';
 import { registerDemo } from './demo.js';
+import { registerGenerate } from './generate.js';
+import { registerScore } from './score.js';
+import { registerExport } from './export.js';
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command();
@@ -24,6 +27,9 @@ export async function main(argv: string[]): Promise<number> {
   registerSimulate(program);
   registerTrainSmoke(program);
   registerDemo(program);
+  registerGenerate(program);
+  registerScore(program);
+  registerExport(program);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
