@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { registerSimulate } from './simulate.js';
 import { registerTrainSmoke } from './train-smoke.js';
 import { registerDemo } from './demo.js';
+import { registerPretrain } from './pretrain.js';
 import { registerGenerate } from './generate.js';
 import { registerScore } from './score.js';
 import { registerExport } from './export.js';
@@ -27,6 +28,7 @@ export async function main(argv: string[]): Promise<number> {
   registerSimulate(program);
   registerTrainSmoke(program);
   registerDemo(program);
+  registerPretrain(program);
   registerGenerate(program);
   registerScore(program);
   registerExport(program);

@@ -43,6 +43,29 @@ export class Optimizer {
     if (!(opts.lr >= 0) || !Number.isFinite(opts.lr)) throw new Error(`optimizer: lr must be a finite non-negative number, got ${opts.lr}`);
   }
 
+  /** Moment buffers by parameter name (for checkpoints). */
+  exportState(): Map<string, Float32Array> {
+    const out = new Map<string, Float32Array>();
+    for (const p of this.params) {
+      const st = this.state.get(p);
+      if (!st) continue;
+      out.set(`${p.name}.m`, st.m);
+      if (st.v) out.set(`${p.name}.v`, st.v);
+    }
+    return out;
+  }
+
+  importState(s: ReadonlyMap<string, Float32Array>, steps: number): void {
+    for (const p of this.params) {
+      const m = s.get(`${p.name}.m`);
+      if (!m) continue;
+      const v = s.get(`${p.name}.v`) ?? null;
+      if (m.length !== p.size || (v && v.length !== p.size)) throw new Error(`optimizer state for '${p.name}' has the wrong size`);
+      this.state.set(p, { m: Float32Array.from(m), v: v ? Float32Array.from(v) : null });
+    }
+    this.steps = steps;
+  }
+
   zeroGrad(): void {
     for (const p of this.params) p.zeroGrad();
   }
