@@ -112,6 +112,30 @@ export const configSchema = z.strictObject({
       generate: z.boolean().default(true),
     })
     .default({ every: 0, maxExamples: 50, maxNewTokens: 48, generate: true }),
+  /** Deployment (`fedbiot server`): where to listen and how rounds close. Ignored by `simulate`. */
+  server: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      /** 0 picks a free port (written to STATE/server.json). */
+      port: z.number().int().min(0).max(65535).default(8443),
+      /** HTTPS when both are given (PEM files). */
+      tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+      /** Uploads needed to close a round at its deadline (all sampled clients close it earlier). */
+      minClients: posInt.default(1),
+      roundDeadlineSeconds: z.number().positive().default(600),
+      /** Reject uploads whose L2 norm of the adapter LoRA exceeds this. */
+      normBound: z.number().positive().optional(),
+      /** SQLite file (default STATE/server.db). */
+      dbPath: z.string().min(1).optional(),
+      /** A client counts as available for sampling if it was heard from within this many seconds. */
+      activeSeconds: z.number().positive().default(60),
+      /** How often clients poll for a round. */
+      pollSeconds: z.number().positive().default(2),
+      /** After the last round, keep answering (so clients learn the run is over) this long, then exit. */
+      lingerSeconds: z.number().min(0).default(10),
+      maxUploadBytes: posInt.default(512 * 1024 * 1024),
+    })
+    .optional(),
 });
 
 export type RunConfig = z.infer<typeof configSchema>;

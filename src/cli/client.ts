@@ -1,0 +1,23 @@
+// `fedbiot client --server URL --token TOKEN --data FILE [--cache DIR]`
+import type { Command } from 'commander';
+import * as path from 'node:path';
+import { runClient } from '../fl/net/client.js';
+
+export function registerClient(program: Command): void {
+  program
+    .command('client')
+    .description('join a FedBiOT server, download the compressed model, and train in the rounds it is sampled for')
+    .requiredOption('--server <url>', 'server URL, e.g. https://fl.example.org:8443')
+    .option('--token <token>', 'client token from `fedbiot server add-client` (default: $FEDBIOT_TOKEN)')
+    .requiredOption('--data <file>', 'local training data (JSONL/JSON: alpaca, gsm8k or chat records)')
+    .option('--cache <dir>', 'where the downloaded model and progress are kept between runs', '.fedbiot-cache')
+    .option('--ca <file>', 'PEM certificate to trust (a self-signed server certificate)')
+    .option('--chunk-bytes <n>', 'download chunk size in bytes', (v) => Number(v))
+    .option('--patience <seconds>', 'give up when the server is unreachable this long', (v) => Number(v), 600)
+    .action(async (opts: { server: string; token?: string; data: string; cache: string; ca?: string; chunkBytes?: number; patience: number }) => {
+      const token = opts.token ?? process.env.FEDBIOT_TOKEN;
+      if (!token) throw new Error('fedbiot client: give --token or set FEDBIOT_TOKEN');
+      const log = (l: string) => process.stdout.write(`[${new Date().toISOString()}] ${l}\n`);
+      await runClient({ server: opts.server, token, data: opts.data, cache: path.resolve(opts.cache), ca: opts.ca, patienceSeconds: opts.patience, download: opts.chunkBytes ? { chunkBytes: opts.chunkBytes } : undefined, log });
+    });
+}

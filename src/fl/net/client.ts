@@ -1,0 +1,152 @@
+// `fedbiot client`: joins a server, downloads (and caches) the compressed model, then loops: wait
+// for a round it is sampled for, receive the adapter LoRA (and the emulator LoRA when newer), train
+// locally on its own data with ClientAlgorithm, upload its adapter LoRA with n_i and metrics.
+// Network errors are retried with backoff; refusals are logged with the server's reason.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ClientAlgorithm } from '../../fedbiot/algorithms.js';
+import { loadExamplesFromFile } from '../../data/loaders.js';
+import { encodeExamples } from '../../data/encode.js';
+import { BatchIterator, resolvePadId, type BatchIteratorState } from '../../data/batch.js';
+import { getTemplate } from '../../data/templates.js';
+import { toTokenBatch } from '../simulation.js';
+import { writeAtomic } from '../checkpoint.js';
+import { loadClientModel } from './artifact.js';
+import { downloadArtifact, modelCacheDir, type DownloadOptions, type DownloadReport } from './download.js';
+import { makeTransport, request, replyReason, sleep, type ClientTransport } from './http.js';
+import { decodePayload, encodeUpdate, joinInfoSchema, roundStatusSchema, type JoinInfo, type RoundStatus } from './protocol.js';
+
+export interface ClientOptions {
+  server: string;
+  token: string;
+  data: string;
+  cache: string;
+  ca?: string;
+  /** Give up when the server has been unreachable this long (default 600 s). */
+  patienceSeconds?: number;
+  download?: DownloadOptions;
+  log?: (line: string) => void;
+}
+
+export class RefusedError extends Error {
+  constructor(public readonly status: number, public readonly code: string, reason: string) {
+    super(reason);
+  }
+}
+
+interface ClientStateFile {
+  artifact: string;
+  client: string;
+  lastRound: number;
+  iterator: BatchIteratorState | null;
+}
+
+/** Retries `f` on network errors (not on HTTP refusals) until `patience` ms without success. */
+async function retrying<T>(what: string, patienceMs: number, log: (l: string) => void, f: () => Promise<T>): Promise<T> {
+  const t0 = Date.now();
+  let wait = 200;
+  let warned = false;
+  for (;;) {
+    try {
+      return await f();
+    } catch (e) {
+      if (e instanceof RefusedError) throw e;
+      if (Date.now() - t0 > patienceMs) throw new Error(`${what}: server unreachable for ${Math.round(patienceMs / 1000)} s: ${(e as Error).message}`);
+      if (!warned) log(`${what}: ${(e as Error).message}; retrying`);
+      warned = true;
+      await sleep(wait);
+      wait = Math.min(wait * 2, 5000);
+    }
+  }
+}
+
+export async function joinServer(t: ClientTransport): Promise<JoinInfo> {
+  const r = await request(t, 'POST', 'v1/join');
+  if (r.status !== 200) {
+    const why = replyReason(r);
+    throw new RefusedError(r.status, why.code, `join refused: ${why.reason}`);
+  }
+  return joinInfoSchema.parse(JSON.parse(r.body.toString('utf8')));
+}
+
+export async function fetchModel(o: Pick<ClientOptions, 'server' | 'token' | 'cache' | 'ca' | 'download'>): Promise<{ join: JoinInfo; dir: string; report: DownloadReport }> {
+  const t = makeTransport(o.server, o.token, { ca: o.ca });
+  const join = await joinServer(t);
+  const dir = modelCacheDir(o.cache, join.model);
+  const report = await downloadArtifact(t, join.model, dir, o.download);
+  return { join, dir, report };
+}
+
+export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }> {
+  const log = o.log ?? ((l: string) => process.stdout.write(`${l}\n`));
+  const patience = (o.patienceSeconds ?? 600) * 1000;
+  const t = makeTransport(o.server, o.token, { ca: o.ca });
+  const join = await retrying('join', patience, log, () => joinServer(t));
+  log(`joined as ${join.client}: ${join.rounds} rounds, model ${join.model.sha256.slice(0, 16)}`);
+  const dir = modelCacheDir(o.cache, join.model);
+  const rep = await retrying('download', patience, log, () => downloadArtifact(t, join.model, dir, { log, ...o.download }));
+  log(`model ready in ${dir}: fetched ${rep.fetched} bytes, resumed ${rep.resumed}, ${rep.cached} file(s) cached`);
+
+  const tr = join.training;
+  const cm = loadClientModel(dir, { adapter: tr.adapterLora, emulator: tr.emulatorLora });
+  const examples = loadExamplesFromFile(o.data, { format: tr.format, skipInvalid: true }).examples;
+  const template = tr.template ? getTemplate(tr.template) : undefined;
+  const items = encodeExamples(examples, cm.tokenizer, { maxLength: tr.maxLength, template }).items;
+  if (items.length === 0) throw new Error(`${o.data}: no usable example after encoding`);
+  const it = new BatchIterator(items, { batchSize: tr.batchSize, padId: resolvePadId(cm.tokenizer), seed: tr.dataSeed });
+  const stateFile = path.join(o.cache, `client-${join.client}.json`);
+  let lastRound = -1;
+  if (fs.existsSync(stateFile)) {
+    const s = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as ClientStateFile;
+    if (s.artifact === join.model.sha256 && s.client === join.client) {
+      lastRound = s.lastRound;
+      if (s.iterator) it.setState(s.iterator);
+      log(`continuing after round ${lastRound + 1}`);
+    }
+  }
+  const algo = new ClientAlgorithm(cm.model, cm.adapter, cm.emulator, tr.local);
+  algo.emulatorVersion = -1;
+  log(`${items.length} training examples; waiting for rounds`);
+  const done: number[] = [];
+  for (;;) {
+    const st: RoundStatus = await retrying('poll', patience, log, async () => {
+      const r = await request(t, 'GET', 'v1/round');
+      if (r.status !== 200) {
+        const why = replyReason(r);
+        throw new RefusedError(r.status, why.code, why.reason);
+      }
+      return roundStatusSchema.parse(JSON.parse(r.body.toString('utf8')));
+    });
+    if (st.state === 'done') {
+      log(`the run is complete (${st.rounds} rounds); trained in ${done.length} round(s) this session`);
+      return { rounds: done };
+    }
+    if (st.state !== 'train' || st.round <= lastRound) {
+      await sleep(join.pollSeconds * 1000);
+      continue;
+    }
+    const round = st.round;
+    const payloadReply = await retrying('payload', patience, log, () => request(t, 'GET', `v1/round/${round}/payload?emulatorVersion=${algo.emulatorVersion}`));
+    if (payloadReply.status !== 200) {
+      const why = replyReason(payloadReply);
+      log(`round ${round + 1}: payload refused: ${why.code}: ${why.reason}`);
+      await sleep(join.pollSeconds * 1000);
+      continue;
+    }
+    const p = decodePayload(payloadReply.body);
+    algo.apply({ round: p.round, adapter: p.adapter, emulator: p.emulator, emulatorVersion: p.emulatorVersion });
+    log(`round ${round + 1}: training (${tr.local.steps} steps${p.emulator ? ', emulator updated' : ''})`);
+    const res = algo.train(() => toTokenBatch(it.next()!));
+    const body = encodeUpdate({ round, nonce: p.nonce, samples: items.length, metrics: { meanLoss: res.meanLoss, tokens: res.tokens, seconds: res.seconds }, state: res.state });
+    const up = await retrying('upload', patience, log, () => request(t, 'POST', `v1/round/${round}/update`, { body }));
+    if (up.status === 200) log(`round ${round + 1}: uploaded (loss ${res.meanLoss.toFixed(4)}, ${body.length} bytes)`);
+    else {
+      const why = replyReason(up);
+      log(`round ${round + 1}: upload refused: ${why.code}: ${why.reason}`);
+    }
+    lastRound = round;
+    done.push(round);
+    const s: ClientStateFile = { artifact: join.model.sha256, client: join.client, lastRound, iterator: it.getState() };
+    writeAtomic(stateFile, JSON.stringify(s));
+  }
+}

@@ -1,0 +1,139 @@
+// Helpers for the network tests: real `fedbiot` processes on 127.0.0.1, every wait bounded.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ServerDb } from '../../src/fl/net/db.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const LAUNCHER = path.join(ROOT, 'src', 'cli', 'run-dev.ts');
+
+export const TINY = [
+  'model.random={hiddenSize: 32, intermediateSize: 64, numLayers: 6, numHeads: 2, numKvHeads: 1, maxPositionEmbeddings: 512}',
+  'data.task=math', 'data.trainSize=24', 'data.testSize=4', 'data.maxLength=320', 'data.public={source: tasks, size: 8}',
+  'clients.count=3',
+  'algorithm.preAlignSteps=2', 'algorithm.alignStepsPerRound=1', 'algorithm.dropRate=0.5',
+  'algorithm.local={steps: 2, batchSize: 2, proximal: 0.01}', 'algorithm.align={batchSize: 2}',
+  'eval={maxExamples: 2, maxNewTokens: 2, generate: false}',
+];
+
+export function tmp(prefix = 'fedbiot-net-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export class Proc {
+  out = '';
+  readonly exited: Promise<number | null>;
+  private waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
+
+  constructor(public readonly name: string, public readonly child: ChildProcess) {
+    const onData = (d: Buffer) => {
+      this.out += d.toString('utf8');
+      if (process.env.FEDBIOT_TEST_VERBOSE) process.stderr.write(`[${name}] ${d.toString('utf8')}`);
+      this.waiters = this.waiters.filter((w) => {
+        const m = this.out.match(w.re);
+        if (m) w.resolve(m);
+        return !m;
+      });
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    this.exited = new Promise((r) => child.once('exit', (code) => r(code)));
+  }
+
+  /** Resolves when the output matches `re`; rejects after `ms` with the output so far. */
+  waitFor(re: RegExp, ms: number): Promise<RegExpMatchArray> {
+    const m = this.out.match(re);
+    if (m) return Promise.resolve(m);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.name}: no ${re} within ${ms} ms; output:\n${this.out.slice(-3000)}`)), ms);
+      this.waiters.push({ re, resolve: (x) => (clearTimeout(timer), resolve(x)) });
+    });
+  }
+
+  async exit(ms: number): Promise<number | null> {
+    let timer: NodeJS.Timeout | undefined;
+    const t = new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`${this.name}: still running after ${ms} ms; output:\n${this.out.slice(-3000)}`)), ms)));
+    try {
+      return await Promise.race([this.exited, t]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  kill9(): void {
+    if (this.child.exitCode === null && this.child.pid) this.child.kill('SIGKILL');
+  }
+}
+
+const live = new Set<Proc>();
+
+export function cli(name: string, args: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn(process.execPath, ['--import', 'tsx', LAUNCHER, ...args], { cwd: ROOT, env: { ...process.env, FEDBIOT_THREADS: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = new Proc(name, child);
+  live.add(p);
+  void p.exited.then(() => live.delete(p));
+  return p;
+}
+
+/** Kills every process a test started (call in `after`/finally). */
+export function killAll(): void {
+  for (const p of live) p.kill9();
+}
+
+export interface Setup {
+  state: string;
+  config: string;
+  sets: string[];
+  url: string;
+  tokens: Record<string, string>;
+  shares: string[];
+  dir: string;
+}
+
+/** A state folder with registered clients, the client data shares and a config. */
+export async function setup(o: { rounds: number; clients?: string[]; server?: Record<string, string | number>; extra?: string[] }): Promise<Setup> {
+  const dir = tmp();
+  const state = path.join(dir, 'state');
+  const port = await freePort();
+  const config = path.join(dir, 'run.yaml');
+  fs.writeFileSync(config, `rounds: ${o.rounds}\n`);
+  const server = { port, host: '127.0.0.1', pollSeconds: 0.1, lingerSeconds: 3, ...o.server };
+  const sets = [...TINY, ...(o.extra ?? []), `server={${Object.entries(server).map(([k, v]) => `${k}: ${v}`).join(', ')}}`];
+  fs.mkdirSync(state, { recursive: true });
+  const db = new ServerDb(path.join(state, 'server.db'));
+  const tokens: Record<string, string> = {};
+  for (const c of o.clients ?? ['0', '1', '2']) tokens[c] = db.addClient(c);
+  tokens.admin = db.addClient('admin', 'admin');
+  db.close();
+  const { loadConfig } = await import('../../src/config/load.js');
+  const { buildExperiment } = await import('../../src/fl/experiment.js');
+  const { exportShares } = await import('../../src/fl/net/shares.js');
+  const shares = exportShares(await buildExperiment(loadConfig(config, sets)), path.join(dir, 'data'));
+  return { state, config, sets, url: `http://127.0.0.1:${port}`, tokens, shares, dir };
+}
+
+export function serverArgs(s: Setup): string[] {
+  return ['server', '--config', s.config, '--state', s.state, ...s.sets.flatMap((x) => ['--set', x])];
+}
+
+export function clientArgs(s: Setup, name: string, extra: string[] = []): string[] {
+  return ['client', '--server', s.url, '--token', s.tokens[name]!, '--data', s.shares[Number(name)]!, '--cache', path.join(s.dir, `cache-${name}`), '--patience', '60', ...extra];
+}
+
+export function metrics(s: Setup): Record<string, unknown>[] {
+  return fs.readFileSync(path.join(s.state, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+}
