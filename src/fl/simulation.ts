@@ -18,6 +18,8 @@ import { deriveSeed, mulberry32, shuffle } from '../util/rng.js';
 import { saveCheckpoint, loadCheckpoint, writeAtomic } from './checkpoint.js';
 import { taskScorer, type Experiment } from './experiment.js';
 import { saveAdapterAsPeft } from '../models/hf-model.js';
+import { modelHash } from '../models/hash.js';
+import { makeManifest } from '../fedbiot/split.js';
 
 export interface Progress {
   start(label: string, total: number): void;
@@ -158,7 +160,9 @@ export async function runSimulation(exp: Experiment, o: SimulationOptions): Prom
   });
 
   const settings = settingsFromConfig(cfg);
+  const baseHash = modelHash(exp.base);
   const server = new ServerAlgorithm(exp.base, settings, () => toTokenBatch(publicIt.next()!), cfg.seed);
+  if (server.split) writeAtomic(path.join(o.outDir, 'split.json'), JSON.stringify(makeManifest(server.split.plan, server.split.placement, baseHash), null, 2));
   const client = simulatedClient(server);
   const evalSpec = buildEvalSpec(exp, exp.test);
   const isLocal = settings.name === 'local';

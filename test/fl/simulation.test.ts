@@ -47,6 +47,11 @@ for (const name of ALGORITHMS) {
     const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
     assert.equal(summary.bytes_total, s.bytes_total);
     if (name === 'fedavg-full') assert.ok(s.client.model_params > 0);
+    else {
+      const manifest = JSON.parse(fs.readFileSync(path.join(out, 'split.json'), 'utf8'));
+      assert.match(manifest.modelHash, /^[0-9a-f]{64}$/);
+      assert.equal(manifest.layers.filter((l: { role: string }) => l.role === 'adapter').length, name === 'fedbiot' || name === 'local' ? 2 : 4);
+    }
   });
 }
 
