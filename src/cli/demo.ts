@@ -4,14 +4,21 @@
 import type { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../config/load.js';
 import { buildExperiment } from '../fl/experiment.js';
 import { runSimulation, fmtBytes, type Summary } from '../fl/simulation.js';
 import { ALGORITHMS } from '../fedbiot/algorithms.js';
 import { terminalProgress } from './progress.js';
 
+/** The shipped base model (models/base in the package), when present. */
+export function defaultDemoModel(): string | null {
+  const dir = fileURLToPath(new URL('../../models/base', import.meta.url));
+  return fs.existsSync(path.join(dir, 'config.json')) ? dir : null;
+}
+
 /** The demo's settings: small enough for a 2-core machine in minutes. */
-function demoOverrides(task: string, model: string | null, quick: boolean): string[] {
+export function demoOverrides(task: string, model: string | null, quick: boolean): string[] {
   const o = [
     `data.task=${task}`,
     model ? `model.path=${model}` : 'model.random={hiddenSize: 64, intermediateSize: 172, numLayers: 8, numHeads: 4, numKvHeads: 2, maxPositionEmbeddings: 512}',
@@ -56,7 +63,7 @@ export function registerDemo(program: Command): void {
     .description('FedBiOT and its baselines on one task, with a comparison table')
     .option('--task <task>', 'math, code or qa', 'math')
     .option('--out <dir>', 'output folder', 'runs/demo')
-    .option('--model <dir>', 'a Hugging Face model folder (default: a small random model)')
+    .option('--model <dir>', 'a Hugging Face model folder (default: the shipped base model, else a small random one)')
     .option('--algorithms <list>', 'comma-separated subset of ' + ALGORITHMS.join(','), ALGORITHMS.join(','))
     .option('--quick', 'a smaller, faster run')
     .action(async (o: { task: string; out: string; model?: string; algorithms: string; quick?: boolean }) => {
@@ -66,7 +73,7 @@ export function registerDemo(program: Command): void {
       const progress = terminalProgress();
       const rows: Summary[] = [];
       for (const name of algos) {
-        const cfg = loadConfig(null, [...demoOverrides(o.task, o.model ?? null, o.quick ?? false), `algorithm.name=${name}`]);
+        const cfg = loadConfig(null, [...demoOverrides(o.task, o.model ?? defaultDemoModel(), o.quick ?? false), `algorithm.name=${name}`]);
         progress.log(`=== ${name} ===`);
         const exp = await buildExperiment(cfg);
         const s = await runSimulation(exp, { outDir: path.join(o.out, name), progress });
