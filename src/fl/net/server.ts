@@ -419,13 +419,13 @@ export class FedServer {
       if (e instanceof HttpError) this.refuse(round, client, e.status, e.code, e.message);
       throw e;
     });
+    if (this.db.hasUpload(round, client)) this.refuse(round, client, 409, 'duplicate', `client ${client} already uploaded for round ${round + 1}`);
     const cur = this.current;
     if (!cur || cur.round !== round || cur.phase !== 'open') {
       const done = round < this.completedRounds || (cur !== null && round === cur.round);
       this.refuse(round, client, 409, done ? 'round-closed' : 'wrong-round', done ? `round ${round + 1} is closed: late uploads are refused` : `round ${round + 1} is not open`);
     }
     if (!cur.sampled.includes(client)) this.refuse(round, client, 403, 'not-sampled', `client ${client} is not sampled in round ${round + 1}`);
-    if (this.db.hasUpload(round, client)) this.refuse(round, client, 409, 'duplicate', `client ${client} already uploaded for round ${round + 1}`);
     const c = checkUpload(body, cur.reference, { normBound: this.net.normBound });
     if (!c.ok) this.refuse(round, client, 422, c.code, c.reason);
     if (c.round !== round) this.refuse(round, client, 409, 'wrong-round', `the body is for round ${c.round + 1}, the URL for round ${round + 1}`);
