@@ -21,6 +21,16 @@ static inline void sgemm(bool tA, bool tB, int64_t M, int64_t N, int64_t K, floa
       for (int64_t j = 0; j < N; j++) C[i * ldc + j] = beta == 0 ? 0.0f : beta * C[i * ldc + j];
     return;
   }
+  if (M == 1) {
+    // One row (token-by-token decoding): a matrix-vector product streams the weights once, where
+    // sgemm's packing would cost more than the arithmetic. C is zeroed first for beta = 0 so that
+    // NaN garbage in C cannot leak through (BLAS may compute 0 * NaN).
+    if (beta == 0.0f) std::memset(C, 0, sizeof(float) * N);
+    const blasint incx = tA ? (blasint)lda : 1;
+    if (tB) cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)N, (blasint)K, alpha, B, (blasint)ldb, A, incx, beta, C, 1);
+    else cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)K, (blasint)N, alpha, B, (blasint)ldb, A, incx, beta, C, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N,
               (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
 }

@@ -58,6 +58,11 @@ for (const tA of [false, true]) {
   for (const tB of [false, true]) {
     parity(`gemm tA=${tA} tB=${tB} 5x7x3`, { atol: 1e-5, rtol: 1e-5 },
       gemmCase({ tA, tB, M: 5, N: 7, K: 3, batch: 1, pad: 0, alpha: 1, beta: 0 }, seed++));
+    // M = 1 takes the matrix-vector path (token-by-token decoding).
+    for (const beta of [0, 0.5]) {
+      parity(`gemm tA=${tA} tB=${tB} single row (gemv path) beta=${beta}`, { atol: 1e-4, rtol: 1e-5 },
+        gemmCase({ tA, tB, M: 1, N: 37, K: 29, batch: 2, pad: 3, alpha: 0.9, beta }, seed++));
+    }
     parity(`gemm tA=${tA} tB=${tB} strided batch 3`, { atol: 1e-4, rtol: 1e-5 },
       gemmCase({ tA, tB, M: 6, N: 9, K: 11, batch: 3, pad: 2, alpha: 0.7, beta: 0.5 }, seed++));
   }
