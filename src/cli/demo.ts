@@ -10,6 +10,7 @@ import { buildExperiment } from '../fl/experiment.js';
 import { runSimulation, fmtBytes, type Summary } from '../fl/simulation.js';
 import { ALGORITHMS } from '../fedbiot/algorithms.js';
 import { terminalProgress } from './progress.js';
+import { writeReport } from '../report/html.js';
 
 /** The shipped base model (models/base in the package), when present. */
 export function defaultDemoModel(): string | null {
@@ -84,5 +85,7 @@ export function registerDemo(program: Command): void {
       fs.writeFileSync(path.join(o.out, 'table.txt'), table + '\n');
       fs.writeFileSync(path.join(o.out, 'summaries.json'), JSON.stringify(rows, null, 2) + '\n');
       process.stdout.write(`\n${table}\n\nresults in ${o.out}\n`);
+      const html = writeReport(o.out);
+      process.stdout.write(`report: ${html}\n`);
     });
 }
