@@ -6,6 +6,7 @@ import { buildExperiment } from '../fl/experiment.js';
 import { runSimulation, fmtBytes, type Summary } from '../fl/simulation.js';
 import { terminalProgress } from './progress.js';
 import { setThreads } from '../tensor/engine.js';
+import { writeRunReport } from '../report/html.js';
 
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
@@ -55,7 +56,7 @@ export function registerSimulate(program: Command): void {
           return;
         }
         process.stdout.write(formatSummary(summary) + '\n');
-        process.stdout.write(`results in ${out}\n`);
+        process.stdout.write(`results in ${out} (report: ${writeRunReport(out)})\n`);
       } finally {
         process.off('SIGINT', onSigint);
       }
