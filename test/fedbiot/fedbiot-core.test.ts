@@ -8,7 +8,8 @@ import { localObjective } from '../../src/fedbiot/local.js';
 import { fedAvg } from '../../src/fedbiot/aggregate.js';
 import { captureLora } from '../../src/fedbiot/lora-state.js';
 import { useReference64 } from '../../src/tensor/engine.js';
-import { tape, noGrad, type Tensor } from '../../src/tensor/tensor.js';
+import { tape, noGrad } from '../../src/tensor/tensor.js';
+import { checkGradients } from '../helpers/finite-diff.js';
 import { LlamaModel } from '../../src/nn/llama.js';
 import { makeConfig } from '../../src/nn/config.js';
 import type { TokenBatch } from '../../src/nn/lm.js';
@@ -57,28 +58,6 @@ const batch: TokenBatch = {
   attention: Uint8Array.from([1, 1, 1, 1, 1, 1, 0, 0]),
 };
 
-function fdCheck(params: Tensor[], f: () => Tensor) {
-  tape.reset();
-  for (const p of params) p.zeroGrad();
-  tape.backward(f());
-  const analytic = params.map((p) => Array.from(p.grad!));
-  tape.reset();
-  const h = 1e-6;
-  params.forEach((p, pi) => {
-    for (let i = 0; i < p.size; i++) {
-      const old = p.data[i]!;
-      p.data[i] = old + h;
-      const a = noGrad(() => f().item());
-      p.data[i] = old - h;
-      const b = noGrad(() => f().item());
-      p.data[i] = old;
-      tape.reset();
-      const num = (a - b) / (2 * h);
-      assert.ok(Math.abs(num - analytic[pi]![i]!) < 1e-6 * Math.max(1, Math.abs(num)), `${p.name}[${i}] analytic ${analytic[pi]![i]} numeric ${num}`);
-    }
-  });
-}
-
 for (const hiddenLoss of ['nmse', 'layerwise-nmse', 'cosine'] as const) {
   test(`alignment loss (${hiddenLoss} + KL + CE) and its emulator-LoRA gradients match float64 finite differences`, () => {
     const restore = useReference64();
@@ -86,7 +65,7 @@ for (const hiddenLoss of ['nmse', 'layerwise-nmse', 'cosine'] as const) {
       const s = tinySplit(3);
       setTrainable(s, 'emulator');
       const params = s.emulator.flatMap((l) => l.loraParams());
-      fdCheck(params, () => alignmentLoss(s, batch, { hiddenLoss, lambda: 0.9, mu: 0.3 }).tensor);
+      checkGradients(params, () => alignmentLoss(s, batch, { hiddenLoss, lambda: 0.9, mu: 0.3 }).tensor);
       // The adapter stays frozen during alignment.
       for (const p of s.adapterTop.flatMap((l) => l.loraParams())) assert.equal(p.grad, null);
     } finally {
@@ -166,7 +145,7 @@ test('the proximal term carries the gradient 2 * epsilon * (A - A(t)) and change
       }
     });
     assert.ok(g1.some((g, pi) => g.some((x, i) => x !== g0[pi]![i])), 'proximal gradient must be non-zero');
-    fdCheck(params, () => localObjective(s.compressed, params, anchors, batch, 0.5).loss);
+    checkGradients(params, () => localObjective(s.compressed, params, anchors, batch, 0.5).loss);
   } finally {
     restore();
   }

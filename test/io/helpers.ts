@@ -7,22 +7,14 @@ import { createRequire } from 'node:module';
 import { makeLlamaConfig, type LlamaConfig } from '../../src/io/hf-config.js';
 import { llamaTensorShapes } from '../../src/io/llama-names.js';
 import type { TensorRecord } from '../../src/io/types.js';
+import { mulberry32 } from '../../src/util/rng.js';
 
 export function tmpDir(prefix = 'fedbiot-io-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-/** mulberry32: small, seedable, good enough for test data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded PRNG (mulberry32), under the name the tests use. */
+export const rng = mulberry32;
 
 export function randTensor(shape: number[], r: () => number, scale = 1): TensorRecord {
   const n = shape.reduce((a, b) => a * b, 1);

@@ -1,18 +1,10 @@
 // Shared helpers for the kernel tests: a seeded PRNG, array builders and a closeness check
 // that names the worst element.
 import assert from 'node:assert/strict';
+import { mulberry32 } from '../../src/util/rng.js';
 
-/** mulberry32: small, seedable, good enough for test inputs. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The project's seeded PRNG (mulberry32), under the name the tests use. */
+export const rng = mulberry32;
 
 /** n standard normal values (Box-Muller), rounded to float32 so both precisions see the same input. */
 export function randn(n: number, r: () => number, scale = 1): Float32Array {

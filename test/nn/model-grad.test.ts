@@ -2,7 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { useReference64 } from '../../src/tensor/engine.js';
-import { tape, Tensor, noGrad } from '../../src/tensor/tensor.js';
+import { tape, Tensor } from '../../src/tensor/tensor.js';
+import { checkGradients } from '../helpers/finite-diff.js';
 import { matmul, linear, weightedSum, squaredDistance, cosineLoss, nmse, klDivergence } from '../../src/tensor/ops.js';
 import { LlamaModel } from '../../src/nn/llama.js';
 import { makeConfig } from '../../src/nn/config.js';
@@ -27,33 +28,6 @@ function batch(): TokenBatch {
   return { B, T, ids, labels, attention };
 }
 
-/** Compares analytic gradients of f's scalar output with central differences for every parameter. */
-function checkGrads(params: Tensor[], f: () => Tensor, tol = 1e-6) {
-  tape.reset();
-  const loss = f();
-  tape.backward(loss);
-  const analytic = params.map((p) => Float64Array.from(p.grad ?? new Float64Array(p.size)));
-  tape.reset();
-  const h = 1e-6;
-  let worst = 0;
-  params.forEach((p, pi) => {
-    for (let i = 0; i < p.size; i++) {
-      const old = p.data[i]!;
-      p.data[i] = old + h;
-      const fp = noGrad(() => f().item());
-      p.data[i] = old - h;
-      const fm = noGrad(() => f().item());
-      p.data[i] = old;
-      tape.reset();
-      const num = (fp - fm) / (2 * h);
-      const err = Math.abs(num - analytic[pi]![i]!) / Math.max(1, Math.abs(num));
-      worst = Math.max(worst, err);
-      assert.ok(err < tol, `${p.name}[${i}]: analytic ${analytic[pi]![i]} vs numeric ${num}`);
-    }
-  });
-  return worst;
-}
-
 test('LLaMA + LoRA: gradients of the LM loss equal finite differences (float64, GQA, padding, response-only labels)', () => {
   const restore = useReference64();
   try {
@@ -61,7 +35,7 @@ test('LLaMA + LoRA: gradients of the LM loss equal finite differences (float64, 
     const params = m.loraParams();
     for (const p of params) p.requiresGrad = true;
     const b = batch();
-    checkGrads(params, () => lmLoss(m, b));
+    checkGradients(params, () => lmLoss(m, b));
     // The frozen base weights keep no gradient.
     assert.equal(m.layers[0]!.linears.q_proj.weight.grad, null);
   } finally {
@@ -78,7 +52,7 @@ test('full-parameter gradients (norms, embedding, head) equal finite differences
     for (const p of params) p.requiresGrad = true;
     const r = mulberry32(5);
     for (const l of m.layers) { fillNormal(r, l.attnNorm.data, 1); fillNormal(r, l.mlpNorm.data, 1); }
-    checkGrads(params, () => lmLoss(m, batch()), 2e-6);
+    checkGradients(params, () => lmLoss(m, batch()), 2e-6);
   } finally {
     restore();
   }
@@ -98,7 +72,7 @@ test('composite losses (matmul transposes, KL, NMSE, cosine, proximal) have corr
     const teacher = fillNormal(r, new Float64Array(2 * 3 * 6) as unknown as Float32Array, 1);
     const anchor = fillNormal(r, new Float64Array(24) as unknown as Float32Array, 1);
     const rowW = Float64Array.from([1, 0, 1, 1, 0.5, 1]) as unknown as Float32Array;
-    checkGrads([a, b, w], () => {
+    checkGradients([a, b, w], () => {
       const s = matmul(a, b, { transB: true }); // [2,3,5]
       const y = linear(s, w); // [2,3,6]
       const y2 = matmul(y, y, { transA: true }); // [2,6,6]
