@@ -18,6 +18,8 @@ export function registerClient(program: Command): void {
       const token = opts.token ?? process.env.FEDBIOT_TOKEN;
       if (!token) throw new Error('fedbiot client: give --token or set FEDBIOT_TOKEN');
       const log = (l: string) => process.stdout.write(`[${new Date().toISOString()}] ${l}\n`);
-      await runClient({ server: opts.server, token, data: opts.data, cache: path.resolve(opts.cache), ca: opts.ca, patienceSeconds: opts.patience, download: opts.chunkBytes ? { chunkBytes: opts.chunkBytes } : undefined, log });
+      await runClient({ server: opts.server, token, data: opts.data, cache: path.resolve(opts.cache), ca: opts.ca, patienceSeconds: opts.patience, download: opts.chunkBytes ? { chunkBytes: opts.chunkBytes } : undefined, log,
+        // A slow device, for testing deadlines: FEDBIOT_DEBUG_TRAIN_DELAY_MS=5000.
+        trainDelayMs: Number(process.env.FEDBIOT_DEBUG_TRAIN_DELAY_MS ?? 0) || undefined });
     });
 }

@@ -122,6 +122,8 @@ export const configSchema = z.strictObject({
       tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
       /** Uploads needed to close a round at its deadline (all sampled clients close it earlier). */
       minClients: posInt.default(1),
+      /** Clients that must have joined before the first round opens (default: minClients). */
+      startClients: posInt.optional(),
       roundDeadlineSeconds: z.number().positive().default(600),
       /** Reject uploads whose L2 norm of the adapter LoRA exceeds this. */
       normBound: z.number().positive().optional(),

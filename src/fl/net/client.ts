@@ -25,6 +25,8 @@ export interface ClientOptions {
   /** Give up when the server has been unreachable this long (default 600 s). */
   patienceSeconds?: number;
   download?: DownloadOptions;
+  /** Waits this long before each local training (simulates a slow device; tests). */
+  trainDelayMs?: number;
   log?: (line: string) => void;
 }
 
@@ -136,13 +138,16 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
     const p = decodePayload(payloadReply.body);
     algo.apply({ round: p.round, adapter: p.adapter, emulator: p.emulator, emulatorVersion: p.emulatorVersion });
     log(`round ${round + 1}: training (${tr.local.steps} steps${p.emulator ? ', emulator updated' : ''})`);
+    if (o.trainDelayMs) await sleep(o.trainDelayMs);
     const res = algo.train(() => toTokenBatch(it.next()!));
     const body = encodeUpdate({ round, nonce: p.nonce, samples: items.length, metrics: { meanLoss: res.meanLoss, tokens: res.tokens, seconds: res.seconds }, state: res.state });
     const up = await retrying('upload', patience, log, () => request(t, 'POST', `v1/round/${round}/update`, { body }));
     if (up.status === 200) log(`round ${round + 1}: uploaded (loss ${res.meanLoss.toFixed(4)}, ${body.length} bytes)`);
     else {
       const why = replyReason(up);
-      log(`round ${round + 1}: upload refused: ${why.code}: ${why.reason}`);
+      // A retry after a lost reply finds the first attempt already stored.
+      if (why.code === 'duplicate') log(`round ${round + 1}: uploaded (the server already had it)`);
+      else log(`round ${round + 1}: upload refused: ${why.code}: ${why.reason}`);
     }
     lastRound = round;
     done.push(round);

@@ -168,10 +168,11 @@ export class FedServer {
     if (!row) {
       this.phase = 'waiting-clients';
       let warned = false;
+      const need = round === 0 ? Math.max(this.net.minClients, this.net.startClients ?? 0) : this.net.minClients;
       for (;;) {
         const active = this.activeClients();
-        if (active.length >= this.net.minClients) break;
-        if (!warned) this.log(`round ${round + 1}: waiting for clients (${active.length} of ${this.net.minClients} needed)`);
+        if (active.length >= need) break;
+        if (!warned) this.log(`round ${round + 1}: waiting for clients (${active.length} of ${need} needed)`);
         warned = true;
         await new Promise((r) => setTimeout(r, 100));
       }
