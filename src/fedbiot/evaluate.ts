@@ -2,7 +2,7 @@
 // perplexity by teacher forcing, and a task metric from greedy generations.
 import { noGrad, tape } from '../tensor/tensor.js';
 import { lmLoss, type TokenBatch } from '../nn/lm.js';
-import { generate } from '../nn/generate.js';
+import { generateGreedyBatch } from '../nn/generate.js';
 import type { LlamaModel } from '../nn/llama.js';
 
 export interface GenerationCase {
@@ -29,9 +29,13 @@ export function responseNll(model: LlamaModel, batches: readonly TokenBatch[]): 
   return { nll, ppl: Math.exp(nll), tokens };
 }
 
-/** Greedy generations for every prompt. */
-export function greedyOutputs(model: LlamaModel, cases: readonly GenerationCase[], maxNewTokens: number, stopIds: number[]): number[][] {
-  return cases.map((c) => generate(model, c.promptIds, { maxNewTokens, greedy: true, stopIds }));
+/** Greedy generations for every prompt, decoded in batches of `batch` rows. */
+export function greedyOutputs(model: LlamaModel, cases: readonly GenerationCase[], maxNewTokens: number, stopIds: number[], batch = 8): number[][] {
+  const out: number[][] = [];
+  for (let i = 0; i < cases.length; i += batch) {
+    out.push(...generateGreedyBatch(model, cases.slice(i, i + batch).map((c) => c.promptIds), { maxNewTokens, stopIds }));
+  }
+  return out;
 }
 
 export interface EvalSpec {

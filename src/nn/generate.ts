@@ -75,3 +75,47 @@ export function generate(model: LlamaModel, promptIds: number[], o: SamplingOpti
   }
   return out;
 }
+
+/**
+ * Greedy generation for several prompts at once: rows are left-padded to the longest prompt and
+ * decoded together, so each weight matrix is read once per step for the whole batch instead of once
+ * per row. Returns the new ids of each row (up to and including its stop token).
+ */
+export function generateGreedyBatch(model: LlamaModel, prompts: readonly number[][], o: { maxNewTokens: number; stopIds?: number[] }): number[][] {
+  const B = prompts.length;
+  if (B === 0) return [];
+  if (B === 1) return [generate(model, prompts[0]!, { maxNewTokens: o.maxNewTokens, greedy: true, stopIds: o.stopIds })];
+  const P = Math.max(...prompts.map((p) => p.length));
+  if (prompts.some((p) => p.length === 0)) throw new Error('generate: a prompt is empty (no tokens)');
+  const capacity = Math.min(model.config.maxPositionEmbeddings, P + o.maxNewTokens);
+  if (P >= capacity) throw new Error(`generate: prompt of ${P} tokens leaves no room under the context length ${model.config.maxPositionEmbeddings}`);
+  const cache = new KVCache(model.layers.length, capacity, model.config.numKvHeads * model.config.headDim, B);
+  const mask = new Float32Array(B * capacity);
+  const ids = new Int32Array(B * P);
+  prompts.forEach((p, b) => {
+    const pad = P - p.length;
+    for (let t = 0; t < pad; t++) mask[b * capacity + t] = -Infinity;
+    for (let t = 0; t < p.length; t++) ids[b * P + pad + t] = p[t]!;
+  });
+  cache.keyMask = mask;
+  const stop = new Set(o.stopIds ?? (model.config.eosTokenId !== null ? [model.config.eosTokenId] : []));
+  const V = model.config.vocabSize;
+  const out: number[][] = prompts.map(() => []);
+  const done = new Array<boolean>(B).fill(false);
+  let logits = model.lastLogits(ids, cache);
+  tape.reset();
+  for (let step = 0; step < o.maxNewTokens; step++) {
+    const next = new Int32Array(B);
+    for (let b = 0; b < B; b++) {
+      next[b] = argmax(logits.subarray(b * V, (b + 1) * V));
+      if (!done[b]) {
+        out[b]!.push(next[b]!);
+        if (stop.has(next[b]!)) done[b] = true;
+      }
+    }
+    if (done.every(Boolean) || cache.length >= capacity) break;
+    logits = model.lastLogits(next, cache);
+    tape.reset();
+  }
+  return out;
+}

@@ -57,14 +57,21 @@ export class DecoderLayer {
   }
 }
 
-/** Per-layer key/value cache for incremental decoding (batch 1). */
+/**
+ * Per-layer key/value cache for incremental decoding, [batch, capacity, kvDim] per layer. Rows of a
+ * batch are left-padded to a common prompt length; keyMask hides the padding. RoPE scores depend
+ * only on position differences, so left padding shifts every row's positions without changing
+ * its result.
+ */
 export class KVCache {
   readonly k: Float32Array[];
   readonly v: Float32Array[];
+  /** [batch * capacity] additive mask (0 keep, -Infinity padding), or null when nothing is padded. */
+  keyMask: Float32Array | null = null;
   length = 0;
-  constructor(public readonly numLayers: number, public readonly capacity: number, public readonly kvDim: number) {
-    this.k = Array.from({ length: numLayers }, () => alloc(capacity * kvDim));
-    this.v = Array.from({ length: numLayers }, () => alloc(capacity * kvDim));
+  constructor(public readonly numLayers: number, public readonly capacity: number, public readonly kvDim: number, public readonly batch = 1) {
+    this.k = Array.from({ length: numLayers }, () => alloc(batch * capacity * kvDim));
+    this.v = Array.from({ length: numLayers }, () => alloc(batch * capacity * kvDim));
   }
 }
 
@@ -73,7 +80,7 @@ export interface ForwardContext {
   T: number;
   /** Additive key mask [B, T] (0 keep, -Infinity padding); null = no padding. */
   keyMask?: Float32Array | null;
-  /** Incremental decoding (B must be 1): keys/values are appended to the cache. */
+  /** Incremental decoding: keys/values are appended to the cache (B = cache.batch). */
   cache?: KVCache | null;
 }
 
@@ -145,17 +152,31 @@ export class LlamaModel {
     let k = rope(L.k_proj.forward(h), this.invFreq, { B, T, H: c.numKvHeads, Dh: c.headDim }, posOffset);
     let v = L.v_proj.forward(h);
     let S = T;
+    let keyMask = ctx.keyMask ?? null;
     if (cache) {
-      if (B !== 1) throw new Error('KV-cache decoding supports batch 1');
+      if (B !== cache.batch) throw new Error(`KV cache holds batch ${cache.batch}, the input has batch ${B}`);
       if (posOffset + T > cache.capacity) throw new Error(`KV cache full: ${posOffset} + ${T} tokens exceed its capacity ${cache.capacity}`);
       const kv = cache.kvDim;
-      cache.k[layerIndex]!.set(k.data, posOffset * kv);
-      cache.v[layerIndex]!.set(v.data, posOffset * kv);
-      S = posOffset + T;
-      k = new Tensor(cache.k[layerIndex]!.subarray(0, S * kv), [1, S, kv], { name: 'cache.k' });
-      v = new Tensor(cache.v[layerIndex]!.subarray(0, S * kv), [1, S, kv], { name: 'cache.v' });
+      const cap = cache.capacity;
+      for (let b = 0; b < B; b++) {
+        cache.k[layerIndex]!.set(k.data.subarray(b * T * kv, (b + 1) * T * kv), (b * cap + posOffset) * kv);
+        cache.v[layerIndex]!.set(v.data.subarray(b * T * kv, (b + 1) * T * kv), (b * cap + posOffset) * kv);
+      }
+      if (B === 1) {
+        // One row: attend over the filled prefix only.
+        S = posOffset + T;
+        k = new Tensor(cache.k[layerIndex]!.subarray(0, S * kv), [1, S, kv], { name: 'cache.k' });
+        v = new Tensor(cache.v[layerIndex]!.subarray(0, S * kv), [1, S, kv], { name: 'cache.v' });
+        keyMask = cache.keyMask ? cache.keyMask.subarray(0, S) : null;
+      } else {
+        // Several rows: attend over the whole capacity; causality hides the unfilled tail.
+        S = cap;
+        k = new Tensor(cache.k[layerIndex]!, [B, cap, kv], { name: 'cache.k' });
+        v = new Tensor(cache.v[layerIndex]!, [B, cap, kv], { name: 'cache.v' });
+        keyMask = cache.keyMask;
+      }
     }
-    const a = attention(q, k, v, { B, T, S, H: c.numHeads, Hkv: c.numKvHeads, Dh: c.headDim }, { keyMask: cache ? null : ctx.keyMask ?? null, qOffset: posOffset });
+    const a = attention(q, k, v, { B, T, S, H: c.numHeads, Hkv: c.numKvHeads, Dh: c.headDim }, { keyMask, qOffset: posOffset });
     const x2 = add(x, L.o_proj.forward(a), 'resid.attn');
     const h2 = rmsnorm(x2, layer.mlpNorm, c.rmsNormEps);
     const m = L.down_proj.forward(swiglu(L.gate_proj.forward(h2), L.up_proj.forward(h2)));
@@ -206,12 +227,16 @@ export class LlamaModel {
     return m;
   }
 
-  /** Logits of the last position for a prompt, no graph recorded (batch 1). */
+  /** Logits [B, V] of the last position of each row (ids [B, T]), no graph recorded. */
   lastLogits(ids: Int32Array, cache: KVCache): Float32Array {
     return noGrad(() => {
-      const logits = this.forward(ids, { B: 1, T: ids.length, cache });
+      const B = cache.batch;
+      const T = ids.length / B;
+      const logits = this.forward(ids, { B, T, cache });
       const V = this.config.vocabSize;
-      return logits.data.slice((ids.length - 1) * V, ids.length * V);
+      const out = new Float32Array(B * V);
+      for (let b = 0; b < B; b++) out.set(logits.data.subarray((b * T + T - 1) * V, (b * T + T) * V), b * V);
+      return out;
     });
   }
 }
