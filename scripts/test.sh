@@ -13,5 +13,15 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "test: chromium could not be installed; the browser test will be skipped"
   fi
 fi
+# llama.cpp (node-llama-cpp, 700 MB) is the independent reader of our GGUF exports. It stays out of
+# package.json; CI (or FEDBIOT_LLAMA_CPP=1) installs it beside the project so those tests run.
+if [ "${CI:-}" = "true" ] || [ "${FEDBIOT_LLAMA_CPP:-}" = "1" ]; then
+  if [ ! -d .cache/llama-cpp/node_modules/node-llama-cpp ]; then
+    echo "test: installing node-llama-cpp 3.21.1 into .cache/llama-cpp for the GGUF parity tests"
+    mkdir -p .cache/llama-cpp
+    npm install --no-audit --no-fund --no-save --prefix .cache/llama-cpp node-llama-cpp@3.21.1 >/dev/null
+  fi
+  export FEDBIOT_NODE_LLAMA_CPP="$PWD/.cache/llama-cpp/node_modules/node-llama-cpp"
+fi
 npm run typecheck
 bash scripts/run-tests.sh

@@ -213,13 +213,16 @@ export async function runSimulation(exp: Experiment, o: SimulationOptions): Prom
     let bytesDown = 0;
     let bytesUp = 0;
     progress.start(`round ${round + 1}/${cfg.rounds}`, sampled.length * settings.local.steps);
+    // The round's global adapter, captured before any client trains: simulated clients train the
+    // server's own adapter layers in place, so each must start again from this snapshot.
+    const globalAdapter = server.adapterState();
     for (const name of sampled) {
       if (o.shouldStop?.()) {
         progress.stop();
         progress.log(`stopped during round ${round + 1}; rerun with --resume to continue from round ${round + 1}`);
         return null;
       }
-      const payload: RoundPayload = server.payload(round, extra.clientEmulatorVersion[name] ?? 0);
+      const payload: RoundPayload = { ...server.payload(round, extra.clientEmulatorVersion[name] ?? 0), adapter: globalAdapter };
       // In `local`, each client continues from its own adapter; the server's is never shared.
       if (isLocal) payload.adapter = clientStates.get(name) ?? server.initialAdapterState();
       bytesDown += stateBytes(payload.adapter) + (payload.emulator ? stateBytes(payload.emulator) : 0);

@@ -1,54 +1,32 @@
 // One server and three client processes over 127.0.0.1 complete three rounds, and the final
-// adapter equals an in-process run of the same algorithm halves in the same order of operations.
+// adapter equals `fedbiot simulate` on the same config and seed (the same algorithm halves in the
+// same order of operations).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { setup, cli, serverArgs, clientArgs, metrics, killAll } from './helpers.js';
 import { loadConfig } from '../../src/config/load.js';
 import { buildExperiment } from '../../src/fl/experiment.js';
-import { settingsFromConfig, toTokenBatch } from '../../src/fl/simulation.js';
-import { ServerAlgorithm, simulatedClient } from '../../src/fedbiot/algorithms.js';
-import { encodeExamples } from '../../src/data/encode.js';
-import { BatchIterator, resolvePadId } from '../../src/data/batch.js';
-import { deriveSeed } from '../../src/util/rng.js';
-import type { ClientUpdate } from '../../src/fedbiot/aggregate.js';
+import { runSimulation } from '../../src/fl/simulation.js';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { loadPeftAsState } from '../../src/models/hf-model.js';
 import type { LoraState } from '../../src/fedbiot/lora-state.js';
 import { setThreads } from '../../src/tensor/engine.js';
 
 after(killAll);
 
-/** FedAvg with every sampled client starting from the round's global adapter. */
+/** The simulation of the same config and seed, in this process. */
 async function reference(config: string, sets: string[]): Promise<LoraState> {
   const cfg = loadConfig(config, sets);
   setThreads(1); // the client and server processes run with FEDBIOT_THREADS=1
-  const exp = await buildExperiment(cfg);
-  const tok = exp.tokenizer;
-  const padId = resolvePadId(tok);
-  const enc = (ex: typeof exp.train) => encodeExamples(ex, tok, { maxLength: cfg.data.maxLength }).items;
-  const publicIt = new BatchIterator(enc(exp.public), { batchSize: cfg.algorithm.align.batchSize, padId, seed: deriveSeed(cfg.seed, 'public') });
-  const server = new ServerAlgorithm(exp.base, settingsFromConfig(cfg), () => toTokenBatch(publicIt.next()!), cfg.seed);
-  const client = simulatedClient(server);
-  const its = exp.clients.map((idx, i) => {
-    const items = enc(idx.map((j) => exp.train[j]!));
-    return { name: String(i), n: items.length, it: new BatchIterator(items, { batchSize: cfg.algorithm.local.batchSize, padId, seed: deriveSeed(cfg.seed, `client-${i}`) }) };
-  });
-  server.prepare();
-  for (let round = 0; round < cfg.rounds; round++) {
-    server.beginRound(round);
-    const start = server.payload(round, -1);
-    const updates: ClientUpdate[] = [];
-    for (const c of its) {
-      client.apply(start);
-      const r = client.train(() => toTokenBatch(c.it.next()!));
-      updates.push({ client: c.name, samples: c.n, state: r.state });
-    }
-    server.aggregate(updates);
-  }
-  return server.adapterState();
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-net-ref-'));
+  const summary = await runSimulation(await buildExperiment(cfg), { outDir: out });
+  assert.ok(summary);
+  return loadPeftAsState(path.join(out, 'adapter')).state;
 }
 
-test('net: 1 server + 3 clients complete 3 rounds; final adapter equals the in-process reference', { timeout: 120_000 }, async () => {
+test('net: 1 server + 3 clients complete 3 rounds; final adapter equals the simulation\'s', { timeout: 120_000 }, async () => {
   const s = await setup({ rounds: 3, server: { minClients: 3, roundDeadlineSeconds: 60 } });
   const t0 = performance.now();
   const server = cli('server', serverArgs(s));
