@@ -2,9 +2,9 @@
 // W is frozen whenever LoRA is attached (no gradient is kept for it); A and B are the trainable
 // low-rank factors, stored as in PEFT: A [r, in], B [out, r]. B starts at zero so that attaching
 // LoRA leaves the model's function unchanged.
-import { Tensor } from '../tensor/tensor.js';
+import { Tensor, saved } from '../tensor/tensor.js';
 import { alloc } from '../tensor/engine.js';
-import { linear, add, scale, dropout } from '../tensor/ops.js';
+import { linear, loraLinear } from '../tensor/ops.js';
 import type { Random } from '../util/rng.js';
 
 export interface LoraSpec {
@@ -60,11 +60,15 @@ export class LoraLinear {
   }
 
   forward(x: Tensor): Tensor {
-    const base = linear(x, this.weight, this.name);
-    if (!this.lora || this.merged) return base;
-    const xin = this.dropoutRandom && this.loraDropout > 0 ? dropout(x, this.loraDropout, this.dropoutRandom) : x;
-    const low = linear(linear(xin, this.lora.A, `${this.name}.lora_A`), this.lora.B, `${this.name}.lora_B`);
-    return add(base, scale(low, this.loraScale), this.name);
+    if (!this.lora || this.merged) return linear(x, this.weight, this.name);
+    let mask: Float32Array | null = null;
+    if (this.dropoutRandom && this.loraDropout > 0) {
+      // Inverted dropout on the LoRA branch's input only.
+      mask = saved(x.size, `${this.name}.dropout`);
+      const keep = 1 / (1 - this.loraDropout);
+      for (let i = 0; i < x.size; i++) mask[i] = this.dropoutRandom() < this.loraDropout ? 0 : keep;
+    }
+    return loraLinear(x, this.weight, this.lora.A, this.lora.B, this.loraScale, mask, this.name);
   }
 
   /** W += scale * B A (for inference or export); unmerge() undoes it. */

@@ -54,6 +54,59 @@ export function linear(x: Tensor, w: Tensor, name = 'linear'): Tensor {
   return out;
 }
 
+/**
+ * Fused LoRA linear: y = x W^T + scale * (x_d A^T) B^T, with W [N, K] frozen or not, A [r, K],
+ * B [N, r], and x_d = x * dropMask when a dropout mask is given. One pass writes y with three gemms
+ * (the last accumulating with beta = 1), instead of separate linear, scale and add ops.
+ */
+export function loraLinear(x: Tensor, w: Tensor, a: Tensor, b: Tensor, scaleV: number, dropMask: Float32Array | null, name = 'lora_linear'): Tensor {
+  const K = lastDim(x);
+  if (w.shape.length !== 2 || w.shape[1] !== K) fail('loraLinear', `input '${x.name}' ${shapeStr(x.shape)} does not match weight '${w.name}' ${shapeStr(w.shape)}`);
+  const N = w.shape[0]!;
+  const r = a.shape[0]!;
+  if (a.shape.length !== 2 || a.shape[1] !== K || b.shape.length !== 2 || b.shape[0] !== N || b.shape[1] !== r) {
+    fail('loraLinear', `LoRA factors '${a.name}' ${shapeStr(a.shape)} / '${b.name}' ${shapeStr(b.shape)} do not fit weight ${shapeStr(w.shape)}`);
+  }
+  const M = x.size / K;
+  const k = kernels();
+  let xd = x.data;
+  if (dropMask) {
+    if (dropMask.length !== x.size) fail('loraLinear', `dropout mask has ${dropMask.length} values for input ${shapeStr(x.shape)}`);
+    xd = saved(x.size, `${name}.xdrop`);
+    k.mul(x.data, dropMask, xd, x.size);
+  }
+  const h = saved(M * r, `${name}.h`);
+  const out = result([...x.shape.slice(0, -1), N], [x, w, a, b], name);
+  const g = (p: { tA: boolean; tB: boolean; M: number; N: number; K: number; alpha: number; A: Float32Array; lda: number; B: Float32Array; ldb: number; beta: number; C: Float32Array; ldc: number }) =>
+    k.gemm({ transA: p.tA, transB: p.tB, M: p.M, N: p.N, K: p.K, alpha: p.alpha, A: p.A, aOff: 0, lda: p.lda, strideA: 0, B: p.B, bOff: 0, ldb: p.ldb, strideB: 0, beta: p.beta, C: p.C, cOff: 0, ldc: p.ldc, strideC: 0, batch: 1 });
+  g({ tA: false, tB: true, M, N, K, alpha: 1, A: x.data, lda: K, B: w.data, ldb: K, beta: 0, C: out.data, ldc: N });
+  g({ tA: false, tB: true, M, N: r, K, alpha: 1, A: xd, lda: K, B: a.data, ldb: K, beta: 0, C: h, ldc: r });
+  g({ tA: false, tB: true, M, N, K: r, alpha: scaleV, A: h, lda: r, B: b.data, ldb: r, beta: 1, C: out.data, ldc: N });
+  onBackward(out, () => {
+    const dy = out.grad!;
+    if (w.requiresGrad) g({ tA: true, tB: false, M: N, N: K, K: M, alpha: 1, A: dy, lda: N, B: x.data, ldb: K, beta: 1, C: w.gradBuffer(), ldc: K });
+    if (b.requiresGrad) g({ tA: true, tB: false, M: N, N: r, K: M, alpha: scaleV, A: dy, lda: N, B: h, ldb: r, beta: 1, C: b.gradBuffer(), ldc: r });
+    const needDh = a.requiresGrad || x.requiresGrad;
+    const dh = needDh ? take(M * r) : null;
+    if (dh) g({ tA: false, tB: false, M, N: r, K: N, alpha: scaleV, A: dy, lda: N, B: b.data, ldb: r, beta: 0, C: dh, ldc: r });
+    if (a.requiresGrad) g({ tA: true, tB: false, M: r, N: K, K: M, alpha: 1, A: dh!, lda: r, B: xd, ldb: K, beta: 1, C: a.gradBuffer(), ldc: K });
+    if (x.requiresGrad) {
+      const dx = x.gradBuffer();
+      g({ tA: false, tB: false, M, N: K, K: N, alpha: 1, A: dy, lda: N, B: w.data, ldb: K, beta: 1, C: dx, ldc: K });
+      if (!dropMask) g({ tA: false, tB: false, M, N: K, K: r, alpha: 1, A: dh!, lda: r, B: a.data, ldb: K, beta: 1, C: dx, ldc: K });
+      else {
+        const tmp = take(x.size);
+        g({ tA: false, tB: false, M, N: K, K: r, alpha: 1, A: dh!, lda: r, B: a.data, ldb: K, beta: 0, C: tmp, ldc: K });
+        k.mul(tmp, dropMask, tmp, x.size);
+        k.axpy(1, tmp, dx, x.size);
+        release(tmp);
+      }
+    }
+    if (dh) release(dh);
+  });
+  return out;
+}
+
 /** Batched matmul: a [b, M, K] @ b [b, K, N] (optionally transposed) -> [b, M, N]. */
 export function matmul(a: Tensor, b: Tensor, opts: { transA?: boolean; transB?: boolean } = {}): Tensor {
   const tA = opts.transA ?? false;

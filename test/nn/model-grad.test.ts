@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { useReference64 } from '../../src/tensor/engine.js';
 import { tape, Tensor } from '../../src/tensor/tensor.js';
 import { checkGradients } from '../helpers/finite-diff.js';
-import { matmul, linear, weightedSum, squaredDistance, cosineLoss, nmse, klDivergence } from '../../src/tensor/ops.js';
+import { matmul, linear, loraLinear, weightedSum, squaredDistance, cosineLoss, nmse, klDivergence } from '../../src/tensor/ops.js';
 import { LlamaModel } from '../../src/nn/llama.js';
 import { makeConfig } from '../../src/nn/config.js';
 import { lmLoss, type TokenBatch } from '../../src/nn/lm.js';
@@ -84,6 +84,24 @@ test('composite losses (matmul transposes, KL, NMSE, cosine, proximal) have corr
         [nmse(y2, fillNormal(mulberry32(1), new Float64Array(72) as unknown as Float32Array, 1)), 0.3],
       ]);
     });
+  } finally {
+    restore();
+  }
+});
+
+test('fused LoRA linear (with a dropout mask, trainable W, A, B and input) matches finite differences', () => {
+  const restore = useReference64();
+  try {
+    const r = mulberry32(21);
+    const mk = (shape: number[], name: string) => Tensor.param(fillNormal(r, new Float64Array(shape.reduce((a, b) => a * b, 1)) as unknown as Float32Array, 1), shape, name);
+    const x = mk([2, 3, 5], 'x');
+    const w = mk([4, 5], 'w');
+    const a = mk([2, 5], 'A');
+    const b = mk([4, 2], 'B');
+    const mask = Float64Array.from({ length: 30 }, (_, i) => (i % 4 === 0 ? 0 : 1.25)) as unknown as Float32Array;
+    const target = fillNormal(r, new Float64Array(24) as unknown as Float32Array, 1);
+    checkGradients([x, w, a, b], () => nmse(loraLinear(x, w, a, b, 1.5, mask), target));
+    checkGradients([x, a, b], () => nmse(loraLinear(x, w, a, b, 0.5, null), target));
   } finally {
     restore();
   }
