@@ -105,13 +105,13 @@ export interface Setup {
 }
 
 /** A state folder with registered clients, the client data shares and a config. */
-export async function setup(o: { rounds: number; clients?: string[]; server?: Record<string, string | number>; extra?: string[] }): Promise<Setup> {
+export async function setup(o: { rounds: number; clients?: string[]; server?: Record<string, string | number>; extra?: string[]; tls?: { cert: string; key: string } }): Promise<Setup> {
   const dir = tmp();
   const state = path.join(dir, 'state');
   const port = await freePort();
   const config = path.join(dir, 'run.yaml');
   fs.writeFileSync(config, `rounds: ${o.rounds}\n`);
-  const server = { port, host: '127.0.0.1', pollSeconds: 0.1, lingerSeconds: 3, ...o.server };
+  const server = { port, host: '127.0.0.1', pollSeconds: 0.1, lingerSeconds: 2, ...(o.tls ? { tls: `{cert: ${o.tls.cert}, key: ${o.tls.key}}` } : {}), ...o.server };
   const sets = [...TINY, ...(o.extra ?? []), `server={${Object.entries(server).map(([k, v]) => `${k}: ${v}`).join(', ')}}`];
   fs.mkdirSync(state, { recursive: true });
   const db = new ServerDb(path.join(state, 'server.db'));
@@ -123,7 +123,7 @@ export async function setup(o: { rounds: number; clients?: string[]; server?: Re
   const { buildExperiment } = await import('../../src/fl/experiment.js');
   const { exportShares } = await import('../../src/fl/net/shares.js');
   const shares = exportShares(await buildExperiment(loadConfig(config, sets)), path.join(dir, 'data'));
-  return { state, config, sets, url: `http://127.0.0.1:${port}`, tokens, shares, dir };
+  return { state, config, sets, url: `${o.tls ? 'https' : 'http'}://127.0.0.1:${port}`, tokens, shares, dir };
 }
 
 export function serverArgs(s: Setup): string[] {
@@ -136,4 +136,9 @@ export function clientArgs(s: Setup, name: string, extra: string[] = []): string
 
 export function metrics(s: Setup): Record<string, unknown>[] {
   return fs.readFileSync(path.join(s.state, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** Round entries of metrics.jsonl (not the prepare/final lines). */
+export function roundMetrics(s: Setup): Record<string, unknown>[] {
+  return metrics(s).filter((l) => typeof l.round === 'number' && (l.round as number) >= 0 && !l.phase);
 }

@@ -13,7 +13,7 @@ import { toTokenBatch } from '../simulation.js';
 import { writeAtomic } from '../checkpoint.js';
 import { loadClientModel } from './artifact.js';
 import { downloadArtifact, modelCacheDir, type DownloadOptions, type DownloadReport } from './download.js';
-import { makeTransport, request, replyReason, sleep, type ClientTransport } from './http.js';
+import { certificateProblem, FatalNetError, makeTransport, request, replyReason, sleep, type ClientTransport } from './http.js';
 import { decodePayload, encodeUpdate, joinInfoSchema, roundStatusSchema, type JoinInfo, type RoundStatus } from './protocol.js';
 
 export interface ClientOptions {
@@ -44,7 +44,7 @@ interface ClientStateFile {
 }
 
 /** Retries `f` on network errors (not on HTTP refusals) until `patience` ms without success. */
-async function retrying<T>(what: string, patienceMs: number, log: (l: string) => void, f: () => Promise<T>): Promise<T> {
+async function retrying<T>(what: string, patienceMs: number, log: (l: string) => void, f: () => Promise<T>, fatal?: (e: unknown) => string | null): Promise<T> {
   const t0 = Date.now();
   let wait = 200;
   let warned = false;
@@ -53,6 +53,8 @@ async function retrying<T>(what: string, patienceMs: number, log: (l: string) =>
       return await f();
     } catch (e) {
       if (e instanceof RefusedError) throw e;
+      const why = fatal?.(e);
+      if (why) throw new FatalNetError(`${what}: ${why}`);
       if (Date.now() - t0 > patienceMs) throw new Error(`${what}: server unreachable for ${Math.round(patienceMs / 1000)} s: ${(e as Error).message}`);
       if (!warned) log(`${what}: ${(e as Error).message}; retrying`);
       warned = true;
@@ -73,7 +75,10 @@ export async function joinServer(t: ClientTransport): Promise<JoinInfo> {
 
 export async function fetchModel(o: Pick<ClientOptions, 'server' | 'token' | 'cache' | 'ca' | 'download'>): Promise<{ join: JoinInfo; dir: string; report: DownloadReport }> {
   const t = makeTransport(o.server, o.token, { ca: o.ca });
-  const join = await joinServer(t);
+  const join = await joinServer(t).catch((e: unknown) => {
+    const why = certificateProblem(e, o.server, o.ca);
+    throw why ? new FatalNetError(why) : e;
+  });
   const dir = modelCacheDir(o.cache, join.model);
   const report = await downloadArtifact(t, join.model, dir, o.download);
   return { join, dir, report };
@@ -83,10 +88,27 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
   const log = o.log ?? ((l: string) => process.stdout.write(`${l}\n`));
   const patience = (o.patienceSeconds ?? 600) * 1000;
   const t = makeTransport(o.server, o.token, { ca: o.ca });
-  const join = await retrying('join', patience, log, () => joinServer(t));
+  const fatal = (e: unknown) => certificateProblem(e, o.server, o.ca);
+  const retry = <T>(what: string, f: () => Promise<T>) => retrying(what, patience, log, f, fatal);
+  const poll = () =>
+    retry('poll', async () => {
+      const r = await request(t, 'GET', 'v1/round');
+      if (r.status !== 200) {
+        const why = replyReason(r);
+        throw new RefusedError(r.status, why.code, r.status === 401 ? `the server refused this client's token (${why.code}): ${why.reason}` : why.reason);
+      }
+      return roundStatusSchema.parse(JSON.parse(r.body.toString('utf8')));
+    });
+  const join = await retry('join', () => joinServer(t));
   log(`joined as ${join.client}: ${join.rounds} rounds, model ${join.model.sha256.slice(0, 16)}`);
+  // A client that joins a finished run learns it before downloading the model.
+  const first = await poll();
+  if (first.state === 'done') {
+    log(`the run is complete (${first.rounds} rounds); nothing to do`);
+    return { rounds: [] };
+  }
   const dir = modelCacheDir(o.cache, join.model);
-  const rep = await retrying('download', patience, log, () => downloadArtifact(t, join.model, dir, { log, ...o.download }));
+  const rep = await retry('download', () => downloadArtifact(t, join.model, dir, { log, ...o.download }));
   log(`model ready in ${dir}: fetched ${rep.fetched} bytes, resumed ${rep.resumed}, ${rep.cached} file(s) cached`);
 
   const tr = join.training;
@@ -111,14 +133,7 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
   log(`${items.length} training examples; waiting for rounds`);
   const done: number[] = [];
   for (;;) {
-    const st: RoundStatus = await retrying('poll', patience, log, async () => {
-      const r = await request(t, 'GET', 'v1/round');
-      if (r.status !== 200) {
-        const why = replyReason(r);
-        throw new RefusedError(r.status, why.code, why.reason);
-      }
-      return roundStatusSchema.parse(JSON.parse(r.body.toString('utf8')));
-    });
+    const st: RoundStatus = await poll();
     if (st.state === 'done') {
       log(`the run is complete (${st.rounds} rounds); trained in ${done.length} round(s) this session`);
       return { rounds: done };
@@ -128,7 +143,7 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
       continue;
     }
     const round = st.round;
-    const payloadReply = await retrying('payload', patience, log, () => request(t, 'GET', `v1/round/${round}/payload?emulatorVersion=${algo.emulatorVersion}`));
+    const payloadReply = await retry('payload', () => request(t, 'GET', `v1/round/${round}/payload?emulatorVersion=${algo.emulatorVersion}`));
     if (payloadReply.status !== 200) {
       const why = replyReason(payloadReply);
       log(`round ${round + 1}: payload refused: ${why.code}: ${why.reason}`);
@@ -141,7 +156,7 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
     if (o.trainDelayMs) await sleep(o.trainDelayMs);
     const res = algo.train(() => toTokenBatch(it.next()!));
     const body = encodeUpdate({ round, nonce: p.nonce, samples: items.length, metrics: { meanLoss: res.meanLoss, tokens: res.tokens, seconds: res.seconds }, state: res.state });
-    const up = await retrying('upload', patience, log, () => request(t, 'POST', `v1/round/${round}/update`, { body }));
+    const up = await retry('upload', () => request(t, 'POST', `v1/round/${round}/update`, { body }));
     if (up.status === 200) log(`round ${round + 1}: uploaded (loss ${res.meanLoss.toFixed(4)}, ${body.length} bytes)`);
     else {
       const why = replyReason(up);

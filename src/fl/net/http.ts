@@ -106,3 +106,29 @@ export function replyReason(r: Reply): { code: string; reason: string } {
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+const CERT_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_UNTRUSTED', 'CERT_REJECTED',
+  'CERT_SIGNATURE_FAILURE', 'ERR_TLS_CERT_ALTNAME_INVALID', 'HOSTNAME_MISMATCH',
+]);
+
+/**
+ * A clear message when `e` is a TLS certificate failure (retrying cannot help: the client does not
+ * trust the server's certificate), or null for any other error.
+ */
+export function certificateProblem(e: unknown, server: string, ca?: string): string | null {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !CERT_CODES.has(code)) return null;
+  const why = (e as Error).message;
+  const hint = code === 'ERR_TLS_CERT_ALTNAME_INVALID' || code === 'HOSTNAME_MISMATCH'
+    ? "the certificate's subjectAltName does not name this host: use the host name or IP the certificate was made for"
+    : ca
+      ? `the server's certificate is not signed by ${ca}: pass the certificate the server uses`
+      : "pass the server's certificate with --ca cert.pem (a self-signed certificate is not trusted by default)";
+  return `TLS certificate error talking to ${server}: ${code}: ${why}; ${hint}`;
+}
+
+/** Thrown for errors that retrying cannot fix (an untrusted certificate). */
+export class FatalNetError extends Error {}
+

@@ -74,7 +74,9 @@ export const statusInfoSchema = z.object({
   completedRounds: z.number(),
   phase: z.string(),
   currentRound: z.number().nullable(),
-  clients: z.array(z.object({ name: z.string(), role: z.string(), lastSeen: z.number().nullable(), uploads: z.number() })).optional(),
+  /** Present once the last round is done (the server answers status for lingerSeconds more). */
+  finished: z.object({ at: z.number(), round: z.number(), closesAt: z.number(), results: z.string().optional() }).optional(),
+  clients: z.array(z.object({ name: z.string(), role: z.string(), lastSeen: z.number().nullable(), uploads: z.number(), revokedAt: z.number().optional() })).optional(),
   roundsDetail: z.array(z.record(z.string(), z.unknown())).optional(),
 });
 export type StatusInfo = z.infer<typeof statusInfoSchema>;
