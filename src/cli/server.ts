@@ -1,5 +1,7 @@
 // `fedbiot server --config FILE [--state DIR]` runs a FedBiOT server;
 // `fedbiot server add-client NAME --state DIR [--admin]` registers a client and prints its token once;
+// `fedbiot server remove-client NAME --state DIR` revokes a token (a running server refuses it at once);
+// `fedbiot server list-clients --state DIR` lists the registered clients;
 // `fedbiot server export-shares --config FILE --out DIR` writes the simulated clients' data shares.
 import type { Command } from 'commander';
 import * as path from 'node:path';
@@ -13,6 +15,16 @@ function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }
 
+/**
+ * The database of `server <sub> ... --state DIR [--config FILE]`: commander hands --state and
+ * --config to the parent `server` command, wherever they appear, so read them from there.
+ */
+function dbOf(cmd: Command) {
+  const o = cmd.optsWithGlobals<{ state: string; config?: string; set?: string[] }>();
+  const cfg = o.config ? loadConfig(o.config, o.set ?? []) : null;
+  return openDb(cfg, path.resolve(o.state));
+}
+
 export function registerServer(program: Command): void {
   const server = program
     .command('server')
@@ -20,11 +32,12 @@ export function registerServer(program: Command): void {
     .option('--config <file>', 'YAML run configuration (with an optional server: section)')
     .option('--set <key=value>', 'override a config key (repeatable), e.g. --set server.port=9000', collect, [])
     .option('--state <dir>', 'state folder: database, checkpoints, compressed model, metrics', 'server-state')
-    .action(async (opts: { config?: string; set: string[]; state: string }) => {
+    .option('--max-round-extensions <n>', 'deadline extensions for a round short of minClients uploads (overrides server.maxRoundExtensions; default 2)', (v) => Number(v))
+    .action(async (opts: { config?: string; set: string[]; state: string; maxRoundExtensions?: number }) => {
       if (!opts.config) throw new Error('fedbiot server: --config is required');
       const cfg = loadConfig(opts.config, opts.set);
       if (cfg.threads) setThreads(cfg.threads);
-      const srv = new FedServer(cfg, path.resolve(opts.state), (l) => process.stdout.write(`[${new Date().toISOString()}] ${l}\n`));
+      const srv = new FedServer(cfg, path.resolve(opts.state), (l) => process.stdout.write(`[${new Date().toISOString()}] ${l}\n`), { maxRoundExtensions: opts.maxRoundExtensions });
       const stop = () => {
         process.stdout.write('interrupted: the next start resumes from the last completed round\n');
         void srv.close().finally(() => process.exit(130));
@@ -37,12 +50,9 @@ export function registerServer(program: Command): void {
   server
     .command('add-client <name>')
     .description('register a client (or, with --admin, a status reader) and print its token once')
-    .option('--state <dir>', 'the server state folder', 'server-state')
-    .option('--config <file>', 'the server config (only to find server.dbPath)')
     .option('--admin', 'an admin token (for fedbiot status), not a training client')
-    .action((name: string, opts: { state: string; config?: string; admin?: boolean }) => {
-      const cfg = opts.config ? loadConfig(opts.config) : null;
-      const db = openDb(cfg, path.resolve(opts.state));
+    .action((name: string, opts: { admin?: boolean }, cmd: Command) => {
+      const db = dbOf(cmd);
       try {
         const token = db.addClient(name, opts.admin ? 'admin' : 'client');
         process.stdout.write(`${token}\n`);
@@ -53,13 +63,46 @@ export function registerServer(program: Command): void {
     });
 
   server
+    .command('remove-client <name>')
+    .description('revoke a client (or admin) token; a running server refuses it from its next request on')
+    .action((name: string, _opts: unknown, cmd: Command) => {
+      const db = dbOf(cmd);
+      try {
+        if (!db.removeClient(name)) {
+          const known = db.clients().some((c) => c.name === name);
+          throw new Error(known ? `client '${name}' is already revoked` : `no client named '${name}' (see \`fedbiot server list-clients\`)`);
+        }
+        process.stdout.write(`client '${name}' revoked: its token is refused from now on (a running server checks every request); its uploads already aggregated stay in past rounds\n`);
+      } finally {
+        db.close();
+      }
+    });
+
+  server
+    .command('list-clients')
+    .description('list registered clients and admins: role, status, last seen, uploads')
+    .action((_opts: unknown, cmd: Command) => {
+      const db = dbOf(cmd);
+      try {
+        const iso = (t: number | null) => (t ? new Date(t).toISOString() : 'never');
+        for (const c of db.clients()) {
+          const st = c.revoked_at !== null ? `revoked ${iso(c.revoked_at)}` : 'active';
+          process.stdout.write(`${c.name.padEnd(16)} ${c.role.padEnd(6)} ${st.padEnd(32)} last seen ${iso(c.last_seen)}  uploads ${db.uploadCount(c.name)}\n`);
+        }
+      } finally {
+        db.close();
+      }
+    });
+
+  server
     .command('export-shares')
     .description("write each simulated client's training data as OUT/client-<i>.jsonl (demos, tests)")
-    .requiredOption('--config <file>', 'YAML run configuration')
-    .option('--set <key=value>', 'override a config key (repeatable)', collect, [])
     .requiredOption('--out <dir>', 'output folder')
-    .action(async (opts: { config: string; set: string[]; out: string }) => {
-      const exp = await buildExperiment(loadConfig(opts.config, opts.set));
-      for (const f of exportShares(exp, opts.out)) process.stdout.write(`${f}\n`);
+    .action(async (_opts: unknown, cmd: Command) => {
+      // --config and --set belong to the parent `server` command (see dbOf).
+      const o = cmd.optsWithGlobals<{ config?: string; set: string[]; out: string }>();
+      if (!o.config) throw new Error('fedbiot server export-shares: --config is required');
+      const exp = await buildExperiment(loadConfig(o.config, o.set));
+      for (const f of exportShares(exp, o.out)) process.stdout.write(`${f}\n`);
     });
 }

@@ -13,6 +13,8 @@ export interface ClientRow {
   role: 'client' | 'admin';
   created_at: number;
   last_seen: number | null;
+  /** When `server remove-client` revoked the token (the row stays, so refusals can name the peer). */
+  revoked_at: number | null;
 }
 
 export interface RoundRow {
@@ -56,6 +58,8 @@ export class ServerDb {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
+    const cols = (this.db.prepare('PRAGMA table_info(clients)').all() as { name: string }[]).map((c) => c.name);
+    if (!cols.includes('revoked_at')) this.db.exec('ALTER TABLE clients ADD COLUMN revoked_at INTEGER');
   }
 
   close(): void {
@@ -75,22 +79,38 @@ export class ServerDb {
   addClient(name: string, role: 'client' | 'admin' = 'client'): string {
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new Error(`client name '${name}': use 1-64 letters, digits, '.', '_' or '-'`);
     const token = newToken();
-    const exists = this.db.prepare('SELECT 1 FROM clients WHERE name = ?').get(name);
-    if (exists) throw new Error(`client '${name}' already exists (use a new name, or remove it first)`);
-    this.db.prepare('INSERT INTO clients (name, token_hash, role, created_at, last_seen) VALUES (?, ?, ?, ?, NULL)').run(name, hashToken(token), role, Date.now());
+    const prev = this.db.prepare('SELECT revoked_at FROM clients WHERE name = ?').get(name) as { revoked_at: number | null } | undefined;
+    if (prev && prev.revoked_at === null) throw new Error(`client '${name}' already exists (use a new name, or remove it first)`);
+    // A revoked name may be registered again: it gets a new token (the old one stays refused).
+    if (prev) this.db.prepare('UPDATE clients SET token_hash = ?, role = ?, created_at = ?, revoked_at = NULL WHERE name = ?').run(hashToken(token), role, Date.now(), name);
+    else this.db.prepare('INSERT INTO clients (name, token_hash, role, created_at, last_seen) VALUES (?, ?, ?, ?, NULL)').run(name, hashToken(token), role, Date.now());
     return token;
   }
 
-  removeClient(name: string): boolean {
-    return this.db.prepare('DELETE FROM clients WHERE name = ?').run(name).changes > 0;
+  /** Revokes a client's token (kept, marked revoked); false when no such active client. */
+  removeClient(name: string, at = Date.now()): boolean {
+    return this.db.prepare('UPDATE clients SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL').run(at, name).changes > 0;
   }
 
+  /** The active (not revoked) client or admin holding `token`. */
   clientByToken(token: string): ClientRow | null {
-    return (this.db.prepare('SELECT * FROM clients WHERE token_hash = ?').get(hashToken(token)) as ClientRow | undefined) ?? null;
+    return (this.db.prepare('SELECT * FROM clients WHERE token_hash = ? AND revoked_at IS NULL').get(hashToken(token)) as ClientRow | undefined) ?? null;
   }
 
+  /** The name a revoked token belonged to (for the refusal log), or null. */
+  revokedByToken(token: string): string | null {
+    const r = this.db.prepare('SELECT name FROM clients WHERE token_hash = ? AND revoked_at IS NOT NULL').get(hashToken(token)) as { name: string } | undefined;
+    return r?.name ?? null;
+  }
+
+  /** Every registered name, revoked ones included (see `revoked_at`). */
   clients(): ClientRow[] {
     return this.db.prepare('SELECT * FROM clients ORDER BY name').all() as ClientRow[];
+  }
+
+  /** Names of the training clients whose tokens are valid now. */
+  activeClientNames(): Set<string> {
+    return new Set((this.db.prepare("SELECT name FROM clients WHERE role = 'client' AND revoked_at IS NULL").all() as { name: string }[]).map((r) => r.name));
   }
 
   touch(name: string, at = Date.now()): void {
@@ -111,6 +131,11 @@ export class ServerDb {
 
   openRound(r: number, nonce: string, sampled: string[]): void {
     this.db.prepare("INSERT INTO rounds (round, nonce, sampled, status, opened_at) VALUES (?, ?, ?, 'open', ?)").run(r, nonce, JSON.stringify(sampled), Date.now());
+  }
+
+  /** Replaces an open round's sampled clients (a deadline extension sampled more). */
+  setSampled(r: number, sampled: string[]): void {
+    this.db.prepare("UPDATE rounds SET sampled = ? WHERE round = ? AND status = 'open'").run(JSON.stringify(sampled), r);
   }
 
   /** Marks a round complete with its metrics and checkpoint pointer, atomically. */

@@ -55,6 +55,18 @@ interface OpenRound {
 
 type Log = (line: string) => void;
 
+export interface FedServerOptions {
+  /** Overrides server.maxRoundExtensions (see roundPolicy). */
+  maxRoundExtensions?: number;
+}
+
+/** How many times a round short of minClients uploads is extended by one deadline (default 2). */
+export function maxRoundExtensions(net: ServerSettings, o: FedServerOptions = {}): number {
+  const v = o.maxRoundExtensions ?? (net as { maxRoundExtensions?: unknown }).maxRoundExtensions ?? 2;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new Error(`server.maxRoundExtensions must be a non-negative integer, got ${String(v)}`);
+  return v;
+}
+
 const byName = (a: string, b: string) => a.localeCompare(b, 'en', { numeric: true });
 
 export class FedServer {
@@ -68,13 +80,15 @@ export class FedServer {
   private phase: 'starting' | 'aligning' | 'waiting-clients' | 'open' | 'closing' | 'done' = 'starting';
   private completedRounds = 0;
   private readonly lastSeen = new Map<string, number>();
-  private readonly toldDone = new Set<string>();
   private readonly modelDir: string;
   private readonly ckptDir: string;
+  private readonly maxExtensions: number;
+  private finishedAt: number | null = null;
   url = '';
 
-  constructor(private readonly cfg: RunConfig, private readonly stateDir: string, private readonly log: Log = (l) => process.stdout.write(`${l}\n`)) {
+  constructor(private readonly cfg: RunConfig, private readonly stateDir: string, private readonly log: Log = (l) => process.stdout.write(`${l}\n`), opts: FedServerOptions = {}) {
     this.net = serverSettings(cfg);
+    this.maxExtensions = maxRoundExtensions(this.net, opts);
     fs.mkdirSync(stateDir, { recursive: true });
     this.db = openDb(cfg, stateDir);
     this.modelDir = path.join(stateDir, 'model');
@@ -150,7 +164,8 @@ export class FedServer {
       }
       this.phase = 'done';
       this.current = null;
-      this.log(`run complete: ${cfg.rounds} rounds; adapter in ${path.join(this.stateDir, 'adapter')}`);
+      this.finishedAt = Date.now();
+      this.log(`run complete: ${cfg.rounds} rounds; adapter in ${path.join(this.stateDir, 'adapter')}; answering status for ${this.net.lingerSeconds} s`);
       await this.linger();
     } finally {
       await this.close();
@@ -186,35 +201,70 @@ export class FedServer {
       this.db.openRound(round, newNonce(), sampled);
       row = this.db.round(round)!;
     }
-    const sampled = JSON.parse(row.sampled) as string[];
-    const deadline = Date.now() + this.net.roundDeadlineSeconds * 1000;
+    let sampled = JSON.parse(row.sampled) as string[];
+    const deadlineMs = this.net.roundDeadlineSeconds * 1000;
+    let deadline = Date.now() + deadlineMs;
     this.current = { round, nonce: row.nonce, sampled, deadline, phase: 'open', reference: algo.adapterState() };
     this.phase = 'open';
     this.log(`round ${round + 1}/${cfg.rounds} open: sampled ${sampled.join(',')}`);
-    let waitedQuorum = false;
+    // Quorum policy: the round closes as soon as every sampled (and not revoked) client uploaded, or
+    // at its deadline if at least minClients did. Short of that, the deadline is extended (at most
+    // maxExtensions times) and more available clients are sampled; after the last extension the
+    // round closes with whatever it has (or is skipped, keeping the adapter, when nothing came).
+    let extensions = 0;
+    let quorum: 'all' | 'met' | 'below' | 'none' = 'all';
+    const revokedNoted = new Set<string>();
     for (;;) {
-      const got = this.db.uploads(round).filter((u) => sampled.includes(u.client));
-      if (got.length === sampled.length) break;
+      const valid = this.db.activeClientNames();
+      for (const c of sampled) {
+        if (!valid.has(c) && !revokedNoted.has(c)) {
+          revokedNoted.add(c);
+          this.log(`round ${round + 1}: client ${c} was revoked; it is no longer waited for${this.db.hasUpload(round, c) ? ' and its upload is ignored' : ''}`);
+        }
+      }
+      const expected = sampled.filter((c) => valid.has(c));
+      const got = this.db.uploads(round).filter((u) => expected.includes(u.client));
+      const missing = () => expected.filter((c) => !got.some((u) => u.client === c));
+      if (got.length === expected.length && got.length > 0) break;
       if (Date.now() >= deadline) {
-        if (got.length >= Math.min(this.net.minClients, sampled.length)) {
-          this.log(`round ${round + 1}: deadline reached with ${got.length} of ${sampled.length} uploads; missing ${sampled.filter((s) => !got.some((u) => u.client === s)).join(',')}`);
+        if (got.length >= Math.min(this.net.minClients, expected.length) && got.length > 0) {
+          quorum = 'met';
+          this.log(`round ${round + 1}: deadline reached with ${got.length} of ${sampled.length} uploads; missing ${missing().join(',')}`);
           break;
         }
-        if (!waitedQuorum) this.log(`round ${round + 1}: deadline reached with ${got.length} uploads, fewer than minClients=${this.net.minClients}; waiting`);
-        waitedQuorum = true;
+        if (extensions >= this.maxExtensions) {
+          quorum = got.length > 0 ? 'below' : 'none';
+          this.log(got.length > 0
+            ? `round ${round + 1}: closing with ${got.length} upload(s), fewer than minClients=${this.net.minClients}, after ${extensions} extension(s); missing ${missing().join(',')}`
+            : `round ${round + 1}: no upload after ${extensions} extension(s); skipping aggregation, the adapter stays as it was`);
+          break;
+        }
+        extensions++;
+        deadline = Date.now() + deadlineMs;
+        const more = this.activeClients().filter((c) => !sampled.includes(c));
+        const want = Math.max(0, this.net.minClients - got.length);
+        const added = shuffle(mulberry32(deriveSeed(cfg.seed, `sample-${round}-extension-${extensions}`)), more).slice(0, want).sort(byName);
+        if (added.length > 0) {
+          sampled = [...sampled, ...added];
+          this.db.setSampled(round, sampled);
+          this.current.sampled = sampled;
+        }
+        this.current.deadline = deadline;
+        this.log(`round ${round + 1}: deadline reached with ${got.length} upload(s), fewer than minClients=${this.net.minClients}; extension ${extensions} of ${this.maxExtensions}: ${this.net.roundDeadlineSeconds} s more${added.length ? `, also sampled ${added.join(',')}` : ', no other client available'}`);
       }
       await new Promise((r) => setTimeout(r, 50));
     }
     // Closing is synchronous from here: no upload can slip in between the count and FedAvg.
     this.current.phase = 'closing';
     this.phase = 'closing';
-    const uploads = this.db.uploads(round).filter((u) => sampled.includes(u.client));
+    const valid = this.db.activeClientNames();
+    const uploads = this.db.uploads(round).filter((u) => sampled.includes(u.client) && valid.has(u.client));
     const order = sampled.filter((s) => uploads.some((u) => u.client === s));
     const updates: ClientUpdate[] = order.map((name) => {
       const u = uploads.find((x) => x.client === name)!;
       return { client: name, samples: u.samples, state: loadState(path.join(this.stateDir, u.file)) };
     });
-    algo.aggregate(updates);
+    if (updates.length > 0) algo.aggregate(updates);
     const traffic = this.db.traffic(round);
     const trainLoss: Record<string, number> = {};
     for (const u of uploads) trainLoss[u.client] = (JSON.parse(u.metrics) as { meanLoss: number }).meanLoss;
@@ -226,6 +276,8 @@ export class FedServer {
       bytes_up: Object.values(traffic).reduce((a, t) => a + t.up, 0),
       bytes_per_client: traffic,
       seconds: (performance.now() - rt0) / 1000,
+      extensions, quorum,
+      ...(updates.length === 0 ? { skipped: true } : {}),
     };
     if (round !== cfg.rounds - 1 && cfg.eval.every > 0 && (round + 1) % cfg.eval.every === 0) {
       entry.eval = { adapemu: await evaluateModel(algo.clientModel(), evalSpec), adapfu: await evaluateModel(algo.fullModel(), evalSpec) };
@@ -238,7 +290,7 @@ export class FedServer {
     this.current = null;
     this.writeMetrics();
     const losses = Object.values(trainLoss);
-    this.log(`round ${round + 1}/${cfg.rounds} complete: ${order.length}/${sampled.length} clients, train loss ${(losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length)).toFixed(4)}, down ${entry.bytes_down} B, up ${entry.bytes_up} B`);
+    this.log(`round ${round + 1}/${cfg.rounds} ${updates.length === 0 ? 'skipped (no upload)' : 'complete'}: ${order.length}/${sampled.length} clients, train loss ${(losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length)).toFixed(4)}, down ${entry.bytes_down} B, up ${entry.bytes_up} B`);
   }
 
   /** metrics.jsonl, regenerated from the database (so a crash never duplicates a line). */
@@ -252,19 +304,18 @@ export class FedServer {
     writeAtomic(path.join(this.stateDir, 'metrics.jsonl'), lines.map((l) => `${l}\n`).join(''));
   }
 
+  /** Clients heard from within activeSeconds whose tokens are still valid. */
   private activeClients(): string[] {
     const now = Date.now();
     const win = this.net.activeSeconds * 1000;
-    return [...this.lastSeen].filter(([, t]) => now - t <= win).map(([n]) => n).sort(byName);
+    const valid = this.db.activeClientNames();
+    return [...this.lastSeen].filter(([n, t]) => now - t <= win && valid.has(n)).map(([n]) => n).sort(byName);
   }
 
+  /** After the last round: answer status (and tell polling clients "done") for lingerSeconds. */
   private async linger(): Promise<void> {
     const until = Date.now() + this.net.lingerSeconds * 1000;
-    while (Date.now() < until) {
-      const active = this.activeClients();
-      if (active.length > 0 && active.every((c) => this.toldDone.has(c))) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    while (Date.now() < until) await new Promise((r) => setTimeout(r, 50));
   }
 
   private listen(): Promise<void> {
@@ -308,8 +359,12 @@ export class FedServer {
     const tok = bearer(req.headers.authorization);
     const row = tok ? this.db.clientByToken(tok) : null;
     if (!row) {
-      this.db.refuse(null, null, 'unauthorized', `${req.method} ${req.url?.split('?')[0]} from ${req.socket.remoteAddress}`);
-      throw new HttpError(401, 'unauthorized', tok ? 'unknown or revoked token' : 'missing bearer token');
+      const revoked = tok ? this.db.revokedByToken(tok) : null;
+      const what = `${req.method} ${req.url?.split('?')[0]} from ${revoked ? `revoked client ${revoked} at ` : ''}${req.socket.remoteAddress}`;
+      const reason = !tok ? 'missing bearer token' : revoked ? `the token of client '${revoked}' was revoked` : 'unknown or revoked token';
+      this.db.refuse(null, revoked, 'unauthorized', what);
+      this.log(`refused ${what}: unauthorized: ${reason}`);
+      throw new HttpError(401, 'unauthorized', reason);
     }
     if (row.role === 'client') {
       const prev = this.lastSeen.get(row.name) ?? 0;
@@ -360,7 +415,6 @@ export class FedServer {
   private roundStatus(client: string): RoundStatus {
     const rounds = this.cfg.rounds;
     if (this.phase === 'done') {
-      this.toldDone.add(client);
       return { state: 'done', round: rounds, rounds };
     }
     const cur = this.current;
@@ -429,8 +483,8 @@ export class FedServer {
     if (!cur.sampled.includes(client)) this.refuse(round, client, 403, 'not-sampled', `client ${client} is not sampled in round ${round + 1}`);
     const c = checkUpload(body, cur.reference, { normBound: this.net.normBound });
     if (!c.ok) this.refuse(round, client, 422, c.code, c.reason);
-    if (c.round !== round) this.refuse(round, client, 409, 'wrong-round', `the body is for round ${c.round + 1}, the URL for round ${round + 1}`);
-    if (c.nonce !== cur.nonce) this.refuse(round, client, 409, 'bad-nonce', `nonce does not match round ${round + 1}'s (a replay or a stale round)`);
+    if (c.round !== round) this.refuse(round, client, 409, 'wrong-round', `the body is for round ${c.round + 1} (metadata "round"), the URL for round ${round + 1}`);
+    if (c.nonce !== cur.nonce) this.refuse(round, client, 409, 'bad-nonce', `metadata "nonce" does not match round ${round + 1}'s (a replay or a stale round)`);
     const file = path.join('uploads', `round-${String(round).padStart(4, '0')}`, `${client}.safetensors`);
     saveState(path.join(this.stateDir, file), c.state);
     if (!this.db.addUpload({ round, client, samples: c.samples, file, bytes: body.length, metrics: JSON.stringify(c.metrics), received_at: Date.now() })) {
@@ -449,8 +503,12 @@ export class FedServer {
       protocol: PROTOCOL, algorithm: this.cfg.algorithm.name, rounds: this.cfg.rounds, completedRounds: this.completedRounds,
       phase: this.phase, currentRound: this.current?.round ?? null,
     };
+    if (this.phase === 'done') {
+      // Where the results are is told to admins only (it is a path on the server).
+      info.finished = { at: this.finishedAt ?? Date.now(), round: this.completedRounds, closesAt: (this.finishedAt ?? Date.now()) + this.net.lingerSeconds * 1000, ...(row?.role === 'admin' ? { results: this.stateDir } : {}) };
+    }
     if (row?.role === 'admin') {
-      info.clients = this.db.clients().filter((c) => c.role === 'client').map((c) => ({ name: c.name, role: c.role, lastSeen: this.lastSeen.get(c.name) ?? c.last_seen, uploads: this.db.uploadCount(c.name) }));
+      info.clients = this.db.clients().filter((c) => c.role === 'client').map((c) => ({ name: c.name, role: c.role, lastSeen: this.lastSeen.get(c.name) ?? c.last_seen, uploads: this.db.uploadCount(c.name), ...(c.revoked_at !== null ? { revokedAt: c.revoked_at } : {}) }));
       info.roundsDetail = this.db.rounds().map((r) => ({ round: r.round, status: r.status, sampled: JSON.parse(r.sampled) as string[], uploads: this.db.uploads(r.round).map((u) => u.client), metrics: r.metrics ? (JSON.parse(r.metrics) as unknown) : null }));
     }
     sendJson(res, 200, info);
