@@ -69,6 +69,9 @@ static void for_tasks(int64_t n, F&& f) {
   }
 }
 
+// Query rows per block in attention (causal blocks skip the keys no row of the block can see).
+static constexpr int64_t kAttnBlock = 64;
+
 void attention_forward(const AttnArgs& a) {
   const int64_t B = a.B, T = a.T, S = a.S, H = a.H, Hkv = a.Hkv, Dh = a.Dh, group = H / Hkv;
   const int64_t ldq = H * Dh, ldk = Hkv * Dh;
@@ -79,27 +82,33 @@ void attention_forward(const AttnArgs& a) {
     const float* Vv = a.v + b * S * ldk + kh * Dh;
     float* P = a.probs + bh * T * S;
     float* O = a.out + b * T * ldq + h * Dh;
-    // Scores into the probs buffer, then masked softmax in place.
-    sgemm(false, true, T, S, Dh, a.scale, Q, ldq, K, ldk, 0.0f, P, S);
     const float* mask = a.keyMask ? a.keyMask + b * S : nullptr;
-    for (int64_t t = 0; t < T; t++) {
-      float* row = P + t * S;
-      int64_t n = a.causal ? std::min(S, a.qOffset + t + 1) : S;  // visible keys [0, n)
-      if (n < 0) n = 0;
-      if (mask) {
+    // Row blocks: with causal masking a block of queries sees only the keys up to its last row, so
+    // the score and P.V gemms skip the (all-zero) upper triangle beyond it.
+    for (int64_t r0 = 0; r0 < T; r0 += kAttnBlock) {
+      const int64_t r1 = std::min(T, r0 + kAttnBlock);
+      const int64_t nvis = a.causal ? std::max<int64_t>(0, std::min(S, a.qOffset + r1)) : S;
+      if (nvis > 0) sgemm(false, true, r1 - r0, nvis, Dh, a.scale, Q + r0 * ldq, ldq, K, ldk, 0.0f, P + r0 * S, S);
+      for (int64_t t = r0; t < r1; t++) {
+        float* row = P + t * S;
+        int64_t n = a.causal ? std::min(S, a.qOffset + t + 1) : S;  // visible keys [0, n)
+        if (n < 0) n = 0;
+        if (mask) {
 #pragma GCC ivdep
-        for (int64_t s = 0; s < n; s++) row[s] += mask[s];
+          for (int64_t s = 0; s < n; s++) row[s] += mask[s];
+        }
+        const float m = n > 0 ? row_max(row, n) : -INFINITY;
+        if (m == -INFINITY) {
+          std::memset(row, 0, S * sizeof(float));
+          continue;
+        }
+        const float inv = static_cast<float>(1.0 / exp_sum(row, m, row, n));
+        for (int64_t s = 0; s < n; s++) row[s] *= inv;
+        if (n < S) std::memset(row + n, 0, (S - n) * sizeof(float));
       }
-      const float m = n > 0 ? row_max(row, n) : -INFINITY;
-      if (m == -INFINITY) {
-        std::memset(row, 0, S * sizeof(float));
-        continue;
-      }
-      const float inv = static_cast<float>(1.0 / exp_sum(row, m, row, n));
-      for (int64_t s = 0; s < n; s++) row[s] *= inv;
-      if (n < S) std::memset(row + n, 0, (S - n) * sizeof(float));
+      if (nvis > 0) sgemm(false, false, r1 - r0, Dh, nvis, 1.0f, P + r0 * S, S, Vv, ldk, 0.0f, O + r0 * ldq, ldq);
+      else for (int64_t t = r0; t < r1; t++) std::memset(O + t * ldq, 0, Dh * sizeof(float));
     }
-    sgemm(false, false, T, Dh, S, 1.0f, P, S, Vv, ldk, 0.0f, O, ldq);
   });
 }
 
@@ -119,17 +128,33 @@ void attention_backward(const AttnArgs& a) {
       const float* dO = a.dOut + b * T * ldq + h * Dh;
       float* dQ = a.dq + b * T * ldq + h * Dh;
       const float* P = a.probs + (b * H + h) * T * S;
-      sgemm(true, false, S, Dh, T, 1.0f, P, S, dO, ldq, 1.0f, dV, ldk);    // dV += P^T dO
-      sgemm(false, true, T, S, Dh, 1.0f, dO, ldq, Vv, ldk, 0.0f, dP, S);   // dP = dO V^T
-      for (int64_t t = 0; t < T; t++) {                                    // dS = P (dP - <dP, P>)
-        const float* p = P + t * S;
-        float* d = dP + t * S;
-        const float dot = static_cast<float>(dot_d(p, d, S));
+      // Row blocks limited to the keys any of their rows can see (P is exactly 0 beyond), found
+      // from P itself: backward needs no causal flag.
+      for (int64_t r0 = 0; r0 < T; r0 += kAttnBlock) {
+        const int64_t r1 = std::min(T, r0 + kAttnBlock), nr = r1 - r0;
+        int64_t nvis = 0;
+        for (int64_t t = r0; t < r1; t++) {
+          const float* p = P + t * S;
+          int64_t e = S;
+          while (e > nvis && p[e - 1] == 0.0f) e--;
+          nvis = std::max(nvis, e);
+        }
+        if (nvis == 0) continue;  // fully masked rows: no gradient
+        const float* Pb = P + r0 * S;
+        const float* dOb = dO + r0 * ldq;
+        float* dPb = dP + r0 * S;
+        sgemm(true, false, nvis, Dh, nr, 1.0f, Pb, S, dOb, ldq, 1.0f, dV, ldk);    // dV += P^T dO
+        sgemm(false, true, nr, nvis, Dh, 1.0f, dOb, ldq, Vv, ldk, 0.0f, dPb, S);   // dP = dO V^T
+        for (int64_t t = 0; t < nr; t++) {                                         // dS = P (dP - <dP, P>)
+          const float* p = Pb + t * S;
+          float* d = dPb + t * S;
+          const float dot = static_cast<float>(dot_d(p, d, nvis));
 #pragma GCC ivdep
-        for (int64_t s = 0; s < S; s++) d[s] = p[s] * (d[s] - dot);
+          for (int64_t s = 0; s < nvis; s++) d[s] = p[s] * (d[s] - dot);
+        }
+        sgemm(false, false, nr, Dh, nvis, a.scale, dPb, S, K, ldk, 1.0f, dQ + r0 * ldq, ldq);  // dQ += scale dS K
+        sgemm(true, false, nvis, Dh, nr, a.scale, dPb, S, Q + r0 * ldq, ldq, 1.0f, dK, ldk);   // dK += scale dS^T Q
       }
-      sgemm(false, false, T, Dh, S, a.scale, dP, S, K, ldk, 1.0f, dQ, ldq);  // dQ += scale dS K
-      sgemm(true, false, S, Dh, T, a.scale, dP, S, Q, ldq, 1.0f, dK, ldk);   // dK += scale dS^T Q
     }
   });
 }

@@ -167,6 +167,10 @@ const attnCases: [string, AttnCase][] = [
   ['non-causal S != T', { B: 1, T: 4, S: 9, H: 2, Hkv: 1, Dh: 4, qOffset: 0, causal: false, mask: 'pad' }],
   ['threaded B4 T48 H8 Hkv4', { B: 4, T: 48, S: 48, H: 8, Hkv: 4, Dh: 32, qOffset: 0, causal: true, mask: 'pad' }],
   ['serial B1 T40 H2 Hkv1 (threaded BLAS)', { B: 1, T: 40, S: 40, H: 2, Hkv: 1, Dh: 64, qOffset: 0, causal: true, mask: 'none' }],
+  // Longer than one 64-row block: the causal kernels skip keys per block.
+  ['causal blocks T150 GQA + padding', { B: 2, T: 150, S: 150, H: 4, Hkv: 2, Dh: 16, qOffset: 0, causal: true, mask: 'pad' }],
+  ['causal blocks decode qOffset 30, T 100', { B: 2, T: 100, S: 130, H: 2, Hkv: 1, Dh: 8, qOffset: 30, causal: true, mask: 'fullrow' }],
+  ['non-causal T130 S70', { B: 1, T: 130, S: 70, H: 2, Hkv: 2, Dh: 8, qOffset: 0, causal: false, mask: 'pad' }],
 ];
 for (const [i, [name, c]] of attnCases.entries()) parity(`attention ${name}`, ATT, attnCase(c, 100 + i));
 
