@@ -1,6 +1,7 @@
 // HTTPS with a self-signed certificate made by openssl: clients that trust it (--ca) train through
 // a round; a client without --ca stops at once with a certificate error (no retry loop, no hang);
-// plain HTTP to the TLS port fails; `fedbiot status --ca` works over HTTPS.
+// plain HTTP to the TLS port fails; `fedbiot status --ca` works over HTTPS, and after the last
+// round it says the server finished and where the results are, until lingerSeconds pass.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -25,9 +26,9 @@ function selfSigned(dir: string): { cert: string; key: string } {
   return { cert, key };
 }
 
-test('net: TLS with a self-signed certificate: --ca clients train; no --ca is refused clearly; plain HTTP fails', { timeout: 120_000, skip: haveOpenssl ? false : 'openssl not found (needed to make a self-signed certificate)' }, async () => {
+test('net: TLS with a self-signed certificate: --ca clients train; no --ca is refused clearly; plain HTTP fails; status after the run', { timeout: 120_000, skip: haveOpenssl ? false : 'openssl not found (needed to make a self-signed certificate)' }, async () => {
   const tls = selfSigned(tmp('fedbiot-tls-'));
-  const s = await setup({ rounds: 1, clients: ['0', '1'], server: { minClients: 2, roundDeadlineSeconds: 60, lingerSeconds: 4 }, tls });
+  const s = await setup({ rounds: 1, clients: ['0', '1'], server: { minClients: 2, roundDeadlineSeconds: 60, lingerSeconds: 6 }, tls });
   assert.match(s.url, /^https:\/\/127\.0\.0\.1:/);
   const server = cli('server', serverArgs(s));
   await server.waitFor(/listening on https:\/\/127\.0\.0\.1:/, 30_000);
@@ -54,13 +55,27 @@ test('net: TLS with a self-signed certificate: --ca clients train; no --ca is re
   // Trusting the certificate (--ca): the run completes over HTTPS.
   const clients = ['0', '1'].map((n) => cli(`client-${n}`, clientArgs(s, n, ['--ca', tls.cert])));
   await server.waitFor(/run complete/, 60_000);
+  // The run is over but the server still answers status (read-only) for lingerSeconds.
   const status = cli('status', ['status', '--server', s.url, '--ca', tls.cert, '--token', s.tokens.admin!]);
-  assert.equal(await status.exit(20_000), 0, status.out);
-  assert.match(status.out, /1\/1 rounds completed/);
+  const anon = cli('status-anon', ['status', '--server', s.url, '--ca', tls.cert]);
   const noCa = cli('status-no-ca', ['status', '--server', s.url]);
+  const late = cli('client-late', ['client', '--server', s.url, '--ca', tls.cert, '--token', s.tokens['1']!, '--data', s.shares[1]!, '--cache', path.join(s.dir, 'cache-late'), '--patience', '10']);
+  assert.equal(await status.exit(20_000), 0, status.out);
+  assert.match(status.out, /1\/1 rounds completed, phase done/);
+  assert.match(status.out, new RegExp(`server finished at round 1 of 1 \\(.*\\); results in ${s.state.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(adapter/, summary\\.json, metrics\\.jsonl\\)`));
+  assert.equal(await anon.exit(20_000), 0, anon.out);
+  assert.match(anon.out, /server finished at round 1 of 1 .*results in the server's state folder/);
+  assert.doesNotMatch(anon.out, new RegExp(s.state), 'the server path is for admins only');
   assert.equal(await noCa.exit(20_000), 1, noCa.out);
   assert.match(noCa.out, /TLS certificate error.*--ca/);
+  assert.equal(await late.exit(20_000), 0, late.out);
+  assert.match(late.out, /the run is complete \(1 rounds\); nothing to do/);
+  assert.doesNotMatch(late.out, /model ready/, 'a client joining a finished run downloads nothing');
   assert.equal(await server.exit(30_000), 0, server.out);
+  // Gone after lingerSeconds: status says so instead of a bare ECONNREFUSED.
+  const gone = cli('status-gone', ['status', '--server', s.url, '--ca', tls.cert]);
+  assert.equal(await gone.exit(20_000), 1, gone.out);
+  assert.match(gone.out, /nothing answers at https:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\): the server is not running; a finished run's results are in its state folder/);
   for (const c of clients) assert.equal(await c.exit(20_000), 0, c.out);
   assert.deepEqual(roundMetrics(s).map((m) => m.clients), [['0', '1']]);
 });
