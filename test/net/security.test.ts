@@ -115,4 +115,16 @@ test('net: hostile uploads are refused with reasons; the server is unharmed', { 
   const codes = db.refusals().map((r) => r.code);
   db.close();
   for (const c of ['unauthorized', 'non-finite', 'bad-tensors', 'norm-bound', 'bad-body', 'wrong-round', 'bad-nonce', 'duplicate', 'round-closed']) assert.ok(codes.includes(c), `refusal ${c} logged`);
+  // The server log names the peer and the field at fault for every refused upload.
+  for (const re of [
+    /refused upload from 1 for round 1: non-finite: tensor '[^']+' holds a NaN/,
+    /refused upload from 1 for round 1: bad-tensors: tensor '[^']+' has shape \[1,\d+\], expected/,
+    /refused upload from 1 for round 1: bad-tensors: missing tensor '[^']+'/,
+    /refused upload from 1 for round 1: bad-metadata: metadata "samples" must be a positive integer, got 0/,
+    /refused upload from 1 for round 1: bad-nonce: metadata "nonce" does not match/,
+    /refused upload from 1 for round 1: wrong-round: the body is for round 2 \(metadata "round"\)/,
+    /refused upload from 1 for round 1: norm-bound: adapter L2 norm/,
+    /refused upload from 2 for round 1: round-closed/,
+    /refused POST \/v1\/round\/0\/update from 127\.0\.0\.1: unauthorized: unknown or revoked token/,
+  ]) assert.match(server.out, re);
 });
