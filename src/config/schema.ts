@@ -125,6 +125,8 @@ export const configSchema = z.strictObject({
       /** Clients that must have joined before the first round opens (default: minClients). */
       startClients: posInt.optional(),
       roundDeadlineSeconds: z.number().positive().default(600),
+      /** Deadline extensions (sampling more clients) before a round closes below minClients. */
+      maxRoundExtensions: z.number().int().min(0).default(2),
       /** Reject uploads whose L2 norm of the adapter LoRA exceeds this. */
       normBound: z.number().positive().optional(),
       /** SQLite file (default STATE/server.db). */
