@@ -39,6 +39,8 @@ function mean(xs: Record<string, number>[]): Record<string, number> {
 }
 
 const rows: Row[] = [];
+// The untuned base model's evaluation does not depend on the method or seed (same test set).
+let baseEval: Summary['base'] | undefined;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-bench-alg-'));
 for (const g of grid) {
   const runs: Summary[] = [];
@@ -48,8 +50,11 @@ for (const g of grid) {
     if (g.method === 'fedbiot' || g.method === 'local') o.push(`algorithm.adapterLayers=${g.adapter}`);
     const cfg = loadConfig(null, o);
     process.stderr.write(`${g.method} beta=${g.beta} adapter=${g.adapter} seed=${seed}\n`);
-    const s = await runSimulation(await buildExperiment(cfg), { outDir: path.join(tmp, `${g.method}-${g.beta}-${g.adapter}-${seed}`) });
-    if (s) runs.push(s);
+    const s = await runSimulation(await buildExperiment(cfg), { outDir: path.join(tmp, `${g.method}-${g.beta}-${g.adapter}-${seed}`), baseEval });
+    if (s) {
+      runs.push(s);
+      baseEval ??= s.base;
+    }
   }
   rows.push({
     ...g, emu: mean(runs.map((r) => r.adapemu)), fu: mean(runs.map((r) => r.adapfu)), base: mean(runs.map((r) => r.base)),

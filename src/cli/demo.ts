@@ -30,8 +30,8 @@ export function demoOverrides(task: string, model: string | null, quick: boolean
     o.push('rounds=2', 'data.trainSize=48', 'data.testSize=6', 'data.public={source: tasks, size: 24}', 'algorithm.preAlignSteps=8', 'algorithm.alignStepsPerRound=2',
       'algorithm.local={steps: 3, batchSize: 2, proximal: 0.01}', 'algorithm.align={batchSize: 2}', 'eval={maxExamples: 6, maxNewTokens: 12}');
   } else {
-    o.push('rounds=5', 'data.trainSize=400', 'data.testSize=40', 'data.public={source: tasks, size: 200}', 'algorithm.preAlignSteps=60', 'algorithm.alignStepsPerRound=5',
-      'algorithm.local={steps: 10, batchSize: 4, proximal: 0.01}', 'algorithm.align={batchSize: 4}', 'eval={maxExamples: 40, maxNewTokens: 48}');
+    o.push('rounds=4', 'data.trainSize=400', 'data.testSize=40', 'data.public={source: tasks, size: 200}', 'algorithm.preAlignSteps=40', 'algorithm.alignStepsPerRound=5',
+      'algorithm.local={steps: 8, batchSize: 4, proximal: 0.01}', 'algorithm.align={batchSize: 4}', 'eval={maxExamples: 40, maxNewTokens: 40}');
   }
   return o;
 }
@@ -77,7 +77,8 @@ export function registerDemo(program: Command): void {
         const cfg = loadConfig(null, [...demoOverrides(o.task, o.model ?? defaultDemoModel(), o.quick ?? false), `algorithm.name=${name}`]);
         progress.log(`=== ${name} ===`);
         const exp = await buildExperiment(cfg);
-        const s = await runSimulation(exp, { outDir: path.join(o.out, name), progress });
+        // The base model's evaluation is the same for every method: compute it once.
+        const s = await runSimulation(exp, { outDir: path.join(o.out, name), progress, baseEval: rows[0]?.base });
         if (s) rows.push(s);
       }
       const table = comparisonTable(rows);

@@ -127,6 +127,8 @@ export interface SimulationOptions {
   progress?: Progress;
   /** Checked between clients: when it returns true the run stops after saving nothing partial. */
   shouldStop?: () => boolean;
+  /** The base model's evaluation when already known (same model and test set): skips recomputing it. */
+  baseEval?: EvalResult;
 }
 
 export async function runSimulation(exp: Experiment, o: SimulationOptions): Promise<Summary | null> {
@@ -184,8 +186,8 @@ export async function runSimulation(exp: Experiment, o: SimulationOptions): Prom
   } else {
     if (fs.existsSync(metricsPath)) fs.rmSync(metricsPath);
     const evaluate = (m: LlamaModel) => evaluateModel(m, evalSpec);
-    progress.log('evaluating the base model');
-    const base = await evaluate(server.fullModel());
+    if (!o.baseEval) progress.log('evaluating the base model');
+    const base = o.baseEval ?? (await evaluate(server.fullModel()));
     let preAlign = null;
     if (settings.preAlignSteps > 0 && server.hasEmulator) {
       progress.start('pre-alignment', settings.preAlignSteps);
