@@ -1,4 +1,4 @@
-// `npm run bench:algorithms [-- --model DIR] [--seeds 0,1,2] [--quick]`
+// `npm run bench:algorithms [-- --model DIR] [--seeds 0,1,2] [--quick] [--default-only] [--methods a,b]`
 // FedBiOT and its baselines at drop rate 0.2 and 0.5 and adapter 2 and 4 layers, averaged over
 // seeds, on the generated math task: AdapEmu / AdapFu per method, client cost and traffic. Writes a
 // Markdown table (docs/results.md unless --out) and prints it.
@@ -23,14 +23,18 @@ const task = arg('task', 'math')!;
 
 interface Row { method: string; beta: number; adapter: number; emu: Record<string, number>; fu: Record<string, number>; mb: number; bytesRound: number; stepS: number; base: Record<string, number> }
 
-const grid: { method: string; beta: number; adapter: number }[] = [];
-for (const beta of [0.2, 0.5]) {
-  for (const adapter of [2, 4]) grid.push({ method: 'fedbiot', beta, adapter });
+// --default-only: one row per method at the demo's setting (beta 0.2, adapter 2 / 2+2).
+const defaultOnly = process.argv.includes('--default-only');
+const methods = (arg('methods', 'fedbiot,fedot,offsite,local,fedavg-full') ?? '').split(',');
+let grid: { method: string; beta: number; adapter: number }[] = [];
+for (const beta of defaultOnly ? [0.2] : [0.2, 0.5]) {
+  for (const adapter of defaultOnly ? [2] : [2, 4]) grid.push({ method: 'fedbiot', beta, adapter });
   grid.push({ method: 'fedot', beta, adapter: 4 });
   grid.push({ method: 'offsite', beta, adapter: 4 });
   grid.push({ method: 'local', beta, adapter: 2 });
 }
 grid.push({ method: 'fedavg-full', beta: 0, adapter: 0 });
+grid = grid.filter((g) => methods.includes(g.method));
 
 function mean(xs: Record<string, number>[]): Record<string, number> {
   const out: Record<string, number> = {};
