@@ -192,7 +192,8 @@ export async function runPretrain(cfg: PretrainConfig, outDir: string, progress:
   progress.start('pretrain', tc.steps - step);
   const tStart = performance.now();
   const stepStart = step;
-  while (step < tc.steps && performance.now() < deadline) {
+  const lastStep = tc.stopAfter > 0 ? Math.min(tc.steps, tc.stopAfter) : tc.steps;
+  while (step < lastStep && performance.now() < deadline) {
     const r = mulberry32(deriveSeed(cfg.seed, `step-${step}`));
     const starts = Array.from({ length: tc.batchSize }, () => Math.floor(r() * (train.length - T - 1)));
     optW.zeroGrad();
@@ -210,7 +211,7 @@ export async function runPretrain(cfg: PretrainConfig, outDir: string, progress:
     optN.step({ lr: lr, accumulated: 1 / clip });
     step++;
     const entry: (typeof history)[number] = { step, train: lastTrain, lr, seconds: (performance.now() - t0) / 1000 };
-    if (step % tc.evalEvery === 0 || step === tc.steps) {
+    if (step % tc.evalEvery === 0 || step === lastStep) {
       lastVal = valLoss();
       entry.val = lastVal;
       progress.log(`step ${step}: train ${lastTrain.toFixed(4)}, validation ${lastVal.toFixed(4)}, lr ${lr.toExponential(2)}, ${(((step - stepStart) * tc.batchSize * T) / ((performance.now() - tStart) / 1000)).toFixed(0)} tokens/s`);

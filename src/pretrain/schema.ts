@@ -36,9 +36,12 @@ export const pretrainSchema = z.strictObject({
     evalEvery: posInt.default(200),
     evalBatches: posInt.default(8),
     checkpointEvery: posInt.default(200),
+    /** Stop once this many steps are done (0 = run to `steps`), keeping `steps`'s schedule: a rerun
+     * with a smaller `steps` then anneals from there (the default model's two-phase recipe). */
+    stopAfter: z.number().int().nonnegative().default(0),
     /** Stop after this many minutes (0 = no limit), keeping the last checkpoint. */
     maxMinutes: z.number().min(0).default(0),
-  }).default({ seqLen: 256, batchSize: 8, steps: 3000, lr: 2e-3, minLr: 2e-4, warmupSteps: 100, weightDecay: 0.1, maxGradNorm: 1, evalEvery: 200, evalBatches: 8, checkpointEvery: 200, maxMinutes: 0 }),
+  }).default({ seqLen: 256, batchSize: 8, steps: 3000, lr: 2e-3, minLr: 2e-4, warmupSteps: 100, weightDecay: 0.1, maxGradNorm: 1, evalEvery: 200, evalBatches: 8, checkpointEvery: 200, stopAfter: 0, maxMinutes: 0 }),
 });
 
 export type PretrainConfig = z.infer<typeof pretrainSchema>;
