@@ -73,7 +73,7 @@ const f = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? '
 const lines = rows.map((r) => `| ${r.method} | ${r.method === 'fedavg-full' ? '-' : r.beta} | ${r.method === 'fedavg-full' ? 'all' : r.method === 'fedot' || r.method === 'offsite' ? '2+2' : r.adapter} | ${metrics.map((m) => `${f(r.emu[m])} | ${f(r.fu[m])}`).join(' | ')} | ${r.mb.toFixed(0)} | ${r.stepS.toFixed(3)} | ${fmtBytes(Math.round(r.bytesRound))} |`);
 const base = rows[0]!.base;
 const text = [
-  `# Results: ${task}, ${model ?? 'random model'}, seeds ${seeds.join(', ')}${quick ? ' (quick settings)' : ''}`,
+  `# Results: ${task}, ${model ? path.relative(process.cwd(), model) || model : 'random model'}, seeds ${seeds.join(', ')}${quick ? ' (quick settings)' : ''}`,
   '',
   `Base model (no tuning): ${metrics.map((m) => `${m} ${f(base[m])}`).join(', ')}.`,
   '',
