@@ -7,7 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig } from '../src/config/load.js';
 import { buildExperiment } from '../src/fl/experiment.js';
-import { runSimulation, fmtBytes, type Summary } from '../src/fl/simulation.js';
+import { runSimulation, type Summary } from '../src/fl/simulation.js';
+import { fmtBytes } from '../src/util/format.js';
 import { demoOverrides, defaultDemoModel } from '../src/cli/demo.js';
 
 function arg(name: string, fallback: string | null): string | null {

@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../config/load.js';
 import { buildExperiment } from '../fl/experiment.js';
-import { runSimulation, fmtBytes, type Summary } from '../fl/simulation.js';
+import { runSimulation, type Summary } from '../fl/simulation.js';
+import { fmtBytes, fmtMetric } from '../util/format.js';
 import { ALGORITHMS } from '../fedbiot/algorithms.js';
 import { terminalProgress } from './progress.js';
 import { writeReport } from '../report/html.js';
@@ -40,18 +41,17 @@ export function comparisonTable(rows: Summary[]): string {
   const metricKeys = [...new Set(rows.flatMap((r) => Object.keys(r.adapfu)))];
   const header = ['method', 'view', ...metricKeys, 'client s/step', 'client MB', 'bytes/round'];
   const lines: string[][] = [];
-  const fmt = (v: number | undefined) => (v === undefined ? '-' : Math.abs(v) >= 100 ? v.toFixed(1) : v.toFixed(4));
   const first = rows[0];
   if (first) {
-    lines.push(['base model', 'full', ...metricKeys.map((k) => fmt(first.base[k])), '-', '-', '-']);
+    lines.push(['base model', 'full', ...metricKeys.map((k) => fmtMetric(first.base[k])), '-', '-', '-']);
     const withEmu = rows.find((r) => r.emulator);
-    if (withEmu?.emulator) lines.push([`emulator (${withEmu.algorithm})`, 'compressed', ...metricKeys.map((k) => fmt(withEmu.emulator![k])), '-', '-', '-']);
+    if (withEmu?.emulator) lines.push([`emulator (${withEmu.algorithm})`, 'compressed', ...metricKeys.map((k) => fmtMetric(withEmu.emulator![k])), '-', '-', '-']);
   }
   for (const r of rows) {
     const perRound = fmtBytes(Math.round(r.bytes_total / Math.max(1, r.rounds)));
     const cost = [r.client.mean_step_seconds.toFixed(3), r.client.peak_memory_mb.toFixed(0), perRound];
-    lines.push([r.algorithm, 'AdapEmu', ...metricKeys.map((k) => fmt(r.adapemu[k])), ...cost]);
-    lines.push([r.algorithm, 'AdapFu', ...metricKeys.map((k) => fmt(r.adapfu[k])), ...cost]);
+    lines.push([r.algorithm, 'AdapEmu', ...metricKeys.map((k) => fmtMetric(r.adapemu[k])), ...cost]);
+    lines.push([r.algorithm, 'AdapFu', ...metricKeys.map((k) => fmtMetric(r.adapfu[k])), ...cost]);
   }
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const row = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');

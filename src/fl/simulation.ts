@@ -18,6 +18,7 @@ import { deriveSeed, mulberry32, shuffle } from '../util/rng.js';
 import { saveCheckpoint, loadCheckpoint, writeAtomic } from './checkpoint.js';
 import { taskScorer, type Experiment } from './experiment.js';
 import { saveAdapterAsPeft } from '../models/hf-model.js';
+import { fmtBytes } from '../util/format.js';
 import { modelHash } from '../models/hash.js';
 import { makeManifest } from '../fedbiot/split.js';
 
@@ -327,11 +328,4 @@ async function evalViews(server: ServerAlgorithm, spec: EvalSpec, isLocal: boole
 
 function appendMetrics(file: string, entry: Record<string, unknown>): void {
   fs.appendFileSync(file, JSON.stringify(entry) + '\n');
-}
-
-export function fmtBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }

@@ -6,22 +6,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { readDemo, readMethod, readJson, type MethodData, type Metrics } from './data.js';
 import { esc, lineChart, barChart, PALETTE, type LineSeries } from './svg.js';
+import { fmtBytes, fmtMetric } from '../util/format.js';
 
 export { esc } from './svg.js';
 
-/** Same number format as the demo's text table. */
-export function fmtMetric(v: number | null | undefined): string {
-  if (v === undefined || v === null) return '-';
-  if (!Number.isFinite(v)) return String(v);
-  return Math.abs(v) >= 100 ? v.toFixed(1) : v.toFixed(4);
-}
-
-export function fmtBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
-  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
-}
+// Same number formats as the terminal tables.
+export { fmtBytes, fmtMetric };
 
 function byteUnit(max: number): { div: number; name: string } {
   if (max < 1024) return { div: 1, name: 'B' };
