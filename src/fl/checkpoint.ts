@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { serializeSafetensors, deserializeSafetensors } from '../io/safetensors.js';
+import { writeFileAtomic, writeAll } from '../io/byte-source.js';
 import type { TensorRecord } from '../io/types.js';
 import type { LoraState } from '../fedbiot/lora-state.js';
 
@@ -20,18 +21,10 @@ export function bufferToState(buf: Uint8Array, label: string): LoraState {
   return s;
 }
 
+/** Creates the folder if needed and writes the file atomically (temp file, fsync, rename). */
 export function writeAtomic(file: string, data: string | Uint8Array): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w');
-  try {
-    if (typeof data === 'string') fs.writeSync(fd, data);
-    else fs.writeSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
+  writeFileAtomic(file, (fd) => writeAll(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data));
 }
 
 export function saveState(file: string, s: LoraState): void {
