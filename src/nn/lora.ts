@@ -2,9 +2,9 @@
 // W is frozen whenever LoRA is attached (no gradient is kept for it); A and B are the trainable
 // low-rank factors, stored as in PEFT: A [r, in], B [out, r]. B starts at zero so that attaching
 // LoRA leaves the model's function unchanged.
-import { Tensor, saved } from '../tensor/tensor.js';
+import { Tensor } from '../tensor/tensor.js';
 import { alloc } from '../tensor/engine.js';
-import { linear, loraLinear } from '../tensor/ops.js';
+import { linear, loraLinear, dropoutMask } from '../tensor/ops.js';
 import type { Random } from '../util/rng.js';
 
 export interface LoraSpec {
@@ -61,13 +61,8 @@ export class LoraLinear {
 
   forward(x: Tensor): Tensor {
     if (!this.lora || this.merged) return linear(x, this.weight, this.name);
-    let mask: Float32Array | null = null;
-    if (this.dropoutRandom && this.loraDropout > 0) {
-      // Inverted dropout on the LoRA branch's input only.
-      mask = saved(x.size, `${this.name}.dropout`);
-      const keep = 1 / (1 - this.loraDropout);
-      for (let i = 0; i < x.size; i++) mask[i] = this.dropoutRandom() < this.loraDropout ? 0 : keep;
-    }
+    // Inverted dropout on the LoRA branch's input only.
+    const mask = this.dropoutRandom && this.loraDropout > 0 ? dropoutMask(x.size, this.loraDropout, this.dropoutRandom) : null;
     return loraLinear(x, this.weight, this.lora.A, this.lora.B, this.loraScale, mask, this.name);
   }
 

@@ -189,24 +189,16 @@ export function scale(x: Tensor, alpha: number, name = 'scale'): Tensor {
   return out;
 }
 
-/** Multiplies by a fixed 0/keep mask scaled by 1/(1-p): inverted dropout with a given mask. */
-export function dropout(x: Tensor, p: number, random: () => number): Tensor {
-  if (p <= 0) return x;
-  if (p >= 1) fail('dropout', `probability must be below 1, got ${p}`);
-  const mask = saved(x.size, 'dropout.mask');
+/**
+ * An inverted-dropout mask of n values (0 with probability p, else 1/(1-p)), kept until the tape is
+ * reset so that the backward pass sees the same mask.
+ */
+export function dropoutMask(n: number, p: number, random: () => number): Float32Array {
+  if (!(p >= 0 && p < 1)) fail('dropout', `probability must be in [0, 1), got ${p}`);
+  const mask = saved(n, 'dropout.mask');
   const keep = 1 / (1 - p);
-  for (let i = 0; i < x.size; i++) mask[i] = random() < p ? 0 : keep;
-  const out = result(x.shape, [x], 'dropout');
-  const k = kernels();
-  k.mul(x.data, mask, out.data, x.size);
-  onBackward(out, () => {
-    if (!x.requiresGrad) return;
-    const tmp = take(x.size);
-    k.mul(out.grad!, mask, tmp, x.size);
-    k.axpy(1, tmp, x.gradBuffer(), x.size);
-    release(tmp);
-  });
-  return out;
+  for (let i = 0; i < n; i++) mask[i] = random() < p ? 0 : keep;
+  return mask;
 }
 
 export function silu(x: Tensor): Tensor {
