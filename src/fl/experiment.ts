@@ -7,8 +7,8 @@ import { makeConfig } from '../nn/config.js';
 import { ByteTokenizer } from '../data/byte-tokenizer.js';
 import { loadExamplesFromFile } from '../data/loaders.js';
 import { splitClients, renderSplitTable, type SplitSpec } from '../data/split.js';
-import type { TaskName, TaskSplits, TaskOptions } from '../tasks/common.js';
-import { generateTask as generateTaskByName } from '../tasks/index.js';
+import type { TaskName } from '../tasks/common.js';
+import { generateTask } from '../tasks/index.js';
 import { loadTokenizer as loadHfTokenizer } from '../io/tokenizer.js';
 import { mathAccuracy } from '../eval/math.js';
 import { textScores } from '../eval/text.js';
@@ -30,10 +30,6 @@ export interface Experiment {
   clients: number[][];
   splitTable: string;
   warnings: string[];
-}
-
-export async function generateTask(name: TaskName, opts: TaskOptions): Promise<TaskSplits> {
-  return generateTaskByName(name, opts);
 }
 
 /** A folder's tokenizer.json seen through the data pipeline's interface (null for absent ids). */
@@ -91,7 +87,7 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
     }
     if (!task && train.some((e) => e.format === 'gsm8k')) task = 'math';
   } else if (task) {
-    const t = await generateTask(task, { seed: d.taskSeed, trainSize: d.trainSize, testSize: d.testSize });
+    const t = generateTask(task, { seed: d.taskSeed, trainSize: d.trainSize, testSize: d.testSize });
     train = t.train;
     test = t.test;
     warnings.push(...t.warnings);
@@ -122,7 +118,7 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
     const per = Math.ceil(d.public.size / others.length);
     for (const o of others) {
       try {
-        pub.push(...(await generateTask(o, { seed: deriveSeed(d.taskSeed, 'public'), trainSize: per, testSize: 1 })).train);
+        pub.push(...generateTask(o, { seed: deriveSeed(d.taskSeed, 'public'), trainSize: per, testSize: 1 }).train);
       } catch (e) {
         warnings.push(`public data: task ${o} unavailable (${(e as Error).message})`);
       }
