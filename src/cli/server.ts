@@ -10,10 +10,7 @@ import { setThreads } from '../tensor/engine.js';
 import { FedServer, openDb } from '../fl/net/server.js';
 import { exportShares } from '../fl/net/shares.js';
 import { buildExperiment } from '../fl/experiment.js';
-
-function collect(v: string, prev: string[]): string[] {
-  return [...prev, v];
-}
+import { collectRepeated } from './options.js';
 
 /**
  * The database of `server <sub> ... --state DIR [--config FILE]`: commander hands --state and
@@ -30,7 +27,7 @@ export function registerServer(program: Command): void {
     .command('server')
     .description('run a FedBiOT server for remote clients (see docs/deployment.md)')
     .option('--config <file>', 'YAML run configuration (with an optional server: section)')
-    .option('--set <key=value>', 'override a config key (repeatable), e.g. --set server.port=9000', collect, [])
+    .option('--set <key=value>', 'override a config key (repeatable), e.g. --set server.port=9000', collectRepeated, [])
     .option('--state <dir>', 'state folder: database, checkpoints, compressed model, metrics', 'server-state')
     .option('--max-round-extensions <n>', 'deadline extensions for a round short of minClients uploads (overrides server.maxRoundExtensions; default 2)', (v) => Number(v))
     .action(async (opts: { config?: string; set: string[]; state: string; maxRoundExtensions?: number }) => {

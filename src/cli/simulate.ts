@@ -8,10 +8,7 @@ import { fmtBytes } from '../util/format.js';
 import { terminalProgress } from './progress.js';
 import { setThreads } from '../tensor/engine.js';
 import { writeRunReport } from '../report/html.js';
-
-function collect(v: string, prev: string[]): string[] {
-  return [...prev, v];
-}
+import { collectRepeated } from './options.js';
 
 export function formatSummary(s: Summary): string {
   const fmt = (r: Record<string, number> | null) => (r ? Object.entries(r).map(([k, v]) => `${k}=${Number.isFinite(v) ? v.toFixed(4) : v}`).join(' ') : '-');
@@ -31,7 +28,7 @@ export function registerSimulate(program: Command): void {
     .command('simulate')
     .description('run a federated experiment with all clients in one process')
     .requiredOption('--config <file>', 'YAML run configuration')
-    .option('--set <key=value>', 'override a config key (repeatable), e.g. --set rounds=3', collect, [])
+    .option('--set <key=value>', 'override a config key (repeatable), e.g. --set rounds=3', collectRepeated, [])
     .option('--out <dir>', 'output folder (metrics.jsonl, checkpoints, adapter, summary.json)')
     .option('--resume', 'continue from the last completed round in --out')
     .action(async (opts: { config: string; set: string[]; out?: string; resume?: boolean }) => {

@@ -2,6 +2,7 @@
 // reports every problem with the key it concerns.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import type { z } from 'zod';
 import { configSchema, type RunConfig } from './schema.js';
 
 export class ConfigError extends Error {}
@@ -22,33 +23,43 @@ export function applyOverride(obj: Record<string, unknown>, assignment: string):
   cur[path[path.length - 1]!] = value;
 }
 
-export function validateConfig(raw: unknown, source: string): RunConfig {
-  const r = configSchema.safeParse(raw ?? {});
+/** Validates raw YAML data against a schema; the error lists every problem with its key. */
+export function parseWithSchema<S extends z.ZodType>(schema: S, raw: unknown, source: string, what = 'config'): z.infer<S> {
+  const r = schema.safeParse(raw ?? {});
   if (r.success) return r.data;
   const lines = r.error.issues.map((i) => {
     const key = i.path.length ? i.path.join('.') : '(top level)';
     const unknown = i.code === 'unrecognized_keys' ? ` ${(i as { keys: string[] }).keys.map((k) => (i.path.length ? `${key}.${k}` : k)).join(', ')}` : '';
     return `  ${key}: ${i.message}${unknown}`;
   });
-  throw new ConfigError(`invalid config ${source}:\n${lines.join('\n')}`);
+  throw new ConfigError(`invalid ${what} ${source}:\n${lines.join('\n')}`);
 }
 
-export function loadConfig(file: string | null, overrides: readonly string[] = []): RunConfig {
+export function validateConfig(raw: unknown, source: string): RunConfig {
+  return parseWithSchema(configSchema, raw, source);
+}
+
+/** Reads a YAML mapping (or {} without a file) and applies `key.path=value` overrides. */
+export function readYamlWithOverrides(file: string | null, overrides: readonly string[] = [], what = 'config'): Record<string, unknown> {
   let raw: Record<string, unknown> = {};
   if (file) {
     let text: string;
     try {
       text = readFileSync(file, 'utf8');
     } catch (e) {
-      throw new ConfigError(`cannot read config ${file}: ${(e as Error).message}`);
+      throw new ConfigError(`cannot read ${what} ${file}: ${(e as Error).message}`);
     }
     try {
       raw = (parseYaml(text) as Record<string, unknown>) ?? {};
     } catch (e) {
-      throw new ConfigError(`config ${file} is not valid YAML: ${(e as Error).message}`);
+      throw new ConfigError(`${what} ${file} is not valid YAML: ${(e as Error).message}`);
     }
-    if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`config ${file}: the top level must be a mapping`);
+    if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${what} ${file}: the top level must be a mapping`);
   }
   for (const o of overrides) applyOverride(raw, o);
-  return validateConfig(raw, file ?? '(defaults)');
+  return raw;
+}
+
+export function loadConfig(file: string | null, overrides: readonly string[] = []): RunConfig {
+  return validateConfig(readYamlWithOverrides(file, overrides), file ?? '(defaults)');
 }
