@@ -310,10 +310,11 @@ function estimateClientMemoryMb(m: LlamaModel, params: number, trainable: number
 
 async function evalViews(server: ServerAlgorithm, spec: EvalSpec, isLocal: boolean, clientStates: Map<string, LoraState>): Promise<{ adapemu: EvalResult; adapfu: EvalResult }> {
   const saved = server.adapterState();
-  const run = async () => ({
-    adapemu: server.hasEmulator ? await evaluateModel(server.clientModel(), spec) : await evaluateModel(server.fullModel(), spec),
-    adapfu: await evaluateModel(server.fullModel(), spec),
-  });
+  const run = async () => {
+    const adapfu = await evaluateModel(server.fullModel(), spec);
+    // Without an emulator (fedavg-full) the clients hold the full model: both views are one model.
+    return { adapemu: server.hasEmulator ? await evaluateModel(server.clientModel(), spec) : adapfu, adapfu };
+  };
   if (!isLocal || clientStates.size === 0) return run();
   // local: the mean over clients of each client's own adapter.
   const acc: { adapemu: EvalResult; adapfu: EvalResult } = { adapemu: {}, adapfu: {} };
