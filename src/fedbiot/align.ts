@@ -3,8 +3,7 @@
 //   loss = hidden(E(h_in), B(h_in)) + lambda * KL(p_full || p_compressed) + mu * CE(compressed)
 // hidden = NMSE at the emulator output (default), layer-wise NMSE between each kept layer and its
 // original counterpart, or 1 - cosine. Padding positions are masked out of every term.
-import { Tensor, noGrad, tape } from '../tensor/tensor.js';
-import { alloc } from '../tensor/engine.js';
+import { Tensor, noGrad, tape, saved } from '../tensor/tensor.js';
 import { nmse, cosineLoss, klDivergence, mul, weightedSum, crossEntropy } from '../tensor/ops.js';
 import { keyMaskOf, positionWeights, shiftedTargets, IGNORE_INDEX, type TokenBatch } from '../nn/lm.js';
 import { Optimizer, type OptimizerOptions } from '../nn/optim.js';
@@ -28,7 +27,8 @@ export interface AlignLossValues {
 
 /** Broadcasts a [B*T] 0/1 row mask over D features as a constant tensor. */
 function rowMaskTensor(w: Float32Array, D: number, shape: readonly number[]): Tensor {
-  const m = alloc(w.length * D);
+  const m = saved(w.length * D, 'align.rowMask'); // pooled: recycled when the tape is reset
+  m.fill(0);
   for (let i = 0; i < w.length; i++) if (w[i]) m.fill(1, i * D, (i + 1) * D);
   return new Tensor(m, shape, { name: 'rowMask' });
 }
@@ -60,7 +60,7 @@ export function alignmentLoss(s: SplitModels, batch: TokenBatch, o: AlignLossOpt
   const masked = (t: Tensor) => (mask ? mul(t, mask) : t);
   const maskedTeacher = (a: Float32Array) => {
     if (!mask) return a;
-    const c = alloc(a.length);
+    const c = saved(a.length, 'align.maskedTeacher');
     for (let i = 0; i < a.length; i++) c[i] = a[i]! * mask.data[i]!;
     return c;
   };
