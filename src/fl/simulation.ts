@@ -21,6 +21,7 @@ import { saveAdapterAsPeft } from '../models/hf-model.js';
 import { fmtBytes } from '../util/format.js';
 import { modelHash } from '../models/hash.js';
 import { makeManifest } from '../fedbiot/split.js';
+import { liveTensorBytes, peakTensorBytes, resetPeakTensorBytes } from '../tensor/engine.js';
 
 export interface Progress {
   start(label: string, total: number): void;
@@ -79,6 +80,8 @@ interface RunExtra {
   base: EvalResult;
   emulator: EvalResult | null;
   stepSeconds: number[];
+  /** The largest working memory (pooled tensors) measured during one client's local training. */
+  peakActivationBytes?: number;
 }
 
 /** Distinct parameters (by storage) of a model: what a client must hold. */
@@ -232,8 +235,12 @@ export async function runSimulation(exp: Experiment, o: SimulationOptions): Prom
       client.apply(payload);
       extra.clientEmulatorVersion[name] = payload.emulatorVersion;
       const it = clientIts.get(name)!;
-      const res = client.train(() => toTokenBatch(it.next()!), (_, loss) => progress.tick({ client: name, loss: loss.toFixed(4) }));
+      const live0 = liveTensorBytes();
+      resetPeakTensorBytes();
+      const dropoutSeed = deriveSeed(deriveSeed(cfg.seed, `client-${name}`), `dropout-${round}`); // as a networked client derives it
+      const res = client.train(() => toTokenBatch(it.next()!), (_, loss) => progress.tick({ client: name, loss: loss.toFixed(4) }), dropoutSeed);
       extra.stepSeconds.push(res.seconds / Math.max(1, settings.local.steps));
+      extra.peakActivationBytes = Math.max(extra.peakActivationBytes ?? 0, peakTensorBytes() - live0);
       trainLoss[name] = res.meanLoss;
       bytesUp += stateBytes(res.state);
       updates.push({ client: name, samples: clientSizes.get(name)!, state: res.state });
@@ -286,7 +293,7 @@ export async function runSimulation(exp: Experiment, o: SimulationOptions): Prom
       model_params: modelP,
       trainable_params: trainable,
       mean_step_seconds: extra.stepSeconds.reduce((a, b) => a + b, 0) / Math.max(1, extra.stepSeconds.length),
-      peak_memory_mb: estimateClientMemoryMb(clientModel, modelP, trainable, cfg),
+      peak_memory_mb: clientMemoryMb(modelP, trainable, settings, extra.peakActivationBytes ?? 0),
     },
     seconds: (performance.now() - t0) / 1000,
   };
@@ -295,17 +302,14 @@ export async function runSimulation(exp: Experiment, o: SimulationOptions): Prom
 }
 
 /**
- * A client's peak memory in training: its weights, the trainable LoRA with gradients and AdamW
- * moments, and the saved activations of one batch (per layer: the residual stream, attention
- * probabilities, MLP intermediates), all f32.
+ * A client's peak memory in training: its weights, the trainable LoRA with its gradient and
+ * optimiser state, and the working memory (activations kept for backward, scratch) measured on the
+ * engine's buffer pool during local training. All f32; the JavaScript runtime itself is not counted.
  */
-function estimateClientMemoryMb(m: LlamaModel, params: number, trainable: number, cfg: RunConfig): number {
-  const c = m.config;
-  const B = cfg.algorithm.local.batchSize;
-  const T = cfg.data.maxLength;
-  const perLayer = B * T * (10 * c.hiddenSize + 3 * c.intermediateSize + 2 * (c.numHeads + 2 * c.numKvHeads) * c.headDim) + B * c.numHeads * T * T;
-  const acts = m.layers.length * perLayer + 3 * B * T * c.vocabSize;
-  return ((params + 3 * trainable + acts) * 4) / 1024 ** 2;
+function clientMemoryMb(params: number, trainable: number, settings: AlgorithmSettings, activationBytes: number): number {
+  const opt = settings.local.optimizer;
+  const slots = opt.kind === 'adamw' ? 2 : (opt.momentum ?? 0) > 0 ? 1 : 0;
+  return ((params + trainable * (1 + slots)) * 4 + activationBytes) / 1024 ** 2;
 }
 
 async function evalViews(server: ServerAlgorithm, spec: EvalSpec, isLocal: boolean, clientStates: Map<string, LoraState>): Promise<{ adapemu: EvalResult; adapfu: EvalResult }> {

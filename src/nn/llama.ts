@@ -5,7 +5,7 @@
 // A model is a list of decoder layers plus the frozen embedding / norm / head. Layers are plain
 // objects, so two models can share some of them: FedBiOT's full model and compressed model share
 // the adapter layers (and the frozen base weights of the emulator's kept layers).
-import { Tensor, noGrad } from '../tensor/tensor.js';
+import { Tensor, noGrad, tape } from '../tensor/tensor.js';
 import { alloc } from '../tensor/engine.js';
 import { add, attention, embedding, linear, rmsnorm, rope, swiglu } from '../tensor/ops.js';
 import { LoraLinear, type LoraSpec } from './lora.js';
@@ -45,6 +45,21 @@ export class DecoderLayer {
     m.set(`${this.prefix}.post_attention_layernorm.weight`, this.mlpNorm);
     for (const n of LINEAR_NAMES) m.set(`${this.linears[n].name}.weight`, this.linears[n].weight);
     return m;
+  }
+
+  /** Turns LoRA dropout on (drawing masks from rand) or off (null) for this layer's LoRA modules. */
+  setLoraDropout(rand: Random | null): void {
+    for (const n of LINEAR_NAMES) this.linears[n].dropoutRandom = rand;
+  }
+
+  /** Whether any of this layer's tensors (base or LoRA) is being trained. */
+  hasTrainable(): boolean {
+    if (this.attnNorm.requiresGrad || this.mlpNorm.requiresGrad) return true;
+    for (const n of LINEAR_NAMES) {
+      const l = this.linears[n];
+      if (l.weight.requiresGrad || (l.lora && (l.lora.A.requiresGrad || l.lora.B.requiresGrad))) return true;
+    }
+    return false;
   }
 
   loraParams(): Tensor[] {
@@ -183,11 +198,22 @@ export class LlamaModel {
     return add(x2, m, 'resid.mlp');
   }
 
-  /** Runs the given layers (default: all) over hidden states x [B, T, D]. */
+  /**
+   * Runs the given layers (default: all) over hidden states x [B, T, D]. A layer that nothing below
+   * or inside it trains (a frozen prefix, or inference) keeps no activations: its intermediates go
+   * back to the pool as soon as its output exists. This is what makes a FedBiOT client, which trains
+   * only the top layers, hold the activations of those layers alone.
+   */
   runLayers(x: Tensor, ctx: ForwardContext, layers: DecoderLayer[] = this.layers, firstIndex = 0): Tensor {
     let h = x;
+    let prevTransient = false;
     layers.forEach((layer, i) => {
-      h = this.layerForward(layer, h, ctx, firstIndex + i);
+      const frozen = !tape.enabled || (!h.requiresGrad && !layer.hasTrainable());
+      const out = frozen ? tape.transient(() => this.layerForward(layer, h, ctx, firstIndex + i)) : this.layerForward(layer, h, ctx, firstIndex + i);
+      // The previous output was made here and only fed this layer: free it unless a backward reads it.
+      if (frozen && prevTransient) h.dispose();
+      prevTransient = frozen;
+      h = out;
     });
     return h;
   }

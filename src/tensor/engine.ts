@@ -22,9 +22,14 @@ interface EngineState {
 export class BufferPool {
   private free = new Map<number, Float32Array[]>();
   private bytesHeld = 0;
+  /** Bytes taken and not yet given back (activations, scratch), and their high-water mark. */
+  private bytesLive = 0;
+  private bytesPeak = 0;
   constructor(private readonly Arr: ArrayCtor, private readonly maxBytes = 4 * 1024 ** 3) {}
 
   take(n: number, zero: boolean): Float32Array {
+    this.bytesLive += n * this.Arr.BYTES_PER_ELEMENT;
+    if (this.bytesLive > this.bytesPeak) this.bytesPeak = this.bytesLive;
     const list = this.free.get(n);
     const buf = list?.pop();
     if (buf) {
@@ -36,6 +41,7 @@ export class BufferPool {
   }
 
   give(buf: Float32Array): void {
+    this.bytesLive -= buf.byteLength;
     if (buf.length < 1024) return; // small arrays are cheap: let the GC have them
     if (this.bytesHeld + buf.byteLength > this.maxBytes) return;
     let list = this.free.get(buf.length);
@@ -51,6 +57,19 @@ export class BufferPool {
 
   get heldBytes(): number {
     return this.bytesHeld;
+  }
+
+  get liveBytes(): number {
+    return this.bytesLive;
+  }
+
+  /** The most bytes live at once since the last resetPeak(). */
+  get peakBytes(): number {
+    return this.bytesPeak;
+  }
+
+  resetPeak(): void {
+    this.bytesPeak = this.bytesLive;
   }
 }
 
@@ -79,6 +98,23 @@ export function take(n: number, zero = false): Float32Array {
 
 export function release(buf: Float32Array): void {
   current().pool.give(buf);
+}
+
+/**
+ * The most bytes of pooled arrays (activations, their gradients, scratch) live at once since the
+ * last resetPeakTensorBytes(): the measured working memory of a training step, without weights.
+ */
+export function peakTensorBytes(): number {
+  return current().pool.peakBytes;
+}
+
+/** Bytes of pooled arrays live now. */
+export function liveTensorBytes(): number {
+  return current().pool.liveBytes;
+}
+
+export function resetPeakTensorBytes(): void {
+  current().pool.resetPeak();
 }
 
 /** Copies a Float32Array (or number list) into an engine array. */

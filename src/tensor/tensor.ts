@@ -67,6 +67,11 @@ export class Tensor {
     return this._data;
   }
 
+  /** The tensor that owns this one's storage (itself unless it is a view). */
+  get storageOwner(): Tensor {
+    return this.base ?? this;
+  }
+
   get disposed(): boolean {
     return this.base ? this.base.disposed : this._data === null;
   }
@@ -152,6 +157,25 @@ class Tape {
       const node = this.nodes[i]!;
       if (node.out.grad) node.backward();
     }
+  }
+
+  /**
+   * Runs fn and, when it recorded no backward (frozen weights, input without grad), returns the
+   * intermediates it created to the pool at once, keeping only its result: a frozen stack of layers
+   * then holds one layer's activations instead of all of them until the end of the step.
+   */
+  transient(fn: () => Tensor): Tensor {
+    const nodes0 = this.nodes.length;
+    const inter0 = this.intermediates.length;
+    const out = fn();
+    if (this.nodes.length !== nodes0 || out.requiresGrad) return out; // a backward may read them
+    const keep = out.storageOwner;
+    const created = this.intermediates.splice(inter0);
+    for (const t of created) {
+      if (t === keep) this.intermediates.push(t);
+      else t.dispose();
+    }
+    return out;
   }
 
   /** Forgets the recorded graph and returns every intermediate's storage to the pool. */

@@ -1,7 +1,7 @@
 // The autodiff layer and the LLaMA model, checked in float64 against central finite differences.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { useReference64 } from '../../src/tensor/engine.js';
+import { useReference64, liveTensorBytes, peakTensorBytes, resetPeakTensorBytes } from '../../src/tensor/engine.js';
 import { tape, Tensor } from '../../src/tensor/tensor.js';
 import { checkGradients } from '../helpers/finite-diff.js';
 import { matmul, linear, loraLinear, weightedSum, squaredDistance, cosineLoss, nmse, klDivergence } from '../../src/tensor/ops.js';
@@ -115,4 +115,52 @@ test('bad calls name the op and the shapes; released intermediates cannot be use
   tape.reset();
   assert.throws(() => y.data, /used after it was released/);
   assert.throws(() => x.view([4, 2]).view([5]), /cannot view/);
+});
+
+test('a frozen prefix of layers frees its activations at once and gradients stay exact (float64)', () => {
+  const restore = useReference64();
+  try {
+    const cfg = makeConfig({ vocabSize: 13, hiddenSize: 8, intermediateSize: 12, numLayers: 4, numHeads: 2, numKvHeads: 1 });
+    const m = LlamaModel.random(cfg, 21, 0.3);
+    m.attachLora({ r: 2, alpha: 4, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] }, 22);
+    const r = mulberry32(23);
+    for (const p of m.loraParams()) fillNormal(r, p.data, 0.3);
+    const b = batch();
+    // FedBiOT: only the top layer trains, the three below run transiently.
+    for (const p of m.loraParams()) p.requiresGrad = false;
+    const top = m.loraParams([m.layers[3]!]);
+    for (const p of top) p.requiresGrad = true;
+    checkGradients(top, () => lmLoss(m, b));
+    // FedOT: first and last train, the frozen middle still sits between trainable layers.
+    const ends = m.loraParams([m.layers[0]!, m.layers[3]!]);
+    for (const p of ends) p.requiresGrad = true;
+    checkGradients(ends, () => lmLoss(m, b));
+  } finally {
+    restore();
+  }
+});
+
+test('working memory: training only the top layer holds far fewer activations than training all', () => {
+  const cfg = makeConfig({ vocabSize: 64, hiddenSize: 32, intermediateSize: 64, numLayers: 8, numHeads: 4, numKvHeads: 2 });
+  const m = LlamaModel.random(cfg, 5);
+  m.attachLora({ r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj'] }, 6);
+  const B = 2, T = 32;
+  const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7) % 64);
+  const b: TokenBatch = { B, T, ids, labels: ids, attention: new Uint8Array(B * T).fill(1) };
+  const measure = (trainable: number[]): { peak: number; loss: number } => {
+    for (const [i, l] of m.layers.entries()) for (const p of l.loraParams()) p.requiresGrad = trainable.includes(i);
+    const live0 = liveTensorBytes();
+    resetPeakTensorBytes();
+    const loss = lmLoss(m, b);
+    tape.backward(loss);
+    const out = { peak: peakTensorBytes() - live0, loss: loss.item() };
+    tape.reset();
+    for (const p of m.loraParams()) p.dropGrad();
+    return out;
+  };
+  const all = measure([0, 1, 2, 3, 4, 5, 6, 7]);
+  const top = measure([7]);
+  assert.equal(top.loss, all.loss, 'freeing activations must not change the forward');
+  assert.ok(top.peak < 0.45 * all.peak, `top-only ${top.peak} B vs all ${all.peak} B`);
+  assert.equal(liveTensorBytes(), 0, 'every pooled array went back after tape.reset()');
 });
