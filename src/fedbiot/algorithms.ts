@@ -17,7 +17,7 @@ import { localTrain, type LocalTrainOptions } from './local.js';
 import { fedAvg, type ClientUpdate } from './aggregate.js';
 import { captureLora, loadLora, cloneState, stateBytes, type LoraState } from './lora-state.js';
 import type { AdapterPlacement } from './split.js';
-import { deriveSeed } from '../util/rng.js';
+import { deriveSeed, mulberry32 } from '../util/rng.js';
 
 export const ALGORITHMS = ['fedbiot', 'fedot', 'offsite', 'fedavg-full', 'local'] as const;
 export type AlgorithmName = (typeof ALGORITHMS)[number];
@@ -106,7 +106,7 @@ export class ServerAlgorithm {
   /** Pre-alignment before round 0 (FedBiOT, FedOT, offsite, local). */
   prepare(onStep?: (step: number, v: AlignLossValues) => void): AlignLossValues | null {
     if (!this.split || this.settings.preAlignSteps <= 0) return null;
-    this.lastAlign = runAlignment(this.split, this.publicBatches, { ...this.settings.align, steps: this.settings.preAlignSteps }, onStep);
+    this.lastAlign = runAlignment(this.split, this.publicBatches, { ...this.settings.align, steps: this.settings.preAlignSteps, dropoutSeed: deriveSeed(this.seed, 'align-dropout-0') }, onStep);
     this.emulatorVersion++;
     return this.lastAlign;
   }
@@ -114,7 +114,7 @@ export class ServerAlgorithm {
   /** Start of round t: FedBiOT re-aligns the emulator to the aggregated adapter (t > 0). */
   beginRound(round: number, onStep?: (step: number, v: AlignLossValues) => void): AlignLossValues | null {
     if (!this.split || this.settings.name !== 'fedbiot' || round === 0 || this.settings.alignStepsPerRound <= 0) return null;
-    this.lastAlign = runAlignment(this.split, this.publicBatches, { ...this.settings.align, steps: this.settings.alignStepsPerRound }, onStep);
+    this.lastAlign = runAlignment(this.split, this.publicBatches, { ...this.settings.align, steps: this.settings.alignStepsPerRound, dropoutSeed: deriveSeed(this.seed, `align-dropout-${round}`) }, onStep);
     this.emulatorVersion++;
     return this.lastAlign;
   }
@@ -196,17 +196,21 @@ export class ClientAlgorithm {
     loadLora(this.adapter, p.adapter, `round ${p.round} adapter`);
   }
 
-  train(next: () => TokenBatch, onStep?: (step: number, loss: number) => void): ClientResult {
+  /** Local training; dropoutSeed seeds the adapter LoRA's dropout masks (when its dropout is > 0). */
+  train(next: () => TokenBatch, onStep?: (step: number, loss: number) => void, dropoutSeed = 0): ClientResult {
     const params: Tensor[] = this.adapter.flatMap((l) => l.loraParams());
     const emu: Tensor[] = this.emulator.flatMap((l) => l.loraParams());
     for (const p of emu) p.requiresGrad = false;
     for (const p of params) p.requiresGrad = true;
+    const dropout = mulberry32(dropoutSeed);
+    for (const l of this.adapter) l.setLoraDropout(dropout);
     const t0 = performance.now();
     try {
       const r = localTrain(this.model, params, next, this.options, onStep);
       return { state: captureLora(this.adapter), losses: r.losses, meanLoss: r.meanLoss, tokens: r.tokens, seconds: (performance.now() - t0) / 1000 };
     } finally {
       for (const p of params) p.requiresGrad = false;
+      for (const l of this.adapter) l.setLoraDropout(null);
     }
   }
 }

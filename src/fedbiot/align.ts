@@ -9,6 +9,7 @@ import { keyMaskOf, positionWeights, shiftedTargets, IGNORE_INDEX, type TokenBat
 import { Optimizer, type OptimizerOptions } from '../nn/optim.js';
 import type { ForwardContext } from '../nn/llama.js';
 import { setTrainable, type SplitModels } from './compress.js';
+import { mulberry32 } from '../util/rng.js';
 
 export interface AlignLossOptions {
   hiddenLoss: 'nmse' | 'layerwise-nmse' | 'cosine';
@@ -91,6 +92,8 @@ export interface AlignRunOptions extends AlignLossOptions {
   steps: number;
   optimizer: OptimizerOptions;
   maxGradNorm?: number;
+  /** Seeds the emulator LoRA's dropout masks (used when its dropout is > 0). */
+  dropoutSeed?: number;
 }
 
 /**
@@ -101,6 +104,8 @@ export function runAlignment(s: SplitModels, next: () => TokenBatch, o: AlignRun
   const mean: AlignLossValues = { loss: 0, hidden: 0, kl: 0, ce: 0 };
   if (o.steps <= 0 || s.emulator.every((l) => l.loraParams().length === 0)) return mean;
   setTrainable(s, 'emulator');
+  const dropout = mulberry32(o.dropoutSeed ?? 0);
+  for (const l of s.emulator) l.setLoraDropout(dropout);
   try {
     const opt = new Optimizer(s.emulator.flatMap((l) => l.loraParams()), o.optimizer);
     for (let step = 0; step < o.steps; step++) {
@@ -116,6 +121,7 @@ export function runAlignment(s: SplitModels, next: () => TokenBatch, o: AlignRun
   } finally {
     tape.reset();
     setTrainable(s, 'none');
+    for (const l of s.emulator) l.setLoraDropout(null);
   }
   return mean;
 }

@@ -7,6 +7,7 @@ import { alignmentLoss } from '../../src/fedbiot/align.js';
 import { localObjective } from '../../src/fedbiot/local.js';
 import { fedAvg } from '../../src/fedbiot/aggregate.js';
 import { captureLora } from '../../src/fedbiot/lora-state.js';
+import { ClientAlgorithm } from '../../src/fedbiot/algorithms.js';
 import { useReference64 } from '../../src/tensor/engine.js';
 import { tape, noGrad } from '../../src/tensor/tensor.js';
 import { checkGradients } from '../helpers/finite-diff.js';
@@ -172,4 +173,23 @@ test('the adapter is shared: what clients train on the compressed model is what 
   assert.equal(s.emulator[0]!.linears.q_proj.weight, s.block[0]!.linears.q_proj.weight);
   assert.equal(s.block[0]!.linears.q_proj.lora, null);
   assert.notEqual(s.emulator[0]!.linears.q_proj.lora, null);
+});
+
+test('LoRA dropout from the config is applied in local training, seeded, and off again for evaluation', () => {
+  const cfg = makeConfig({ vocabSize: 11, hiddenSize: 8, intermediateSize: 10, numLayers: 5, numHeads: 2, numKvHeads: 1 });
+  const run = (dropout: number, seed: number) => {
+    const base = LlamaModel.random(cfg, 4, 0.4);
+    const lora = { r: 2, alpha: 4, dropout, targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[] };
+    const s = buildSplit(base, { kind: 'last', last: 1 }, 0.5, { adapter: lora, emulator: lora }, 4);
+    const client = new ClientAlgorithm(s.compressed, s.adapterTop, s.emulator, { steps: 3, gradAccum: 1, proximal: 0, optimizer: { kind: 'sgd', lr: 0.5 } });
+    const res = client.train(() => batch, undefined, seed);
+    for (const l of s.adapterTop) for (const lin of Object.values(l.linears)) assert.equal(lin.dropoutRandom, null, 'dropout must be off after training');
+    return Array.from(res.state.values()).flatMap((t) => Array.from(t.data));
+  };
+  const plain = run(0, 1);
+  assert.deepEqual(run(0, 2), plain, 'without dropout the seed plays no part');
+  const d1 = run(0.5, 1);
+  assert.notDeepEqual(d1, plain, 'dropout 0.5 must change the update');
+  assert.deepEqual(run(0.5, 1), d1, 'the same seed gives the same masks');
+  assert.notDeepEqual(run(0.5, 2), d1, 'another seed gives other masks');
 });
