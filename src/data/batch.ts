@@ -12,14 +12,12 @@ export interface Batch {
   inputIds: Int32Array;
   /** [batchSize * seqLen], unshifted labels, -100 on prompt and padding. */
   labels: Int32Array;
-  /** [batchSize * seqLen], targets[i] = labels[i + 1] within a row, -100 in the last column. */
-  targets: Int32Array;
   /** [batchSize * seqLen], 1 on real tokens, 0 on padding (key mask). */
   attentionMask: Uint8Array;
   /** Real length of each row. */
   lengths: number[];
   ids: string[];
-  /** Number of tokens that carry a loss (non -100 targets). */
+  /** Number of tokens that carry a loss (non -100 labels after the first position of a row; the model shifts them). */
   lossTokens: number;
 }
 
@@ -36,7 +34,6 @@ export function collate(items: readonly EncodedExample[], opts: { padId: number;
   const B = items.length;
   const inputIds = new Int32Array(B * T).fill(opts.padId);
   const labels = new Int32Array(B * T).fill(IGNORE_INDEX);
-  const targets = new Int32Array(B * T).fill(IGNORE_INDEX);
   const attentionMask = new Uint8Array(B * T);
   let lossTokens = 0;
   items.forEach((it, b) => {
@@ -46,13 +43,10 @@ export function collate(items: readonly EncodedExample[], opts: { padId: number;
       inputIds[row + t] = it.inputIds[t]!;
       labels[row + t] = it.labels[t]!;
       attentionMask[row + t] = 1;
-      if (t + 1 < n) {
-        targets[row + t] = it.labels[t + 1]!;
-        if (it.labels[t + 1] !== IGNORE_INDEX) lossTokens++;
-      }
+      if (t > 0 && it.labels[t] !== IGNORE_INDEX) lossTokens++;
     }
   });
-  return { batchSize: B, seqLen: T, inputIds, labels, targets, attentionMask, lengths: items.map((it) => it.inputIds.length), ids: items.map((it) => it.id), lossTokens };
+  return { batchSize: B, seqLen: T, inputIds, labels, attentionMask, lengths: items.map((it) => it.inputIds.length), ids: items.map((it) => it.id), lossTokens };
 }
 
 export interface BatchIteratorOptions {

@@ -37,5 +37,5 @@ export interface Example {
   meta?: Record<string, unknown>;
 }
 
-/** Label value that the loss ignores (PyTorch/HF convention). */
-export const IGNORE_INDEX = -100;
+/** Label value that the loss ignores (PyTorch/HF convention); defined with the loss in nn/lm. */
+export { IGNORE_INDEX } from '../nn/lm.js';

@@ -76,7 +76,7 @@ test('encodePrompt cuts from the left so the answer cue survives', () => {
   assert.deepEqual(ids, [1, ...tok.encode('def')]);
 });
 
-test('collate: right padding, -100 labels, mask, shifted targets', () => {
+test('collate: right padding, -100 labels, mask, loss-token count', () => {
   const a = { id: 'a', category: 'c', inputIds: [1, 10, 11, 2], labels: [-100, -100, 11, 2], promptLength: 2, truncated: false };
   const b = { id: 'b', category: 'c', inputIds: [1, 12], labels: [-100, 12], promptLength: 1, truncated: false };
   const batch = collate([a, b], { padId: resolvePadId(tok) });
@@ -84,7 +84,6 @@ test('collate: right padding, -100 labels, mask, shifted targets', () => {
   assert.deepEqual([...batch.inputIds], [1, 10, 11, 2, 1, 12, 0, 0]);
   assert.deepEqual([...batch.labels], [-100, -100, 11, 2, -100, 12, -100, -100]);
   assert.deepEqual([...batch.attentionMask], [1, 1, 1, 1, 1, 1, 0, 0]);
-  assert.deepEqual([...batch.targets], [-100, 11, 2, -100, 12, -100, -100, -100]);
   assert.equal(batch.lossTokens, 3);
   assert.deepEqual(batch.lengths, [4, 2]);
   assert.equal(collate([b], { padId: 0, padTo: 5 }).seqLen, 5);
