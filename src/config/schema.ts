@@ -59,6 +59,8 @@ export const configSchema = z.strictObject({
       .strictObject({
         source: z.enum(['tasks', 'corpus', 'file']).default('tasks'),
         path: z.string().optional(),
+        /** With source tasks: which generated families (default: every family but the clients' own). */
+        tasks: z.array(z.enum(['math', 'code', 'qa'])).min(1).optional(),
         size: posInt.default(300),
       })
       .default({ source: 'tasks', size: 300 }),

@@ -112,13 +112,17 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
       pub.push({ id: `public-${i}`, format: 'alpaca', instruction: 'Continue the text.', input: '', response: text, category: 'corpus' });
     }
   } else {
-    // Instruction data outside the clients' domain: the other generated tasks.
-    const others = (['math', 'code', 'qa'] as TaskName[]).filter((t) => t !== task);
+    // Generated instruction data, by default outside the clients' domain (the other families). A
+    // family may include the clients' own: its public examples come from another seed, and any whose
+    // question is also a client's or a test question is left out.
+    const families = d.public.tasks ?? (['math', 'code', 'qa'] as TaskName[]).filter((t) => t !== task);
+    const held = new Set([...train, ...test].map((e) => e.instruction + '\n' + e.input));
     pub = [];
-    const per = Math.ceil(d.public.size / others.length);
-    for (const o of others) {
+    const per = Math.ceil(d.public.size / families.length);
+    for (const o of families) {
       try {
-        pub.push(...generateTask(o, { seed: deriveSeed(d.taskSeed, 'public'), trainSize: per, testSize: 1 }).train);
+        const drawn = generateTask(o, { seed: deriveSeed(d.taskSeed, 'public'), trainSize: per, testSize: 1 }).train;
+        pub.push(...drawn.filter((e) => !held.has(e.instruction + '\n' + e.input)));
       } catch (e) {
         warnings.push(`public data: task ${o} unavailable (${(e as Error).message})`);
       }
