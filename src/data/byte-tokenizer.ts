@@ -15,7 +15,7 @@ export class ByteTokenizer implements TokenizerLike {
     return opts.addSpecial ? [this.bosId, ...ids] : ids;
   }
 
-  decode(ids: number[], opts: { skipSpecial?: boolean } = {}): string {
+  decode(ids: readonly number[], opts: { skipSpecial?: boolean } = {}): string {
     const bytes: number[] = [];
     let out = '';
     const flush = () => {

@@ -44,8 +44,8 @@ export function encodeExample(ex: Example, tok: TokenizerLike, opts: EncodeOptio
   const template = opts.template ?? defaultTemplateFor(ex);
   const prompt = tok.encode(template.render(ex), { addSpecial: false });
   const response = tok.encode(ex.response, { addSpecial: false });
-  const head: number[] = opts.addBos !== false && tok.bosId !== null ? [tok.bosId] : [];
-  const tail: number[] = opts.addEos !== false && tok.eosId !== null ? [tok.eosId] : [];
+  const head: number[] = opts.addBos !== false && tok.bosId !== undefined ? [tok.bosId] : [];
+  const tail: number[] = opts.addEos !== false && tok.eosId !== undefined ? [tok.eosId] : [];
   let inputIds = [...head, ...prompt, ...response, ...tail];
   let labels = [...head.map(() => IGNORE_INDEX), ...prompt.map(() => IGNORE_INDEX), ...response, ...tail];
   const promptLength = head.length + prompt.length;
@@ -96,7 +96,7 @@ export function encodePrompt(
 ): number[] {
   const template = opts.template ?? defaultTemplateFor(ex);
   const ids = tok.encode(template.render(ex), { addSpecial: false });
-  const head = opts.addBos !== false && tok.bosId !== null ? [tok.bosId] : [];
+  const head = opts.addBos !== false && tok.bosId !== undefined ? [tok.bosId] : [];
   const max = opts.maxLength;
   // For generation the end of the prompt (the answer cue) matters most.
   const body = max !== undefined && head.length + ids.length > max ? ids.slice(ids.length - (max - head.length)) : ids;

@@ -1,12 +1,15 @@
 // Shared shapes of the data pipeline: what loaders produce, what encoders consume.
 
-/** What the data code needs from a tokenizer. The real ones in src/io fit this structurally. */
+/**
+ * What the data code needs from a tokenizer: the part of the io Tokenizer it uses, so a loaded
+ * tokenizer is one as it is. Absent special tokens are undefined.
+ */
 export interface TokenizerLike {
   encode(text: string, opts?: { addSpecial?: boolean }): number[];
-  decode(ids: number[], opts?: { skipSpecial?: boolean }): string;
-  bosId: number | null;
-  eosId: number | null;
-  padId: number | null;
+  decode(ids: readonly number[], opts?: { skipSpecial?: boolean }): string;
+  readonly bosId: number | undefined;
+  readonly eosId: number | undefined;
+  readonly padId: number | undefined;
 }
 
 export type ChatRole = 'system' | 'user' | 'assistant';

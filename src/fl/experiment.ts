@@ -9,7 +9,7 @@ import { loadExamplesFromFile } from '../data/loaders.js';
 import { splitClients, renderSplitTable, type SplitSpec } from '../data/split.js';
 import type { TaskName } from '../tasks/common.js';
 import { generateTask } from '../tasks/index.js';
-import { loadTokenizer as loadHfTokenizer } from '../io/tokenizer.js';
+import { loadTokenizer } from '../io/tokenizer.js';
 import { mathAccuracy } from '../eval/math.js';
 import { textScores } from '../eval/text.js';
 import { evaluateCode } from '../eval/code.js';
@@ -32,19 +32,6 @@ export interface Experiment {
   warnings: string[];
 }
 
-/** A folder's tokenizer.json seen through the data pipeline's interface (null for absent ids). */
-export function loadTokenizer(dir: string): TokenizerLike & { vocabSize: number } {
-  const t = loadHfTokenizer(dir);
-  return {
-    encode: (text, o) => t.encode(text, o),
-    decode: (ids, o) => t.decode(ids, o),
-    bosId: t.bosId ?? null,
-    eosId: t.eosId ?? null,
-    padId: t.padId ?? null,
-    vocabSize: t.vocabSize,
-  };
-}
-
 export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
   const warnings: string[] = [];
   let base: LlamaModel;
@@ -60,7 +47,7 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
     const mc = makeConfig({
       vocabSize: r.vocabSize ?? 259, hiddenSize: r.hiddenSize, intermediateSize: r.intermediateSize, numLayers: r.numLayers,
       numHeads: r.numHeads, numKvHeads: r.numKvHeads ?? r.numHeads, maxPositionEmbeddings: r.maxPositionEmbeddings,
-      bosTokenId: tokenizer.bosId, eosTokenId: tokenizer.eosId, padTokenId: tokenizer.padId,
+      bosTokenId: tokenizer.bosId ?? null, eosTokenId: tokenizer.eosId ?? null, padTokenId: tokenizer.padId ?? null,
     });
     if (mc.vocabSize < 259) throw new Error(`model.random.vocabSize must be at least 259 for the byte tokenizer, got ${mc.vocabSize}`);
     base = LlamaModel.random(mc, r.seed);

@@ -114,7 +114,7 @@ export function buildEvalSpec(exp: Experiment, examples: readonly Example[]): Ev
   const nllBatches: TokenBatch[] = [];
   for (let i = 0; i < items.length; i += 8) nllBatches.push(toTokenBatch(collate(items.slice(i, i + 8), { padId })));
   const gen = exp.cfg.eval.generate;
-  const stopIds = tok.eosId !== null ? [tok.eosId] : [];
+  const stopIds = tok.eosId !== undefined ? [tok.eosId] : [];
   return {
     nllBatches,
     cases: gen ? ex.map((e) => ({ promptIds: encodePrompt(e, tok, { template, maxLength: Math.max(8, maxLen - exp.cfg.eval.maxNewTokens) }) })) : [],

@@ -47,7 +47,7 @@ test('encoding: [bos] prompt response [eos], labels mask bos and prompt exactly'
   assert.equal(e.promptLength, 1 + prompt.length);
   assert.equal(e.truncated, false);
   // No bos/eos when the tokenizer lacks them.
-  const bare = Object.assign(new CharTokenizer(), { bosId: null, eosId: null });
+  const bare = Object.assign(new CharTokenizer(), { bosId: undefined, eosId: undefined });
   const b = encodeExample(ex({ instruction: 'ab', response: 'cd' }), bare, { template: t });
   assert.deepEqual(b.inputIds, [...prompt, ...resp]);
 });

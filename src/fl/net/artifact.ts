@@ -11,7 +11,7 @@ import { makeManifest, type SplitManifest } from '../../fedbiot/split.js';
 import type { SplitModels, LoraConfig } from '../../fedbiot/compress.js';
 import type { TokenizerLike } from '../../data/types.js';
 import { ByteTokenizer } from '../../data/byte-tokenizer.js';
-import { loadTokenizer } from '../experiment.js';
+import { loadTokenizer } from '../../io/tokenizer.js';
 import { writeAtomic } from '../checkpoint.js';
 import { artifactSchema, type Artifact, type ModelFile } from './protocol.js';
 
