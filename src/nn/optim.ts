@@ -27,6 +27,11 @@ export interface StepOptions {
   accumulated?: number;
   /** Clip the global L2 norm of the (averaged) gradient to this value; 0 or undefined = no clipping. */
   maxGradNorm?: number;
+  /**
+   * The global L2 norm of the averaged gradient, when the caller has it already (one clip across
+   * several optimisers): used for the check and the clip instead of a second pass over the gradients.
+   */
+  gradNorm?: number;
   /** Overrides the learning rate for this step (schedules). */
   lr?: number;
 }
@@ -82,7 +87,7 @@ export class Optimizer {
     const k = kernels();
     const acc = o.accumulated ?? 1;
     let gradScale = 1 / acc;
-    const norm = this.gradNorm(gradScale);
+    const norm = o.gradNorm ?? this.gradNorm(gradScale);
     this.lastGradNorm = norm;
     if (!Number.isFinite(norm)) throw new Error(`optimizer: gradient norm is ${norm} (non-finite gradients); step skipped`);
     if (o.maxGradNorm && o.maxGradNorm > 0 && norm > o.maxGradNorm) gradScale *= o.maxGradNorm / (norm + 1e-6);

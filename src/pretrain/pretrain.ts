@@ -204,11 +204,10 @@ export async function runPretrain(cfg: PretrainConfig, outDir: string, progress:
     tape.reset();
     if (!Number.isFinite(lastTrain)) throw new Error(`pretrain: loss became ${lastTrain} at step ${step}`);
     const lr = lrAt(step, tc);
-    // One global clip across both groups: scale both by the same factor.
-    const norm = Math.hypot(optW.gradNorm(), optN.gradNorm());
-    const clip = tc.maxGradNorm > 0 && norm > tc.maxGradNorm ? tc.maxGradNorm / (norm + 1e-6) : 1;
-    optW.step({ lr, accumulated: 1 / clip });
-    optN.step({ lr: lr, accumulated: 1 / clip });
+    // One global clip across both groups: both steps use the norm of the whole gradient.
+    const gradNorm = Math.hypot(optW.gradNorm(), optN.gradNorm());
+    optW.step({ lr, maxGradNorm: tc.maxGradNorm, gradNorm });
+    optN.step({ lr, maxGradNorm: tc.maxGradNorm, gradNorm });
     step++;
     const entry: (typeof history)[number] = { step, train: lastTrain, lr, seconds: (performance.now() - t0) / 1000 };
     if (step % tc.evalEvery === 0 || step === lastStep) {
