@@ -27,6 +27,8 @@ export interface RoundRow {
   metrics: string | null;
   checkpoint: string | null;
   extra: string | null;
+  /** Deadline extensions this round has used (kept across server restarts). */
+  extensions: number;
 }
 
 export interface UploadRow {
@@ -41,7 +43,7 @@ export interface UploadRow {
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS clients (name TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, role TEXT NOT NULL, created_at INTEGER NOT NULL, last_seen INTEGER);
-CREATE TABLE IF NOT EXISTS rounds (round INTEGER PRIMARY KEY, nonce TEXT NOT NULL, sampled TEXT NOT NULL, status TEXT NOT NULL, opened_at INTEGER NOT NULL, completed_at INTEGER, metrics TEXT, checkpoint TEXT, extra TEXT);
+CREATE TABLE IF NOT EXISTS rounds (round INTEGER PRIMARY KEY, nonce TEXT NOT NULL, sampled TEXT NOT NULL, status TEXT NOT NULL, opened_at INTEGER NOT NULL, completed_at INTEGER, metrics TEXT, checkpoint TEXT, extra TEXT, extensions INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS uploads (round INTEGER NOT NULL, client TEXT NOT NULL, samples INTEGER NOT NULL, file TEXT NOT NULL, bytes INTEGER NOT NULL, metrics TEXT NOT NULL, received_at INTEGER NOT NULL, PRIMARY KEY (round, client));
 CREATE TABLE IF NOT EXISTS refusals (id INTEGER PRIMARY KEY AUTOINCREMENT, round INTEGER, client TEXT, code TEXT NOT NULL, reason TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS traffic (round INTEGER NOT NULL, client TEXT NOT NULL, direction TEXT NOT NULL, bytes INTEGER NOT NULL);
@@ -60,6 +62,8 @@ export class ServerDb {
     this.db.exec(SCHEMA);
     const cols = (this.db.prepare('PRAGMA table_info(clients)').all() as { name: string }[]).map((c) => c.name);
     if (!cols.includes('revoked_at')) this.db.exec('ALTER TABLE clients ADD COLUMN revoked_at INTEGER');
+    const roundCols = (this.db.prepare('PRAGMA table_info(rounds)').all() as { name: string }[]).map((c) => c.name);
+    if (!roundCols.includes('extensions')) this.db.exec('ALTER TABLE rounds ADD COLUMN extensions INTEGER NOT NULL DEFAULT 0');
   }
 
   close(): void {
@@ -133,9 +137,9 @@ export class ServerDb {
     this.db.prepare("INSERT INTO rounds (round, nonce, sampled, status, opened_at) VALUES (?, ?, ?, 'open', ?)").run(r, nonce, JSON.stringify(sampled), Date.now());
   }
 
-  /** Replaces an open round's sampled clients (a deadline extension sampled more). */
-  setSampled(r: number, sampled: string[]): void {
-    this.db.prepare("UPDATE rounds SET sampled = ? WHERE round = ? AND status = 'open'").run(JSON.stringify(sampled), r);
+  /** Records a deadline extension of an open round and the sampled clients it now waits for. */
+  extendRound(r: number, sampled: string[], extensions: number): void {
+    this.db.prepare("UPDATE rounds SET sampled = ?, extensions = ? WHERE round = ? AND status = 'open'").run(JSON.stringify(sampled), extensions, r);
   }
 
   /** Marks a round complete with its metrics and checkpoint pointer, atomically. */

@@ -211,7 +211,7 @@ export class FedServer {
     // at its deadline if at least minClients did. Short of that, the deadline is extended (at most
     // maxExtensions times) and more available clients are sampled; after the last extension the
     // round closes with whatever it has (or is skipped, keeping the adapter, when nothing came).
-    let extensions = 0;
+    let extensions = row.extensions; // a restarted server goes on counting where it stopped
     let quorum: 'all' | 'met' | 'below' | 'none' = 'all';
     const revokedNoted = new Set<string>();
     for (;;) {
@@ -246,9 +246,9 @@ export class FedServer {
         const added = shuffle(mulberry32(deriveSeed(cfg.seed, `sample-${round}-extension-${extensions}`)), more).slice(0, want).sort(byName);
         if (added.length > 0) {
           sampled = [...sampled, ...added];
-          this.db.setSampled(round, sampled);
           this.current.sampled = sampled;
         }
+        this.db.extendRound(round, sampled, extensions);
         this.current.deadline = deadline;
         this.log(`round ${round + 1}: deadline reached with ${got.length} upload(s), fewer than minClients=${this.net.minClients}; extension ${extensions} of ${this.maxExtensions}: ${this.net.roundDeadlineSeconds} s more${added.length ? `, also sampled ${added.join(',')}` : ', no other client available'}`);
       }
