@@ -24,17 +24,17 @@ const task = arg('task', 'math')!;
 
 interface Row { method: string; beta: number; adapter: number; emu: Record<string, number>; fu: Record<string, number>; mb: number; bytesRound: number; stepS: number; base: Record<string, number> }
 
-// --default-only: one row per method at the demo's setting (beta 0.2, adapter 2 / 2+2).
+// --default-only: one row per method at the demo's setting (beta 0.2, adapter 4 / 2+2).
 const defaultOnly = process.argv.includes('--default-only');
 const methods = (arg('methods', 'fedbiot,fedot,offsite,local,fedavg-full') ?? '').split(',');
 // --set key=value (repeatable): extra config overrides on top of the demo's settings.
 const extraSets = process.argv.flatMap((a, i) => (a === '--set' && process.argv[i + 1] ? [process.argv[i + 1]!] : []));
 let grid: { method: string; beta: number; adapter: number }[] = [];
 for (const beta of defaultOnly ? [0.2] : [0.2, 0.5]) {
-  for (const adapter of defaultOnly ? [2] : [2, 4]) grid.push({ method: 'fedbiot', beta, adapter });
+  for (const adapter of defaultOnly ? [4] : [2, 4]) grid.push({ method: 'fedbiot', beta, adapter });
   grid.push({ method: 'fedot', beta, adapter: 4 });
   grid.push({ method: 'offsite', beta, adapter: 4 });
-  grid.push({ method: 'local', beta, adapter: 2 });
+  grid.push({ method: 'local', beta, adapter: 4 });
 }
 grid.push({ method: 'fedavg-full', beta: 0, adapter: 0 });
 grid = grid.filter((g) => methods.includes(g.method));

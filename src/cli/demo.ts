@@ -31,8 +31,15 @@ export function demoOverrides(task: string, model: string | null, quick: boolean
     o.push('rounds=2', 'data.trainSize=48', 'data.testSize=6', 'data.public={source: tasks, size: 24}', 'algorithm.preAlignSteps=8', 'algorithm.alignStepsPerRound=2',
       'algorithm.local={steps: 3, batchSize: 2, proximal: 0.01}', 'algorithm.align={batchSize: 2}', 'eval={maxExamples: 6, maxNewTokens: 12}');
   } else {
-    o.push('rounds=4', 'data.trainSize=400', 'data.testSize=40', 'data.public={source: tasks, size: 200}', 'algorithm.preAlignSteps=40', 'algorithm.alignStepsPerRound=5',
-      'algorithm.local={steps: 8, batchSize: 4, proximal: 0.01}', 'algorithm.align={batchSize: 4}', 'eval={maxExamples: 40, maxNewTokens: 40}');
+    // FedBiOT's adapter is the last 4 layers: as many trainable layers as FedOT's 2 + 2, and at drop
+    // rate 0.2 both emulators drop 2 of 8 layers, so the two differ only in where the adapter sits
+    // and in FedBiOT's re-alignment. LoRA on every linear of the adapter (the q,v-only default moves
+    // this small model too little to compare methods). Public data for alignment: every generated
+    // task family, the clients' own included (other instances, see data.public.tasks).
+    o.push('rounds=4', 'data.trainSize=400', 'data.testSize=40', 'data.public={source: tasks, size: 200, tasks: [math, code, qa]}',
+      'algorithm.adapterLayers=4', 'algorithm.adapterLora={r: 8, alpha: 16, targets: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]}',
+      'algorithm.preAlignSteps=100', 'algorithm.alignStepsPerRound=10', 'algorithm.align={batchSize: 4, optimizer: {kind: adamw, lr: 0.003}}',
+      'algorithm.local={steps: 16, batchSize: 4, proximal: 0.01, optimizer: {kind: adamw, lr: 0.003}}', 'eval={every: 1, maxExamples: 40, maxNewTokens: 40}');
   }
   return o;
 }

@@ -112,8 +112,10 @@ export const configSchema = z.strictObject({
       maxNewTokens: posInt.default(48),
       /** Greedy generation + task metric (slower); NLL is always computed. */
       generate: z.boolean().default(true),
+      /** Also generate in the evaluations between rounds (by default they compute NLL only). */
+      generateEachRound: z.boolean().default(false),
     })
-    .default({ every: 0, maxExamples: 50, maxNewTokens: 48, generate: true }),
+    .default({ every: 0, maxExamples: 50, maxNewTokens: 48, generate: true, generateEachRound: false }),
   /** Deployment (`fedbiot server`): where to listen and how rounds close. Ignored by `simulate`. */
   server: z
     .strictObject({

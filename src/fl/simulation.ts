@@ -125,6 +125,11 @@ export function buildEvalSpec(exp: Experiment, examples: readonly Example[]): Ev
   };
 }
 
+/** The evaluation between rounds: NLL only, unless generation each round was asked for. */
+export function roundEvalSpec(spec: EvalSpec, cfg: RunConfig): EvalSpec {
+  return cfg.eval.generateEachRound ? spec : { ...spec, cases: [], scorer: null };
+}
+
 export interface SimulationOptions {
   outDir: string;
   resume?: boolean;
@@ -257,7 +262,7 @@ export async function runSimulation(exp: Experiment, o: SimulationOptions): Prom
     };
     const last = round === cfg.rounds - 1;
     if (!last && cfg.eval.every > 0 && (round + 1) % cfg.eval.every === 0) {
-      entry.eval = await evalViews(server, evalSpec, isLocal, clientStates);
+      entry.eval = await evalViews(server, roundEvalSpec(evalSpec, cfg), isLocal, clientStates);
     }
     appendMetrics(metricsPath, entry);
     const meanLoss = Object.values(trainLoss).reduce((a, b) => a + b, 0) / Math.max(1, sampled.length);

@@ -18,7 +18,7 @@ import { getTemplate } from '../../data/templates.js';
 import { deriveSeed, mulberry32, shuffle } from '../../util/rng.js';
 import { saveAdapterAsPeft } from '../../models/hf-model.js';
 import { buildExperiment, type Experiment } from '../experiment.js';
-import { buildEvalSpec, settingsFromConfig, toTokenBatch, type EvalResult } from '../simulation.js';
+import { buildEvalSpec, roundEvalSpec, settingsFromConfig, toTokenBatch, type EvalResult } from '../simulation.js';
 import { saveCheckpoint, loadState, saveState, writeAtomic } from '../checkpoint.js';
 import { ServerDb } from './db.js';
 import { bearer, nonce as newNonce } from './auth.js';
@@ -280,7 +280,8 @@ export class FedServer {
       ...(updates.length === 0 ? { skipped: true } : {}),
     };
     if (round !== cfg.rounds - 1 && cfg.eval.every > 0 && (round + 1) % cfg.eval.every === 0) {
-      entry.eval = { adapemu: await evaluateModel(algo.clientModel(), evalSpec), adapfu: await evaluateModel(algo.fullModel(), evalSpec) };
+      const spec = roundEvalSpec(evalSpec, cfg);
+      entry.eval = { adapemu: await evaluateModel(algo.clientModel(), spec), adapfu: await evaluateModel(algo.fullModel(), spec) };
     }
     extra.publicIterator = publicIt.getState();
     extra.emulatorVersion = algo.currentEmulatorVersion;
