@@ -26,20 +26,23 @@ export function demoOverrides(task: string, model: string | null, quick: boolean
     model ? `model.path=${model}` : 'model.random={hiddenSize: 64, intermediateSize: 172, numLayers: 8, numHeads: 4, numKvHeads: 2, maxPositionEmbeddings: 512}',
     'data.maxLength=320',
     'clients={count: 4, split: meta}',
-  ];
-  if (quick) {
-    o.push('rounds=2', 'data.trainSize=48', 'data.testSize=6', 'data.public={source: tasks, size: 24}', 'algorithm.preAlignSteps=8', 'algorithm.alignStepsPerRound=2',
-      'algorithm.local={steps: 3, batchSize: 2, proximal: 0.01}', 'algorithm.align={batchSize: 2}', 'eval={maxExamples: 6, maxNewTokens: 12}');
-  } else {
     // FedBiOT's adapter is the last 4 layers: as many trainable layers as FedOT's 2 + 2, and at drop
     // rate 0.2 both emulators drop 2 of 8 layers, so the two differ only in where the adapter sits
     // and in FedBiOT's re-alignment. LoRA on every linear of the adapter (the q,v-only default moves
     // this small model too little to compare methods). Public data for alignment: every generated
     // task family, the clients' own included (other instances, see data.public.tasks).
-    o.push('rounds=4', 'data.trainSize=400', 'data.testSize=40', 'data.public={source: tasks, size: 200, tasks: [math, code, qa]}',
-      'algorithm.adapterLayers=4', 'algorithm.adapterLora={r: 8, alpha: 16, targets: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]}',
-      'algorithm.preAlignSteps=100', 'algorithm.alignStepsPerRound=10', 'algorithm.align={batchSize: 4, optimizer: {kind: adamw, lr: 0.003}}',
-      'algorithm.local={steps: 16, batchSize: 4, proximal: 0.01, optimizer: {kind: adamw, lr: 0.003}}', 'eval={every: 1, maxExamples: 40, maxNewTokens: 40}');
+    'algorithm.adapterLayers=4',
+    'algorithm.adapterLora={r: 8, alpha: 16, targets: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]}',
+  ];
+  const publicData = (size: number) => `data.public={source: tasks, size: ${size}, tasks: [math, code, qa]}`;
+  const align = (batchSize: number) => `algorithm.align={batchSize: ${batchSize}, optimizer: {kind: adamw, lr: 0.003}}`;
+  const local = (steps: number, batchSize: number) => `algorithm.local={steps: ${steps}, batchSize: ${batchSize}, proximal: 0.01, optimizer: {kind: adamw, lr: 0.003}}`;
+  if (quick) {
+    o.push('rounds=2', 'data.trainSize=48', 'data.testSize=6', publicData(24), 'algorithm.preAlignSteps=8', 'algorithm.alignStepsPerRound=2', align(2), local(3, 2),
+      'eval={every: 1, maxExamples: 6, maxNewTokens: 12}');
+  } else {
+    o.push('rounds=4', 'data.trainSize=400', 'data.testSize=40', publicData(200), 'algorithm.preAlignSteps=100', 'algorithm.alignStepsPerRound=10', align(4), local(16, 4),
+      'eval={every: 1, maxExamples: 40, maxNewTokens: 40}');
   }
   return o;
 }

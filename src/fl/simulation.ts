@@ -236,7 +236,8 @@ export async function runSimulation(exp: Experiment, o: SimulationOptions): Prom
       const payload: RoundPayload = { ...server.payload(round, extra.clientEmulatorVersion[name] ?? 0), adapter: globalAdapter };
       // In `local`, each client continues from its own adapter; the server's is never shared.
       if (isLocal) payload.adapter = clientStates.get(name) ?? server.initialAdapterState();
-      bytesDown += stateBytes(payload.adapter) + (payload.emulator ? stateBytes(payload.emulator) : 0);
+      // `local` clients never talk to a server after joining: nothing travels in their rounds.
+      if (!isLocal) bytesDown += stateBytes(payload.adapter) + (payload.emulator ? stateBytes(payload.emulator) : 0);
       client.apply(payload);
       extra.clientEmulatorVersion[name] = payload.emulatorVersion;
       const it = clientIts.get(name)!;
@@ -247,7 +248,7 @@ export async function runSimulation(exp: Experiment, o: SimulationOptions): Prom
       extra.stepSeconds.push(res.seconds / Math.max(1, settings.local.steps));
       extra.peakActivationBytes = Math.max(extra.peakActivationBytes ?? 0, peakTensorBytes() - live0);
       trainLoss[name] = res.meanLoss;
-      bytesUp += stateBytes(res.state);
+      if (!isLocal) bytesUp += stateBytes(res.state);
       updates.push({ client: name, samples: clientSizes.get(name)!, state: res.state });
       if (isLocal) clientStates.set(name, cloneState(res.state));
     }
