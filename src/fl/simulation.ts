@@ -21,7 +21,7 @@ import { saveAdapterAsPeft } from '../models/hf-model.js';
 import { fmtBytes } from '../util/format.js';
 import { modelHash } from '../models/hash.js';
 import { makeManifest } from '../fedbiot/split.js';
-import { liveTensorBytes, peakTensorBytes, resetPeakTensorBytes } from '../tensor/engine.js';
+import { clearTensorPool, liveTensorBytes, peakTensorBytes, resetPeakTensorBytes } from '../tensor/engine.js';
 
 export interface Progress {
   start(label: string, total: number): void;
@@ -304,6 +304,7 @@ export async function runSimulation(exp: Experiment, o: SimulationOptions): Prom
     seconds: (performance.now() - t0) / 1000,
   };
   writeAtomic(path.join(o.outDir, 'summary.json'), JSON.stringify(summary, null, 2));
+  clearTensorPool(); // the next run (the demo runs several) has shapes of its own
   return summary;
 }
 

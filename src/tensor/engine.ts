@@ -17,7 +17,10 @@ interface EngineState {
 
 /**
  * Reuses large arrays by exact length. Fresh multi-megabyte Float32Arrays cost page faults on every
- * step; recycling the same lengths makes steady-state steps allocation-free.
+ * step; recycling the same lengths makes steady-state steps allocation-free. What it holds is
+ * capped: when a returned array would pass the cap, the lengths least recently returned are
+ * evicted first (a workload that changed shape, e.g. training then evaluation, leaves stale lengths
+ * behind; the current ones are the ones worth keeping).
  */
 export class BufferPool {
   private free = new Map<number, Float32Array[]>();
@@ -25,7 +28,7 @@ export class BufferPool {
   /** Bytes taken and not yet given back (activations, scratch), and their high-water mark. */
   private bytesLive = 0;
   private bytesPeak = 0;
-  constructor(private readonly Arr: ArrayCtor, private readonly maxBytes = 4 * 1024 ** 3) {}
+  constructor(private readonly Arr: ArrayCtor, private readonly maxBytes = defaultPoolBytes()) {}
 
   take(n: number, zero: boolean): Float32Array {
     this.bytesLive += n * this.Arr.BYTES_PER_ELEMENT;
@@ -43,9 +46,18 @@ export class BufferPool {
   give(buf: Float32Array): void {
     this.bytesLive -= buf.byteLength;
     if (buf.length < 1024) return; // small arrays are cheap: let the GC have them
-    if (this.bytesHeld + buf.byteLength > this.maxBytes) return;
+    if (buf.byteLength > this.maxBytes) return;
     let list = this.free.get(buf.length);
-    if (!list) this.free.set(buf.length, (list = []));
+    if (list) this.free.delete(buf.length); // re-inserted below: Map order is recency of return
+    else list = [];
+    this.free.set(buf.length, list);
+    for (const [n, stale] of this.free) {
+      if (this.bytesHeld + buf.byteLength <= this.maxBytes) break;
+      if (n === buf.length) continue;
+      for (const b of stale) this.bytesHeld -= b.byteLength;
+      this.free.delete(n);
+    }
+    while (this.bytesHeld + buf.byteLength > this.maxBytes && list.length > 0) this.bytesHeld -= list.pop()!.byteLength;
     list.push(buf);
     this.bytesHeld += buf.byteLength;
   }
@@ -71,6 +83,12 @@ export class BufferPool {
   resetPeak(): void {
     this.bytesPeak = this.bytesLive;
   }
+}
+
+/** The pool's cap: FEDBIOT_POOL_MB, else 1 GiB (a training step of the benchmark model needs about 0.6). */
+function defaultPoolBytes(): number {
+  const mb = Number(process.env.FEDBIOT_POOL_MB);
+  return Number.isFinite(mb) && mb > 0 ? mb * 1024 ** 2 : 1024 ** 3;
 }
 
 let state: EngineState | null = null;
@@ -111,6 +129,11 @@ export function peakTensorBytes(): number {
 /** Bytes of pooled arrays live now. */
 export function liveTensorBytes(): number {
   return current().pool.liveBytes;
+}
+
+/** Lets the garbage collector have every array the pool holds (between independent runs). */
+export function clearTensorPool(): void {
+  current().pool.clear();
 }
 
 export function resetPeakTensorBytes(): void {
