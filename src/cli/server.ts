@@ -29,12 +29,14 @@ export function registerServer(program: Command): void {
     .option('--config <file>', 'YAML run configuration (with an optional server: section)')
     .option('--set <key=value>', 'override a config key (repeatable), e.g. --set server.port=9000', collectRepeated, [])
     .option('--state <dir>', 'state folder: database, checkpoints, compressed model, metrics', 'server-state')
-    .option('--max-round-extensions <n>', 'deadline extensions for a round short of minClients uploads (overrides server.maxRoundExtensions; default 2)', (v) => Number(v))
-    .action(async (opts: { config?: string; set: string[]; state: string; maxRoundExtensions?: number }) => {
+    .option('--max-round-extensions <n>', 'deadline extensions for a round short of minClients uploads (shorthand for --set server.maxRoundExtensions=N; default 2)')
+    .action(async (opts: { config?: string; set: string[]; state: string; maxRoundExtensions?: string }) => {
       if (!opts.config) throw new Error('fedbiot server: --config is required');
-      const cfg = loadConfig(opts.config, opts.set);
+      // The shorthand goes through the config schema like any other override, so it is checked once.
+      const sets = opts.maxRoundExtensions === undefined ? opts.set : [...opts.set, `server.maxRoundExtensions=${opts.maxRoundExtensions}`];
+      const cfg = loadConfig(opts.config, sets);
       if (cfg.threads) setThreads(cfg.threads);
-      const srv = new FedServer(cfg, path.resolve(opts.state), (l) => process.stdout.write(`[${new Date().toISOString()}] ${l}\n`), { maxRoundExtensions: opts.maxRoundExtensions });
+      const srv = new FedServer(cfg, path.resolve(opts.state), (l) => process.stdout.write(`[${new Date().toISOString()}] ${l}\n`));
       const stop = () => {
         process.stdout.write('interrupted: the next start resumes from the last completed round\n');
         void srv.close().finally(() => process.exit(130));

@@ -55,18 +55,6 @@ interface OpenRound {
 
 type Log = (line: string) => void;
 
-export interface FedServerOptions {
-  /** Overrides server.maxRoundExtensions (see roundPolicy). */
-  maxRoundExtensions?: number;
-}
-
-/** How many times a round short of minClients uploads is extended by one deadline (default 2). */
-export function maxRoundExtensions(net: ServerSettings, o: FedServerOptions = {}): number {
-  const v = o.maxRoundExtensions ?? (net as { maxRoundExtensions?: unknown }).maxRoundExtensions ?? 2;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new Error(`server.maxRoundExtensions must be a non-negative integer, got ${String(v)}`);
-  return v;
-}
-
 const byName = (a: string, b: string) => a.localeCompare(b, 'en', { numeric: true });
 
 export class FedServer {
@@ -82,13 +70,11 @@ export class FedServer {
   private readonly lastSeen = new Map<string, number>();
   private readonly modelDir: string;
   private readonly ckptDir: string;
-  private readonly maxExtensions: number;
   private finishedAt: number | null = null;
   url = '';
 
-  constructor(private readonly cfg: RunConfig, private readonly stateDir: string, private readonly log: Log = (l) => process.stdout.write(`${l}\n`), opts: FedServerOptions = {}) {
+  constructor(private readonly cfg: RunConfig, private readonly stateDir: string, private readonly log: Log = (l) => process.stdout.write(`${l}\n`)) {
     this.net = serverSettings(cfg);
-    this.maxExtensions = maxRoundExtensions(this.net, opts);
     fs.mkdirSync(stateDir, { recursive: true });
     this.db = openDb(cfg, stateDir);
     this.modelDir = path.join(stateDir, 'model');
@@ -232,7 +218,7 @@ export class FedServer {
           this.log(`round ${round + 1}: deadline reached with ${got.length} of ${sampled.length} uploads; missing ${missing().join(',')}`);
           break;
         }
-        if (extensions >= this.maxExtensions) {
+        if (extensions >= this.net.maxRoundExtensions) {
           quorum = got.length > 0 ? 'below' : 'none';
           this.log(got.length > 0
             ? `round ${round + 1}: closing with ${got.length} upload(s), fewer than minClients=${this.net.minClients}, after ${extensions} extension(s); missing ${missing().join(',')}`
@@ -250,7 +236,7 @@ export class FedServer {
         }
         this.db.extendRound(round, sampled, extensions);
         this.current.deadline = deadline;
-        this.log(`round ${round + 1}: deadline reached with ${got.length} upload(s), fewer than minClients=${this.net.minClients}; extension ${extensions} of ${this.maxExtensions}: ${this.net.roundDeadlineSeconds} s more${added.length ? `, also sampled ${added.join(',')}` : ', no other client available'}`);
+        this.log(`round ${round + 1}: deadline reached with ${got.length} upload(s), fewer than minClients=${this.net.minClients}; extension ${extensions} of ${this.net.maxRoundExtensions}: ${this.net.roundDeadlineSeconds} s more${added.length ? `, also sampled ${added.join(',')}` : ', no other client available'}`);
       }
       await new Promise((r) => setTimeout(r, 50));
     }
