@@ -36,6 +36,19 @@ export function toTokenBatch(b: Batch): TokenBatch {
   return { B: b.batchSize, T: b.seqLen, ids: b.inputIds, labels: b.labels, attention: b.attentionMask };
 }
 
+/**
+ * A client's seeds. The networked server sends clientDataSeed to each client at join, and the
+ * client derives its dropout seeds from it, so a simulated client and a networked one with the
+ * same name draw the same batches and masks.
+ */
+export function clientDataSeed(runSeed: number, client: string): number {
+  return deriveSeed(runSeed, `client-${client}`);
+}
+
+export function clientDropoutSeed(dataSeed: number, round: number): number {
+  return deriveSeed(dataSeed, `dropout-${round}`);
+}
+
 export function settingsFromConfig(cfg: RunConfig): AlgorithmSettings {
   const a = cfg.algorithm;
   return {
@@ -166,7 +179,7 @@ export async function runSimulation(exp: Experiment, o: SimulationOptions): Prom
   exp.clients.forEach((idx, i) => {
     if (idx.length === 0) return;
     const items = encode(idx.map((j) => exp.train[j]!), `client ${i}`);
-    clientIts.set(String(i), new BatchIterator(items, { batchSize: cfg.algorithm.local.batchSize, padId, seed: deriveSeed(cfg.seed, `client-${i}`) }));
+    clientIts.set(String(i), new BatchIterator(items, { batchSize: cfg.algorithm.local.batchSize, padId, seed: clientDataSeed(cfg.seed, String(i)) }));
     clientSizes.set(String(i), items.length);
   });
 
@@ -243,7 +256,7 @@ export async function runSimulation(exp: Experiment, o: SimulationOptions): Prom
       const it = clientIts.get(name)!;
       const live0 = liveTensorBytes();
       resetPeakTensorBytes();
-      const dropoutSeed = deriveSeed(deriveSeed(cfg.seed, `client-${name}`), `dropout-${round}`); // as a networked client derives it
+      const dropoutSeed = clientDropoutSeed(clientDataSeed(cfg.seed, name), round);
       const res = client.train(() => toTokenBatch(it.next()!), (_, loss) => progress.tick({ client: name, loss: loss.toFixed(4) }), dropoutSeed);
       extra.stepSeconds.push(res.seconds / Math.max(1, settings.local.steps));
       extra.peakActivationBytes = Math.max(extra.peakActivationBytes ?? 0, peakTensorBytes() - live0);

@@ -5,12 +5,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ClientAlgorithm } from '../../fedbiot/algorithms.js';
-import { deriveSeed } from '../../util/rng.js';
 import { loadExamplesFromFile } from '../../data/loaders.js';
 import { encodeExamples } from '../../data/encode.js';
 import { BatchIterator, resolvePadId, type BatchIteratorState } from '../../data/batch.js';
 import { getTemplate } from '../../data/templates.js';
-import { toTokenBatch } from '../simulation.js';
+import { clientDropoutSeed, toTokenBatch } from '../simulation.js';
 import { writeAtomic } from '../checkpoint.js';
 import { loadClientModel } from './artifact.js';
 import { downloadArtifact, modelCacheDir, type DownloadOptions, type DownloadReport } from './download.js';
@@ -155,7 +154,7 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
     algo.apply({ round: p.round, adapter: p.adapter, emulator: p.emulator, emulatorVersion: p.emulatorVersion });
     log(`round ${round + 1}: training (${tr.local.steps} steps${p.emulator ? ', emulator updated' : ''})`);
     if (o.trainDelayMs) await sleep(o.trainDelayMs);
-    const res = algo.train(() => toTokenBatch(it.next()!), undefined, deriveSeed(tr.dataSeed, `dropout-${round}`));
+    const res = algo.train(() => toTokenBatch(it.next()!), undefined, clientDropoutSeed(tr.dataSeed, round));
     const body = encodeUpdate({ round, nonce: p.nonce, samples: items.length, metrics: { meanLoss: res.meanLoss, tokens: res.tokens, seconds: res.seconds }, state: res.state });
     const up = await retry('upload', () => request(t, 'POST', `v1/round/${round}/update`, { body }));
     if (up.status === 200) log(`round ${round + 1}: uploaded (loss ${res.meanLoss.toFixed(4)}, ${body.length} bytes)`);

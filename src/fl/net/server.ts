@@ -18,7 +18,7 @@ import { getTemplate } from '../../data/templates.js';
 import { deriveSeed, mulberry32, shuffle } from '../../util/rng.js';
 import { saveAdapterAsPeft } from '../../models/hf-model.js';
 import { buildExperiment, type Experiment } from '../experiment.js';
-import { buildEvalSpec, roundEvalSpec, settingsFromConfig, toTokenBatch, type EvalResult } from '../simulation.js';
+import { buildEvalSpec, clientDataSeed, roundEvalSpec, settingsFromConfig, toTokenBatch, type EvalResult } from '../simulation.js';
 import { saveCheckpoint, loadState, saveState, writeAtomic } from '../checkpoint.js';
 import { ServerDb } from './db.js';
 import { bearer, nonce as newNonce } from './auth.js';
@@ -393,7 +393,7 @@ export class FedServer {
     return {
       protocol: PROTOCOL, client, rounds: c.rounds, pollSeconds: this.net.pollSeconds, model: this.artifact,
       training: {
-        dataSeed: deriveSeed(c.seed, `client-${client}`), batchSize: c.algorithm.local.batchSize, maxLength: c.data.maxLength,
+        dataSeed: clientDataSeed(c.seed, client), batchSize: c.algorithm.local.batchSize, maxLength: c.data.maxLength,
         template: c.data.template ?? null, format: c.data.format, local: s.local, adapterLora: s.adapterLora, emulatorLora: s.emulatorLora,
       },
     };
