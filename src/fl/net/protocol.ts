@@ -40,7 +40,7 @@ export const joinInfoSchema = z.object({
   pollSeconds: z.number().positive(),
   model: artifactSchema,
   training: z.object({
-    /** The batch order seed (the simulation's deriveSeed(seed, "client-<name>")). */
+    /** The batch order seed, clientDataSeed(seed, name); dropout seeds derive from it. */
     dataSeed: z.number().int(),
     batchSize: z.number().int().positive(),
     maxLength: z.number().int().positive(),
