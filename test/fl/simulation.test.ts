@@ -10,16 +10,9 @@ import { buildExperiment } from '../../src/fl/experiment.js';
 import { runSimulation } from '../../src/fl/simulation.js';
 import { ALGORITHMS } from '../../src/fedbiot/algorithms.js';
 import { readPeftAdapter } from '../../src/io/peft.js';
+import { TINY_RUN } from '../helpers/tiny-run.js';
 
-const TINY = [
-  'rounds=2',
-  'model.random={hiddenSize: 32, intermediateSize: 64, numLayers: 6, numHeads: 2, numKvHeads: 1, maxPositionEmbeddings: 512}',
-  'data.task=math', 'data.trainSize=24', 'data.testSize=4', 'data.maxLength=320', 'data.public={source: tasks, size: 8}',
-  'clients.count=3',
-  'algorithm.preAlignSteps=2', 'algorithm.alignStepsPerRound=1', 'algorithm.dropRate=0.5',
-  'algorithm.local={steps: 2, batchSize: 2, proximal: 0.01}', 'algorithm.align={batchSize: 2}',
-  'eval={maxExamples: 3, maxNewTokens: 4}',
-];
+const TINY = ['rounds=2', ...TINY_RUN, 'eval={maxExamples: 3, maxNewTokens: 4}'];
 
 function tmp(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-sim-'));

@@ -6,18 +6,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ServerDb } from '../../src/fl/net/db.js';
+import { TINY_RUN } from '../helpers/tiny-run.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const LAUNCHER = path.join(ROOT, 'src', 'cli', 'run-dev.ts');
 
-export const TINY = [
-  'model.random={hiddenSize: 32, intermediateSize: 64, numLayers: 6, numHeads: 2, numKvHeads: 1, maxPositionEmbeddings: 512}',
-  'data.task=math', 'data.trainSize=24', 'data.testSize=4', 'data.maxLength=320', 'data.public={source: tasks, size: 8}',
-  'clients.count=3',
-  'algorithm.preAlignSteps=2', 'algorithm.alignStepsPerRound=1', 'algorithm.dropRate=0.5',
-  'algorithm.local={steps: 2, batchSize: 2, proximal: 0.01}', 'algorithm.align={batchSize: 2}',
-  'eval={maxExamples: 2, maxNewTokens: 2, generate: false}',
-];
+export const TINY = [...TINY_RUN, 'eval={maxExamples: 2, maxNewTokens: 2, generate: false}'];
 
 export function tmp(prefix = 'fedbiot-net-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
