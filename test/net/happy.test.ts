@@ -13,17 +13,18 @@ import * as os from 'node:os';
 import { loadPeftAsState } from '../../src/models/hf-model.js';
 import type { LoraState } from '../../src/fedbiot/lora-state.js';
 import { setThreads } from '../../src/tensor/engine.js';
+import { MANIFEST_FILE } from '../../src/fl/net/artifact.js';
 
 after(killAll);
 
-/** The simulation of the same config and seed, in this process. */
-async function reference(config: string, sets: string[]): Promise<LoraState> {
+/** The simulation of the same config and seed, in this process: its adapter and split manifest. */
+async function reference(config: string, sets: string[]): Promise<{ adapter: LoraState; manifest: unknown }> {
   const cfg = loadConfig(config, sets);
   setThreads(1); // the client and server processes run with FEDBIOT_THREADS=1
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-net-ref-'));
   const summary = await runSimulation(await buildExperiment(cfg), { outDir: out });
   assert.ok(summary);
-  return loadPeftAsState(path.join(out, 'adapter')).state;
+  return { adapter: loadPeftAsState(path.join(out, 'adapter')).state, manifest: JSON.parse(fs.readFileSync(path.join(out, 'split.json'), 'utf8')) };
 }
 
 test('net: 1 server + 3 clients complete 3 rounds; final adapter equals the simulation\'s', { timeout: 120_000 }, async () => {
@@ -48,7 +49,10 @@ test('net: 1 server + 3 clients complete 3 rounds; final adapter equals the simu
   for (const c of clients) assert.match(c.out, /model ready/);
 
   const got = loadPeftAsState(path.join(s.state, 'adapter')).state;
-  const want = await reference(s.config, s.sets);
+  const ref = await reference(s.config, s.sets);
+  const want = ref.adapter;
+  // The manifest served with the compressed model names the same split of the same weights.
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(s.state, 'model', MANIFEST_FILE), 'utf8')), ref.manifest);
   assert.equal(got.size, want.size);
   let maxDiff = 0;
   for (const [k, v] of want) {

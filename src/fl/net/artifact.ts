@@ -8,6 +8,7 @@ import { DecoderLayer, LlamaModel, LINEAR_NAMES, type LinearName } from '../../n
 import type { Tensor } from '../../tensor/tensor.js';
 import { saveHfModel, loadHfModel } from '../../models/hf-model.js';
 import { makeManifest, type SplitManifest } from '../../fedbiot/split.js';
+import { modelHash } from '../../models/hash.js';
 import type { SplitModels, LoraConfig } from '../../fedbiot/compress.js';
 import type { TokenizerLike } from '../../data/types.js';
 import { ByteTokenizer } from '../../data/byte-tokenizer.js';
@@ -58,12 +59,13 @@ export function describeFolder(dir: string): Artifact {
  * Writes what clients download into `dir` (emptied first) and returns its description. Only the
  * compressed model's layers are written: the dropped block stays on the server.
  */
-export function writeCompressedModel(split: SplitModels, dir: string, o: { modelSource: string; modelPath?: string }): Artifact {
+export function writeCompressedModel(split: SplitModels, dir: string, o: { modelPath?: string }): Artifact {
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
   const layers = split.compressed.layers.map((l, i) => new DecoderLayer(`model.layers.${i}`, i, l.attnNorm, l.mlpNorm, weightsOf(l)));
   saveHfModel(split.compressed.withLayers(layers), dir);
-  const manifest = makeManifest(split.plan, split.placement, createHash('sha256').update(o.modelSource).digest('hex'));
+  // The same content hash of the full model's weights as the simulation's split.json.
+  const manifest = makeManifest(split.plan, split.placement, modelHash(split.full));
   writeAtomic(path.join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2));
   let tokenizer: 'byte' | 'tokenizer.json' = 'byte';
   if (o.modelPath) {

@@ -130,7 +130,7 @@ export class FedServer {
     this.writeMetrics();
 
     const art = readArtifact(this.modelDir);
-    this.artifact = art ?? writeCompressedModel(split, this.modelDir, { modelSource: exp.modelSource, modelPath: cfg.model.path });
+    this.artifact = art ?? writeCompressedModel(split, this.modelDir, { modelPath: cfg.model.path });
     const size = this.artifact.files.reduce((a, f) => a + f.size, 0);
     this.log(`compressed model ${this.artifact.sha256.slice(0, 16)}: ${this.artifact.files.length} files, ${size} bytes (${art ? 'reused' : 'written'})`);
 
