@@ -86,7 +86,9 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
   let pub: Example[];
   if (d.public.source === 'file') {
     if (!d.public.path) throw new Error('config data.public.path: required when data.public.source is "file"');
-    pub = loadExamplesFromFile(d.public.path, { format: 'auto', skipInvalid: true }).examples.slice(0, d.public.size);
+    const loaded = loadExamplesFromFile(d.public.path, { format: 'auto', skipInvalid: true });
+    if (loaded.report.skipped > 0) warnings.push(`${d.public.path}: skipped ${loaded.report.skipped} invalid public records`);
+    pub = loaded.examples.slice(0, d.public.size);
   } else if (d.public.source === 'corpus') {
     const { buildCorpus } = await import('../data/corpus.js');
     const docs = buildCorpus({});

@@ -29,6 +29,8 @@ async function reference(config: string, sets: string[]): Promise<{ adapter: Lor
 
 test('net: 1 server + 3 clients complete 3 rounds; final adapter equals the simulation\'s', { timeout: 120_000 }, async () => {
   const s = await setup({ rounds: 3, server: { minClients: 3, roundDeadlineSeconds: 60 } });
+  // A record without a response in client 0's file: skipped, and said so, without changing its data.
+  fs.appendFileSync(s.shares[0]!, '{"instruction": "no response here"}\n');
   const t0 = performance.now();
   const server = cli('server', serverArgs(s));
   await server.waitFor(/listening on/, 30_000);
@@ -47,6 +49,7 @@ test('net: 1 server + 3 clients complete 3 rounds; final adapter equals the simu
   }
   assert.ok(lines.some((l) => l.phase === 'prepare') && lines.some((l) => l.phase === 'final'));
   for (const c of clients) assert.match(c.out, /model ready/);
+  assert.match(clients[0]!.out, /warning: .*client-0\.jsonl: skipped 1 invalid record\(s\) of \d+ \(line \d+ /);
 
   const got = loadPeftAsState(path.join(s.state, 'adapter')).state;
   const ref = await reference(s.config, s.sets);

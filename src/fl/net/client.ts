@@ -113,7 +113,12 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
 
   const tr = join.training;
   const cm = loadClientModel(dir, { adapter: tr.adapterLora, emulator: tr.emulatorLora });
-  const examples = loadExamplesFromFile(o.data, { format: tr.format, skipInvalid: true }).examples;
+  const loaded = loadExamplesFromFile(o.data, { format: tr.format, skipInvalid: true });
+  const examples = loaded.examples;
+  if (loaded.report.skipped > 0) {
+    const first = loaded.report.invalid.slice(0, 3).map((r) => `line ${r.line} ${r.field}: ${r.message}`).join('; ');
+    log(`warning: ${o.data}: skipped ${loaded.report.skipped} invalid record(s) of ${loaded.report.total} (${first}${loaded.report.skipped > 3 ? '; ...' : ''})`);
+  }
   const template = tr.template ? getTemplate(tr.template) : undefined;
   const items = encodeExamples(examples, cm.tokenizer, { maxLength: tr.maxLength, template }).items;
   if (items.length === 0) throw new Error(`${o.data}: no usable example after encoding`);
