@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import * as path from 'node:path';
 import { runClient } from '../fl/net/client.js';
+import { numberOption } from './options.js';
 
 export function registerClient(program: Command): void {
   program
@@ -12,13 +13,15 @@ export function registerClient(program: Command): void {
     .requiredOption('--data <file>', 'local training data (JSONL/JSON: alpaca, gsm8k or chat records)')
     .option('--cache <dir>', 'where the downloaded model and progress are kept between runs', '.fedbiot-cache')
     .option('--ca <file>', 'PEM certificate to trust (a self-signed server certificate)')
-    .option('--chunk-bytes <n>', 'download chunk size in bytes', (v) => Number(v))
-    .option('--patience <seconds>', 'give up when the server is unreachable this long', (v) => Number(v), 600)
-    .action(async (opts: { server: string; token?: string; data: string; cache: string; ca?: string; chunkBytes?: number; patience: number }) => {
+    .option('--chunk-bytes <n>', 'download chunk size in bytes')
+    .option('--patience <seconds>', 'give up when the server is unreachable this long', '600')
+    .action(async (opts: { server: string; token?: string; data: string; cache: string; ca?: string; chunkBytes?: string; patience: string }) => {
+      const chunkBytes = numberOption('--chunk-bytes', opts.chunkBytes, (x) => Number.isInteger(x) && x > 0, 'a positive integer');
+      const patience = numberOption('--patience', opts.patience, (x) => x > 0, 'a positive number of seconds')!;
       const token = opts.token ?? process.env.FEDBIOT_TOKEN;
       if (!token) throw new Error('fedbiot client: give --token or set FEDBIOT_TOKEN');
       const log = (l: string) => process.stdout.write(`[${new Date().toISOString()}] ${l}\n`);
-      await runClient({ server: opts.server, token, data: opts.data, cache: path.resolve(opts.cache), ca: opts.ca, patienceSeconds: opts.patience, download: opts.chunkBytes ? { chunkBytes: opts.chunkBytes } : undefined, log,
+      await runClient({ server: opts.server, token, data: opts.data, cache: path.resolve(opts.cache), ca: opts.ca, patienceSeconds: patience, download: chunkBytes ? { chunkBytes } : undefined, log,
         // A slow device, for testing deadlines: FEDBIOT_DEBUG_TRAIN_DELAY_MS=5000.
         trainDelayMs: Number(process.env.FEDBIOT_DEBUG_TRAIN_DELAY_MS ?? 0) || undefined });
     });

@@ -7,13 +7,7 @@ import type { Command } from 'commander';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { generate } from '../nn/generate.js';
 import { loadModelWithAdapter } from '../models/adapter.js';
-
-function num(flag: string, v: string | undefined, check: (x: number) => boolean, what: string): number | undefined {
-  if (v === undefined) return undefined;
-  const x = Number(v);
-  if (!Number.isFinite(x) || !check(x)) throw new Error(`${flag} must be ${what}, got '${v}'`);
-  return x;
-}
+import { numberOption } from './options.js';
 
 /** Turns a growing token list into printable text deltas. */
 export class IncrementalDecoder {
@@ -57,11 +51,11 @@ export function registerGenerate(program: Command): void {
     .option('--top-k <k>', 'keep only the k most likely tokens (0 = all)', '0')
     .option('--seed <s>', 'random seed for sampling', '0')
     .action((o: { model: string; adapter?: string; prompt: string; maxNewTokens: string; greedy?: boolean; temperature?: string; topP: string; topK: string; seed: string }) => {
-      const maxNew = num('--max-new-tokens', o.maxNewTokens, (x) => Number.isInteger(x) && x > 0, 'a positive integer')!;
-      const temperature = num('--temperature', o.temperature, (x) => x > 0, 'a positive number');
-      const topP = num('--top-p', o.topP, (x) => x > 0 && x <= 1, 'in (0, 1]')!;
-      const topK = num('--top-k', o.topK, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer')!;
-      const seed = num('--seed', o.seed, (x) => Number.isInteger(x), 'an integer')!;
+      const maxNew = numberOption('--max-new-tokens', o.maxNewTokens, (x) => Number.isInteger(x) && x > 0, 'a positive integer')!;
+      const temperature = numberOption('--temperature', o.temperature, (x) => x > 0, 'a positive number');
+      const topP = numberOption('--top-p', o.topP, (x) => x > 0 && x <= 1, 'in (0, 1]')!;
+      const topK = numberOption('--top-k', o.topK, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer')!;
+      const seed = numberOption('--seed', o.seed, (x) => Number.isInteger(x), 'an integer')!;
       if (o.greedy && temperature !== undefined) throw new Error('--greedy and --temperature exclude each other');
       const { model } = loadModelWithAdapter(o.model, o.adapter);
       const tok = loadTokenizer(o.model);
