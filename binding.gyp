@@ -7,7 +7,9 @@
         "native/pool.cc",
         "native/blas.cc",
         "native/elementwise.cc",
-        "native/rows.cc"
+        "native/rows.cc",
+        "native/weights.cc",
+        "native/wgemm.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -8,6 +8,7 @@
 
 #include "kernels.h"
 #include "pool.h"
+#include "weights.h"
 
 namespace {
 
@@ -76,6 +77,34 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   g.B = a.f32(10, span(bOff, g.batch, g.strideB, g.transB ? g.N : K, g.transB ? K : g.N, g.ldb)) + bOff;
   g.C = a.f32(15, span(cOff, g.batch, g.strideC, g.M, g.N, g.ldc)) + cOff;
   fb::gemm(g);
+  return info.Env().Undefined();
+}
+
+// weightGemm(format, W, N, K, transW, M, alpha, X, xOff, ldx, beta, Y, yOff, ldy)
+Napi::Value WeightGemm(const Napi::CallbackInfo& info) {
+  ARGS("weightGemm");
+  fb::WeightGemmArgs g;
+  g.format = static_cast<int>(a.i64(0));
+  if (g.format < 0 || g.format > 4) throw Napi::RangeError::New(info.Env(), "fedbiot_native.weightGemm: unknown weight format id");
+  g.N = a.i64(2), g.K = a.i64(3);
+  g.transW = a.flag(4);
+  g.M = a.i64(5);
+  g.alpha = static_cast<float>(a.num(6));
+  const int64_t xOff = a.i64(8), yOff = a.i64(12);
+  g.ldx = a.i64(9);
+  g.beta = static_cast<float>(a.num(10));
+  g.ldy = a.i64(13);
+  if (g.N < 0 || g.K < 0 || g.M < 0) throw Napi::RangeError::New(info.Env(), "fedbiot_native.weightGemm: negative size");
+  if ((g.format >= 3) && g.K % 32 != 0)
+    throw Napi::RangeError::New(info.Env(), "fedbiot_native.weightGemm: quantized weight needs K a multiple of 32");
+  const int64_t inCols = g.transW ? g.K : g.N, outCols = g.transW ? g.N : g.K;
+  if (g.ldx < inCols || g.ldy < outCols)
+    throw Napi::RangeError::New(info.Env(), "fedbiot_native.weightGemm: leading dimension shorter than a row");
+  g.W = static_cast<const uint8_t*>(
+      a.raw(1, napi_uint8_array, "Uint8Array", g.N * fb::wformat_row_bytes(static_cast<fb::WFormat>(g.format), g.K)));
+  g.X = a.f32(7, span(xOff, 1, 0, g.M, inCols, g.ldx)) + xOff;
+  g.Y = a.f32(11, span(yOff, 1, 0, g.M, outCols, g.ldy)) + yOff;
+  fb::weight_gemm(g);
   return info.Env().Undefined();
 }
 
@@ -342,6 +371,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fb::get_threads();  // start the pool and set OpenBLAS threads from the default
 #define EXPORT(name, fn) exports.Set(name, Napi::Function::New(env, fn, name))
   EXPORT("gemm", Gemm);
+  EXPORT("weightGemm", WeightGemm);
   EXPORT("add", Add);
   EXPORT("mul", Mul);
   EXPORT("axpy", Axpy);

@@ -13,8 +13,8 @@
 
 namespace fb {
 
-static inline void sgemm(bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-                         const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+void sgemm(bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {  // C = beta * C; BLAS implementations disagree on this corner
     for (int64_t i = 0; i < M; i++)

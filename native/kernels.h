@@ -16,6 +16,24 @@ struct GemmArgs {
 };
 void gemm(const GemmArgs& g);
 
+// One row-major gemm C = alpha op(A) op(B) + beta C on the selected backend (beta = 0 ignores C).
+void sgemm(bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// GEMM against a stored frozen weight W [N, K] (format ids and layouts in weights.h):
+// transW: Y[M, N] = alpha X[M, K] W^T + beta Y;  !transW: Y[M, K] = alpha X[M, N] W + beta Y.
+struct WeightGemmArgs {
+  int format;
+  const uint8_t* W;
+  int64_t N, K;
+  bool transW;
+  int64_t M;
+  float alpha, beta;
+  const float* X; int64_t ldx;
+  float* Y; int64_t ldy;
+};
+void weight_gemm(const WeightGemmArgs& g);
+
 // Elementwise: out may be exactly one of the inputs (in place); partial overlap is not allowed.
 void add(const float* a, const float* b, float* out, int64_t n);
 void mul(const float* a, const float* b, float* out, int64_t n);

@@ -109,6 +109,22 @@ static inline double dot_d(const float* x, const float* y, int64_t n) {
   return s;
 }
 
+// sum x[i] * y[i] in float (four independent accumulators).
+static inline float dot_f(const float* x, const float* y, int64_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+  }
+  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+  float s = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  for (; i < n; i++) s += x[i] * y[i];
+  return s;
+}
+
 // sigmoid(x) = 1 / (1 + exp(-x)) for 8 floats.
 static inline __m256 sigmoid8(__m256 x) {
   __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));

@@ -14,6 +14,9 @@
 
 export type FArr = Float32Array | Float64Array;
 
+import type { WeightFormat } from './weights.js';
+export type { WeightFormat } from './weights.js';
+
 export interface Kernels<A extends FArr = Float32Array> {
   /** 'native' or 'reference': which implementation this is. */
   readonly name: string;
@@ -33,6 +36,21 @@ export interface Kernels<A extends FArr = Float32Array> {
     beta: number;
     C: A; cOff: number; ldc: number; strideC: number;
     batch: number;
+  }): void;
+
+  /**
+   * GEMM against a stored frozen weight W [N, K] (N rows of K values, the nn.Linear layout) kept in
+   * `format` (f32, bf16, f16, GGUF q8_0 / q4_0; byte layouts in weights.ts). W is widened to f32
+   * a block at a time inside the gemm, never as a whole f32 copy. X and Y are row-major with
+   * leading dimensions ldx / ldy, starting at xOff / yOff.
+   *   transW = true:  Y[M, N] = alpha * X[M, K] @ W^T + beta * Y   (a linear layer's forward)
+   *   transW = false: Y[M, K] = alpha * X[M, N] @ W   + beta * Y   (its gradient w.r.t. the input)
+   * beta = 0 overwrites Y (old content, even NaN, is ignored).
+   */
+  weightGemm(p: {
+    format: WeightFormat; W: Uint8Array; N: number; K: number; transW: boolean;
+    M: number; alpha: number; X: A; xOff: number; ldx: number;
+    beta: number; Y: A; yOff: number; ldy: number;
   }): void;
 
   // ---- elementwise (n = length) ------------------------------------------------------------

@@ -16,12 +16,14 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Kernels } from './api.js';
+import { weightFormatId } from './weights.js';
 
 type F = Float32Array;
 
 // The addon's functions, positional (see native/addon.cc).
 interface Addon {
   gemm(...args: unknown[]): void;
+  weightGemm(...args: unknown[]): void;
   add(a: F, b: F, out: F, n: number): void;
   mul(a: F, b: F, out: F, n: number): void;
   axpy(alpha: number, x: F, y: F, n: number): void;
@@ -101,6 +103,9 @@ function wrap(n: Addon): Kernels<Float32Array> {
     gemm: (p) =>
       n.gemm(p.transA, p.transB, p.M, p.N, p.K, p.alpha, p.A, p.aOff, p.lda, p.strideA, p.B, p.bOff, p.ldb, p.strideB,
         p.beta, p.C, p.cOff, p.ldc, p.strideC, p.batch),
+    weightGemm: (p) =>
+      n.weightGemm(weightFormatId(p.format), p.W, p.N, p.K, p.transW, p.M, p.alpha, p.X, p.xOff, p.ldx, p.beta, p.Y,
+        p.yOff, p.ldy),
     add: (a, b, out, len) => n.add(a, b, out, len),
     mul: (a, b, out, len) => n.mul(a, b, out, len),
     axpy: (alpha, x, y, len) => n.axpy(alpha, x, y, len),

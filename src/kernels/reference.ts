@@ -4,6 +4,7 @@
 // finite-difference checks, so clarity beats speed here.
 
 import type { FArr, Kernels } from './api.js';
+import { decodeWeightRow } from './weights.js';
 
 // Row-major element (r, c) of op(X) where X is stored with leading dimension ld.
 function at(X: FArr, off: number, ld: number, trans: boolean, r: number, c: number): number {
@@ -51,6 +52,24 @@ export function referenceKernels<A extends FArr>(): Kernels<A> {
             // beta = 0 ignores the old C entirely (it may hold NaN).
             p.C[c] = p.beta === 0 ? p.alpha * s : p.alpha * s + p.beta * p.C[c]!;
           }
+        }
+      }
+    },
+
+    weightGemm(p) {
+      const { M, N, K } = p;
+      // Widen W once (row by row), in double, then the plain triple loop.
+      const W = new Float64Array(N * K);
+      for (let n = 0; n < N; n++) decodeWeightRow(p.format, p.W, K, n, W, n * K);
+      const outCols = p.transW ? N : K, inner = p.transW ? K : N;
+      for (let i = 0; i < M; i++) {
+        for (let j = 0; j < outCols; j++) {
+          let s = 0;
+          for (let kk = 0; kk < inner; kk++) {
+            s += p.X[p.xOff + i * p.ldx + kk]! * (p.transW ? W[j * K + kk]! : W[kk * K + j]!);
+          }
+          const y = p.yOff + i * p.ldy + j;
+          p.Y[y] = p.beta === 0 ? p.alpha * s : p.alpha * s + p.beta * p.Y[y]!;
         }
       }
     },

@@ -2,6 +2,7 @@
 // forward and records a hand-written backward that accumulates into its inputs' gradients.
 import { kernels, take, release } from './engine.js';
 import { Tensor, result, onBackward, saved, shapeStr, numel, type Shape } from './tensor.js';
+import { FrozenWeight } from './frozen.js';
 
 function fail(op: string, msg: string): never {
   throw new Error(`${op}: ${msg}`);
@@ -27,42 +28,63 @@ function checkInt(op: string, what: string, v: number): void {
 
 // ---- linear algebra --------------------------------------------------------------------------
 
+/** A linear layer's weight: a Tensor [N, K] (trainable or frozen) or a FrozenWeight in a stored format. */
+export type Weight = Tensor | FrozenWeight;
+
+/**
+ * Y[M, N] = alpha X[M, K] W^T + beta Y (transW) or Y[M, K] = alpha X[M, N] W + beta Y (!transW),
+ * for either kind of weight: f32 tensors through gemm, stored formats through weightGemm.
+ */
+function weightProduct(w: Weight, transW: boolean, M: number, alpha: number, X: Float32Array, ldx: number, beta: number, Y: Float32Array, ldy: number): void {
+  const k = kernels();
+  const [N, K] = w.shape as [number, number];
+  if (w instanceof FrozenWeight) {
+    k.weightGemm({ format: w.format, W: w.bytes, N, K, transW, M, alpha, X, xOff: 0, ldx, beta, Y, yOff: 0, ldy });
+  } else if (transW) {
+    k.gemm({ transA: false, transB: true, M, N, K, alpha, A: X, aOff: 0, lda: ldx, strideA: 0, B: w.data, bOff: 0, ldb: K, strideB: 0, beta, C: Y, cOff: 0, ldc: ldy, strideC: 0, batch: 1 });
+  } else {
+    k.gemm({ transA: false, transB: false, M, N: K, K: N, alpha, A: X, aOff: 0, lda: ldx, strideA: 0, B: w.data, bOff: 0, ldb: K, strideB: 0, beta, C: Y, cOff: 0, ldc: ldy, strideC: 0, batch: 1 });
+  }
+}
+
+function checkWeight(op: string, x: Tensor, w: Weight): [number, number] {
+  const K = lastDim(x);
+  if (w.shape.length !== 2) fail(op, `weight '${w.name}' must be 2-D [out, in], got ${shapeStr(w.shape)}`);
+  const [N, Kw] = w.shape as [number, number];
+  if (Kw !== K) fail(op, `input '${x.name}' ${shapeStr(x.shape)} does not match weight '${w.name}' ${shapeStr(w.shape)} (in features ${Kw})`);
+  return [N, K];
+}
+
 /**
  * y = x @ W^T with x [..., K] and W [N, K] (the PyTorch nn.Linear layout): y [..., N].
- * No gradient is kept for W when W is frozen; x still receives its gradient.
+ * W is a Tensor or a FrozenWeight (bf16, f16, q8_0, q4_0, f32 kept in its stored format). No
+ * gradient is kept for a frozen W; x still receives its gradient.
  */
-export function linear(x: Tensor, w: Tensor, name = 'linear'): Tensor {
-  const K = lastDim(x);
-  if (w.shape.length !== 2) fail('linear', `weight '${w.name}' must be 2-D [out, in], got ${shapeStr(w.shape)}`);
-  const [N, Kw] = w.shape as [number, number];
-  if (Kw !== K) fail('linear', `input '${x.name}' ${shapeStr(x.shape)} does not match weight '${w.name}' ${shapeStr(w.shape)} (in features ${Kw})`);
+export function linear(x: Tensor, w: Weight, name = 'linear'): Tensor {
+  const [N, K] = checkWeight('linear', x, w);
   const M = x.size / K;
-  const out = result([...x.shape.slice(0, -1), N], [x, w], name);
-  const k = kernels();
-  k.gemm({ transA: false, transB: true, M, N, K, alpha: 1, A: x.data, aOff: 0, lda: K, strideA: 0, B: w.data, bOff: 0, ldb: K, strideB: 0, beta: 0, C: out.data, cOff: 0, ldc: N, strideC: 0, batch: 1 });
+  const out = result([...x.shape.slice(0, -1), N], w instanceof FrozenWeight ? [x] : [x, w], name);
+  weightProduct(w, true, M, 1, x.data, K, 0, out.data, N);
   onBackward(out, () => {
     const dy = out.grad!;
-    if (x.requiresGrad) {
-      // dx[M,K] += dy[M,N] @ W[N,K]
-      k.gemm({ transA: false, transB: false, M, N: K, K: N, alpha: 1, A: dy, aOff: 0, lda: N, strideA: 0, B: w.data, bOff: 0, ldb: K, strideB: 0, beta: 1, C: x.gradBuffer(), cOff: 0, ldc: K, strideC: 0, batch: 1 });
-    }
-    if (w.requiresGrad) {
+    // dx[M,K] += dy[M,N] @ W[N,K]
+    if (x.requiresGrad) weightProduct(w, false, M, 1, dy, N, 1, x.gradBuffer(), K);
+    if (w instanceof Tensor && w.requiresGrad) {
       // dW[N,K] += dy^T[N,M] @ x[M,K]
-      k.gemm({ transA: true, transB: false, M: N, N: K, K: M, alpha: 1, A: dy, aOff: 0, lda: N, strideA: 0, B: x.data, bOff: 0, ldb: K, strideB: 0, beta: 1, C: w.gradBuffer(), cOff: 0, ldc: K, strideC: 0, batch: 1 });
+      kernels().gemm({ transA: true, transB: false, M: N, N: K, K: M, alpha: 1, A: dy, aOff: 0, lda: N, strideA: 0, B: x.data, bOff: 0, ldb: K, strideB: 0, beta: 1, C: w.gradBuffer(), cOff: 0, ldc: K, strideC: 0, batch: 1 });
     }
   });
   return out;
 }
 
 /**
- * Fused LoRA linear: y = x W^T + scale * (x_d A^T) B^T, with W [N, K] frozen or not, A [r, K],
- * B [N, r], and x_d = x * dropMask when a dropout mask is given. One pass writes y with three gemms
- * (the last accumulating with beta = 1), instead of separate linear, scale and add ops.
+ * Fused LoRA linear: y = x W^T + scale * (x_d A^T) B^T, with W [N, K] (a Tensor, frozen or not, or
+ * a FrozenWeight), A [r, K], B [N, r], and x_d = x * dropMask when a dropout mask is given. One pass
+ * writes y with three gemms (the last accumulating with beta = 1), instead of separate linear,
+ * scale and add ops.
  */
-export function loraLinear(x: Tensor, w: Tensor, a: Tensor, b: Tensor, scaleV: number, dropMask: Float32Array | null, name = 'lora_linear'): Tensor {
-  const K = lastDim(x);
-  if (w.shape.length !== 2 || w.shape[1] !== K) fail('loraLinear', `input '${x.name}' ${shapeStr(x.shape)} does not match weight '${w.name}' ${shapeStr(w.shape)}`);
-  const N = w.shape[0]!;
+export function loraLinear(x: Tensor, w: Weight, a: Tensor, b: Tensor, scaleV: number, dropMask: Float32Array | null, name = 'lora_linear'): Tensor {
+  const [N, K] = checkWeight('loraLinear', x, w);
   const r = a.shape[0]!;
   if (a.shape.length !== 2 || a.shape[1] !== K || b.shape.length !== 2 || b.shape[0] !== N || b.shape[1] !== r) {
     fail('loraLinear', `LoRA factors '${a.name}' ${shapeStr(a.shape)} / '${b.name}' ${shapeStr(b.shape)} do not fit weight ${shapeStr(w.shape)}`);
@@ -76,15 +98,15 @@ export function loraLinear(x: Tensor, w: Tensor, a: Tensor, b: Tensor, scaleV: n
     k.mul(x.data, dropMask, xd, x.size);
   }
   const h = saved(M * r, `${name}.h`);
-  const out = result([...x.shape.slice(0, -1), N], [x, w, a, b], name);
+  const out = result([...x.shape.slice(0, -1), N], w instanceof FrozenWeight ? [x, a, b] : [x, w, a, b], name);
   const g = (p: { tA: boolean; tB: boolean; M: number; N: number; K: number; alpha: number; A: Float32Array; lda: number; B: Float32Array; ldb: number; beta: number; C: Float32Array; ldc: number }) =>
     k.gemm({ transA: p.tA, transB: p.tB, M: p.M, N: p.N, K: p.K, alpha: p.alpha, A: p.A, aOff: 0, lda: p.lda, strideA: 0, B: p.B, bOff: 0, ldb: p.ldb, strideB: 0, beta: p.beta, C: p.C, cOff: 0, ldc: p.ldc, strideC: 0, batch: 1 });
-  g({ tA: false, tB: true, M, N, K, alpha: 1, A: x.data, lda: K, B: w.data, ldb: K, beta: 0, C: out.data, ldc: N });
+  weightProduct(w, true, M, 1, x.data, K, 0, out.data, N);
   g({ tA: false, tB: true, M, N: r, K, alpha: 1, A: xd, lda: K, B: a.data, ldb: K, beta: 0, C: h, ldc: r });
   g({ tA: false, tB: true, M, N, K: r, alpha: scaleV, A: h, lda: r, B: b.data, ldb: r, beta: 1, C: out.data, ldc: N });
   onBackward(out, () => {
     const dy = out.grad!;
-    if (w.requiresGrad) g({ tA: true, tB: false, M: N, N: K, K: M, alpha: 1, A: dy, lda: N, B: x.data, ldb: K, beta: 1, C: w.gradBuffer(), ldc: K });
+    if (w instanceof Tensor && w.requiresGrad) g({ tA: true, tB: false, M: N, N: K, K: M, alpha: 1, A: dy, lda: N, B: x.data, ldb: K, beta: 1, C: w.gradBuffer(), ldc: K });
     if (b.requiresGrad) g({ tA: true, tB: false, M: N, N: r, K: M, alpha: scaleV, A: dy, lda: N, B: h, ldb: r, beta: 1, C: b.gradBuffer(), ldc: r });
     const needDh = a.requiresGrad || x.requiresGrad;
     const dh = needDh ? take(M * r) : null;
@@ -92,7 +114,7 @@ export function loraLinear(x: Tensor, w: Tensor, a: Tensor, b: Tensor, scaleV: n
     if (a.requiresGrad) g({ tA: true, tB: false, M: r, N: K, K: M, alpha: 1, A: dh!, lda: r, B: xd, ldb: K, beta: 1, C: a.gradBuffer(), ldc: K });
     if (x.requiresGrad) {
       const dx = x.gradBuffer();
-      g({ tA: false, tB: false, M, N: K, K: N, alpha: 1, A: dy, lda: N, B: w.data, ldb: K, beta: 1, C: dx, ldc: K });
+      weightProduct(w, false, M, 1, dy, N, 1, dx, K);
       if (!dropMask) g({ tA: false, tB: false, M, N: K, K: r, alpha: 1, A: dh!, lda: r, B: a.data, ldb: K, beta: 1, C: dx, ldc: K });
       else {
         const tmp = take(x.size);

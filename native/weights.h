@@ -1,0 +1,17 @@
+// Stored frozen-weight formats (layouts in src/kernels/weights.ts) and their widening to f32.
+#pragma once
+#include <cstdint>
+
+namespace fb {
+
+// Same order as WEIGHT_FORMATS in src/kernels/weights.ts.
+enum class WFormat : int { F32 = 0, BF16 = 1, F16 = 2, Q8_0 = 3, Q4_0 = 4 };
+
+// Bytes of one row of K values (K a multiple of 32 for the quantized formats).
+int64_t wformat_row_bytes(WFormat f, int64_t K);
+
+// Widens values [k0, k1) of row n into out[0 .. k1 - k0). For q8_0 / q4_0, k0 and k1 are multiples
+// of 32 (or k1 = K).
+void widen_row(WFormat f, const uint8_t* W, int64_t K, int64_t n, int64_t k0, int64_t k1, float* out);
+
+}  // namespace fb

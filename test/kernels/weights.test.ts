@@ -1,0 +1,127 @@
+// Stored frozen-weight formats (bf16, f16, GGUF q8_0 / q4_0) and the gemm that widens them in its
+// packing: byte layouts checked against hand-made GGUF blocks, native weightGemm against the
+// float64 reference on the same stored bytes, and the frozen linear layer's input gradient against
+// finite differences.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { loadNativeKernels, nativeLoadError } from '../../src/kernels/native.js';
+import { referenceKernels } from '../../src/kernels/reference.js';
+import { decodeWeight, encodeWeight, WEIGHT_FORMATS, type WeightFormat } from '../../src/kernels/weights.js';
+import { FrozenWeight } from '../../src/tensor/frozen.js';
+import { Tensor } from '../../src/tensor/tensor.js';
+import { linear, loraLinear, nmse } from '../../src/tensor/ops.js';
+import { useReference64 } from '../../src/tensor/engine.js';
+import { checkGradients } from '../helpers/finite-diff.js';
+import { assertClose, randn, rng } from './helpers.js';
+
+const native = loadNativeKernels();
+const ref = referenceKernels<Float64Array>();
+const skip = native ? false : `native addon not loaded: ${nativeLoadError()}`;
+
+test('weights: GGUF q8_0 and q4_0 blocks decode as the format defines', () => {
+  // q8_0: f16 scale 0.5 (0x3800), then 32 int8: value = 0.5 * q
+  const q8 = new Uint8Array(34);
+  q8[0] = 0x00; q8[1] = 0x38;
+  for (let j = 0; j < 32; j++) q8[2 + j] = (j - 16) & 0xff;
+  assert.deepEqual(Array.from(decodeWeight('q8_0', q8, 1, 32)), Array.from({ length: 32 }, (_, j) => 0.5 * (j - 16)));
+  // q4_0: f16 scale 2 (0x4000), byte j = low nibble (value j) | high nibble (value j + 16)
+  const q4 = new Uint8Array(18);
+  q4[0] = 0x00; q4[1] = 0x40;
+  for (let j = 0; j < 16; j++) q4[2 + j] = (j & 15) | ((15 - j) << 4);
+  const want = [...Array.from({ length: 16 }, (_, j) => 2 * (j - 8)), ...Array.from({ length: 16 }, (_, j) => 2 * (15 - j - 8))];
+  assert.deepEqual(Array.from(decodeWeight('q4_0', q4, 1, 32)), want);
+  // bf16 0x3fc0 = 1.5, f16 0x3e00 = 1.5
+  assert.deepEqual(Array.from(decodeWeight('bf16', new Uint8Array([0xc0, 0x3f]), 1, 1)), [1.5]);
+  assert.deepEqual(Array.from(decodeWeight('f16', new Uint8Array([0x00, 0x3e]), 1, 1)), [1.5]);
+});
+
+test('weights: encoding error is within each format\'s resolution', () => {
+  const r = rng(3), N = 4, K = 64;
+  const w = randn(N * K, r);
+  // Relative to the block's largest magnitude: q8_0 rounds to 1/254 of it, q4_0 to 1/16 (one
+  // step of 2 max/16 on the side of the extreme value); bf16 / f16 are relative to each value.
+  const bound: Record<WeightFormat, (v: number, amax: number) => number> = {
+    f32: () => 0, bf16: (v) => Math.abs(v) * 2 ** -8, f16: (v) => Math.abs(v) * 2 ** -11 + 2 ** -24,
+    q8_0: (_, amax) => amax / 254 * 1.01 + amax * 2 ** -11, q4_0: (_, amax) => amax / 8 * 1.01 + amax * 2 ** -11,
+  };
+  for (const f of WEIGHT_FORMATS) {
+    const back = decodeWeight(f, encodeWeight(f, w, N, K), N, K);
+    for (let i = 0; i < w.length; i++) {
+      const b0 = Math.floor(i / 32) * 32;
+      let amax = 0;
+      for (let j = b0; j < b0 + 32; j++) amax = Math.max(amax, Math.abs(w[j]!));
+      assert.ok(Math.abs(back[i]! - w[i]!) <= bound[f](w[i]!, amax), `${f}: element ${i} ${w[i]} came back as ${back[i]}`);
+    }
+  }
+});
+
+test('weights: a quantized format refuses in features that are not whole blocks', () => {
+  assert.throws(() => FrozenWeight.encode('q8_0', new Float32Array(40), [1, 40], 'w'), /multiple of 32/);
+  assert.throws(() => new FrozenWeight('bf16', new Uint8Array(10), [2, 3], 'proj'), /'proj'.*10 bytes, expected 12/);
+});
+
+// Native against the float64 reference on the same stored bytes: the only difference left is
+// float32 arithmetic, so the gemm tolerances apply.
+for (const f of WEIGHT_FORMATS) {
+  for (const transW of [true, false]) {
+    for (const M of [1, 3, 37]) {
+      for (const beta of [0, 0.5]) {
+        test(`weights: weightGemm ${f} transW=${transW} M=${M} beta=${beta} matches float64`, { skip }, () => {
+          const r = rng(M * 7 + (transW ? 1 : 2) + beta * 10);
+          const N = 80, K = 96, pad = 3;
+          const W = encodeWeight(f, randn(N * K, r, 0.1), N, K);
+          const inCols = transW ? K : N, outCols = transW ? N : K;
+          const ldx = inCols + pad, ldy = outCols + pad;
+          const X = randn(pad + M * ldx, r);
+          const Y0 = randn(pad + M * ldy, r);
+          if (beta === 0) Y0.fill(NaN);
+          const got = Float32Array.from(Y0), want = Float64Array.from(Y0);
+          const p = { format: f, W, N, K, transW, M, alpha: 0.75, xOff: pad, ldx, beta, yOff: pad, ldy };
+          native!.weightGemm({ ...p, X, Y: got });
+          ref.weightGemm({ ...p, X: Float64Array.from(X), Y: want });
+          const pick = (y: ArrayLike<number>) => Array.from({ length: M * outCols }, (_, i) => y[pad + Math.floor(i / outCols) * ldy + (i % outCols)]!);
+          assertClose(pick(got), pick(want), { atol: 1e-4, rtol: 1e-4 }, `weightGemm ${f}`);
+        });
+      }
+    }
+  }
+}
+
+test('weights: a large weight goes through the blocked path (more rows than one block)', { skip }, () => {
+  const r = rng(11), N = 700, K = 512, M = 9;
+  for (const f of ['bf16', 'q4_0'] as const) {
+    const W = encodeWeight(f, randn(N * K, r, 0.05), N, K);
+    for (const transW of [true, false]) {
+      const inCols = transW ? K : N, outCols = transW ? N : K;
+      const X = randn(M * inCols, r);
+      const got = new Float32Array(M * outCols), want = new Float64Array(M * outCols);
+      const p = { format: f, W, N, K, transW, M, alpha: 1, xOff: 0, ldx: inCols, beta: 0, yOff: 0, ldy: outCols };
+      native!.weightGemm({ ...p, X, Y: got });
+      ref.weightGemm({ ...p, X: Float64Array.from(X), Y: want });
+      assertClose(got, want, { atol: 2e-4, rtol: 1e-4 }, `weightGemm ${f} transW=${transW} blocked`);
+    }
+  }
+});
+
+test('weights: linear and loraLinear over a FrozenWeight equal the same layers over its f32 values, and their input gradient matches finite differences', () => {
+  const restore = useReference64();
+  try {
+    const r = rng(5), N = 6, K = 32, T = 3, rank = 2;
+    for (const f of WEIGHT_FORMATS) {
+      const fw = FrozenWeight.encode(f, randn(N * K, r, 0.3), [N, K], 'w');
+      const dense = Tensor.param(Float64Array.from(fw.toFloat32()) as unknown as Float32Array, [N, K], 'w', false);
+      const x = Tensor.param(Float64Array.from(randn(T * K, r)) as unknown as Float32Array, [T, K], 'x');
+      const A = Tensor.param(Float64Array.from(randn(rank * K, r, 0.2)) as unknown as Float32Array, [rank, K], 'A');
+      const B = Tensor.param(Float64Array.from(randn(N * rank, r, 0.2)) as unknown as Float32Array, [N, rank], 'B');
+      const R = Float64Array.from(randn(T * N, r));
+      const weighted = (y: Tensor) => { let s = 0; for (let i = 0; i < y.size; i++) s += y.data[i]! * R[i]!; return s; };
+      assertClose([weighted(linear(x, fw))], [weighted(linear(x, dense))], { atol: 1e-12, rtol: 1e-12 }, `${f} linear`);
+      assertClose([weighted(loraLinear(x, fw, A, B, 2, null))], [weighted(loraLinear(x, dense, A, B, 2, null))], { atol: 1e-12, rtol: 1e-12 }, `${f} loraLinear`);
+      const teacher = R as unknown as Float32Array;
+      checkGradients([x], () => nmse(linear(x, fw), teacher));
+      checkGradients([x, A, B], () => nmse(loraLinear(x, fw, A, B, 2, null), teacher));
+    }
+  } finally {
+    restore();
+  }
+});
