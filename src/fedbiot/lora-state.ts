@@ -4,12 +4,9 @@
 import type { DecoderLayer } from '../nn/llama.js';
 import { LINEAR_NAMES } from '../nn/llama.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { NamedArray } from '../codec/layout.js';
 
-export interface NamedArray {
-  shape: number[];
-  data: Float32Array;
-}
-
+export type { NamedArray };
 export type LoraState = Map<string, NamedArray>;
 
 /** The LoRA tensors of these layers, by name. */
