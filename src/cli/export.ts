@@ -1,7 +1,8 @@
 // `fedbiot export ...`: models and adapters in the formats other tools read.
 //
-//   export gguf  --model DIR [--adapter DIR] --out FILE [--dtype f32|f16] [--adapter-out FILE]
-//       A llama.cpp GGUF (llama-cli, llama-server, Ollama, LM Studio). With --adapter the LoRA is
+//   export gguf  --model DIR [--adapter DIR] --out FILE [--dtype f32|f16 | --quant q8_0|q4_0|q4_k_m] [--adapter-out FILE]
+//       A llama.cpp GGUF (llama-cli, llama-server, Ollama, LM Studio), in floats or quantized
+//       (llama.cpp's Q8_0, Q4_0 or Q4_K_M mix; see quantTypeFor). With --adapter the LoRA is
 //       merged into the weights, giving one self-contained file: what most llama.cpp users expect.
 //       With --adapter-out as well, the base stays unmerged in --out and the adapter is written as a
 //       llama.cpp LoRA GGUF, for `llama-cli -m base.gguf --lora adapter.gguf`.
@@ -14,7 +15,7 @@ import type { Command } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { loadTokenizer } from '../io/tokenizer.js';
-import { writeLlamaGguf, writeLoraGguf, type GgufVocab } from '../io/gguf-llama.js';
+import { writeLlamaGguf, writeLoraGguf, GGUF_QUANTS, type GgufQuant, type GgufVocab } from '../io/gguf-llama.js';
 import { readPeftAdapter, writePeftAdapter, ADAPTER_CONFIG, type LoraTensors } from '../io/peft.js';
 import { readLlamaConfig, type LlamaConfig } from '../io/hf-config.js';
 import type { DType, TensorRecord } from '../io/types.js';
@@ -61,6 +62,8 @@ export interface ExportGgufOptions {
   adapter?: string;
   out: string;
   dtype?: 'F32' | 'F16';
+  /** Quantize the matrices (after merging the adapter, when one is given without adapterOut). */
+  quant?: GgufQuant;
   /** Write the adapter as a separate LoRA GGUF here instead of merging it. */
   adapterOut?: string;
 }
@@ -78,7 +81,7 @@ export function exportGguf(o: ExportGgufOptions): void {
   const vocab = paddedVocab(tok.toGgufVocab(), config.vocabSize, o.model);
   fs.mkdirSync(path.dirname(path.resolve(o.out)), { recursive: true });
   if (adapter && !o.adapterOut) mergeAllLora(model);
-  writeLlamaGguf(o.out, { config, tensors: baseRecords(model), vocab, type: o.dtype ?? 'F32', name: path.basename(path.resolve(o.model)) });
+  writeLlamaGguf(o.out, { config, tensors: baseRecords(model), vocab, type: o.dtype ?? 'F32', ...(o.quant ? { quant: o.quant } : {}), name: path.basename(path.resolve(o.model)) });
   if (adapter && o.adapterOut) {
     const { config: lc, tensors } = readPeftAdapter(o.adapter!);
     fs.mkdirSync(path.dirname(path.resolve(o.adapterOut)), { recursive: true });
@@ -135,10 +138,13 @@ export function registerExport(program: Command): void {
     .option('--adapter <dir>', 'PEFT LoRA adapter folder')
     .requiredOption('--out <file>', 'output .gguf file')
     .option('--dtype <t>', 'f32 or f16 for the matrices (norms stay f32)', 'f32')
+    .option('--quant <q>', `quantize the matrices: ${GGUF_QUANTS.join(', ')} (llama.cpp's types; norms stay f32)`)
     .option('--adapter-out <file>', 'keep the base unmerged and write the adapter as a llama.cpp LoRA GGUF here')
-    .action((o: { model: string; adapter?: string; out: string; dtype: string; adapterOut?: string }) => {
+    .action((o: { model: string; adapter?: string; out: string; dtype: string; quant?: string; adapterOut?: string }) => {
       const dtype = parseDtype('--dtype', o.dtype, ['f32', 'f16']) as 'F32' | 'F16';
-      exportGguf({ model: o.model, out: o.out, dtype, ...(o.adapter ? { adapter: o.adapter } : {}), ...(o.adapterOut ? { adapterOut: o.adapterOut } : {}) });
+      const quant = o.quant?.toLowerCase();
+      if (quant !== undefined && !(GGUF_QUANTS as readonly string[]).includes(quant)) throw new Error(`--quant must be one of ${GGUF_QUANTS.join(', ')}, got '${o.quant}'`);
+      exportGguf({ model: o.model, out: o.out, dtype, ...(quant ? { quant: quant as GgufQuant } : {}), ...(o.adapter ? { adapter: o.adapter } : {}), ...(o.adapterOut ? { adapterOut: o.adapterOut } : {}) });
       process.stderr.write(`wrote ${o.out}${o.adapterOut ? ` and ${o.adapterOut}` : ''}\n`);
     });
   exp

@@ -13,6 +13,7 @@ import type { LlamaConfig } from './hf-config.js';
 import { parseLlamaConfig } from './hf-config.js';
 import { GgufReader, gv, writeGguf, type GgufTensorInput, type GgufTensorType, type GgufValue } from './gguf.js';
 import { llamaTensorShapes } from './llama-names.js';
+import { quantBlock, quantizeRows, type GgufQuantType } from './gguf-quant.js';
 import type { LoraConfig, LoraTensors } from './peft.js';
 import { tensorEntries, type TensorInput } from './safetensors.js';
 import { FormatError, type TensorRecord } from './types.js';
@@ -142,7 +143,30 @@ export interface WriteLlamaGgufOptions {
   vocab: GgufVocab;
   /** Encoding of the matrices (1-D norm weights are always F32, as llama.cpp's converter does). */
   type?: GgufTensorType;
+  /** Quantize the matrices instead (see quantTypeFor); `type` is then ignored. */
+  quant?: GgufQuant;
   name?: string;
+}
+
+/** The quantized file types `fedbiot export gguf --quant` writes. */
+export type GgufQuant = 'q8_0' | 'q4_0' | 'q4_k_m';
+export const GGUF_QUANTS: readonly GgufQuant[] = ['q8_0', 'q4_0', 'q4_k_m'];
+
+/** llama.cpp's general.file_type for each (LLAMA_FTYPE_MOSTLY_Q8_0 / Q4_0 / Q4_K_M). */
+const QUANT_FILE_TYPE: Record<GgufQuant, number> = { q8_0: 7, q4_0: 2, q4_k_m: 15 };
+
+/**
+ * The type of one matrix in a quantized file, after llama.cpp's choices: q8_0 puts every matrix in
+ * Q8_0; q4_0 keeps the output projection in more bits; q4_k_m uses Q4_K with more bits for the
+ * output, attn_v and ffn_down. Where llama.cpp's mix uses Q6_K we use Q8_0 (we do not write Q6_K),
+ * and a matrix whose rows do not fill whole blocks falls back as in llama.cpp (Q4_K to Q4_0, the
+ * 32-blocks to F16).
+ */
+export function quantTypeFor(quant: GgufQuant, ggufName: string, cols: number): GgufQuantType | 'F16' {
+  const moreBits = ggufName === 'output.weight' || (quant === 'q4_k_m' && /\.(attn_v|ffn_down)\.weight$/.test(ggufName));
+  let t: GgufQuantType = quant === 'q8_0' || moreBits ? 'Q8_0' : quant === 'q4_0' ? 'Q4_0' : 'Q4_K';
+  if (cols % quantBlock(t) !== 0 && t === 'Q4_K') t = 'Q4_0';
+  return cols % quantBlock(t) === 0 ? t : 'F16';
 }
 
 /** Writes a llama.cpp-loadable LLaMA GGUF from HF-named tensors. */
@@ -162,9 +186,12 @@ export function writeLlamaGguf(path: string, o: WriteLlamaGgufOptions): void {
     const base = /^blk\.\d+\.([a-z_]+)\.weight$/.exec(gname)?.[1] ?? '';
     const heads = rotaryHeads(c, base);
     const data = heads ? permuteRotary(t.data, shape[0]!, shape[1]!, heads) : t.data;
-    tensors.push({ name: gname, shape, type: shape.length === 1 ? 'F32' : (o.type ?? 'F32'), data });
+    const qt = o.quant && shape.length === 2 ? quantTypeFor(o.quant, gname, shape[1]!) : null;
+    if (qt && qt !== 'F16') tensors.push({ name: gname, shape, type: qt, raw: quantizeRows(qt, data, shape[0]!, shape[1]!) });
+    else tensors.push({ name: gname, shape, type: shape.length === 1 ? 'F32' : qt ?? o.type ?? 'F32', data });
   }
-  const fileType = (o.type ?? 'F32') === 'F32' ? 0 : o.type === 'F16' ? 1 : 32; // LLAMA_FTYPE_ALL_F32 / MOSTLY_F16 / MOSTLY_BF16
+  // LLAMA_FTYPE_ALL_F32 / MOSTLY_F16 / MOSTLY_BF16, or the quantized file type
+  const fileType = o.quant ? QUANT_FILE_TYPE[o.quant] : (o.type ?? 'F32') === 'F32' ? 0 : o.type === 'F16' ? 1 : 32;
   writeGguf(path, {
     kv: [
       ['general.architecture', gv.str('llama')],

@@ -11,6 +11,7 @@
  */
 import { BufferSource, FileSource, writeAll, writeFileAtomic, type ByteSource } from './byte-source.js';
 import { decodeInto, encodeInto } from './dtype.js';
+import { dequantizeRows, isGgufQuantType, quantBytes, type GgufQuantType } from './gguf-quant.js';
 import { FormatError, numel, type DType, type TensorRecord } from './types.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as little-endian u32
@@ -41,7 +42,7 @@ export const gv = {
   arr: (itemType: GgufScalarType, v: GgufScalar[]): GgufValue => ({ type: 'array', itemType, value: v }),
 };
 
-/** ggml tensor types: id, elements per block, bytes per block. Only float ones decode. */
+/** ggml tensor types: id, elements per block, bytes per block. Float ones and gguf-quant.ts's decode. */
 interface GgmlType { name: string; id: number; block: number; bytes: number; dtype?: DType }
 const GGML_TYPES: GgmlType[] = [
   { name: 'F32', id: 0, block: 1, bytes: 4, dtype: 'F32' },
@@ -284,11 +285,24 @@ export class GgufReader {
   get(key: string): GgufScalar | GgufScalar[] | undefined {
     return this.gguf.kv.get(key)?.value;
   }
-  /** Decodes a float tensor to f32 (quantized types are listed but not decoded). */
+  /** A tensor's bytes as stored (e.g. Q8_0 blocks, which the engine computes with directly). */
+  loadRaw(name: string): { type: string; shape: number[]; bytes: Uint8Array } {
+    const t = this.gguf.tensors.get(name);
+    if (!t) throw new FormatError(this.src.label, `no tensor named "${name}"`);
+    const bytes = new Uint8Array(t.byteLength);
+    this.src.read(this.gguf.dataStart + t.offset, bytes);
+    return { type: t.type, shape: [...t.shape], bytes };
+  }
+  /** Decodes a float tensor, or a Q8_0 / Q4_0 / Q4_K one, to f32 (other quantized types are listed but not decoded). */
   load(name: string): TensorRecord {
     const t = this.gguf.tensors.get(name);
     if (!t) throw new FormatError(this.src.label, `no tensor named "${name}"`);
     const gt = GGML_BY_NAME.get(t.type)!;
+    if (isGgufQuantType(t.type)) {
+      const cols = t.shape[t.shape.length - 1]!;
+      const data = dequantizeRows(t.type, this.loadRaw(name).bytes, t.byteLength / quantBytes(t.type, 1, cols), cols);
+      return { dtype: 'F32', shape: [...t.shape], data };
+    }
     if (!gt.dtype) throw new FormatError(this.src.label, `tensor "${name}": decoding ${t.type} is not supported`);
     const raw = new Uint8Array(t.byteLength);
     this.src.read(this.gguf.dataStart + t.offset, raw);
@@ -302,12 +316,25 @@ export class GgufReader {
   }
 }
 
-export interface GgufTensorInput {
-  name: string;
-  /** Row-major shape (written reversed, as GGUF expects). */
-  shape: number[];
-  type: GgufTensorType;
-  data: Float32Array;
+export type GgufTensorInput =
+  | {
+      name: string;
+      /** Row-major shape (written reversed, as GGUF expects). */
+      shape: number[];
+      type: GgufTensorType;
+      data: Float32Array;
+    }
+  | {
+      name: string;
+      shape: number[];
+      /** Already quantized (gguf-quant.ts): `raw` holds the blocks, row after row. */
+      type: GgufQuantType;
+      raw: Uint8Array;
+    };
+
+/** Bytes a tensor takes in the data section (before alignment padding). */
+function tensorBytes(t: GgufTensorInput, n: number): number {
+  return 'raw' in t ? t.raw.length : n * TYPE_BYTES[t.type];
 }
 
 export interface GgufWriteInput {
@@ -359,7 +386,7 @@ class ByteBuilder {
   }
 }
 
-const GGML_WRITE_ID: Record<GgufTensorType, number> = { F32: 0, F16: 1, BF16: 30 };
+const GGML_WRITE_ID: Record<GgufTensorType | GgufQuantType, number> = { F32: 0, F16: 1, BF16: 30, Q8_0: 8, Q4_0: 2, Q4_K: 12 };
 const TYPE_BYTES: Record<GgufTensorType, number> = { F32: 4, F16: 2, BF16: 2 };
 
 /** Writes a GGUF v3 file atomically. general.alignment is honoured if given (default 32). */
@@ -398,15 +425,24 @@ export function writeGguf(path: string, input: GgufWriteInput): void {
     names.add(t.name);
     if (t.shape.length < 1 || t.shape.length > MAX_DIMS) throw new FormatError(path, `tensor "${t.name}": ${t.shape.length} dimensions (GGUF allows 1..4)`);
     const n = numel(t.shape, `tensor "${t.name}"`);
-    if (n !== t.data.length) throw new FormatError(path, `tensor "${t.name}": shape [${t.shape.join(', ')}] has ${n} elements but data has ${t.data.length}`);
     if (!(t.type in GGML_WRITE_ID)) throw new FormatError(path, `tensor "${t.name}": cannot write type ${String(t.type)}`);
+    if ('raw' in t) {
+      const cols = t.shape[t.shape.length - 1]!;
+      let want: number;
+      try {
+        want = quantBytes(t.type, n / cols, cols);
+      } catch (e) {
+        throw new FormatError(path, `tensor "${t.name}": ${(e as Error).message}`);
+      }
+      if (t.raw.length !== want) throw new FormatError(path, `tensor "${t.name}": ${t.type} [${t.shape.join(', ')}] takes ${want} bytes, got ${t.raw.length}`);
+    } else if (n !== t.data.length) throw new FormatError(path, `tensor "${t.name}": shape [${t.shape.join(', ')}] has ${n} elements but data has ${t.data.length}`);
     h.str(t.name);
     h.scalar('u32', t.shape.length);
     for (let d = t.shape.length - 1; d >= 0; d--) h.scalar('u64', t.shape[d]!);
     h.scalar('u32', GGML_WRITE_ID[t.type]);
     h.scalar('u64', offset);
     offsets.push(offset);
-    offset += Math.ceil((n * TYPE_BYTES[t.type]) / alignment) * alignment;
+    offset += Math.ceil(tensorBytes(t, n) / alignment) * alignment;
   }
   const header = h.concat();
   const pad = (len: number) => new Uint8Array((alignment - (len % alignment)) % alignment);
@@ -416,6 +452,11 @@ export function writeGguf(path: string, input: GgufWriteInput): void {
     const CHUNK = 1 << 20;
     const buf = new Uint8Array(CHUNK * 4);
     for (const t of input.tensors) {
+      if ('raw' in t) {
+        writeAll(fd, t.raw);
+        writeAll(fd, pad(t.raw.length));
+        continue;
+      }
       const esz = TYPE_BYTES[t.type];
       for (let i = 0; i < t.data.length; i += CHUNK) {
         const n = Math.min(CHUNK, t.data.length - i);
