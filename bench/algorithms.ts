@@ -22,7 +22,7 @@ const quick = process.argv.includes('--quick');
 const outFile = arg('out', path.join('docs', 'results.md'))!;
 const task = arg('task', 'math')!;
 
-interface Row { method: string; beta: number; adapter: number; emu: Record<string, number>; fu: Record<string, number>; mb: number; bytesRound: number; stepS: number; base: Record<string, number> }
+interface Row { method: string; beta: number; adapter: number; emu: Record<string, number>; fu: Record<string, number>; mb: number; bytesRound: number; stepS: number; base: Record<string, number>; alignment: string; proximal: number }
 
 // --default-only: one row per method at the demo's setting (beta 0.2, adapter 4 / 2+2).
 const defaultOnly = process.argv.includes('--default-only');
@@ -65,15 +65,16 @@ for (const g of grid) {
   }
   rows.push({
     ...g, emu: mean(runs.map((r) => r.adapemu)), fu: mean(runs.map((r) => r.adapfu)), base: mean(runs.map((r) => r.base)),
+    alignment: `${runs[0]!.method.align_loss}${runs[0]!.method.public_data === 'corpus' ? ' (corpus)' : ''}`, proximal: runs[0]!.method.proximal,
     mb: runs[0]!.client.peak_memory_mb, bytesRound: runs[0]!.bytes_total / runs[0]!.rounds, stepS: mean(runs.map((r) => ({ s: r.client.mean_step_seconds }))).s!,
   });
 }
 
 const metrics = Object.keys(rows[0]?.fu ?? {});
-const head = `| method | beta | adapter | ${metrics.map((m) => `AdapEmu ${m} | AdapFu ${m}`).join(' | ')} | client MB | client s/step | bytes/round |`;
-const sep = `|${' --- |'.repeat(6 + 2 * metrics.length)}`;
+const head = `| method | beta | adapter | ${metrics.map((m) => `AdapEmu ${m} | AdapFu ${m}`).join(' | ')} | client MB | client s/step | bytes/round | alignment | proximal |`;
+const sep = `|${' --- |'.repeat(8 + 2 * metrics.length)}`;
 const f = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(4));
-const lines = rows.map((r) => `| ${r.method} | ${r.method === 'fedavg-full' ? '-' : r.beta} | ${r.method === 'fedavg-full' ? 'all' : r.method === 'fedot' || r.method === 'offsite' ? '2+2' : r.adapter} | ${metrics.map((m) => `${f(r.emu[m])} | ${f(r.fu[m])}`).join(' | ')} | ${r.mb.toFixed(0)} | ${r.stepS.toFixed(3)} | ${fmtBytes(Math.round(r.bytesRound))} |`);
+const lines = rows.map((r) => `| ${r.method} | ${r.method === 'fedavg-full' ? '-' : r.beta} | ${r.method === 'fedavg-full' ? 'all' : r.method === 'fedot' || r.method === 'offsite' ? '2+2' : r.adapter} | ${metrics.map((m) => `${f(r.emu[m])} | ${f(r.fu[m])}`).join(' | ')} | ${r.mb.toFixed(0)} | ${r.stepS.toFixed(3)} | ${fmtBytes(Math.round(r.bytesRound))} | ${r.alignment} | ${r.proximal} |`);
 const base = rows[0]!.base;
 const text = [
   `# Results: ${task}, ${model ? path.relative(process.cwd(), model) || model : 'random model'}, seeds ${seeds.join(', ')}${quick ? ' (quick settings)' : ''}`,

@@ -29,14 +29,16 @@ export function demoOverrides(task: string, model: string | null, quick: boolean
     // FedBiOT's adapter is the last 4 layers: as many trainable layers as FedOT's 2 + 2, and at drop
     // rate 0.2 both emulators drop 2 of 8 layers, so the two differ only in where the adapter sits
     // and in FedBiOT's re-alignment. LoRA on every linear of the adapter (the q,v-only default moves
-    // this small model too little to compare methods). Public data for alignment: every generated
-    // task family, the clients' own included (other instances, see data.public.tasks).
+    // this small model too little to compare methods). Each method keeps its authors' alignment loss
+    // and proximal weight (src/fedbiot/objectives.ts). Public data for FedBiOT's and FedOT's
+    // alignment: every generated task family, the clients' own included (other instances, see
+    // data.public.tasks); Offsite-Tuning distils on corpus text, as its authors do.
     'algorithm.adapterLayers=4',
     'algorithm.adapterLora={r: 8, alpha: 16, targets: [q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj]}',
   ];
-  const publicData = (size: number) => `data.public={source: tasks, size: ${size}, tasks: [math, code, qa]}`;
+  const publicData = (size: number) => `data.public={size: ${size}, tasks: [math, code, qa]}`;
   const align = (batchSize: number) => `algorithm.align={batchSize: ${batchSize}, optimizer: {kind: adamw, lr: 0.003}}`;
-  const local = (steps: number, batchSize: number) => `algorithm.local={steps: ${steps}, batchSize: ${batchSize}, proximal: 0.01, optimizer: {kind: adamw, lr: 0.003}}`;
+  const local = (steps: number, batchSize: number) => `algorithm.local={steps: ${steps}, batchSize: ${batchSize}, optimizer: {kind: adamw, lr: 0.003}}`;
   if (quick) {
     o.push('rounds=2', 'data.trainSize=48', 'data.testSize=6', publicData(24), 'algorithm.preAlignSteps=8', 'algorithm.alignStepsPerRound=2', align(2), local(3, 2),
       'eval={every: 1, maxExamples: 6, maxNewTokens: 12}');
@@ -49,17 +51,18 @@ export function demoOverrides(task: string, model: string | null, quick: boolean
 
 export function comparisonTable(rows: Summary[]): string {
   const metricKeys = [...new Set(rows.flatMap((r) => Object.keys(r.adapfu)))];
-  const header = ['method', 'view', ...metricKeys, 'client s/step', 'client MB', 'bytes/round'];
+  const header = ['method', 'view', ...metricKeys, 'client s/step', 'client MB', 'bytes/round', 'alignment', 'proximal'];
   const lines: string[][] = [];
   const first = rows[0];
   if (first) {
-    lines.push(['base model', 'full', ...metricKeys.map((k) => fmtMetric(first.base[k])), '-', '-', '-']);
+    lines.push(['base model', 'full', ...metricKeys.map((k) => fmtMetric(first.base[k])), '-', '-', '-', '-', '-']);
     const withEmu = rows.find((r) => r.emulator);
-    if (withEmu?.emulator) lines.push([`emulator (${withEmu.algorithm})`, 'compressed', ...metricKeys.map((k) => fmtMetric(withEmu.emulator![k])), '-', '-', '-']);
+    if (withEmu?.emulator) lines.push([`emulator (${withEmu.algorithm})`, 'compressed', ...metricKeys.map((k) => fmtMetric(withEmu.emulator![k])), '-', '-', '-', '-', '-']);
   }
   for (const r of rows) {
     const perRound = fmtBytes(Math.round(r.bytes_total / Math.max(1, r.rounds)));
-    const cost = [r.client.mean_step_seconds.toFixed(3), r.client.peak_memory_mb.toFixed(0), perRound];
+    const alignment = r.method.align_objective ? `${r.method.align_loss}${r.method.public_data === 'corpus' ? ' (corpus)' : ''}` : r.method.align_loss;
+    const cost = [r.client.mean_step_seconds.toFixed(3), r.client.peak_memory_mb.toFixed(0), perRound, alignment, String(r.method.proximal)];
     lines.push([r.algorithm, 'AdapEmu', ...metricKeys.map((k) => fmtMetric(r.adapemu[k])), ...cost]);
     lines.push([r.algorithm, 'AdapFu', ...metricKeys.map((k) => fmtMetric(r.adapfu[k])), ...cost]);
   }

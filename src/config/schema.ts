@@ -3,6 +3,8 @@
 import { z } from 'zod';
 import { ALGORITHMS } from '../fedbiot/algorithms.js';
 import { LINEAR_NAMES } from '../nn/llama.js';
+import { ALIGN_OBJECTIVES } from '../fedbiot/objectives.js';
+import { LAYER_DROP_RULES } from '../fedbiot/split.js';
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -54,16 +56,19 @@ export const configSchema = z.strictObject({
     taskSeed: nonNegInt.default(0),
     maxLength: posInt.default(160),
     template: z.string().optional(),
-    /** Public data for alignment: the other generated tasks, plain text from packaged corpora, or a file. */
+    /**
+     * Public data for alignment: the other generated tasks, plain text from packaged corpora, or a
+     * file. Without `source`, the alignment objective's own (Offsite-Tuning: corpus; else tasks).
+     */
     public: z
       .strictObject({
-        source: z.enum(['tasks', 'corpus', 'file']).default('tasks'),
+        source: z.enum(['tasks', 'corpus', 'file']).optional(),
         path: z.string().optional(),
         /** With source tasks: which generated families (default: every family but the clients' own). */
         tasks: z.array(z.enum(['math', 'code', 'qa'])).min(1).optional(),
         size: posInt.default(300),
       })
-      .default({ source: 'tasks', size: 300 }),
+      .default({ size: 300 }),
   }),
   clients: z
     .strictObject({
@@ -79,30 +84,42 @@ export const configSchema = z.strictObject({
     adapterLayers: posInt.default(2),
     offsiteLayers: z.strictObject({ first: nonNegInt.default(2), last: posInt.default(2) }).default({ first: 2, last: 2 }),
     dropRate: z.number().min(0).lt(1).default(0.2),
+    /** Which kept-layer indices uniform layer drop picks: the reference's Python arithmetic or the spec's (src/fedbiot/split.ts). */
+    layerDrop: z.enum(LAYER_DROP_RULES).default('reference'),
     adapterLora: lora.default({ r: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'v_proj'] }),
     emulatorLora: lora.default({ r: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'v_proj'] }),
     preAlignSteps: nonNegInt.default(100),
     alignStepsPerRound: nonNegInt.default(10),
     align: z
       .strictObject({
+        /**
+         * Whose alignment loss (src/fedbiot/objectives.ts). Default: each method its own (fedbiot:
+         * nmse + 0.9 kl; fedot: 0.9 nmse + 0.1 lm; offsite: 30 nmse + lm on corpus text). Setting it
+         * gives every method the same loss (ablations); hiddenWeight, lambda, mu override single weights.
+         */
+        objective: z.enum(ALIGN_OBJECTIVES).optional(),
         hiddenLoss: z.enum(['nmse', 'layerwise-nmse', 'cosine']).default('nmse'),
-        lambda: z.number().min(0).default(0.9),
-        mu: z.number().min(0).default(0),
+        /** Layer-wise NMSE: summed over the kept layers (the reference) or averaged. */
+        layerwiseReduction: z.enum(['sum', 'mean']).default('sum'),
+        hiddenWeight: z.number().min(0).optional(),
+        lambda: z.number().min(0).optional(),
+        mu: z.number().min(0).optional(),
         batchSize: posInt.default(4),
         optimizer: optimizer.default({ kind: 'adamw', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }),
         maxGradNorm: z.number().min(0).default(1),
       })
-      .default({ hiddenLoss: 'nmse', lambda: 0.9, mu: 0, batchSize: 4, optimizer: { kind: 'adamw', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, maxGradNorm: 1 }),
+      .default({ hiddenLoss: 'nmse', layerwiseReduction: 'sum', batchSize: 4, optimizer: { kind: 'adamw', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, maxGradNorm: 1 }),
     local: z
       .strictObject({
         steps: posInt.default(30),
         batchSize: posInt.default(4),
         gradAccum: posInt.default(1),
-        proximal: z.number().min(0).default(0),
+        /** Proximal weight epsilon. Default: the reference's 0.1 for fedbiot, none (0) for the others. */
+        proximal: z.number().min(0).optional(),
         optimizer: optimizer.default({ kind: 'adamw', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }),
         maxGradNorm: z.number().min(0).default(1),
       })
-      .default({ steps: 30, batchSize: 4, gradAccum: 1, proximal: 0, optimizer: { kind: 'adamw', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, maxGradNorm: 1 }),
+      .default({ steps: 30, batchSize: 4, gradAccum: 1, optimizer: { kind: 'adamw', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, maxGradNorm: 1 }),
   }),
   eval: z
     .strictObject({

@@ -16,7 +16,8 @@ import { runAlignment, type AlignLossOptions, type AlignLossValues } from './ali
 import { localTrain, type LocalTrainOptions } from './local.js';
 import { fedAvg, type ClientUpdate } from './aggregate.js';
 import { captureLora, loadLora, cloneState, stateBytes, type LoraState } from './lora-state.js';
-import type { AdapterPlacement } from './split.js';
+import type { AdapterPlacement, LayerDropRule } from './split.js';
+import { defaultObjective, defaultProximal, OBJECTIVES, type AlignObjectiveName } from './objectives.js';
 import { deriveSeed, mulberry32 } from '../util/rng.js';
 
 export const ALGORITHMS = ['fedbiot', 'fedot', 'offsite', 'fedavg-full', 'local'] as const;
@@ -29,6 +30,10 @@ export interface AlgorithmSettings {
   /** FedOT / offsite: first + last layers form the adapter. */
   offsiteLayers: { first: number; last: number };
   dropRate: number;
+  /** Kept-layer index rule of the layer drop (default: the reference's). */
+  layerDrop?: LayerDropRule;
+  /** Whose alignment objective `align` carries (reported in summary.json); null without an emulator. */
+  alignObjective?: AlignObjectiveName | null;
   adapterLora: LoraConfig;
   emulatorLora: LoraConfig;
   preAlignSteps: number;
@@ -72,7 +77,7 @@ export class ServerAlgorithm {
   constructor(public readonly base: LlamaModel, public readonly settings: AlgorithmSettings, private readonly publicBatches: () => TokenBatch, public readonly seed: number) {
     const placement = placementOf(settings);
     if (placement) {
-      this.split = buildSplit(base, placement, settings.dropRate, { adapter: settings.adapterLora, emulator: settings.emulatorLora }, seed);
+      this.split = buildSplit(base, placement, settings.dropRate, { adapter: settings.adapterLora, emulator: settings.emulatorLora }, seed, settings.layerDrop);
       this.fullLoraModel = null;
     } else {
       this.split = null;
@@ -223,6 +228,7 @@ export function simulatedClient(server: ServerAlgorithm): ClientAlgorithm {
 /** Paper-like defaults, scaled down; every field can be overridden by the config. */
 export function defaultSettings(name: AlgorithmName): AlgorithmSettings {
   const sgd = (lr: number): OptimizerOptions => ({ kind: 'sgd', lr });
+  const objective = OBJECTIVES[defaultObjective(name) ?? 'fedbiot'];
   const base: AlgorithmSettings = {
     name,
     adapterLayers: 2,
@@ -232,8 +238,10 @@ export function defaultSettings(name: AlgorithmName): AlgorithmSettings {
     emulatorLora: { r: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'v_proj'] },
     preAlignSteps: 500,
     alignStepsPerRound: 10,
-    align: { hiddenLoss: 'nmse', lambda: 0.9, mu: 0, optimizer: sgd(1e-3) },
-    local: { steps: 30, optimizer: sgd(1e-3), gradAccum: 1, proximal: name === 'fedbiot' ? 0.01 : 0 },
+    layerDrop: 'reference',
+    alignObjective: defaultObjective(name),
+    align: { hiddenLoss: 'nmse', hiddenWeight: objective.hiddenWeight, lambda: objective.lambda, mu: objective.mu, optimizer: sgd(1e-3) },
+    local: { steps: 30, optimizer: sgd(1e-3), gradAccum: 1, proximal: defaultProximal(name) },
   };
   if (name === 'fedot' || name === 'offsite') base.alignStepsPerRound = 0;
   if (name === 'fedavg-full') {

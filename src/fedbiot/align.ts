@@ -1,8 +1,10 @@
 // Server side, the lower level: align the emulator to the block it replaces, with the current
 // adapter plugged in and frozen. Only the emulator's LoRA trains.
-//   loss = hidden(E(h_in), B(h_in)) + lambda * KL(p_full || p_compressed) + mu * CE(compressed)
+//   loss = w * hidden(E(h_in), B(h_in)) + lambda * KL(p_full || p_compressed) + mu * CE(compressed)
 // hidden = NMSE at the emulator output (default), layer-wise NMSE between each kept layer and its
-// original counterpart, or 1 - cosine. Padding positions are masked out of every term.
+// original counterpart (summed over the kept layers, as the reference does, or averaged), or
+// 1 - cosine. Padding positions are masked out of every term. The weights are what tells the methods
+// apart (see objectives.ts): FedBiOT uses NMSE + 0.9 KL, FedOT and Offsite-Tuning NMSE and an LM loss.
 import { Tensor, noGrad, tape, saved } from '../tensor/tensor.js';
 import { nmse, cosineLoss, klDivergence, mul, weightedSum, crossEntropy } from '../tensor/ops.js';
 import { keyMaskOf, positionWeights, shiftedTargets, IGNORE_INDEX, type TokenBatch } from '../nn/lm.js';
@@ -13,16 +15,23 @@ import { mulberry32 } from '../util/rng.js';
 
 export interface AlignLossOptions {
   hiddenLoss: 'nmse' | 'layerwise-nmse' | 'cosine';
-  /** Weight of the KL term (reference: 0.9). */
+  /** Weight of the hidden-state term (default 1; Offsite-Tuning's kd_weight is 30). */
+  hiddenWeight?: number;
+  /** Layer-wise NMSE: sum over the kept layers (the reference, default) or their mean. */
+  layerwiseReduction?: 'sum' | 'mean';
+  /** Weight of the KL term (FedBiOT reference: 0.9; 0 = off, and not computed). */
   lambda: number;
-  /** Weight of the optional next-token CE term on the public data (0 = off). */
+  /** Weight of the optional next-token CE (LM) term on the public data (0 = off). */
   mu: number;
 }
 
 export interface AlignLossValues {
   loss: number;
+  /** The hidden-state term as it enters the loss (before its weight); layer-wise: summed or averaged. */
   hidden: number;
+  /** 0 when lambda is 0 (not computed). */
   kl: number;
+  /** 0 when mu is 0 (not computed). */
   ce: number;
 }
 
@@ -43,8 +52,10 @@ export function alignmentLoss(s: SplitModels, batch: TokenBatch, o: AlignLossOpt
   const D = m.config.hiddenSize;
   const hIn = m.runLayers(m.embed(batch.ids, batch.B, batch.T), ctx, s.adapterBottom);
 
-  // Teacher: the original block and the full model with the current adapter. No graph.
+  // Teacher: the original block and, when the KL term is on, the full model with the current
+  // adapter. No graph.
   const teacherHidden: Float32Array[] = [];
+  const wantKl = o.lambda > 0;
   const teacherLogits = noGrad(() => {
     let h = hIn;
     const keep = new Set(s.plan.emulator);
@@ -53,7 +64,7 @@ export function alignmentLoss(s: SplitModels, batch: TokenBatch, o: AlignLossOpt
       if (o.hiddenLoss === 'layerwise-nmse' && keep.has(layer.sourceIndex)) teacherHidden.push(h.data);
     });
     if (o.hiddenLoss !== 'layerwise-nmse') teacherHidden.push(h.data);
-    return m.head(m.runLayers(h, ctx, s.adapterTop)).data;
+    return wantKl ? m.head(m.runLayers(h, ctx, s.adapterTop)).data : null;
   });
 
   // Student: the emulator, then the same adapter.
@@ -73,19 +84,26 @@ export function alignmentLoss(s: SplitModels, batch: TokenBatch, o: AlignLossOpt
   });
   if (o.hiddenLoss === 'nmse') hiddenTerms.push(nmse(masked(h), maskedTeacher(teacherHidden[0]!)));
   if (o.hiddenLoss === 'cosine') hiddenTerms.push(cosineLoss(masked(h), maskedTeacher(teacherHidden[0]!)));
-  const studentLogits = m.head(m.runLayers(h, ctx, s.adapterTop));
+  const perTerm = (o.layerwiseReduction ?? 'sum') === 'mean' ? 1 / hiddenTerms.length : 1;
+  const hiddenWeight = o.hiddenWeight ?? 1;
 
-  const terms: [Tensor, number][] = hiddenTerms.map((t) => [t, 1 / hiddenTerms.length]);
-  const kl = klDivergence(teacherLogits, studentLogits, { rowWeight: weights });
-  terms.push([kl, o.lambda]);
+  const terms: [Tensor, number][] = hiddenTerms.map((t) => [t, hiddenWeight * perTerm]);
+  let kl: Tensor | null = null;
   let ce: Tensor | null = null;
-  if (o.mu > 0) {
-    ce = crossEntropy(studentLogits, shiftedTargets(batch.labels, batch.B, batch.T), IGNORE_INDEX);
-    terms.push([ce, o.mu]);
+  if (wantKl || o.mu > 0) {
+    const studentLogits = m.head(m.runLayers(h, ctx, s.adapterTop));
+    if (teacherLogits) {
+      kl = klDivergence(teacherLogits, studentLogits, { rowWeight: weights });
+      terms.push([kl, o.lambda]);
+    }
+    if (o.mu > 0) {
+      ce = crossEntropy(studentLogits, shiftedTargets(batch.labels, batch.B, batch.T), IGNORE_INDEX);
+      terms.push([ce, o.mu]);
+    }
   }
   const tensor = weightedSum(terms, 'align.loss');
-  const hidden = hiddenTerms.reduce((a, t) => a + t.item(), 0) / hiddenTerms.length;
-  return { tensor, values: { loss: tensor.item(), hidden, kl: kl.item(), ce: ce ? ce.item() : 0 } };
+  const hidden = hiddenTerms.reduce((a, t) => a + t.item(), 0) * perTerm;
+  return { tensor, values: { loss: tensor.item(), hidden, kl: kl ? kl.item() : 0, ce: ce ? ce.item() : 0 } };
 }
 
 export interface AlignRunOptions extends AlignLossOptions {

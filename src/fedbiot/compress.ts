@@ -7,7 +7,7 @@
 import type { DecoderLayer, LinearName } from '../nn/llama.js';
 import { LlamaModel } from '../nn/llama.js';
 import type { LoraSpec } from '../nn/lora.js';
-import { planSplit, type AdapterPlacement, type SplitPlan } from './split.js';
+import { planSplit, type AdapterPlacement, type LayerDropRule, type SplitPlan } from './split.js';
 import { deriveSeed } from '../util/rng.js';
 
 export type LoraConfig = LoraSpec & { targets: LinearName[] };
@@ -31,11 +31,11 @@ export function adapterLayers(s: SplitModels): DecoderLayer[] {
  * Splits `base` (whose layers must carry no LoRA yet) and attaches LoRA: the adapter's ("client
  * LoRA") and the emulator's ("server LoRA"). The base model's layer objects become the full model.
  */
-export function buildSplit(base: LlamaModel, placement: AdapterPlacement, dropRate: number, lora: { adapter: LoraConfig; emulator: LoraConfig | null }, seed: number): SplitModels {
+export function buildSplit(base: LlamaModel, placement: AdapterPlacement, dropRate: number, lora: { adapter: LoraConfig; emulator: LoraConfig | null }, seed: number, rule: LayerDropRule = 'reference'): SplitModels {
   for (const l of base.layers) {
     if (l.loraParams().length > 0) throw new Error(`buildSplit: layer ${l.prefix} already carries LoRA; split a clean base model`);
   }
-  const plan = planSplit(base.layers.length, placement, dropRate);
+  const plan = planSplit(base.layers.length, placement, dropRate, rule);
   const pick = (idx: number[]) => idx.map((i) => base.layers[i]!);
   const adapterBottom = pick(plan.adapterBottom);
   const adapterTop = pick(plan.adapterTop);

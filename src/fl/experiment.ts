@@ -16,6 +16,7 @@ import { evaluateCode } from '../eval/code.js';
 import type { TaskScorer } from '../fedbiot/evaluate.js';
 import { loadHfModel } from '../models/hf-model.js';
 import { deriveSeed, mulberry32, shuffle } from '../util/rng.js';
+import { resolveAlignment } from '../fedbiot/objectives.js';
 
 export interface Experiment {
   cfg: RunConfig;
@@ -84,12 +85,14 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
   if (train.length === 0) throw new Error('config data: the training set is empty');
 
   let pub: Example[];
-  if (d.public.source === 'file') {
+  // Without data.public.source, the alignment objective's own (Offsite-Tuning distils on corpus text).
+  const publicSource = resolveAlignment(cfg.algorithm.name, cfg.algorithm.align, d.public.source).publicSource;
+  if (publicSource === 'file') {
     if (!d.public.path) throw new Error('config data.public.path: required when data.public.source is "file"');
     const loaded = loadExamplesFromFile(d.public.path, { format: 'auto', skipInvalid: true });
     if (loaded.report.skipped > 0) warnings.push(`${d.public.path}: skipped ${loaded.report.skipped} invalid public records`);
     pub = loaded.examples.slice(0, d.public.size);
-  } else if (d.public.source === 'corpus') {
+  } else if (publicSource === 'corpus') {
     const { buildCorpus } = await import('../data/corpus.js');
     const docs = buildCorpus({});
     const rand = mulberry32(deriveSeed(cfg.seed, 'public'));

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { RunConfig } from '../config/schema.js';
 import { ServerAlgorithm, simulatedClient, type AlgorithmSettings, type RoundPayload } from '../fedbiot/algorithms.js';
+import { defaultProximal, describeAlignLoss, resolveAlignment } from '../fedbiot/objectives.js';
 import { stateBytes, cloneState, type LoraState } from '../fedbiot/lora-state.js';
 import { evaluateModel, type EvalSpec } from '../fedbiot/evaluate.js';
 import type { ClientUpdate } from '../fedbiot/aggregate.js';
@@ -51,6 +52,8 @@ export function clientDropoutSeed(dataSeed: number, round: number): number {
 
 export function settingsFromConfig(cfg: RunConfig): AlgorithmSettings {
   const a = cfg.algorithm;
+  // Each method as its authors defined it, unless the config says otherwise (src/fedbiot/objectives.ts).
+  const alignment = resolveAlignment(a.name, a.align, cfg.data.public.source);
   return {
     name: a.name,
     adapterLayers: a.adapterLayers,
@@ -60,8 +63,33 @@ export function settingsFromConfig(cfg: RunConfig): AlgorithmSettings {
     emulatorLora: { ...a.emulatorLora },
     preAlignSteps: a.name === 'fedavg-full' ? 0 : a.preAlignSteps,
     alignStepsPerRound: a.name === 'fedbiot' ? a.alignStepsPerRound : 0,
-    align: { hiddenLoss: a.align.hiddenLoss, lambda: a.align.lambda, mu: a.align.mu, optimizer: a.align.optimizer, maxGradNorm: a.align.maxGradNorm },
-    local: { steps: a.local.steps, optimizer: a.local.optimizer, gradAccum: a.local.gradAccum, proximal: a.local.proximal, maxGradNorm: a.local.maxGradNorm },
+    layerDrop: a.layerDrop,
+    alignObjective: alignment.objective,
+    align: { hiddenLoss: a.align.hiddenLoss, layerwiseReduction: a.align.layerwiseReduction, ...alignment.loss, optimizer: a.align.optimizer, maxGradNorm: a.align.maxGradNorm },
+    local: { steps: a.local.steps, optimizer: a.local.optimizer, gradAccum: a.local.gradAccum, proximal: a.local.proximal ?? defaultProximal(a.name), maxGradNorm: a.local.maxGradNorm },
+  };
+}
+
+/** How a run defined its method (summary.json `method`): which alignment loss and proximal weight it used. */
+export interface MethodAsRun {
+  /** Whose alignment objective (fedbiot, fedot, offsite-tuning); null without an emulator. */
+  align_objective: string | null;
+  /** The loss formula, e.g. "nmse + 0.9 kl"; "none" without alignment. */
+  align_loss: string;
+  /** What the server aligned on (tasks, corpus, file); "-" without alignment. */
+  public_data: string;
+  proximal: number;
+  layer_drop: string;
+}
+
+export function methodAsRun(cfg: RunConfig, s: AlgorithmSettings): MethodAsRun {
+  const aligns = s.name !== 'fedavg-full' && s.preAlignSteps + s.alignStepsPerRound > 0;
+  return {
+    align_objective: aligns ? s.alignObjective ?? null : null,
+    align_loss: aligns ? describeAlignLoss(s.align.hiddenLoss, { hiddenWeight: s.align.hiddenWeight ?? 1, lambda: s.align.lambda, mu: s.align.mu }, s.align.layerwiseReduction) : 'none',
+    public_data: aligns ? resolveAlignment(s.name, cfg.algorithm.align, cfg.data.public.source).publicSource : '-',
+    proximal: s.local.proximal,
+    layer_drop: s.name === 'fedavg-full' ? '-' : s.layerDrop ?? 'reference',
   };
 }
 
@@ -81,6 +109,7 @@ export interface Summary {
   bytes_up_total: number;
   bytes_join_per_client: number;
   client: { model_params: number; trainable_params: number; mean_step_seconds: number; peak_memory_mb: number };
+  method: MethodAsRun;
   seconds: number;
 }
 
@@ -190,6 +219,8 @@ export async function runSimulation(exp: Experiment, o: SimulationOptions): Prom
   const client = simulatedClient(server);
   const evalSpec = buildEvalSpec(exp, exp.test);
   const isLocal = settings.name === 'local';
+  const method = methodAsRun(cfg, settings);
+  progress.log(`${settings.name}: alignment ${method.align_loss}${method.align_objective ? ` (${method.align_objective}, on ${method.public_data})` : ''}, proximal ${method.proximal}`);
 
   let extra: RunExtra;
   let startRound = 0;
@@ -314,6 +345,7 @@ export async function runSimulation(exp: Experiment, o: SimulationOptions): Prom
       mean_step_seconds: extra.stepSeconds.reduce((a, b) => a + b, 0) / Math.max(1, extra.stepSeconds.length),
       peak_memory_mb: clientMemoryMb(modelP, trainable, settings, extra.peakActivationBytes ?? 0),
     },
+    method,
     seconds: (performance.now() - t0) / 1000,
   };
   writeAtomic(path.join(o.outDir, 'summary.json'), JSON.stringify(summary, null, 2));

@@ -19,6 +19,8 @@ export interface SummaryLike {
   bytes_up_total?: number;
   bytes_join_per_client?: number;
   client?: { model_params?: number; trainable_params?: number; mean_step_seconds?: number; peak_memory_mb?: number };
+  /** How the run defined its method (alignment loss, proximal weight). */
+  method?: { align_objective?: string | null; align_loss?: string; public_data?: string; proximal?: number };
   seconds?: number;
 }
 

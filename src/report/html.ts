@@ -38,6 +38,8 @@ interface Row {
   trainable: number | null;
   held: number | null;
   seconds: number | null;
+  alignment: string | null;
+  proximal: number | null;
 }
 
 function rowOf(m: MethodData): Row {
@@ -63,6 +65,8 @@ function rowOf(m: MethodData): Row {
     trainable: finite(s?.client?.trainable_params),
     held: finite(s?.client?.model_params),
     seconds: finite(s?.seconds),
+    alignment: typeof s?.method?.align_loss === 'string' ? `${s.method.align_loss}${s.method.public_data === 'corpus' ? ' (corpus)' : ''}` : null,
+    proximal: finite(s?.method?.proximal),
   };
 }
 
@@ -89,8 +93,8 @@ function comparisonTable(rows: Row[]): string {
 function costTable(rows: Row[]): string {
   const n = (v: number | null) => (v === null ? '-' : v.toLocaleString('en-US'));
   const b = (v: number | null) => (v === null ? '-' : fmtBytes(v));
-  const body = rows.map((r) => `<tr data-method="${esc(r.name)}"><th scope="row">${esc(r.name)}</th>${[b(r.bytesDown), b(r.bytesUp), b(r.bytesJoin), n(r.held), n(r.trainable), r.seconds === null ? '-' : r.seconds.toFixed(1)].map((c) => `<td class="num">${esc(c)}</td>`).join('')}</tr>`);
-  const th = ['method', 'down (total)', 'up (total)', 'join / client', 'params held', 'params trained', 'run s'];
+  const body = rows.map((r) => `<tr data-method="${esc(r.name)}"><th scope="row">${esc(r.name)}</th>${[b(r.bytesDown), b(r.bytesUp), b(r.bytesJoin), n(r.held), n(r.trainable), r.seconds === null ? '-' : r.seconds.toFixed(1), r.alignment ?? '-', r.proximal === null ? '-' : String(r.proximal)].map((c) => `<td class="num">${esc(c)}</td>`).join('')}</tr>`);
+  const th = ['method', 'down (total)', 'up (total)', 'join / client', 'params held', 'params trained', 'run s', 'alignment loss', 'proximal'];
   return `<table class="cost"><thead><tr>${th.map((h) => `<th scope="col">${esc(h)}</th>`).join('')}</tr></thead><tbody>${body.join('')}</tbody></table>`;
 }
 
