@@ -6,3 +6,4 @@ export * from './layout.js';
 export * from './delta.js';
 export * from './wire.js';
 export * from './negotiate.js';
+export * from './stream.js';

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { crc32 } from 'node:zlib';
 import {
   quantizeBlocks, dequantizeBlocks, blockScales, topK, topKCount, ErrorFeedback, makeLayout, layoutOf, encodeTensors, decodeTensors,
-  subtractStates, addStates, negotiate, localOffer, CodecError, type NamedArrays, type QuantBits,
+  subtractStates, addStates, negotiate, localOffer, CodecError, DeltaSender, receiveState, encodeUpload, decodeUpload, zeroState, type NamedArrays, type QuantBits,
 } from '../../src/codec/index.js';
 import { mulberry32, fillNormal } from '../../src/util/rng.js';
 
@@ -218,4 +218,36 @@ test('negotiation: the server proposes from its config, a peer lacking the codec
   assert.throws(() => negotiate({ codec: 'q4', topk: null }, { formats: [1], codecs: ['none', 'q8'], topk: true }, {}, 'client 3'), /client 3: cannot use codec 'q4'/);
   assert.throws(() => negotiate({ codec: 'q8', topk: 0.1 }, { formats: [1], codecs: ['none', 'q8'], topk: false }, {}, 'client 3'), /top-k/);
   assert.throws(() => negotiate({ codec: 'none', topk: null }, { formats: [2], codecs: ['none'], topk: false }, {}, 'client 3'), /formats/);
+});
+
+test('delta streams: receivers on the chain hold exactly the sender\'s state; laggards catch up losslessly', () => {
+  const layout = layoutOf(state(1));
+  const sender = new DeltaSender(layout, 'q4');
+  let onChain: { version: number; state: NamedArrays } | null = null;
+  let late: { version: number; state: NamedArrays } | null = null;
+  let target = state(1);
+  for (let v = 0; v < 5; v++) {
+    target = addStates(target, state(10 + v, 0.002));
+    sender.advance(target);
+    onChain = receiveState(layout, onChain, sender.payloadFor(onChain?.version ?? 0)!, 'payload');
+    assert.equal(onChain.version, sender.version);
+    for (const [k, t] of sender.held) assert.deepEqual(onChain.state.get(k)!.data, t.data, `version ${sender.version}: '${k}' bit for bit`);
+    // the held state tracks the target within one q4 step of the latest delta (errors do not pile up)
+    const err = Math.max(...[...target].map(([k, t]) => Math.max(...t.data.map((x, i) => Math.abs(x - sender.held.get(k)!.data[i]!)))));
+    assert.ok(err < 0.01, `version ${sender.version}: held is ${err} from the target`);
+  }
+  assert.equal(sender.payloadFor(sender.version), null, 'nothing to send to a current client');
+  late = receiveState(layout, late, sender.payloadFor(1)!, 'payload');
+  assert.equal(late.version, 5);
+  for (const [k, t] of sender.held) assert.deepEqual(late.state.get(k)!.data, t.data);
+  // a delta for another base is refused
+  const stale = { version: 2, state: zeroState(layout) };
+  sender.advance(state(3));
+  assert.throws(() => receiveState(layout, stale, sender.payloadFor(5)!, 'payload'), /base: a delta from version 5, but version 2 is held/);
+  // uploads: the server reads held + delta
+  const local = addStates(onChain!.state, state(20, 0.003));
+  const bytes = encodeUpload(layout, local, onChain!, { codec: 'q8', random: mulberry32(1) });
+  const got = decodeUpload(layout, bytes, onChain!, 'upload');
+  for (const [k, t] of local) for (let i = 0; i < t.data.length; i++) assert.ok(Math.abs(got.get(k)!.data[i]! - t.data[i]!) < 0.003 / 127 * 5 + 1e-7);
+  assert.throws(() => decodeUpload(layout, bytes, { version: 9, state: onChain!.state }, 'upload'), /base: made against version 5/);
 });
