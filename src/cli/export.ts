@@ -122,7 +122,7 @@ export function exportMerge(o: { model: string; adapter: string; out: string; dt
   if (path.resolve(o.out) === path.resolve(o.model)) throw new Error(`--out ${o.out}: must differ from --model (the base folder would be overwritten)`);
   const { model } = loadModelWithAdapter(o.model, o.adapter);
   mergeAllLora(model);
-  saveHfModel(model, o.out, { dtype: o.dtype ?? 'F32' });
+  saveHfModel(model, o.out, { dtype: o.dtype ?? 'F32', source: folderConfig(o.model, model) });
   for (const f of TOKENIZER_FILES) {
     const src = path.join(o.model, f);
     if (fs.existsSync(src)) fs.copyFileSync(src, path.join(o.out, f));

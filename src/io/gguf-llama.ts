@@ -8,12 +8,19 @@
  * same (`permuteRotary`), and undo it on read. k uses the key/value head count.
  * A LoRA update B@A changes W's rows through B only, so lora_b of q and k is
  * permuted the same way and lora_a is left alone.
+ *
+ * Families: llama and mistral use llama.cpp's "llama" architecture (permuted q/k, as above);
+ * qwen2 and qwen3 have architectures of their own that rotate by halves like Hugging Face, so
+ * nothing is permuted. Qwen2's q/k/v biases become blk.N.attn_q.bias etc., Qwen3's per-head norms
+ * blk.N.attn_q_norm.weight / attn_k_norm.weight. Llama 3's rope scaling is written as llama.cpp's
+ * rope_freqs.weight (one frequency divisor per rotary pair), linear and YaRN as rope.scaling keys.
  */
 import type { LlamaConfig } from './hf-config.js';
 import { parseLlamaConfig } from './hf-config.js';
 import { GgufReader, gv, writeGguf, type GgufTensorInput, type GgufTensorType, type GgufValue } from './gguf.js';
 import { llamaTensorShapes } from './llama-names.js';
 import { quantBlock, quantizeRows, type GgufQuantType } from './gguf-quant.js';
+import { ropeTables } from '../nn/rope.js';
 import type { LoraConfig, LoraTensors } from './peft.js';
 import { tensorEntries, type TensorInput } from './safetensors.js';
 import { FormatError, type TensorRecord } from './types.js';
@@ -28,6 +35,8 @@ const LAYER_MAP: Record<string, string> = {
   'mlp.down_proj': 'ffn_down',
   input_layernorm: 'attn_norm',
   post_attention_layernorm: 'ffn_norm',
+  'self_attn.q_norm': 'attn_q_norm',
+  'self_attn.k_norm': 'attn_k_norm',
 };
 const LAYER_UNMAP = Object.fromEntries(Object.entries(LAYER_MAP).map(([k, v]) => [v, k]));
 
@@ -36,8 +45,8 @@ export function hfToGgufName(name: string): string | undefined {
   if (name === 'model.embed_tokens.weight') return 'token_embd.weight';
   if (name === 'model.norm.weight') return 'output_norm.weight';
   if (name === 'lm_head.weight') return 'output.weight';
-  const m = /^model\.layers\.(\d+)\.(.+)\.weight$/.exec(name);
-  if (m && LAYER_MAP[m[2]!]) return `blk.${m[1]}.${LAYER_MAP[m[2]!]}.weight`;
+  const m = /^model\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(name);
+  if (m && LAYER_MAP[m[2]!]) return `blk.${m[1]}.${LAYER_MAP[m[2]!]}.${m[3]}`;
   return undefined;
 }
 
@@ -45,8 +54,8 @@ export function ggufToHfName(name: string): string | undefined {
   if (name === 'token_embd.weight') return 'model.embed_tokens.weight';
   if (name === 'output_norm.weight') return 'model.norm.weight';
   if (name === 'output.weight') return 'lm_head.weight';
-  const m = /^blk\.(\d+)\.([a-z_]+)\.weight$/.exec(name);
-  if (m && LAYER_UNMAP[m[2]!]) return `model.layers.${m[1]}.${LAYER_UNMAP[m[2]!]}.weight`;
+  const m = /^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$/.exec(name);
+  if (m && LAYER_UNMAP[m[2]!]) return `model.layers.${m[1]}.${LAYER_UNMAP[m[2]!]}.${m[3]}`;
   return undefined;
 }
 
@@ -73,8 +82,14 @@ export function permuteRotary(data: Float32Array, rows: number, cols: number, nH
   return out;
 }
 
-/** Heads used to permute a module's rows, or undefined if it is not q/k. */
+/** llama.cpp's architecture name for a model type. */
+export function ggufArch(c: LlamaConfig): 'llama' | 'qwen2' | 'qwen3' {
+  return c.modelType === 'qwen2' || c.modelType === 'qwen3' ? c.modelType : 'llama';
+}
+
+/** Heads used to permute a module's rows, or undefined if it is not q/k (or the architecture rotates by halves). */
 function rotaryHeads(c: LlamaConfig, ggufBase: string): number | undefined {
+  if (ggufArch(c) !== 'llama') return undefined;
   if (ggufBase === 'attn_q') return c.numAttentionHeads;
   if (ggufBase === 'attn_k') return c.numKeyValueHeads;
   return undefined;
@@ -119,21 +134,38 @@ export function vocabKv(v: GgufVocab): [string, GgufValue][] {
   return kv;
 }
 
-function archKv(c: LlamaConfig): [string, GgufValue][] {
-  return [
-    ['llama.context_length', gv.u32(c.maxPositionEmbeddings)],
-    ['llama.embedding_length', gv.u32(c.hiddenSize)],
-    ['llama.block_count', gv.u32(c.numHiddenLayers)],
-    ['llama.feed_forward_length', gv.u32(c.intermediateSize)],
-    ['llama.attention.head_count', gv.u32(c.numAttentionHeads)],
-    ['llama.attention.head_count_kv', gv.u32(c.numKeyValueHeads)],
-    ['llama.attention.key_length', gv.u32(c.headDim)],
-    ['llama.attention.value_length', gv.u32(c.headDim)],
-    ['llama.rope.freq_base', gv.f32(c.ropeTheta)],
-    ['llama.rope.dimension_count', gv.u32(c.headDim)],
-    ['llama.attention.layer_norm_rms_epsilon', gv.f32(c.rmsNormEps)],
-    ['llama.vocab_size', gv.u32(c.vocabSize)],
+function archKv(c: LlamaConfig, path: string): [string, GgufValue][] {
+  const a = ggufArch(c);
+  const kv: [string, GgufValue][] = [
+    [`${a}.context_length`, gv.u32(c.maxPositionEmbeddings)],
+    [`${a}.embedding_length`, gv.u32(c.hiddenSize)],
+    [`${a}.block_count`, gv.u32(c.numHiddenLayers)],
+    [`${a}.feed_forward_length`, gv.u32(c.intermediateSize)],
+    [`${a}.attention.head_count`, gv.u32(c.numAttentionHeads)],
+    [`${a}.attention.head_count_kv`, gv.u32(c.numKeyValueHeads)],
+    [`${a}.attention.key_length`, gv.u32(c.headDim)],
+    [`${a}.attention.value_length`, gv.u32(c.headDim)],
+    [`${a}.rope.freq_base`, gv.f32(c.ropeTheta)],
+    [`${a}.rope.dimension_count`, gv.u32(c.headDim)],
+    [`${a}.attention.layer_norm_rms_epsilon`, gv.f32(c.rmsNormEps)],
+    [`${a}.vocab_size`, gv.u32(c.vocabSize)],
   ];
+  const rs = c.ropeScaling;
+  if (rs?.type === 'linear') kv.push([`${a}.rope.scaling.type`, gv.str('linear')], [`${a}.rope.scaling.factor`, gv.f32(rs.factor)]);
+  else if (rs?.type === 'yarn') {
+    kv.push([`${a}.rope.scaling.type`, gv.str('yarn')], [`${a}.rope.scaling.factor`, gv.f32(rs.factor)]);
+    kv.push([`${a}.rope.scaling.original_context_length`, gv.u32(rs.originalMaxPositionEmbeddings ?? c.maxPositionEmbeddings)]);
+  } else if (rs?.type === 'dynamic') throw new FormatError(path, 'rope_scaling type "dynamic" has no llama.cpp counterpart; GGUF export refuses it');
+  return kv;
+}
+
+/** Llama 3 rope scaling as llama.cpp's rope_freqs.weight: the divisor of each rotary pair's frequency. */
+function llama3RopeFreqs(c: LlamaConfig): Float32Array | null {
+  const rs = c.ropeScaling;
+  if (rs?.type !== 'llama3') return null;
+  const plain = ropeTables(c.ropeTheta, c.headDim, null, c.maxPositionEmbeddings).invFreq;
+  const scaled = ropeTables(c.ropeTheta, c.headDim, rs, c.maxPositionEmbeddings).invFreq;
+  return plain.map((f, i) => f / scaled[i]!);
 }
 
 export interface WriteLlamaGgufOptions {
@@ -175,17 +207,18 @@ export function writeLlamaGguf(path: string, o: WriteLlamaGgufOptions): void {
   if (o.vocab.tokens.length !== c.vocabSize) {
     throw new FormatError(path, `tokenizer has ${o.vocab.tokens.length} tokens but config.vocab_size is ${c.vocabSize}`);
   }
-  if (c.ropeScaling) throw new FormatError(path, 'rope_scaling is not exported to GGUF yet');
   const have = new Map(tensorEntries(o.tensors));
   const tensors: GgufTensorInput[] = [];
+  const freqs = llama3RopeFreqs(c);
+  if (freqs) tensors.push({ name: 'rope_freqs.weight', shape: [freqs.length], type: 'F32', data: freqs });
   for (const [name, shape] of llamaTensorShapes(c)) {
     const t = have.get(name);
     if (!t) throw new FormatError(path, `tensor "${name}" is missing`);
     if (t.shape.join(',') !== shape.join(',')) throw new FormatError(path, `tensor "${name}" has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
     const gname = hfToGgufName(name)!;
-    const base = /^blk\.\d+\.([a-z_]+)\.weight$/.exec(gname)?.[1] ?? '';
+    const base = /^blk\.\d+\.([a-z_]+)\.(?:weight|bias)$/.exec(gname)?.[1] ?? '';
     const heads = rotaryHeads(c, base);
-    const data = heads ? permuteRotary(t.data, shape[0]!, shape[1]!, heads) : t.data;
+    const data = heads ? permuteRotary(t.data, shape[0]!, shape[1] ?? 1, heads) : t.data;
     const qt = o.quant && shape.length === 2 ? quantTypeFor(o.quant, gname, shape[1]!) : null;
     if (qt && qt !== 'F16') tensors.push({ name: gname, shape, type: qt, raw: quantizeRows(qt, data, shape[0]!, shape[1]!) });
     else tensors.push({ name: gname, shape, type: shape.length === 1 ? 'F32' : qt ?? o.type ?? 'F32', data });
@@ -194,12 +227,12 @@ export function writeLlamaGguf(path: string, o: WriteLlamaGgufOptions): void {
   const fileType = o.quant ? QUANT_FILE_TYPE[o.quant] : (o.type ?? 'F32') === 'F32' ? 0 : o.type === 'F16' ? 1 : 32;
   writeGguf(path, {
     kv: [
-      ['general.architecture', gv.str('llama')],
+      ['general.architecture', gv.str(ggufArch(c))],
       ['general.type', gv.str('model')],
       ['general.name', gv.str(o.name ?? 'fedbiot-llama')],
       ['general.alignment', gv.u32(32)],
       ['general.file_type', gv.u32(fileType)],
-      ...archKv(c),
+      ...archKv(c, path),
       ...vocabKv(o.vocab),
     ],
     tensors,
@@ -216,32 +249,35 @@ function num(r: GgufReader, key: string): number {
 export function readLlamaGguf(path: string): { config: LlamaConfig; tensors: Map<string, TensorRecord>; reader: GgufReader } {
   const r = GgufReader.open(path);
   try {
-    if (r.get('general.architecture') !== 'llama') throw new FormatError(path, `general.architecture is ${JSON.stringify(r.get('general.architecture'))}, expected "llama"`);
+    const a = r.get('general.architecture');
+    if (a !== 'llama' && a !== 'qwen2' && a !== 'qwen3') throw new FormatError(path, `general.architecture is ${JSON.stringify(a)}, expected "llama", "qwen2" or "qwen3"`);
+    if (r.get(`${a}.rope.scaling.type`) !== undefined || r.tensors.has('rope_freqs.weight')) throw new FormatError(path, 'reading rope scaling back from GGUF is not supported');
     const tokens = r.get('tokenizer.ggml.tokens');
-    const heads = num(r, 'llama.attention.head_count');
-    const hidden = num(r, 'llama.embedding_length');
+    const heads = num(r, `${a}.attention.head_count`);
+    const hidden = num(r, `${a}.embedding_length`);
     const config = parseLlamaConfig({
-      model_type: 'llama',
+      model_type: a,
       hidden_size: hidden,
-      intermediate_size: num(r, 'llama.feed_forward_length'),
-      num_hidden_layers: num(r, 'llama.block_count'),
+      intermediate_size: num(r, `${a}.feed_forward_length`),
+      num_hidden_layers: num(r, `${a}.block_count`),
       num_attention_heads: heads,
-      num_key_value_heads: r.get('llama.attention.head_count_kv') !== undefined ? num(r, 'llama.attention.head_count_kv') : heads,
-      head_dim: r.get('llama.rope.dimension_count') !== undefined ? num(r, 'llama.rope.dimension_count') : hidden / heads,
-      rms_norm_eps: num(r, 'llama.attention.layer_norm_rms_epsilon'),
-      rope_theta: r.get('llama.rope.freq_base') !== undefined ? num(r, 'llama.rope.freq_base') : 10000,
-      vocab_size: r.get('llama.vocab_size') !== undefined ? num(r, 'llama.vocab_size') : Array.isArray(tokens) ? tokens.length : 0,
-      max_position_embeddings: num(r, 'llama.context_length'),
+      num_key_value_heads: r.get(`${a}.attention.head_count_kv`) !== undefined ? num(r, `${a}.attention.head_count_kv`) : heads,
+      head_dim: r.get(`${a}.rope.dimension_count`) !== undefined ? num(r, `${a}.rope.dimension_count`) : hidden / heads,
+      rms_norm_eps: num(r, `${a}.attention.layer_norm_rms_epsilon`),
+      rope_theta: r.get(`${a}.rope.freq_base`) !== undefined ? num(r, `${a}.rope.freq_base`) : 10000,
+      vocab_size: r.get(`${a}.vocab_size`) !== undefined ? num(r, `${a}.vocab_size`) : Array.isArray(tokens) ? tokens.length : 0,
+      max_position_embeddings: num(r, `${a}.context_length`),
       tie_word_embeddings: !r.tensors.has('output.weight'),
+      ...(a !== 'qwen2' && r.tensors.has('blk.0.attn_output.bias') ? { attention_bias: true } : {}),
     }, path);
     const tensors = new Map<string, TensorRecord>();
     for (const name of r.tensors.keys()) {
       const hf = ggufToHfName(name);
       if (!hf) continue;
       const t = r.load(name);
-      const base = /^blk\.\d+\.([a-z_]+)\.weight$/.exec(name)?.[1] ?? '';
+      const base = /^blk\.\d+\.([a-z_]+)\.(?:weight|bias)$/.exec(name)?.[1] ?? '';
       const h = rotaryHeads(config, base);
-      if (h) t.data = permuteRotary(t.data, t.shape[0]!, t.shape[1]!, h, true);
+      if (h) t.data = permuteRotary(t.data, t.shape[0]!, t.shape[1] ?? 1, h, true);
       tensors.set(hf, t);
     }
     return { config, tensors, reader: r };
@@ -273,7 +309,7 @@ export function writeLoraGguf(path: string, o: WriteLoraGgufOptions): void {
   }
   writeGguf(path, {
     kv: [
-      ['general.architecture', gv.str('llama')],
+      ['general.architecture', gv.str(ggufArch(c))],
       ['general.type', gv.str('adapter')],
       ['general.alignment', gv.u32(32)],
       ['adapter.type', gv.str('lora')],

@@ -108,7 +108,13 @@ export class HfModelReader {
   }
 
   private validateLlama(): void {
-    for (const [name, shape] of llamaTensorShapes(this.config)) {
+    const expected = llamaTensorShapes(this.config);
+    for (const name of this.where.keys()) {
+      // a tied head may still be stored; old checkpoints keep rotary tables (recomputed from the config)
+      if (expected.has(name) || name === 'lm_head.weight' || name.endsWith('.rotary_emb.inv_freq')) continue;
+      throw new FormatError(this.dir, `tensor "${name}" is not part of a ${this.config.modelType} model with this config.json (a bias or norm the config does not declare?)`);
+    }
+    for (const [name, shape] of expected) {
       if (!this.where.has(name)) throw new FormatError(this.dir, `tensor "${name}" required by config.json is missing`);
       const got = this.info(name).shape;
       if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {

@@ -29,12 +29,41 @@ export function hfLinearShape(c: LlamaConfig, module: HfLinearModule): [number, 
   }
 }
 
-/** Every tensor a LLaMA checkpoint must hold, with its shape, in canonical order. */
+/** The tensors a family adds to LLaMA's: projection biases, per-head q/k norms. */
+export interface FamilyTensors {
+  /** q_proj, k_proj, v_proj have a bias (Qwen2 always; llama / qwen3 with attention_bias). */
+  qkvBias: boolean;
+  /** o_proj has a bias (llama / qwen3 with attention_bias). */
+  oBias: boolean;
+  /** self_attn.q_norm / k_norm, RMSNorm weights [head_dim] (Qwen3). */
+  qkNorm: boolean;
+}
+
+export function familyTensors(c: LlamaConfig): FamilyTensors {
+  return {
+    qkvBias: c.modelType === 'qwen2' || c.attentionBias,
+    oBias: c.attentionBias,
+    qkNorm: c.modelType === 'qwen3',
+  };
+}
+
+/** Every tensor a LLaMA-family checkpoint must hold, with its shape, in canonical order. */
 export function llamaTensorShapes(c: LlamaConfig): Map<string, number[]> {
   const m = new Map<string, number[]>();
+  const f = familyTensors(c);
   m.set('model.embed_tokens.weight', [c.vocabSize, c.hiddenSize]);
   for (let l = 0; l < c.numHiddenLayers; l++) {
-    for (const mod of [...HF_ATTN_MODULES, ...HF_MLP_MODULES]) m.set(`model.${hfModulePath(l, mod)}.weight`, hfLinearShape(c, mod));
+    for (const mod of [...HF_ATTN_MODULES, ...HF_MLP_MODULES]) {
+      const shape = hfLinearShape(c, mod);
+      m.set(`model.${hfModulePath(l, mod)}.weight`, shape);
+      if ((f.qkvBias && mod !== 'o_proj' && (HF_ATTN_MODULES as readonly string[]).includes(mod)) || (f.oBias && mod === 'o_proj')) {
+        m.set(`model.${hfModulePath(l, mod)}.bias`, [shape[0]]);
+      }
+    }
+    if (f.qkNorm) {
+      m.set(`model.layers.${l}.self_attn.q_norm.weight`, [c.headDim]);
+      m.set(`model.layers.${l}.self_attn.k_norm.weight`, [c.headDim]);
+    }
     m.set(`model.layers.${l}.input_layernorm.weight`, [c.hiddenSize]);
     m.set(`model.layers.${l}.post_attention_layernorm.weight`, [c.hiddenSize]);
   }

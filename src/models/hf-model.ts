@@ -9,28 +9,36 @@ import { writePeftAdapter, readPeftAdapter, type LoraTensors } from '../io/peft.
 import type { DType, TensorRecord } from '../io/types.js';
 import { Tensor } from '../tensor/tensor.js';
 import { fromValues } from '../tensor/engine.js';
-import { DecoderLayer, LlamaModel, LINEAR_NAMES, type LinearName } from '../nn/llama.js';
+import { DecoderLayer, LlamaModel, LINEAR_NAMES, linearPath, type LayerExtras, type LinearName } from '../nn/llama.js';
+import { familyTensors } from '../io/llama-names.js';
 import { makeConfig, type ModelConfig } from '../nn/config.js';
 import type { LoraState } from '../fedbiot/lora-state.js';
 
 export function toModelConfig(c: LlamaConfig, file = 'config.json'): ModelConfig {
   if (c.hiddenAct !== 'silu') throw new Error(`${file}: hidden_act '${c.hiddenAct}' is not supported (LLaMA uses silu)`);
-  if (c.attentionBias || c.mlpBias) throw new Error(`${file}: attention_bias / mlp_bias are not supported`);
-  if (c.ropeScaling) throw new Error(`${file}: rope_scaling is not supported yet`);
+  if (c.mlpBias) throw new Error(`${file}: mlp_bias is not supported`);
   const eos = Array.isArray(c.eosTokenId) ? c.eosTokenId[0] ?? null : c.eosTokenId ?? null;
+  const f = familyTensors(c);
   return makeConfig({
     vocabSize: c.vocabSize, hiddenSize: c.hiddenSize, intermediateSize: c.intermediateSize, numLayers: c.numHiddenLayers,
     numHeads: c.numAttentionHeads, numKvHeads: c.numKeyValueHeads, headDim: c.headDim, rmsNormEps: c.rmsNormEps,
     ropeTheta: c.ropeTheta, maxPositionEmbeddings: c.maxPositionEmbeddings, tieWordEmbeddings: c.tieWordEmbeddings,
     bosTokenId: c.bosTokenId ?? null, eosTokenId: eos, padTokenId: c.padTokenId ?? null,
+    family: c.modelType, ropeScaling: c.ropeScaling, qkvBias: f.qkvBias, oBias: f.oBias, qkNorm: f.qkNorm,
+    slidingWindow: c.slidingWindow ?? null,
   });
 }
 
 export function toLlamaConfig(c: ModelConfig): LlamaConfig {
+  const family = c.family ?? 'llama';
   return makeLlamaConfig({
+    modelType: family,
     hiddenSize: c.hiddenSize, intermediateSize: c.intermediateSize, numHiddenLayers: c.numLayers, numAttentionHeads: c.numHeads,
     numKeyValueHeads: c.numKvHeads, headDim: c.headDim, rmsNormEps: c.rmsNormEps, ropeTheta: c.ropeTheta, vocabSize: c.vocabSize,
     tieWordEmbeddings: c.tieWordEmbeddings, maxPositionEmbeddings: c.maxPositionEmbeddings,
+    ropeScaling: c.ropeScaling ?? null,
+    attentionBias: (family === 'llama' || family === 'qwen3') && !!c.oBias,
+    ...(family === 'mistral' ? { slidingWindow: c.slidingWindow ?? null } : {}),
     ...(c.bosTokenId !== null ? { bosTokenId: c.bosTokenId } : {}),
     ...(c.eosTokenId !== null ? { eosTokenId: c.eosTokenId } : {}),
     ...(c.padTokenId != null ? { padTokenId: c.padTokenId } : {}),
@@ -50,8 +58,15 @@ export function loadHfModel(dir: string): LlamaModel {
     const layers: DecoderLayer[] = [];
     for (let i = 0; i < cfg.numLayers; i++) {
       const p = `model.layers.${i}`;
-      const lin = Object.fromEntries(LINEAR_NAMES.map((n) => [n, get(`${p}.${['q_proj', 'k_proj', 'v_proj', 'o_proj'].includes(n) ? 'self_attn' : 'mlp'}.${n}.weight`)])) as Record<LinearName, Tensor>;
-      layers.push(new DecoderLayer(p, i, get(`${p}.input_layernorm.weight`), get(`${p}.post_attention_layernorm.weight`), lin));
+      const lin = Object.fromEntries(LINEAR_NAMES.map((n) => [n, get(`${linearPath(p, n)}.weight`)])) as Record<LinearName, Tensor>;
+      const extras: LayerExtras = {};
+      const biased = LINEAR_NAMES.filter((n) => reader.has(`${linearPath(p, n)}.bias`));
+      if (biased.length > 0) extras.bias = Object.fromEntries(biased.map((n) => [n, get(`${linearPath(p, n)}.bias`)]));
+      if (cfg.qkNorm) {
+        extras.qNorm = get(`${p}.self_attn.q_norm.weight`);
+        extras.kNorm = get(`${p}.self_attn.k_norm.weight`);
+      }
+      layers.push(new DecoderLayer(p, i, get(`${p}.input_layernorm.weight`), get(`${p}.post_attention_layernorm.weight`), lin, extras));
     }
     const norm = get('model.norm.weight');
     const head = cfg.tieWordEmbeddings || !reader.has('lm_head.weight') ? embed : get('lm_head.weight');
@@ -61,12 +76,19 @@ export function loadHfModel(dir: string): LlamaModel {
   }
 }
 
-/** Writes the model's base weights (LoRA not included: merge first to bake it in). */
-export function saveHfModel(model: LlamaModel, dir: string, opts: { dtype?: DType; maxShardBytes?: number } = {}): void {
+/**
+ * Writes the model's base weights (LoRA not included: merge first to bake it in). `source` is the
+ * config.json the model was read from: its layout and the fields the engine does not model are kept.
+ */
+export function saveHfModel(model: LlamaModel, dir: string, opts: { dtype?: DType; maxShardBytes?: number; source?: LlamaConfig } = {}): void {
   fs.mkdirSync(dir, { recursive: true });
   const tensors = new Map<string, TensorRecord>();
   for (const [name, t] of model.baseTensors()) tensors.set(name, { dtype: opts.dtype ?? 'F32', shape: [...t.shape], data: Float32Array.from(t.data) });
-  writeHfModel(dir, { config: toLlamaConfig(model.config), tensors, dtype: opts.dtype ?? 'F32', maxShardBytes: opts.maxShardBytes });
+  const own = toLlamaConfig(model.config);
+  const config: LlamaConfig = opts.source
+    ? { ...opts.source, numHiddenLayers: own.numHiddenLayers, tieWordEmbeddings: own.tieWordEmbeddings }
+    : own;
+  writeHfModel(dir, { config, tensors, dtype: opts.dtype ?? 'F32', maxShardBytes: opts.maxShardBytes });
 }
 
 /** "model.layers.3.self_attn.q_proj.lora_A.weight" -> ["layers.3.self_attn.q_proj", "A"]. */

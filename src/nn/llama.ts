@@ -7,14 +7,27 @@
 // the adapter layers (and the frozen base weights of the emulator's kept layers).
 import { Tensor, noGrad, tape } from '../tensor/tensor.js';
 import { alloc } from '../tensor/engine.js';
-import { add, attention, embedding, linear, rmsnorm, rope, swiglu } from '../tensor/ops.js';
+import { add, attention, embedding, linear, rmsnorm, rope, scale, swiglu } from '../tensor/ops.js';
 import { LoraLinear, type LoraSpec } from './lora.js';
 import { type ModelConfig, validateConfig } from './config.js';
+import { ropeTables, type RopeTables } from './rope.js';
 import { mulberry32, fillNormal, type Random } from '../util/rng.js';
 
 export const LINEAR_NAMES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 export type LinearName = (typeof LINEAR_NAMES)[number];
 const ATTENTION_LINEARS = new Set<LinearName>(['q_proj', 'k_proj', 'v_proj', 'o_proj']);
+
+/** The Hugging Face module path of a linear inside a layer, e.g. "model.layers.3.self_attn.q_proj". */
+export function linearPath(prefix: string, n: LinearName): string {
+  return `${prefix}.${ATTENTION_LINEARS.has(n) ? 'self_attn' : 'mlp'}.${n}`;
+}
+
+/** Tensors only some families have: projection biases (Qwen2), per-head q/k norms (Qwen3). */
+export interface LayerExtras {
+  bias?: Partial<Record<LinearName, Tensor>>;
+  qNorm?: Tensor;
+  kNorm?: Tensor;
+}
 
 export class DecoderLayer {
   readonly linears: Record<LinearName, LoraLinear>;
@@ -27,15 +40,16 @@ export class DecoderLayer {
     public attnNorm: Tensor,
     public mlpNorm: Tensor,
     linears: Record<LinearName, Tensor>,
+    public readonly extras: LayerExtras = {},
   ) {
-    const mk = (n: LinearName) => new LoraLinear(`${prefix}.${ATTENTION_LINEARS.has(n) ? 'self_attn' : 'mlp'}.${n}`, linears[n]);
+    const mk = (n: LinearName) => new LoraLinear(linearPath(prefix, n), linears[n], extras.bias?.[n] ?? null);
     this.linears = Object.fromEntries(LINEAR_NAMES.map((n) => [n, mk(n)])) as Record<LinearName, LoraLinear>;
   }
 
-  /** A copy sharing the frozen base weights but with no LoRA attached (used for emulator layers). */
-  cloneShared(prefix: string): DecoderLayer {
+  /** A copy sharing the frozen base weights but with no LoRA attached (emulator layers, renamed layers). */
+  cloneShared(prefix: string, sourceIndex = this.sourceIndex): DecoderLayer {
     const w = Object.fromEntries(LINEAR_NAMES.map((n) => [n, this.linears[n].weight])) as Record<LinearName, Tensor>;
-    return new DecoderLayer(prefix, this.sourceIndex, this.attnNorm, this.mlpNorm, w);
+    return new DecoderLayer(prefix, sourceIndex, this.attnNorm, this.mlpNorm, w, this.extras);
   }
 
   /** All frozen tensors by Hugging Face name (under this layer's current prefix). */
@@ -43,7 +57,13 @@ export class DecoderLayer {
     const m = new Map<string, Tensor>();
     m.set(`${this.prefix}.input_layernorm.weight`, this.attnNorm);
     m.set(`${this.prefix}.post_attention_layernorm.weight`, this.mlpNorm);
-    for (const n of LINEAR_NAMES) m.set(`${this.linears[n].name}.weight`, this.linears[n].weight);
+    for (const n of LINEAR_NAMES) {
+      m.set(`${this.linears[n].name}.weight`, this.linears[n].weight);
+      const b = this.linears[n].bias;
+      if (b) m.set(`${this.linears[n].name}.bias`, b);
+    }
+    if (this.extras.qNorm) m.set(`${this.prefix}.self_attn.q_norm.weight`, this.extras.qNorm);
+    if (this.extras.kNorm) m.set(`${this.prefix}.self_attn.k_norm.weight`, this.extras.kNorm);
     return m;
   }
 
@@ -100,7 +120,8 @@ export interface ForwardContext {
 }
 
 export class LlamaModel {
-  readonly invFreq: Float32Array;
+  /** Rotary tables for sequences up to maxPositionEmbeddings (all of them unless rope scaling is dynamic). */
+  private readonly rope: RopeTables;
 
   constructor(
     public readonly config: ModelConfig,
@@ -110,9 +131,18 @@ export class LlamaModel {
     public lmHead: Tensor,
   ) {
     validateConfig(config);
-    const half = config.headDim / 2;
-    this.invFreq = alloc(half);
-    for (let i = 0; i < half; i++) this.invFreq[i] = 1 / Math.pow(config.ropeTheta, (2 * i) / config.headDim);
+    this.rope = ropeTables(config.ropeTheta, config.headDim, config.ropeScaling, config.maxPositionEmbeddings);
+  }
+
+  get invFreq(): Float32Array {
+    return this.rope.invFreq;
+  }
+
+  /** The rotary tables for a forward pass whose positions end at `end` (dynamic NTK grows the base past the trained context). */
+  ropeFor(end: number): RopeTables {
+    const c = this.config;
+    if (c.ropeScaling?.type !== 'dynamic' || end <= c.maxPositionEmbeddings) return this.rope;
+    return ropeTables(c.ropeTheta, c.headDim, c.ropeScaling, c.maxPositionEmbeddings, end);
   }
 
   /** A randomly initialised model (normal(0, 0.02) weights, unit norms), as Hugging Face initialises LLaMA. */
@@ -163,8 +193,19 @@ export class LlamaModel {
     const h = rmsnorm(x, layer.attnNorm, c.rmsNormEps);
     const cache = ctx.cache ?? null;
     const posOffset = cache ? cache.length : 0;
-    const q = rope(L.q_proj.forward(h), this.invFreq, { B, T, H: c.numHeads, Dh: c.headDim }, posOffset);
-    let k = rope(L.k_proj.forward(h), this.invFreq, { B, T, H: c.numKvHeads, Dh: c.headDim }, posOffset);
+    if (c.slidingWindow != null && posOffset + T > c.slidingWindow) {
+      throw new Error(`sequence of ${posOffset + T} positions exceeds the model's sliding_window ${c.slidingWindow}: sliding-window attention is not implemented; use sequences of at most ${c.slidingWindow} tokens`);
+    }
+    const { invFreq, attentionScale } = this.ropeFor(posOffset + T);
+    let qIn = L.q_proj.forward(h);
+    let kIn = L.k_proj.forward(h);
+    // Qwen3: RMSNorm over each head's vector before the rotation.
+    if (layer.extras.qNorm) qIn = rmsnorm(qIn.view([B * T * c.numHeads, c.headDim]), layer.extras.qNorm, c.rmsNormEps);
+    if (layer.extras.kNorm) kIn = rmsnorm(kIn.view([B * T * c.numKvHeads, c.headDim]), layer.extras.kNorm, c.rmsNormEps);
+    let q = rope(qIn, invFreq, { B, T, H: c.numHeads, Dh: c.headDim }, posOffset);
+    // YaRN scales cos and sin, i.e. every score, by attentionScale^2: folded into the queries.
+    if (attentionScale !== 1) q = scale(q, attentionScale * attentionScale, 'rope.attention_scale');
+    let k = rope(kIn, invFreq, { B, T, H: c.numKvHeads, Dh: c.headDim }, posOffset);
     let v = L.v_proj.forward(h);
     let S = T;
     let keyMask = ctx.keyMask ?? null;

@@ -26,7 +26,12 @@ export class LoraLinear {
   dropoutRandom: Random | null = null;
   private merged = false;
 
-  constructor(public readonly name: string, public weight: Tensor) {}
+  /** An optional frozen bias [out] (Qwen2's q/k/v projections); it is never trained. */
+  constructor(public readonly name: string, public weight: Tensor, public readonly bias: Tensor | null = null) {
+    if (bias && (bias.shape.length !== 1 || bias.size !== weight.shape[0])) {
+      throw new Error(`${name}: bias '${bias.name}' has shape [${bias.shape.join(', ')}], the weight needs [${weight.shape[0]}]`);
+    }
+  }
 
   get inFeatures(): number {
     return this.weight.shape[1]!;
@@ -60,10 +65,21 @@ export class LoraLinear {
   }
 
   forward(x: Tensor): Tensor {
-    if (!this.lora || this.merged) return linear(x, this.weight, this.name);
-    // Inverted dropout on the LoRA branch's input only.
-    const mask = this.dropoutRandom && this.loraDropout > 0 ? dropoutMask(x.size, this.loraDropout, this.dropoutRandom) : null;
-    return loraLinear(x, this.weight, this.lora.A, this.lora.B, this.loraScale, mask, this.name);
+    let y: Tensor;
+    if (!this.lora || this.merged) y = linear(x, this.weight, this.name);
+    else {
+      // Inverted dropout on the LoRA branch's input only.
+      const mask = this.dropoutRandom && this.loraDropout > 0 ? dropoutMask(x.size, this.loraDropout, this.dropoutRandom) : null;
+      y = loraLinear(x, this.weight, this.lora.A, this.lora.B, this.loraScale, mask, this.name);
+    }
+    // A frozen bias is added in place: the linear ops' backward passes do not read their output.
+    if (this.bias) {
+      const b = this.bias.data;
+      const n = b.length;
+      const d = y.data;
+      for (let off = 0; off < d.length; off += n) for (let j = 0; j < n; j++) d[off + j]! += b[j]!;
+    }
+    return y;
   }
 
   /** W += scale * B A (for inference or export); unmerge() undoes it. */

@@ -4,8 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { DecoderLayer, LlamaModel, LINEAR_NAMES, type LinearName } from '../../nn/llama.js';
-import type { Tensor } from '../../tensor/tensor.js';
+import type { DecoderLayer, LlamaModel } from '../../nn/llama.js';
 import { saveHfModel, loadHfModel } from '../../models/hf-model.js';
 import { makeManifest, type SplitManifest } from '../../fedbiot/split.js';
 import { modelHash } from '../../models/hash.js';
@@ -19,10 +18,6 @@ import { artifactSchema, type Artifact, type ModelFile } from './protocol.js';
 export const MANIFEST_FILE = 'split-manifest.json';
 export const CLIENT_INFO_FILE = 'fedbiot-client.json';
 export const ARTIFACT_FILE = 'artifact.json';
-
-function weightsOf(l: DecoderLayer): Record<LinearName, Tensor> {
-  return Object.fromEntries(LINEAR_NAMES.map((n) => [n, l.linears[n].weight])) as Record<LinearName, Tensor>;
-}
 
 export function sha256File(file: string): string {
   const h = createHash('sha256');
@@ -62,7 +57,7 @@ export function describeFolder(dir: string): Artifact {
 export function writeCompressedModel(split: SplitModels, dir: string, o: { modelPath?: string }): Artifact {
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
-  const layers = split.compressed.layers.map((l, i) => new DecoderLayer(`model.layers.${i}`, i, l.attnNorm, l.mlpNorm, weightsOf(l)));
+  const layers = split.compressed.layers.map((l, i) => l.cloneShared(`model.layers.${i}`, i));
   saveHfModel(split.compressed.withLayers(layers), dir);
   // The same content hash of the full model's weights as the simulation's split.json.
   const manifest = makeManifest(split.plan, split.placement, modelHash(split.full));
@@ -118,7 +113,7 @@ export function loadClientModel(dir: string, lora: { adapter: LoraConfig; emulat
   const layers = loaded.layers.map((l, i) => {
     const m = manifest.layers[i]!;
     const prefix = m.role === 'adapter' ? `model.layers.${m.source}` : `emulator.layers.${emulator.length}`;
-    const nl = new DecoderLayer(prefix, m.source, l.attnNorm, l.mlpNorm, weightsOf(l));
+    const nl = l.cloneShared(prefix, m.source);
     (m.role === 'adapter' ? adapter : emulator).push(nl);
     return nl;
   });
