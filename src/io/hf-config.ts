@@ -104,7 +104,7 @@ type Raw = Record<string, unknown>;
 function parseRope(o: Raw, field: string, bad: (field: string, msg: string) => never): RopeScaling | null {
   for (const k of Object.keys(o)) {
     if (!ROPE_SUBKEYS.has(k)) {
-      if (o[k] !== null && typeof o[k] === 'object') bad(field, `per-layer-type rope settings ("${k}") are not supported`);
+      if (o[k] !== null && typeof o[k] === 'object' && !Array.isArray(o[k])) bad(field, `per-layer-type rope settings ("${k}") are not supported`);
       bad(`${field}.${k}`, `not supported (known: ${[...ROPE_SUBKEYS].join(', ')})`);
     }
   }
