@@ -42,10 +42,13 @@ export interface EncodeReport {
 /** Encodes one example. Returns the encoding even if no response token survives (check labels). */
 export function encodeExample(ex: Example, tok: TokenizerLike, opts: EncodeOptions = {}): EncodedExample {
   const template = opts.template ?? defaultTemplateFor(ex);
-  const prompt = tok.encode(template.render(ex), { addSpecial: false });
-  const response = tok.encode(ex.response, { addSpecial: false });
-  const head: number[] = opts.addBos !== false && tok.bosId !== undefined ? [tok.bosId] : [];
-  const tail: number[] = opts.addEos !== false && tok.eosId !== undefined ? [tok.eosId] : [];
+  // A model's chat template renders bos, turn markers and the turn's closing token itself.
+  const exchange = template.renderExchange ? template.renderExchange(ex) : { prompt: template.render(ex), response: ex.response };
+  const own = template.includesSpecialTokens === true;
+  const prompt = tok.encode(exchange.prompt, { addSpecial: false });
+  const response = tok.encode(exchange.response, { addSpecial: false });
+  const head: number[] = !own && opts.addBos !== false && tok.bosId !== undefined ? [tok.bosId] : [];
+  const tail: number[] = !own && opts.addEos !== false && tok.eosId !== undefined ? [tok.eosId] : [];
   let inputIds = [...head, ...prompt, ...response, ...tail];
   let labels = [...head.map(() => IGNORE_INDEX), ...prompt.map(() => IGNORE_INDEX), ...response, ...tail];
   const promptLength = head.length + prompt.length;
@@ -96,7 +99,7 @@ export function encodePrompt(
 ): number[] {
   const template = opts.template ?? defaultTemplateFor(ex);
   const ids = tok.encode(template.render(ex), { addSpecial: false });
-  const head = opts.addBos !== false && tok.bosId !== undefined ? [tok.bosId] : [];
+  const head = !template.includesSpecialTokens && opts.addBos !== false && tok.bosId !== undefined ? [tok.bosId] : [];
   const max = opts.maxLength;
   // For generation the end of the prompt (the answer cue) matters most.
   const body = max !== undefined && head.length + ids.length > max ? ids.slice(ids.length - (max - head.length)) : ids;

@@ -3,10 +3,15 @@
 // whatever the tokenizer does with leading spaces.
 
 import type { ChatMessage, Example } from './types.js';
+import { loadModelChatTemplate } from './chat-template.js';
 
 export interface PromptTemplate {
   readonly name: string;
   render(ex: Pick<Example, 'instruction' | 'input' | 'messages' | 'category'>): string;
+  /** The rendered text carries the model's special tokens (bos, turn markers): the encoder adds none. */
+  readonly includesSpecialTokens?: boolean;
+  /** Prompt and trained response text of an exchange, when the template wraps the response too (chat templates). */
+  renderExchange?(ex: Pick<Example, 'instruction' | 'input' | 'messages' | 'category' | 'response'>): { prompt: string; response: string };
 }
 
 const ALPACA_WITH_INPUT =
@@ -67,9 +72,15 @@ export const chatTemplate: PromptTemplate = {
   },
 };
 
-/** Looks a template up by name ('alpaca' | 'qa' | 'gsm8k' | 'chat'), or builds a custom one from a string containing '{'. */
-export function getTemplate(nameOrString: string): PromptTemplate {
+/**
+ * Looks a template up by name ('alpaca' | 'qa' | 'gsm8k' | 'chat'), or builds a custom one from a
+ * string containing '{'. 'model' is the model's own chat template (from the folder `modelDir`).
+ */
+export function getTemplate(nameOrString: string, modelDir?: string): PromptTemplate {
   switch (nameOrString) {
+    case 'model':
+      if (modelDir === undefined) throw new Error('prompt template "model" (the model\'s chat template) needs a Hugging Face model folder with a tokenizer_config.json');
+      return loadModelChatTemplate(modelDir);
     case 'alpaca':
       return alpacaTemplate;
     case 'qa':
@@ -79,7 +90,7 @@ export function getTemplate(nameOrString: string): PromptTemplate {
       return chatTemplate;
     default:
       if (nameOrString.includes('{')) return customTemplate(nameOrString.replace(/\\n/g, '\n'));
-      throw new Error(`unknown prompt template "${nameOrString}" (alpaca, qa, gsm8k, chat, or a string with {instruction})`);
+      throw new Error(`unknown prompt template "${nameOrString}" (alpaca, qa, gsm8k, chat, model, or a string with {instruction})`);
   }
 }
 

@@ -149,7 +149,7 @@ function modelParams(m: LlamaModel): number {
 export function buildEvalSpec(exp: Experiment, examples: readonly Example[]): EvalSpec {
   const tok = exp.tokenizer;
   const maxLen = exp.cfg.data.maxLength;
-  const template = exp.cfg.data.template ? getTemplate(exp.cfg.data.template) : undefined;
+  const template = exp.cfg.data.template ? getTemplate(exp.cfg.data.template, exp.cfg.model.path) : undefined;
   const ex = examples.slice(0, exp.cfg.eval.maxExamples);
   const { items } = encodeExamples(ex, tok, { maxLength: maxLen, template });
   const padId = resolvePadId(tok);
@@ -193,7 +193,7 @@ export async function runSimulation(exp: Experiment, o: SimulationOptions): Prom
 
   const tok = exp.tokenizer;
   const padId = resolvePadId(tok);
-  const template = cfg.data.template ? getTemplate(cfg.data.template) : undefined;
+  const template = cfg.data.template ? getTemplate(cfg.data.template, cfg.model.path) : undefined;
   const encode = (ex: readonly Example[], what: string) => {
     const r = encodeExamples(ex, tok, { maxLength: cfg.data.maxLength, template });
     for (const w of r.report.warnings) progress.log(`${what}: ${w}`);

@@ -64,7 +64,7 @@ export function writeCompressedModel(split: SplitModels, dir: string, o: { model
   writeAtomic(path.join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2));
   let tokenizer: 'byte' | 'tokenizer.json' = 'byte';
   if (o.modelPath) {
-    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'chat_template.json']) {
       const src = path.join(o.modelPath, f);
       if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f));
     }

@@ -119,7 +119,7 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
     const first = loaded.report.invalid.slice(0, 3).map((r) => `line ${r.line} ${r.field}: ${r.message}`).join('; ');
     log(`warning: ${o.data}: skipped ${loaded.report.skipped} invalid record(s) of ${loaded.report.total} (${first}${loaded.report.skipped > 3 ? '; ...' : ''})`);
   }
-  const template = tr.template ? getTemplate(tr.template) : undefined;
+  const template = tr.template ? getTemplate(tr.template, dir) : undefined;
   const items = encodeExamples(examples, cm.tokenizer, { maxLength: tr.maxLength, template }).items;
   if (items.length === 0) throw new Error(`${o.data}: no usable example after encoding`);
   const it = new BatchIterator(items, { batchSize: tr.batchSize, padId: resolvePadId(cm.tokenizer), seed: tr.dataSeed });

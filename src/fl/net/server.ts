@@ -96,7 +96,7 @@ export class FedServer {
     const exp = (this.exp = await buildExperiment(cfg));
     for (const w of exp.warnings) this.log(`warning: ${w}`);
     const tok = exp.tokenizer;
-    const template = cfg.data.template ? getTemplate(cfg.data.template) : undefined;
+    const template = cfg.data.template ? getTemplate(cfg.data.template, cfg.model.path) : undefined;
     const pub = encodeExamples(exp.public, tok, { maxLength: cfg.data.maxLength, template }).items;
     if (pub.length === 0) throw new Error('public data: no example left after encoding');
     const publicIt = new BatchIterator(pub, { batchSize: cfg.algorithm.align.batchSize, padId: resolvePadId(tok), seed: deriveSeed(cfg.seed, 'public') });
