@@ -93,6 +93,10 @@ export class HfModelReader {
   load(name: string): TensorRecord {
     return this.shards.get(this.shardOf(name))!.load(name);
   }
+  /** The tensor's stored bytes, undecoded (16-bit weights are kept as they are). */
+  loadRaw(name: string): Uint8Array {
+    return this.shards.get(this.shardOf(name))!.loadRaw(name);
+  }
   /** Metadata of the first shard (HF writes {"format": "pt"}). */
   get metadata(): Record<string, string> {
     return this.shards.values().next().value?.metadata ?? {};

@@ -8,6 +8,9 @@ import { makeLlamaConfig, type LlamaConfig } from '../io/hf-config.js';
 import { writePeftAdapter, readPeftAdapter, type LoraTensors } from '../io/peft.js';
 import type { DType, TensorRecord } from '../io/types.js';
 import { Tensor } from '../tensor/tensor.js';
+import { FrozenWeight } from '../tensor/frozen.js';
+import type { Weight } from '../tensor/ops.js';
+import type { WeightFormat } from '../kernels/weights.js';
 import { fromValues } from '../tensor/engine.js';
 import { DecoderLayer, LlamaModel, LINEAR_NAMES, linearPath, type LayerExtras, type LinearName } from '../nn/llama.js';
 import { familyTensors } from '../io/llama-names.js';
@@ -45,8 +48,19 @@ export function toLlamaConfig(c: ModelConfig): LlamaConfig {
   });
 }
 
-/** Loads a LLaMA-family Hugging Face folder (weights decoded to f32, one tensor at a time). */
-export function loadHfModel(dir: string): LlamaModel {
+export interface LoadHfModelOptions {
+  /**
+   * 'stored' (default): the decoder layers' linear weights stored as BF16 / F16 stay in that format
+   * in memory (FrozenWeight, widened inside the gemm); 'f32': every tensor is decoded to f32.
+   * Embeddings, norms and biases are always f32.
+   */
+  weights?: 'stored' | 'f32';
+}
+
+const FROZEN_FORMAT: Partial<Record<DType, WeightFormat>> = { BF16: 'bf16', F16: 'f16' };
+
+/** Loads a LLaMA-family Hugging Face folder, one tensor at a time (no copy of the whole file). */
+export function loadHfModel(dir: string, opts: LoadHfModelOptions = {}): LlamaModel {
   const reader = HfModelReader.open(dir);
   try {
     const cfg = toModelConfig(reader.config, path.join(dir, 'config.json'));
@@ -54,11 +68,17 @@ export function loadHfModel(dir: string): LlamaModel {
       const rec = reader.load(name);
       return Tensor.param(fromValues(rec.data), rec.shape, name, false);
     };
+    const getWeight = (name: string): Weight => {
+      const info = reader.info(name);
+      const fmt = FROZEN_FORMAT[info.dtype];
+      if ((opts.weights ?? 'stored') === 'f32' || !fmt || info.shape.length !== 2) return get(name);
+      return new FrozenWeight(fmt, reader.loadRaw(name), [info.shape[0]!, info.shape[1]!], name);
+    };
     const embed = get('model.embed_tokens.weight');
     const layers: DecoderLayer[] = [];
     for (let i = 0; i < cfg.numLayers; i++) {
       const p = `model.layers.${i}`;
-      const lin = Object.fromEntries(LINEAR_NAMES.map((n) => [n, get(`${linearPath(p, n)}.weight`)])) as Record<LinearName, Tensor>;
+      const lin = Object.fromEntries(LINEAR_NAMES.map((n) => [n, getWeight(`${linearPath(p, n)}.weight`)])) as Record<LinearName, Weight>;
       const extras: LayerExtras = {};
       const biased = LINEAR_NAMES.filter((n) => reader.has(`${linearPath(p, n)}.bias`));
       if (biased.length > 0) extras.bias = Object.fromEntries(biased.map((n) => [n, get(`${linearPath(p, n)}.bias`)]));
@@ -82,13 +102,23 @@ export function loadHfModel(dir: string): LlamaModel {
  */
 export function saveHfModel(model: LlamaModel, dir: string, opts: { dtype?: DType; maxShardBytes?: number; source?: LlamaConfig } = {}): void {
   fs.mkdirSync(dir, { recursive: true });
+  const dtype = opts.dtype ?? storedDtype(model);
   const tensors = new Map<string, TensorRecord>();
-  for (const [name, t] of model.baseTensors()) tensors.set(name, { dtype: opts.dtype ?? 'F32', shape: [...t.shape], data: Float32Array.from(t.data) });
+  for (const [name, t] of model.baseTensors()) tensors.set(name, { dtype, shape: [...t.shape], data: t.data });
   const own = toLlamaConfig(model.config);
   const config: LlamaConfig = opts.source
     ? { ...opts.source, numHiddenLayers: own.numHiddenLayers, tieWordEmbeddings: own.tieWordEmbeddings }
     : own;
-  writeHfModel(dir, { config, tensors, dtype: opts.dtype ?? 'F32', maxShardBytes: opts.maxShardBytes });
+  writeHfModel(dir, { config, tensors, dtype, maxShardBytes: opts.maxShardBytes });
+}
+
+/** BF16 / F16 when the model keeps its linear weights in that format (so re-saving keeps the size), else F32. */
+export function storedDtype(model: LlamaModel): DType {
+  for (const l of model.layers) {
+    const w = l.linears.q_proj.weight;
+    if (w instanceof FrozenWeight) return w.format === 'bf16' ? 'BF16' : w.format === 'f16' ? 'F16' : 'F32';
+  }
+  return 'F32';
 }
 
 /** "model.layers.3.self_attn.q_proj.lora_A.weight" -> ["layers.3.self_attn.q_proj", "A"]. */

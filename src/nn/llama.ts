@@ -7,7 +7,7 @@
 // the adapter layers (and the frozen base weights of the emulator's kept layers).
 import { Tensor, noGrad, tape } from '../tensor/tensor.js';
 import { alloc } from '../tensor/engine.js';
-import { add, attention, embedding, linear, rmsnorm, rope, scale, swiglu } from '../tensor/ops.js';
+import { add, attention, embedding, linear, rmsnorm, rope, scale, swiglu, type Weight } from '../tensor/ops.js';
 import { LoraLinear, type LoraSpec } from './lora.js';
 import { type ModelConfig, validateConfig } from './config.js';
 import { ropeTables, type RopeTables } from './rope.js';
@@ -39,7 +39,7 @@ export class DecoderLayer {
     public readonly sourceIndex: number,
     public attnNorm: Tensor,
     public mlpNorm: Tensor,
-    linears: Record<LinearName, Tensor>,
+    linears: Record<LinearName, Weight>,
     public readonly extras: LayerExtras = {},
   ) {
     const mk = (n: LinearName) => new LoraLinear(linearPath(prefix, n), linears[n], extras.bias?.[n] ?? null);
@@ -48,17 +48,21 @@ export class DecoderLayer {
 
   /** A copy sharing the frozen base weights but with no LoRA attached (emulator layers, renamed layers). */
   cloneShared(prefix: string, sourceIndex = this.sourceIndex): DecoderLayer {
-    const w = Object.fromEntries(LINEAR_NAMES.map((n) => [n, this.linears[n].weight])) as Record<LinearName, Tensor>;
+    const w = Object.fromEntries(LINEAR_NAMES.map((n) => [n, this.linears[n].weight])) as Record<LinearName, Weight>;
     return new DecoderLayer(prefix, sourceIndex, this.attnNorm, this.mlpNorm, w, this.extras);
   }
 
-  /** All frozen tensors by Hugging Face name (under this layer's current prefix). */
+  /**
+   * All frozen tensors by Hugging Face name (under this layer's current prefix). A weight kept in a
+   * 16-bit format is handed out widened (a fresh f32 copy, for export and hashing).
+   */
   baseTensors(): Map<string, Tensor> {
     const m = new Map<string, Tensor>();
     m.set(`${this.prefix}.input_layernorm.weight`, this.attnNorm);
     m.set(`${this.prefix}.post_attention_layernorm.weight`, this.mlpNorm);
     for (const n of LINEAR_NAMES) {
-      m.set(`${this.linears[n].name}.weight`, this.linears[n].weight);
+      const w = this.linears[n].weight;
+      m.set(`${this.linears[n].name}.weight`, w instanceof Tensor ? w : Tensor.param(w.toFloat32(), [...w.shape], w.name, false));
       const b = this.linears[n].bias;
       if (b) m.set(`${this.linears[n].name}.bias`, b);
     }

@@ -3,6 +3,8 @@
 // low-rank factors, stored as in PEFT: A [r, in], B [out, r]. B starts at zero so that attaching
 // LoRA leaves the model's function unchanged.
 import { Tensor } from '../tensor/tensor.js';
+import { FrozenWeight } from '../tensor/frozen.js';
+import type { Weight } from '../tensor/ops.js';
 import { alloc } from '../tensor/engine.js';
 import { linear, loraLinear, dropoutMask } from '../tensor/ops.js';
 import type { Random } from '../util/rng.js';
@@ -26,8 +28,11 @@ export class LoraLinear {
   dropoutRandom: Random | null = null;
   private merged = false;
 
-  /** An optional frozen bias [out] (Qwen2's q/k/v projections); it is never trained. */
-  constructor(public readonly name: string, public weight: Tensor, public readonly bias: Tensor | null = null) {
+  /**
+   * The weight is a Tensor (f32) or a FrozenWeight kept in its stored 16-bit format, widened inside
+   * the gemm. An optional frozen bias [out] (Qwen2's q/k/v projections) is never trained.
+   */
+  constructor(public readonly name: string, public weight: Weight, public readonly bias: Tensor | null = null) {
     if (bias && (bias.shape.length !== 1 || bias.size !== weight.shape[0])) {
       throw new Error(`${name}: bias '${bias.name}' has shape [${bias.shape.join(', ')}], the weight needs [${weight.shape[0]}]`);
     }
@@ -61,7 +66,7 @@ export class LoraLinear {
     this.lora = f;
     this.loraScale = spec.alpha / spec.r;
     this.loraDropout = spec.dropout;
-    this.weight.requiresGrad = false;
+    if (this.weight instanceof Tensor) this.weight.requiresGrad = false;
   }
 
   forward(x: Tensor): Tensor {
@@ -120,9 +125,15 @@ export class LoraLinear {
     return d;
   }
 
+  /** The weight as an f32 Tensor: a FrozenWeight is widened once and replaced (merging writes into it). */
+  thaw(): Tensor {
+    if (this.weight instanceof FrozenWeight) this.weight = Tensor.param(this.weight.toFloat32(), [...this.weight.shape], this.weight.name, false);
+    return this.weight;
+  }
+
   private applyDelta(sign: number): void {
     const d = this.deltaWeight();
-    const w = this.weight.data;
+    const w = this.thaw().data;
     for (let i = 0; i < w.length; i++) w[i]! += sign * d[i]!;
   }
 }

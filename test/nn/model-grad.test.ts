@@ -37,7 +37,7 @@ test('LLaMA + LoRA: gradients of the LM loss equal finite differences (float64, 
     const b = batch();
     checkGradients(params, () => lmLoss(m, b));
     // The frozen base weights keep no gradient.
-    assert.equal(m.layers[0]!.linears.q_proj.weight.grad, null);
+    assert.equal((m.layers[0]!.linears.q_proj.weight as Tensor).grad, null);
   } finally {
     restore();
   }
