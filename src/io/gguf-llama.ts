@@ -218,10 +218,11 @@ export function writeLlamaGguf(path: string, o: WriteLlamaGgufOptions): void {
     const gname = hfToGgufName(name)!;
     const base = /^blk\.\d+\.([a-z_]+)\.(?:weight|bias)$/.exec(gname)?.[1] ?? '';
     const heads = rotaryHeads(c, base);
-    const data = heads ? permuteRotary(t.data, shape[0]!, shape[1] ?? 1, heads) : t.data;
+    // computed when the writer reads it, so a large model need not be held in f32 all at once
+    const data = () => (heads ? permuteRotary(t.data, shape[0]!, shape[1] ?? 1, heads) : t.data);
     const qt = o.quant && shape.length === 2 ? quantTypeFor(o.quant, gname, shape[1]!) : null;
-    if (qt && qt !== 'F16') tensors.push({ name: gname, shape, type: qt, raw: quantizeRows(qt, data, shape[0]!, shape[1]!) });
-    else tensors.push({ name: gname, shape, type: shape.length === 1 ? 'F32' : qt ?? o.type ?? 'F32', data });
+    if (qt && qt !== 'F16') tensors.push({ name: gname, shape, type: qt, raw: quantizeRows(qt, data(), shape[0]!, shape[1]!) });
+    else tensors.push({ name: gname, shape, type: shape.length === 1 ? 'F32' : qt ?? o.type ?? 'F32', get data() { return data(); } });
   }
   // LLAMA_FTYPE_ALL_F32 / MOSTLY_F16 / MOSTLY_BF16, or the quantized file type
   const fileType = o.quant ? QUANT_FILE_TYPE[o.quant] : (o.type ?? 'F32') === 'F32' ? 0 : o.type === 'F16' ? 1 : 32;

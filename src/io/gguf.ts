@@ -458,13 +458,14 @@ export function writeGguf(path: string, input: GgufWriteInput): void {
         continue;
       }
       const esz = TYPE_BYTES[t.type];
-      for (let i = 0; i < t.data.length; i += CHUNK) {
-        const n = Math.min(CHUNK, t.data.length - i);
+      const d = t.data; // read once: a record may produce its data on demand
+      for (let i = 0; i < d.length; i += CHUNK) {
+        const n = Math.min(CHUNK, d.length - i);
         const view = buf.subarray(0, n * esz);
-        encodeInto(t.type, t.data, i, n, view);
+        encodeInto(t.type, d, i, n, view);
         writeAll(fd, view);
       }
-      writeAll(fd, pad(t.data.length * esz));
+      writeAll(fd, pad(d.length * esz));
     }
   });
 }

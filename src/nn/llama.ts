@@ -162,17 +162,33 @@ export class LlamaModel {
     const layers: DecoderLayer[] = [];
     for (let i = 0; i < c.numLayers; i++) {
       const p = `model.layers.${i}`;
-      layers.push(
-        new DecoderLayer(p, i, ones(c.hiddenSize, `${p}.input_layernorm.weight`), ones(c.hiddenSize, `${p}.post_attention_layernorm.weight`), {
-          q_proj: mat(qd, c.hiddenSize, `${p}.self_attn.q_proj.weight`),
-          k_proj: mat(kvd, c.hiddenSize, `${p}.self_attn.k_proj.weight`),
-          v_proj: mat(kvd, c.hiddenSize, `${p}.self_attn.v_proj.weight`),
-          o_proj: mat(c.hiddenSize, qd, `${p}.self_attn.o_proj.weight`),
-          gate_proj: mat(c.intermediateSize, c.hiddenSize, `${p}.mlp.gate_proj.weight`),
-          up_proj: mat(c.intermediateSize, c.hiddenSize, `${p}.mlp.up_proj.weight`),
-          down_proj: mat(c.hiddenSize, c.intermediateSize, `${p}.mlp.down_proj.weight`),
-        }),
-      );
+      const norms = [ones(c.hiddenSize, `${p}.input_layernorm.weight`), ones(c.hiddenSize, `${p}.post_attention_layernorm.weight`)] as const;
+      const linears = {
+        q_proj: mat(qd, c.hiddenSize, `${p}.self_attn.q_proj.weight`),
+        k_proj: mat(kvd, c.hiddenSize, `${p}.self_attn.k_proj.weight`),
+        v_proj: mat(kvd, c.hiddenSize, `${p}.self_attn.v_proj.weight`),
+        o_proj: mat(c.hiddenSize, qd, `${p}.self_attn.o_proj.weight`),
+        gate_proj: mat(c.intermediateSize, c.hiddenSize, `${p}.mlp.gate_proj.weight`),
+        up_proj: mat(c.intermediateSize, c.hiddenSize, `${p}.mlp.up_proj.weight`),
+        down_proj: mat(c.hiddenSize, c.intermediateSize, `${p}.mlp.down_proj.weight`),
+      };
+      // family tensors are drawn after the LLaMA ones, so a plain LLaMA draws what it always drew
+      const extras: LayerExtras = {};
+      if (c.qkvBias || c.oBias) {
+        const vec = (n: number, name: string) => Tensor.param(fillNormal(rand, alloc(n), std), [n], name, false);
+        extras.bias = {};
+        if (c.qkvBias) {
+          extras.bias.q_proj = vec(qd, `${p}.self_attn.q_proj.bias`);
+          extras.bias.k_proj = vec(kvd, `${p}.self_attn.k_proj.bias`);
+          extras.bias.v_proj = vec(kvd, `${p}.self_attn.v_proj.bias`);
+        }
+        if (c.oBias) extras.bias.o_proj = vec(c.hiddenSize, `${p}.self_attn.o_proj.bias`);
+      }
+      if (c.qkNorm) {
+        extras.qNorm = ones(c.headDim, `${p}.self_attn.q_norm.weight`);
+        extras.kNorm = ones(c.headDim, `${p}.self_attn.k_norm.weight`);
+      }
+      layers.push(new DecoderLayer(p, i, norms[0], norms[1], linears, extras));
     }
     const norm = ones(c.hiddenSize, 'model.norm.weight');
     const head = c.tieWordEmbeddings ? embed : mat(c.vocabSize, c.hiddenSize, 'lm_head.weight');

@@ -15,6 +15,7 @@ import { captureLora } from '../../src/fedbiot/lora-state.js';
 import { exportGguf } from '../../src/cli/export.js';
 import { generate, argmax } from '../../src/nn/generate.js';
 import type { LlamaModel } from '../../src/nn/llama.js';
+import type { ModelConfig } from '../../src/nn/config.js';
 import { logitsOf, randomizeLoraB, saveFixtureFolder, tinyModel, tinyTokenizer, tmpDir } from './fixture.js';
 
 const mod = await loadNodeLlamaCpp();
@@ -98,3 +99,32 @@ test('llama.cpp agrees with our engine on exported GGUFs (base, merged LoRA, bas
     }
   }
 });
+
+// Each family's GGUF (llama.cpp's qwen2 / qwen3 architectures, biases, q/k norms, rope scaling).
+const FAMILIES: [string, Partial<ModelConfig>][] = [
+  ['qwen2 (q/k/v bias, tied)', { family: 'qwen2', qkvBias: true, tieWordEmbeddings: true, ropeTheta: 1e6 }],
+  ['qwen3 (q/k norm, head_dim 16)', { family: 'qwen3', qkNorm: true, headDim: 16 }],
+  ['llama + Llama 3 rope scaling', { ropeTheta: 500000, headDim: 16, ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 } }],
+  ['llama + linear rope scaling', { ropeScaling: { type: 'linear', factor: 4 } }],
+  ['qwen2 + YaRN rope scaling', { family: 'qwen2', qkvBias: true, ropeScaling: { type: 'yarn', factor: 4, originalMaxPositionEmbeddings: 32 } }],
+  ['mistral', { family: 'mistral', slidingWindow: 4096 }],
+];
+
+for (const [label, over] of FAMILIES) {
+  test(`llama.cpp agrees with our engine on a ${label} GGUF`, { skip, timeout: 120_000 }, async () => {
+    const { tok } = tinyTokenizer();
+    const dir = tmpDir();
+    const m = tinyModel(41, { hiddenSize: 64, numHeads: 4, numKvHeads: 2, intermediateSize: 96, ...over });
+    const modelDir = saveFixtureFolder(m, path.join(dir, 'model'));
+    const gguf = path.join(dir, 'model.gguf');
+    exportGguf({ model: modelDir, out: gguf });
+    const prompt = tok.encode('It was the best of times, it was the worst of times');
+    const s = await openLlamaCpp(gguf, { contextSize: 128 });
+    assert.ok(s);
+    try {
+      await compare(loadHfModel(modelDir), s, prompt, label);
+    } finally {
+      await s.dispose();
+    }
+  });
+}
