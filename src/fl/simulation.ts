@@ -136,8 +136,8 @@ function modelParams(m: LlamaModel): number {
       n += d.length;
     }
   };
-  add(m.embedTokens.data);
-  add(m.lmHead.data);
+  // embedding and head may be kept in a stored format (no f32 array); a tied head is counted once
+  for (const w of new Set([m.embedTokens, m.lmHead])) n += w.shape[0]! * w.shape[1]!;
   add(m.finalNorm.data);
   for (const l of m.layers) {
     for (const t of l.baseTensors().values()) add(t.data);

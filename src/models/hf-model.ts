@@ -51,8 +51,8 @@ export function toLlamaConfig(c: ModelConfig): LlamaConfig {
 export interface LoadHfModelOptions {
   /**
    * 'stored' (default): the decoder layers' linear weights stored as BF16 / F16 stay in that format
-   * in memory (FrozenWeight, widened inside the gemm); 'f32': every tensor is decoded to f32.
-   * Embeddings, norms and biases are always f32.
+   * in memory (FrozenWeight, widened inside the gemm), and so do the embedding table (rows widened
+   * on lookup) and the LM head; 'f32': every tensor is decoded to f32. Norms and biases are f32.
    */
   weights?: 'stored' | 'f32';
 }
@@ -74,7 +74,7 @@ export function loadHfModel(dir: string, opts: LoadHfModelOptions = {}): LlamaMo
       if ((opts.weights ?? 'stored') === 'f32' || !fmt || info.shape.length !== 2) return get(name);
       return new FrozenWeight(fmt, reader.loadRaw(name), [info.shape[0]!, info.shape[1]!], name);
     };
-    const embed = get('model.embed_tokens.weight');
+    const embed = getWeight('model.embed_tokens.weight');
     const layers: DecoderLayer[] = [];
     for (let i = 0; i < cfg.numLayers; i++) {
       const p = `model.layers.${i}`;
@@ -89,7 +89,7 @@ export function loadHfModel(dir: string, opts: LoadHfModelOptions = {}): LlamaMo
       layers.push(new DecoderLayer(p, i, get(`${p}.input_layernorm.weight`), get(`${p}.post_attention_layernorm.weight`), lin, extras));
     }
     const norm = get('model.norm.weight');
-    const head = cfg.tieWordEmbeddings || !reader.has('lm_head.weight') ? embed : get('lm_head.weight');
+    const head = cfg.tieWordEmbeddings || !reader.has('lm_head.weight') ? embed : getWeight('lm_head.weight');
     return new LlamaModel({ ...cfg, tieWordEmbeddings: head === embed }, embed, layers, norm, head);
   } finally {
     reader.close();

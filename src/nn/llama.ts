@@ -11,11 +11,17 @@ import { add, attention, embedding, linear, rmsnorm, rope, scale, swiglu, type W
 import { LoraLinear, type LoraSpec } from './lora.js';
 import { type ModelConfig, validateConfig } from './config.js';
 import { ropeTables, type RopeTables } from './rope.js';
+import { decodeWeightRow } from '../kernels/weights.js';
 import { mulberry32, fillNormal, type Random } from '../util/rng.js';
 
 export const LINEAR_NAMES = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 export type LinearName = (typeof LINEAR_NAMES)[number];
 const ATTENTION_LINEARS = new Set<LinearName>(['q_proj', 'k_proj', 'v_proj', 'o_proj']);
+
+/** A weight as an f32 Tensor: itself, or a fresh widened copy of a stored-format weight. */
+function widened(w: Weight): Tensor {
+  return w instanceof Tensor ? w : Tensor.param(w.toFloat32(), [...w.shape], w.name, false);
+}
 
 /** The Hugging Face module path of a linear inside a layer, e.g. "model.layers.3.self_attn.q_proj". */
 export function linearPath(prefix: string, n: LinearName): string {
@@ -61,8 +67,7 @@ export class DecoderLayer {
     m.set(`${this.prefix}.input_layernorm.weight`, this.attnNorm);
     m.set(`${this.prefix}.post_attention_layernorm.weight`, this.mlpNorm);
     for (const n of LINEAR_NAMES) {
-      const w = this.linears[n].weight;
-      m.set(`${this.linears[n].name}.weight`, w instanceof Tensor ? w : Tensor.param(w.toFloat32(), [...w.shape], w.name, false));
+      m.set(`${this.linears[n].name}.weight`, widened(this.linears[n].weight));
       const b = this.linears[n].bias;
       if (b) m.set(`${this.linears[n].name}.bias`, b);
     }
@@ -129,10 +134,11 @@ export class LlamaModel {
 
   constructor(
     public readonly config: ModelConfig,
-    public embedTokens: Tensor,
+    /** f32, or kept in its stored 16-bit format (rows widened on lookup) when frozen. */
+    public embedTokens: Weight,
     public layers: DecoderLayer[],
     public finalNorm: Tensor,
-    public lmHead: Tensor,
+    public lmHead: Weight,
   ) {
     validateConfig(config);
     this.rope = ropeTables(config.ropeTheta, config.headDim, config.ropeScaling, config.maxPositionEmbeddings);
@@ -203,7 +209,17 @@ export class LlamaModel {
   // ---- forward pieces --------------------------------------------------------------------------
 
   embed(ids: Int32Array, B: number, T: number): Tensor {
-    return embedding(this.embedTokens, ids, [B, T]);
+    const table = this.embedTokens;
+    if (table instanceof Tensor) return embedding(table, ids, [B, T]);
+    // A frozen table in a stored format: widen the looked-up rows only.
+    const [V, D] = table.shape as [number, number];
+    const out = new Tensor(alloc(ids.length * D), [B, T, D], { name: 'embedding' });
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (id < 0 || id >= V) throw new Error(`embedding: token id ${id} at position ${i} is outside the vocabulary [0, ${V}) of '${table.name}'`);
+      decodeWeightRow(table.format, table.bytes, D, id, out.data, i * D);
+    }
+    return out;
   }
 
   layerForward(layer: DecoderLayer, x: Tensor, ctx: ForwardContext, layerIndex: number): Tensor {
@@ -307,10 +323,10 @@ export class LlamaModel {
   /** Every base tensor by Hugging Face name. */
   baseTensors(): Map<string, Tensor> {
     const m = new Map<string, Tensor>();
-    m.set('model.embed_tokens.weight', this.embedTokens);
+    m.set('model.embed_tokens.weight', widened(this.embedTokens));
     for (const l of this.layers) for (const [k, v] of l.baseTensors()) m.set(k, v);
     m.set('model.norm.weight', this.finalNorm);
-    if (!this.config.tieWordEmbeddings) m.set('lm_head.weight', this.lmHead);
+    if (!this.config.tieWordEmbeddings) m.set('lm_head.weight', widened(this.lmHead));
     return m;
   }
 
