@@ -9,7 +9,8 @@
         "native/elementwise.cc",
         "native/rows.cc",
         "native/weights.cc",
-        "native/wgemm.cc"
+        "native/wgemm.cc",
+        "native/gemm.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

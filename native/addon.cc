@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <string>
 
+#include "gemm.h"
 #include "kernels.h"
 #include "pool.h"
 #include "weights.h"
@@ -363,6 +364,24 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
   fb::set_threads(static_cast<int>(a.i64(0)));
   return info.Env().Undefined();
 }
+// The gemm paths this CPU can run, best first; the current one; forcing one (throws if unavailable).
+Napi::Value GemmPaths(const Napi::CallbackInfo& info) {
+  auto paths = fb::gemm_paths_available();
+  Napi::Array out = Napi::Array::New(info.Env(), paths.size());
+  for (size_t i = 0; i < paths.size(); i++) out.Set(static_cast<uint32_t>(i), paths[i]);
+  return out;
+}
+Napi::Value GemmPath(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), fb::gemm_path_name(fb::gemm_path()));
+}
+Napi::Value SetGemmPath(const Napi::CallbackInfo& info) {
+  const std::string name = info[0].ToString().Utf8Value();
+  if (!fb::set_gemm_path(name))
+    throw Napi::Error::New(info.Env(), "gemm path '" + name + "' is not available on this CPU (available: " +
+                                           [] { std::string s; for (auto& p : fb::gemm_paths_available()) s += (s.empty() ? "" : ", ") + p; return s; }() + ")");
+  return info.Env().Undefined();
+}
+
 Napi::Value GetThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), fb::get_threads());
 }
@@ -404,6 +423,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("sgdStep", SgdStep);
   EXPORT("setThreads", SetThreads);
   EXPORT("getThreads", GetThreads);
+  EXPORT("gemmPaths", GemmPaths);
+  EXPORT("gemmPath", GemmPath);
+  EXPORT("setGemmPath", SetGemmPath);
 #undef EXPORT
   return exports;
 }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "gemm.h"
 #include "kernels.h"
 #include "pool.h"
 #include "vec.h"
@@ -29,6 +30,10 @@ void sgemm(bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const
     const blasint incx = tA ? (blasint)lda : 1;
     if (tB) cblas_sgemv(CblasRowMajor, CblasNoTrans, (blasint)N, (blasint)K, alpha, B, (blasint)ldb, A, incx, beta, C, 1);
     else cblas_sgemv(CblasRowMajor, CblasTrans, (blasint)K, (blasint)N, alpha, B, (blasint)ldb, A, incx, beta, C, 1);
+    return;
+  }
+  if (gemm_path() != GemmPath::OpenBLAS) {
+    own_gemm(M, N, K, alpha, A, lda, tA, pack_f32(B, ldb, tB), beta, C, ldc);
     return;
   }
   cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N,

@@ -124,12 +124,18 @@ int get_threads() {
   return g_threads;
 }
 
+static std::atomic<int> g_single{0};
+
+bool blas_single_active() { return g_single.load(std::memory_order_relaxed) > 0; }
+
 BlasSingle::BlasSingle() : changed_(get_threads() > 1) {
+  g_single.fetch_add(1, std::memory_order_relaxed);
   if (changed_) openblas_set_num_threads(1);
 }
 
 BlasSingle::~BlasSingle() {
   if (changed_) openblas_set_num_threads(g_threads);
+  g_single.fetch_sub(1, std::memory_order_relaxed);
 }
 
 }  // namespace fb

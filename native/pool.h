@@ -71,6 +71,10 @@ float* scratch(size_t n, int slot = 0);
 void set_threads(int n);
 int get_threads();
 
+// True while a BlasSingle is alive: gemms then run on the calling thread (they are themselves one
+// of several tasks the pool runs).
+bool blas_single_active();
+
 // While alive, OpenBLAS runs single-threaded so pool threads may each call it.
 class BlasSingle {
  public:

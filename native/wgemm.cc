@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "gemm.h"
 #include "kernels.h"
 #include "pool.h"
 #include "vec.h"
@@ -13,6 +14,48 @@ namespace fb {
 
 static constexpr int64_t kBlockFloats = 256 * 1024;  // 1 MiB of widened weight per block
 static constexpr int64_t kDirectRows = 4;            // M up to this: row-by-row dot products
+
+// Values [j0, j1) of row n, for any range: the quantized formats widen whole blocks of 32.
+static void widen_range(WFormat f, const uint8_t* W, int64_t K, int64_t n, int64_t j0, int64_t j1, float* out) {
+  if (f != WFormat::Q8_0 && f != WFormat::Q4_0) return widen_row(f, W, K, n, j0, j1, out);
+  const int64_t a0 = j0 / 32 * 32, a1 = std::min(K, (j1 + 31) / 32 * 32);
+  if (a0 == j0 && a1 == j1) return widen_row(f, W, K, n, j0, j1, out);
+  float* t = scratch(a1 - a0, 3);
+  widen_row(f, W, K, n, a0, a1, t);
+  std::memcpy(out, t + (j0 - a0), (j1 - j0) * sizeof(float));
+}
+
+// The gemm's B packing straight from a stored weight W [N, K]: op(B) = W^T (transW, the forward)
+// or W (the input gradient). Same panel layout as pack_f32.
+static PackB pack_weight(WFormat f, const uint8_t* W, int64_t N, int64_t K, bool transW) {
+  return [=](int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst) {
+    for (int64_t jp = 0; jp * nr < nc; jp++) {
+      float* d = dst + jp * kc * nr;
+      const int cols = static_cast<int>(std::min<int64_t>(nr, nc - jp * nr));
+      const int64_t c0 = j0 + jp * nr;
+      if (!transW) {  // op(B)(k, j) = W[k][j]: row pieces, already in panel order
+        for (int64_t k = 0; k < kc; k++) {
+          float* dk = d + k * nr;
+          widen_range(f, W, K, k0 + k, c0, c0 + cols, dk);
+          for (int c = cols; c < nr; c++) dk[c] = 0.0f;
+        }
+      } else {  // op(B)(k, j) = W[j][k]: widen 8 weight rows, then transpose them into the panel
+        float* t = scratch(8 * kc, 3);
+        int c = 0;
+        for (; c + 8 <= cols; c += 8) {
+          for (int r = 0; r < 8; r++) widen_row(f, W, K, c0 + c + r, k0, k0 + kc, t + r * kc);
+          transpose_into_panel(t, kc, kc, d + c, nr);
+        }
+        for (; c < cols; c++) {
+          widen_row(f, W, K, c0 + c, k0, k0 + kc, t);
+          for (int64_t k = 0; k < kc; k++) d[k * nr + c] = t[k];
+        }
+        for (c = cols; c < nr; c++)
+          for (int64_t k = 0; k < kc; k++) d[k * nr + c] = 0.0f;
+      }
+    }
+  };
+}
 
 void weight_gemm(const WeightGemmArgs& g) {
   const WFormat f = static_cast<WFormat>(g.format);
@@ -37,6 +80,12 @@ void weight_gemm(const WeightGemmArgs& g) {
         }
       }
     });
+    return;
+  }
+  if (gemm_path() != GemmPath::OpenBLAS) {
+    // Our own gemm widens the weight right in its B packing.
+    if (g.transW) own_gemm(M, N, K, g.alpha, g.X, g.ldx, false, pack_weight(f, g.W, N, K, true), g.beta, g.Y, g.ldy);
+    else own_gemm(M, K, N, g.alpha, g.X, g.ldx, false, pack_weight(f, g.W, N, K, false), g.beta, g.Y, g.ldy);
     return;
   }
   const int64_t nb = std::min(N, std::max<int64_t>(16, kBlockFloats / std::max<int64_t>(K, 1) / 16 * 16));

@@ -56,6 +56,9 @@ interface Addon {
   sgdStep(...args: unknown[]): void;
   setThreads(n: number): void;
   getThreads(): number;
+  gemmPaths(): string[];
+  gemmPath(): string;
+  setGemmPath(name: string): void;
 }
 
 /** The package root: the nearest folder above this file holding package.json (works from src/ and dist/src/). */
@@ -70,6 +73,26 @@ function packageRoot(): string {
 }
 
 let lastError = '';
+let loaded: Addon | null = null;
+
+/**
+ * The gemm paths this CPU can run, best first ('avx512', 'avx2', 'openblas'); empty without the
+ * addon. The best is the default; FEDBIOT_GEMM=<path> forces one at load, setGemmPath at run time.
+ */
+export function gemmPaths(): string[] {
+  return loadNativeKernels() ? loaded!.gemmPaths() : [];
+}
+
+/** The gemm path in use ('' without the addon). */
+export function gemmPath(): string {
+  return loadNativeKernels() ? loaded!.gemmPath() : '';
+}
+
+/** Forces a gemm path for every later gemm (throws when this CPU cannot run it). */
+export function setGemmPath(name: string): void {
+  if (!loadNativeKernels()) throw new Error(`setGemmPath(${name}): native kernels unavailable (${lastError})`);
+  loaded!.setGemmPath(name);
+}
 
 /** Why the last loadNativeKernels() returned null ('' if it did not). */
 export function nativeLoadError(): string {
@@ -93,6 +116,7 @@ export function loadNativeKernels(): Kernels<Float32Array> | null {
     return null;
   }
   lastError = '';
+  loaded = addon;
   cached = wrap(addon);
   return cached;
 }

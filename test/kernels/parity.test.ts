@@ -2,8 +2,9 @@
 // written once, generic over the array type, and run on both implementations.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import type { FArr, Kernels } from '../../src/kernels/api.js';
-import { loadNativeKernels, nativeLoadError } from '../../src/kernels/native.js';
+import { gemmPaths, loadNativeKernels, nativeLoadError, setGemmPath } from '../../src/kernels/native.js';
 import { referenceKernels } from '../../src/kernels/reference.js';
 import { assertClose, randInt, randn, rng } from './helpers.js';
 
@@ -15,16 +16,28 @@ type Out = Record<string, ArrayLike<number> | number>;
 type Body = <A extends FArr>(k: Kernels<A>, arr: (x: ArrayLike<number>) => A) => Out;
 type Tol = { atol: number; rtol: number };
 
+// Every case runs on every gemm path this CPU has (own AVX-512 / AVX2 kernels, OpenBLAS): the
+// attention kernels are built from gemms too.
+const paths = native ? gemmPaths() : ['none'];
+const defaultPath = paths[0]!;
+
 function parity(name: string, tol: Tol, body: Body): void {
-  test(`parity: ${name}`, { skip }, () => {
-    const got = body<Float32Array>(native!, (x) => Float32Array.from(x));
-    const want = body<Float64Array>(ref, (x) => Float64Array.from(x));
-    for (const key of Object.keys(want)) {
-      const g = got[key]!, w = want[key]!;
-      if (typeof w === 'number') assertClose([g as number], [w], tol, `${name}.${key}`);
-      else assertClose(g as ArrayLike<number>, w, tol, `${name}.${key}`);
-    }
-  });
+  for (const path of paths) {
+    test(`parity [${path}]: ${name}`, { skip }, () => {
+      setGemmPath(path);
+      try {
+        const got = body<Float32Array>(native!, (x) => Float32Array.from(x));
+        const want = body<Float64Array>(ref, (x) => Float64Array.from(x));
+        for (const key of Object.keys(want)) {
+          const g = got[key]!, w = want[key]!;
+          if (typeof w === 'number') assertClose([g as number], [w], tol, `${path} ${name}.${key}`);
+          else assertClose(g as ArrayLike<number>, w, tol, `${path} ${name}.${key}`);
+        }
+      } finally {
+        setGemmPath(defaultPath);
+      }
+    });
+  }
 }
 
 // ---- gemm --------------------------------------------------------------------------------
@@ -71,6 +84,16 @@ parity('gemm large 96x128x160 (threaded BLAS)', { atol: 2e-4, rtol: 1e-5 },
   gemmCase({ tA: false, tB: true, M: 96, N: 128, K: 160, batch: 1, pad: 0, alpha: 1, beta: 1 }, seed++));
 parity('gemm many small batches (pool path)', { atol: 1e-4, rtol: 1e-5 },
   gemmCase({ tA: true, tB: false, M: 16, N: 12, K: 20, batch: 8, pad: 1, alpha: 2, beta: 0 }, seed++));
+// Shapes past one register tile, one K block (256) and one column block (1536) of our kernels,
+// with partial tiles at every edge.
+for (const tA of [false, true]) {
+  for (const tB of [false, true]) {
+    parity(`gemm tA=${tA} tB=${tB} 150x70x300 (several blocks, partial tiles)`, { atol: 5e-4, rtol: 1e-4 },
+      gemmCase({ tA, tB, M: 150, N: 70, K: 300, batch: 1, pad: 1, alpha: 0.8, beta: 0.3 }, seed++));
+  }
+}
+parity('gemm 13x1600x40 (two column blocks)', { atol: 1e-4, rtol: 1e-5 },
+  gemmCase({ tA: false, tB: true, M: 13, N: 1600, K: 40, batch: 1, pad: 0, alpha: 1, beta: 0 }, seed++));
 parity('gemm K=0 scales C by beta', { atol: 0, rtol: 1e-7 },
   gemmCase({ tA: false, tB: false, M: 3, N: 4, K: 0, batch: 2, pad: 0, alpha: 1, beta: 0.5 }, seed++));
 
@@ -287,4 +310,14 @@ test('native: setThreads changes the thread count and results stay equal', { ski
   assert.equal(k.getThreads(), before);
   k.softmaxForward(x, y2, N, V);
   assert.deepEqual(y1, y2);
+});
+
+test('FEDBIOT_GEMM forces a gemm path at load, and an unknown one falls back to the best with a warning', { skip }, () => {
+  const script = "import('./src/kernels/native.ts').then((m) => { m.loadNativeKernels(); console.log(m.gemmPath()); })";
+  for (const path of [...paths, 'bogus']) {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', script], { env: { ...process.env, FEDBIOT_GEMM: path }, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim(), path === 'bogus' ? defaultPath : path);
+    if (path === 'bogus') assert.match(r.stderr, /FEDBIOT_GEMM=bogus is not available/);
+  }
 });

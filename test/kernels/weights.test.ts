@@ -4,7 +4,7 @@
 // finite differences.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadNativeKernels, nativeLoadError } from '../../src/kernels/native.js';
+import { gemmPaths, loadNativeKernels, nativeLoadError, setGemmPath } from '../../src/kernels/native.js';
 import { referenceKernels } from '../../src/kernels/reference.js';
 import { decodeWeight, encodeWeight, WEIGHT_FORMATS, type WeightFormat } from '../../src/kernels/weights.js';
 import { FrozenWeight } from '../../src/tensor/frozen.js';
@@ -61,12 +61,23 @@ test('weights: a quantized format refuses in features that are not whole blocks'
 });
 
 // Native against the float64 reference on the same stored bytes: the only difference left is
-// float32 arithmetic, so the gemm tolerances apply.
+// float32 arithmetic, so the gemm tolerances apply. Every gemm path widens in its own way (our
+// kernels in the B packing, OpenBLAS in row blocks), so each runs.
+const paths = native ? gemmPaths() : ['none'];
+function onPath<T>(path: string, fn: () => T): T {
+  setGemmPath(path);
+  try {
+    return fn();
+  } finally {
+    setGemmPath(paths[0]!);
+  }
+}
+for (const path of paths)
 for (const f of WEIGHT_FORMATS) {
   for (const transW of [true, false]) {
     for (const M of [1, 3, 37]) {
       for (const beta of [0, 0.5]) {
-        test(`weights: weightGemm ${f} transW=${transW} M=${M} beta=${beta} matches float64`, { skip }, () => {
+        test(`weights [${path}]: weightGemm ${f} transW=${transW} M=${M} beta=${beta} matches float64`, { skip }, () => onPath(path, () => {
           const r = rng(M * 7 + (transW ? 1 : 2) + beta * 10);
           const N = 80, K = 96, pad = 3;
           const W = encodeWeight(f, randn(N * K, r, 0.1), N, K);
@@ -81,14 +92,15 @@ for (const f of WEIGHT_FORMATS) {
           ref.weightGemm({ ...p, X: Float64Array.from(X), Y: want });
           const pick = (y: ArrayLike<number>) => Array.from({ length: M * outCols }, (_, i) => y[pad + Math.floor(i / outCols) * ldy + (i % outCols)]!);
           assertClose(pick(got), pick(want), { atol: 1e-4, rtol: 1e-4 }, `weightGemm ${f}`);
-        });
+        }));
       }
     }
   }
 }
 
-test('weights: a large weight goes through the blocked path (more rows than one block)', { skip }, () => {
-  const r = rng(11), N = 700, K = 512, M = 9;
+for (const path of paths)
+test(`weights [${path}]: a large weight spans several blocks (rows, K and column blocks)`, { skip }, () => onPath(path, () => {
+  const r = rng(11), N = 1700, K = 544, M = 9;
   for (const f of ['bf16', 'q4_0'] as const) {
     const W = encodeWeight(f, randn(N * K, r, 0.05), N, K);
     for (const transW of [true, false]) {
@@ -101,7 +113,7 @@ test('weights: a large weight goes through the blocked path (more rows than one 
       assertClose(got, want, { atol: 2e-4, rtol: 1e-4 }, `weightGemm ${f} transW=${transW} blocked`);
     }
   }
-});
+}));
 
 test('weights: linear and loraLinear over a FrozenWeight equal the same layers over its f32 values, and their input gradient matches finite differences', () => {
   const restore = useReference64();

@@ -1,0 +1,36 @@
+// Our own packed gemm (BLIS-style: packed panels, register-blocked micro-kernels) and the run-time
+// choice between it and OpenBLAS. Paths: "avx512" (16-wide, on CPUs with AVX-512F), "avx2" (8-wide,
+// x86-64-v3), "openblas" (the portable fallback, e.g. on ARM). The best available is the default;
+// FEDBIOT_GEMM=<path> or set_gemm_path forces one.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace fb {
+
+enum class GemmPath : int { OpenBLAS = 0, AVX2 = 1, AVX512 = 2 };
+
+GemmPath gemm_path();
+std::vector<std::string> gemm_paths_available();
+const char* gemm_path_name(GemmPath p);
+// False when the path is unknown or this CPU cannot run it.
+bool set_gemm_path(const std::string& name);
+
+// Packs values [k0, k0 + kc) x columns [j0, j0 + nc) of op(B) into panels of nr columns:
+// dst[(jp * kc + k) * nr + c] = op(B)(k0 + k, j0 + jp * nr + c), zero beyond column nc.
+using PackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, int64_t nc, int nr, float* dst)>;
+
+// C[M, N] = alpha op(A) op(B) + beta C on our own kernels (the current path must not be OpenBLAS).
+// op(B) comes from packB, so a stored weight format can be widened right in the packing.
+void own_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, bool tA,
+              const PackB& packB, float beta, float* C, int64_t ldc);
+
+// dst[k * ld + c] = src[c * lds + k] for c < 8, k < kc (8 rows of src into 8 columns of a panel).
+void transpose_into_panel(const float* src, int64_t lds, int64_t kc, float* dst, int64_t ld);
+
+// The PackB of a plain f32 matrix.
+PackB pack_f32(const float* B, int64_t ldb, bool tB);
+
+}  // namespace fb
