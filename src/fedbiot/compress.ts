@@ -6,6 +6,10 @@
 // share their frozen base weights with the original layers (no copy in memory).
 import type { DecoderLayer, LinearName } from '../nn/llama.js';
 import { LlamaModel } from '../nn/llama.js';
+import { Tensor } from '../tensor/tensor.js';
+import { FrozenWeight } from '../tensor/frozen.js';
+import type { Weight } from '../tensor/ops.js';
+import { QBLOCK, type WeightFormat } from '../kernels/weights.js';
 import type { LoraSpec } from '../nn/lora.js';
 import { planSplit, type AdapterPlacement, type LayerDropRule, type SplitPlan } from './split.js';
 import { deriveSeed } from '../util/rng.js';
@@ -23,6 +27,22 @@ export interface SplitModels {
   emulator: DecoderLayer[];
 }
 
+/**
+ * How the emulator's frozen weights are stored where it runs (clients, and the server's alignment):
+ * f32, f16, or GGUF's Q8_0 / Q4_0 blocks that the gemm widens while packing (no f32 copy). A matrix
+ * whose rows do not fill 32-value blocks stays f16 under q8_0 / q4.
+ */
+export const EMULATOR_WEIGHTS = ['f32', 'f16', 'q8_0', 'q4'] as const;
+export type EmulatorWeights = (typeof EMULATOR_WEIGHTS)[number];
+
+/** A frozen f32 weight in the emulator's storage format. */
+export function storeEmulatorWeight(w: Weight, format: EmulatorWeights, name: string): Weight {
+  if (format === 'f32' || !(w instanceof Tensor)) return w;
+  const [N, K] = w.shape as [number, number];
+  const f: WeightFormat = format === 'f16' || K % QBLOCK !== 0 ? 'f16' : format === 'q8_0' ? 'q8_0' : 'q4_0';
+  return FrozenWeight.encode(f, w.data, [N, K], name);
+}
+
 export function adapterLayers(s: SplitModels): DecoderLayer[] {
   return [...s.adapterBottom, ...s.adapterTop];
 }
@@ -31,7 +51,7 @@ export function adapterLayers(s: SplitModels): DecoderLayer[] {
  * Splits `base` (whose layers must carry no LoRA yet) and attaches LoRA: the adapter's ("client
  * LoRA") and the emulator's ("server LoRA"). The base model's layer objects become the full model.
  */
-export function buildSplit(base: LlamaModel, placement: AdapterPlacement, dropRate: number, lora: { adapter: LoraConfig; emulator: LoraConfig | null }, seed: number, rule: LayerDropRule = 'reference'): SplitModels {
+export function buildSplit(base: LlamaModel, placement: AdapterPlacement, dropRate: number, lora: { adapter: LoraConfig; emulator: LoraConfig | null }, seed: number, rule: LayerDropRule = 'reference', emulatorWeights: EmulatorWeights = 'f32'): SplitModels {
   for (const l of base.layers) {
     if (l.loraParams().length > 0) throw new Error(`buildSplit: layer ${l.prefix} already carries LoRA; split a clean base model`);
   }
@@ -40,7 +60,7 @@ export function buildSplit(base: LlamaModel, placement: AdapterPlacement, dropRa
   const adapterBottom = pick(plan.adapterBottom);
   const adapterTop = pick(plan.adapterTop);
   const block = pick(plan.block);
-  const emulator = plan.emulator.map((src, i) => base.layers[src]!.cloneShared(`emulator.layers.${i}`));
+  const emulator = plan.emulator.map((src, i) => base.layers[src]!.withWeights(`emulator.layers.${i}`, (name, w) => storeEmulatorWeight(w, emulatorWeights, name)));
   base.attachLora(lora.adapter, deriveSeed(seed, 'adapter-lora'), [...adapterBottom, ...adapterTop]);
   if (lora.emulator) base.attachLora(lora.emulator, deriveSeed(seed, 'emulator-lora'), emulator);
   const full = base.withLayers([...adapterBottom, ...block, ...adapterTop]);

@@ -8,6 +8,7 @@
 import { Tensor, noGrad, tape } from '../tensor/tensor.js';
 import { alloc } from '../tensor/engine.js';
 import { add, attention, embedding, linear, rmsnorm, rope, scale, swiglu, type Weight } from '../tensor/ops.js';
+import { FrozenWeight } from '../tensor/frozen.js';
 import { LoraLinear, type LoraSpec } from './lora.js';
 import { type ModelConfig, validateConfig } from './config.js';
 import { ropeTables, type RopeTables } from './rope.js';
@@ -56,6 +57,25 @@ export class DecoderLayer {
   cloneShared(prefix: string, sourceIndex = this.sourceIndex): DecoderLayer {
     const w = Object.fromEntries(LINEAR_NAMES.map((n) => [n, this.linears[n].weight])) as Record<LinearName, Weight>;
     return new DecoderLayer(prefix, sourceIndex, this.attnNorm, this.mlpNorm, w, this.extras);
+  }
+
+  /** The same layer (norms and extras shared, no LoRA) with each linear weight stored as `weightOf` says (e.g. quantized). */
+  withWeights(prefix: string, weightOf: (name: string, w: Weight) => Weight): DecoderLayer {
+    const w = Object.fromEntries(LINEAR_NAMES.map((n) => [n, weightOf(this.linears[n].name, this.linears[n].weight)])) as Record<LinearName, Weight>;
+    return new DecoderLayer(prefix, this.sourceIndex, this.attnNorm, this.mlpNorm, w, this.extras);
+  }
+
+  /** Every frozen tensor as it is held in memory (f32, or a stored format): what a holder of the layer keeps. */
+  storedTensors(): (Tensor | FrozenWeight)[] {
+    const out: (Tensor | FrozenWeight)[] = [this.attnNorm, this.mlpNorm];
+    for (const n of LINEAR_NAMES) {
+      out.push(this.linears[n].weight);
+      const b = this.linears[n].bias;
+      if (b) out.push(b);
+    }
+    if (this.extras.qNorm) out.push(this.extras.qNorm);
+    if (this.extras.kNorm) out.push(this.extras.kNorm);
+    return out;
   }
 
   /**

@@ -1,0 +1,101 @@
+// A quantized emulator: its kept layers hold Q8_0 / Q4_0 / f16 blocks (FrozenWeight) instead of f32,
+// the compressed model computes with them directly, and alignment trains its LoRA through them.
+// Reference: the same split with f32 emulator weights set to the dequantized values.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { buildSplit, setTrainable, storeEmulatorWeight, type EmulatorWeights } from '../../src/fedbiot/compress.js';
+import { alignmentLoss } from '../../src/fedbiot/align.js';
+import { LlamaModel, LINEAR_NAMES } from '../../src/nn/llama.js';
+import { makeConfig } from '../../src/nn/config.js';
+import { FrozenWeight } from '../../src/tensor/frozen.js';
+import { Tensor, tape, noGrad } from '../../src/tensor/tensor.js';
+import type { TokenBatch } from '../../src/nn/lm.js';
+import { mulberry32, fillNormal } from '../../src/util/rng.js';
+
+const cfg = makeConfig({ vocabSize: 40, hiddenSize: 64, intermediateSize: 96, numLayers: 5, numHeads: 4, numKvHeads: 2 });
+const lora = { r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[] };
+
+function split(weights: EmulatorWeights) {
+  const s = buildSplit(LlamaModel.random(cfg, 7, 0.3), { kind: 'last', last: 1 }, 0.5, { adapter: lora, emulator: lora }, 7, 'reference', weights);
+  const r = mulberry32(11);
+  for (const l of [...s.emulator, ...s.adapterTop]) for (const p of l.loraParams()) fillNormal(r, p.data, 0.2);
+  return s;
+}
+
+const batch: TokenBatch = {
+  B: 2, T: 5,
+  ids: Int32Array.from([1, 5, 3, 7, 2, 9, 4, 0, 12, 30]),
+  labels: Int32Array.from([-100, 5, 3, 7, 2, -100, 4, 0, 12, -100]),
+  attention: Uint8Array.from([1, 1, 1, 1, 1, 1, 1, 1, 1, 0]),
+};
+
+function logits(m: LlamaModel): Float32Array {
+  const out = noGrad(() => Float32Array.from(m.forward(batch.ids, { B: batch.B, T: batch.T }).data));
+  tape.reset();
+  return out;
+}
+
+for (const weights of ['f16', 'q8_0', 'q4'] as EmulatorWeights[]) {
+  test(`${weights} emulator: computes with its stored blocks as the f32 model of its dequantized weights does; alignment trains through it`, () => {
+    const q = split(weights);
+    const ref = split('f32');
+    let stored = 0;
+    let f32 = 0;
+    for (const [i, layer] of q.emulator.entries()) {
+      for (const n of LINEAR_NAMES) {
+        const w = layer.linears[n].weight;
+        assert.ok(w instanceof FrozenWeight, `${layer.prefix} ${n} is stored, not f32`);
+        // 96-wide rows (down_proj's input) fill three 32-blocks; all quantize here
+        assert.equal(w.format, weights === 'q4' ? 'q4_0' : weights);
+        stored += w.bytes.length;
+        f32 += w.outFeatures * w.inFeatures * 4;
+        // a new tensor: the f32 emulator shares its weights with the full model, which must stay as it is
+        ref.emulator[i]!.linears[n].weight = Tensor.param(w.toFloat32(), [w.outFeatures, w.inFeatures], `${layer.prefix}.${n}`, false);
+      }
+    }
+    const ratio = f32 / stored;
+    assert.ok(ratio > (weights === 'f16' ? 1.99 : weights === 'q8_0' ? 3.7 : 7), `${weights}: ${ratio.toFixed(2)}x smaller than f32`);
+    // the compressed (client) model: same logits as f32 over the dequantized values
+    const a = logits(q.compressed);
+    const b = logits(ref.compressed);
+    let worst = 0;
+    let scale = 0;
+    for (let i = 0; i < a.length; i++) {
+      worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+      scale = Math.max(scale, Math.abs(b[i]!));
+    }
+    assert.ok(worst <= 1e-5 * Math.max(1, scale), `${weights}: logits differ by ${worst}`);
+    // the full model keeps its f32 layers
+    for (const l of q.block) for (const n of LINEAR_NAMES) assert.ok(l.linears[n].weight instanceof Tensor);
+    // alignment: the emulator LoRA gets the same gradient through the stored weights
+    const grads = (s: typeof q) => {
+      setTrainable(s, 'emulator');
+      const params = s.emulator.flatMap((l) => l.loraParams());
+      const loss = alignmentLoss(s, batch, { hiddenLoss: 'nmse', lambda: 0.9, mu: 0.3 }).tensor;
+      tape.backward(loss);
+      const g = params.map((p) => Float32Array.from(p.grad!));
+      tape.reset();
+      setTrainable(s, 'none');
+      return g;
+    };
+    const ga = grads(q);
+    const gb = grads(ref);
+    for (let j = 0; j < ga.length; j++) {
+      let d = 0;
+      let m = 0;
+      for (let i = 0; i < ga[j]!.length; i++) {
+        d = Math.max(d, Math.abs(ga[j]![i]! - gb[j]![i]!));
+        m = Math.max(m, Math.abs(gb[j]![i]!));
+      }
+      assert.ok(m > 0, 'the emulator LoRA gets a gradient');
+      assert.ok(d <= 1e-4 * m, `${weights}: gradient ${j} differs by ${d} (scale ${m})`);
+    }
+  });
+}
+
+test('emulator weights whose rows do not fill 32-value blocks stay f16', () => {
+  const w = Tensor.param(fillNormal(mulberry32(1), new Float32Array(8 * 40), 1), [8, 40], 'w', false);
+  const s = storeEmulatorWeight(w, 'q8_0', 'w');
+  assert.ok(s instanceof FrozenWeight && s.format === 'f16');
+  assert.equal(storeEmulatorWeight(w, 'f32', 'w'), w);
+});
