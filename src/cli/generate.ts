@@ -1,5 +1,7 @@
 // `fedbiot generate --model DIR [--adapter PEFT_DIR] --prompt TEXT [--max-new-tokens N]
-//   [--greedy | --temperature T --top-p P --top-k K] [--seed S]`
+//   [--greedy | --temperature T --top-p P --top-k K] [--seed S] [--weights f32|f16|q8_0|q4_0]`
+// --weights keeps the frozen matrices in that format in memory (GGUF Q8_0 / Q4_0 blocks, widened
+// inside the gemm): a quarter of the f32 memory for q8_0.
 // Streams the continuation to stdout as tokens come. Text is decoded incrementally: after each
 // token the whole generated prefix is decoded and only the new part is printed, holding back a
 // trailing incomplete UTF-8 sequence (U+FFFD) until the next token completes it.
@@ -8,6 +10,8 @@ import { loadTokenizer } from '../io/tokenizer.js';
 import { generate } from '../nn/generate.js';
 import { loadModelWithAdapter } from '../models/adapter.js';
 import { numberOption } from './options.js';
+import { storeModelWeights } from '../models/stored-weights.js';
+import { WEIGHT_FORMATS, type WeightFormat } from '../kernels/weights.js';
 
 /** Turns a growing token list into printable text deltas. */
 export class IncrementalDecoder {
@@ -50,7 +54,9 @@ export function registerGenerate(program: Command): void {
     .option('--top-p <p>', 'nucleus sampling: keep the smallest set of tokens with this much probability', '1')
     .option('--top-k <k>', 'keep only the k most likely tokens (0 = all)', '0')
     .option('--seed <s>', 'random seed for sampling', '0')
-    .action((o: { model: string; adapter?: string; prompt: string; maxNewTokens: string; greedy?: boolean; temperature?: string; topP: string; topK: string; seed: string }) => {
+    .option('--weights <f>', `keep the frozen matrices in memory as ${WEIGHT_FORMATS.join(', ')} (q8_0 / q4_0: GGUF blocks; rows that do not fill 32-blocks stay f16)`, 'f32')
+    .action((o: { model: string; adapter?: string; prompt: string; maxNewTokens: string; greedy?: boolean; temperature?: string; topP: string; topK: string; seed: string; weights: string }) => {
+      if (!(WEIGHT_FORMATS as readonly string[]).includes(o.weights)) throw new Error(`--weights must be one of ${WEIGHT_FORMATS.join(', ')}, got '${o.weights}'`);
       const maxNew = numberOption('--max-new-tokens', o.maxNewTokens, (x) => Number.isInteger(x) && x > 0, 'a positive integer')!;
       const temperature = numberOption('--temperature', o.temperature, (x) => x > 0, 'a positive number');
       const topP = numberOption('--top-p', o.topP, (x) => x > 0 && x <= 1, 'in (0, 1]')!;
@@ -58,6 +64,7 @@ export function registerGenerate(program: Command): void {
       const seed = numberOption('--seed', o.seed, (x) => Number.isInteger(x), 'an integer')!;
       if (o.greedy && temperature !== undefined) throw new Error('--greedy and --temperature exclude each other');
       const { model } = loadModelWithAdapter(o.model, o.adapter);
+      storeModelWeights(model, o.weights as WeightFormat);
       const tok = loadTokenizer(o.model);
       if (tok.vocabSize > model.config.vocabSize) throw new Error(`${o.model}: tokenizer.json has ${tok.vocabSize} tokens but config.json vocab_size is ${model.config.vocabSize}`);
       const ids = tok.encode(o.prompt);

@@ -6,10 +6,8 @@
 // share their frozen base weights with the original layers (no copy in memory).
 import type { DecoderLayer, LinearName } from '../nn/llama.js';
 import { LlamaModel } from '../nn/llama.js';
-import { Tensor } from '../tensor/tensor.js';
-import { FrozenWeight } from '../tensor/frozen.js';
 import type { Weight } from '../tensor/ops.js';
-import { QBLOCK, type WeightFormat } from '../kernels/weights.js';
+import { storeWeight } from '../models/stored-weights.js';
 import type { LoraSpec } from '../nn/lora.js';
 import { planSplit, type AdapterPlacement, type LayerDropRule, type SplitPlan } from './split.js';
 import { deriveSeed } from '../util/rng.js';
@@ -37,10 +35,7 @@ export type EmulatorWeights = (typeof EMULATOR_WEIGHTS)[number];
 
 /** A frozen f32 weight in the emulator's storage format. */
 export function storeEmulatorWeight(w: Weight, format: EmulatorWeights, name: string): Weight {
-  if (format === 'f32' || !(w instanceof Tensor)) return w;
-  const [N, K] = w.shape as [number, number];
-  const f: WeightFormat = format === 'f16' || K % QBLOCK !== 0 ? 'f16' : format === 'q8_0' ? 'q8_0' : 'q4_0';
-  return FrozenWeight.encode(f, w.data, [N, K], name);
+  return storeWeight(w, format === 'q4' ? 'q4_0' : format, name);
 }
 
 export function adapterLayers(s: SplitModels): DecoderLayer[] {

@@ -4,7 +4,8 @@
  * weights (read back from the file and decoded). The model is the packaged pretrained one: a random
  * model's near-ties flip under the activation rounding llama.cpp adds in its quantized dot
  * products, which is also why only the greedy path is compared, not probabilities. Skips when
- * node-llama-cpp is absent.
+ * node-llama-cpp is absent. The Q8_0 case also runs our engine on the Q8_0 blocks themselves
+ * (`fedbiot generate --weights q8_0`).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,6 +18,9 @@ import { exportGguf } from '../../src/cli/export.js';
 import { generate, argmax } from '../../src/nn/generate.js';
 import { loadTokenizer } from '../../src/io/tokenizer.js';
 import { tmpDir } from './fixture.js';
+import { Tensor } from '../../src/tensor/tensor.js';
+import { LINEAR_NAMES } from '../../src/nn/llama.js';
+import { heldBytes, storeModelWeights } from '../../src/models/stored-weights.js';
 
 const mod = await loadNodeLlamaCpp();
 const skip = mod ? false : 'node-llama-cpp is not installed: run `npm run setup:llama-cpp` or set FEDBIOT_NODE_LLAMA_CPP to its package folder to run the llama.cpp parity test';
@@ -40,8 +44,18 @@ test('llama.cpp generates the same 32 greedy tokens as our engine on Q8_0, Q4_0 
     const { tensors, reader } = readLlamaGguf(gguf);
     const types = new Set([...reader.tensors.values()].map((t) => t.type));
     reader.close();
-    for (const [name, t] of ours.baseTensors()) t.data.set(tensors.get(name)!.data);
+    const decoded = (name: string, shape: readonly number[]) => Tensor.param(Float32Array.from(tensors.get(name)!.data), [...shape], name, false);
+    ours.embedTokens = decoded('model.embed_tokens.weight', ours.embedTokens.shape);
+    ours.lmHead = decoded('lm_head.weight', ours.lmHead.shape);
+    for (const l of ours.layers) for (const n of LINEAR_NAMES) l.linears[n].weight = decoded(`${l.linears[n].name}.weight`, l.linears[n].weight.shape);
     const mine = generate(ours, prompt, { maxNewTokens: STEPS, greedy: true, stopIds: [] });
+    if (quant === 'q8_0') {
+      // `fedbiot generate --weights q8_0`: the engine computing with the Q8_0 blocks themselves (the
+      // same bytes as the file's: quantizing commutes with the rotary row permutation)
+      const stored = storeModelWeights(loadHfModel(BASE), 'q8_0');
+      assert.ok(heldBytes(stored) * 1.5 < heldBytes(base), `the stored model holds its Q8_0 bytes (${heldBytes(stored)}), not the f16 of models/base (${heldBytes(base)})`);
+      assert.deepEqual(generate(stored, prompt, { maxNewTokens: STEPS, greedy: true, stopIds: [] }), mine, 'Q8_0 weights in the gemm vs their decoded f32 values');
+    }
     const s = await openLlamaCpp(gguf, { contextSize: 256 });
     assert.ok(s);
     try {
