@@ -66,7 +66,7 @@ for (const g of grid) {
   rows.push({
     ...g, emu: mean(runs.map((r) => r.adapemu)), fu: mean(runs.map((r) => r.adapfu)), base: mean(runs.map((r) => r.base)),
     alignment: `${runs[0]!.method.align_loss}${runs[0]!.method.public_data === 'corpus' ? ' (corpus)' : ''}`, proximal: runs[0]!.method.proximal,
-    mb: runs[0]!.client.peak_memory_mb, bytesRound: runs[0]!.bytes_total / runs[0]!.rounds, stepS: mean(runs.map((r) => ({ s: r.client.mean_step_seconds }))).s!,
+    mb: runs[0]!.client.peak_memory_mb ?? Number.NaN, bytesRound: runs[0]!.bytes_total / runs[0]!.rounds, stepS: mean(runs.map((r) => ({ s: r.client.mean_step_seconds }))).s!,
   });
 }
 

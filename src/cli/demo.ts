@@ -62,7 +62,7 @@ export function comparisonTable(rows: Summary[]): string {
   for (const r of rows) {
     const perRound = fmtBytes(Math.round(r.bytes_total / Math.max(1, r.rounds)));
     const alignment = r.method.align_objective ? `${r.method.align_loss}${r.method.public_data === 'corpus' ? ' (corpus)' : ''}` : r.method.align_loss;
-    const cost = [r.client.mean_step_seconds.toFixed(3), r.client.peak_memory_mb.toFixed(0), perRound, alignment, String(r.method.proximal)];
+    const cost = [r.client.mean_step_seconds.toFixed(3), (r.client.peak_memory_mb ?? Number.NaN).toFixed(0), perRound, alignment, String(r.method.proximal)];
     lines.push([r.algorithm, 'AdapEmu', ...metricKeys.map((k) => fmtMetric(r.adapemu[k])), ...cost]);
     lines.push([r.algorithm, 'AdapFu', ...metricKeys.map((k) => fmtMetric(r.adapfu[k])), ...cost]);
   }

@@ -1,6 +1,6 @@
 // Progress bars on a terminal (cli-progress), plain log lines elsewhere (CI, pipes).
 import cliProgress from 'cli-progress';
-import type { Progress } from '../fl/simulation.js';
+import type { Progress } from '../util/progress.js';
 
 export function terminalProgress(stream: NodeJS.WriteStream = process.stderr): Progress {
   if (!stream.isTTY) {

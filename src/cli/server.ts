@@ -10,7 +10,7 @@ import { setThreads } from '../tensor/engine.js';
 import { FedServer, openDb } from '../fl/net/server.js';
 import { exportShares } from '../fl/net/shares.js';
 import { buildExperiment } from '../fl/experiment.js';
-import { collectRepeated } from './options.js';
+import { collectRepeated, numberOption } from './options.js';
 
 /**
  * The database of `server <sub> ... --state DIR [--config FILE]`: commander hands --state and
@@ -50,10 +50,12 @@ export function registerServer(program: Command): void {
     .command('add-client <name>')
     .description('register a client (or, with --admin, a status reader) and print its token once')
     .option('--admin', 'an admin token (for fedbiot status), not a training client')
-    .action((name: string, opts: { admin?: boolean }, cmd: Command) => {
+    .option('--samples <n>', "the client's data size: its FedAvg weight (what it reports is capped at it); without it, rounds it is in weigh clients equally")
+    .action((name: string, opts: { admin?: boolean; samples?: string }, cmd: Command) => {
+      const samples = numberOption('--samples', opts.samples, (x) => Number.isSafeInteger(x) && x > 0, 'a positive integer');
       const db = dbOf(cmd);
       try {
-        const token = db.addClient(name, opts.admin ? 'admin' : 'client');
+        const token = db.addClient(name, opts.admin ? 'admin' : 'client', samples);
         process.stdout.write(`${token}\n`);
         process.stderr.write(`${opts.admin ? 'admin' : 'client'} '${name}' registered; the token above is shown only once (the server keeps its hash)\n`);
       } finally {

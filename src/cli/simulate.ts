@@ -19,7 +19,7 @@ export function formatSummary(s: Summary): string {
     `  AdapEmu        ${fmt(s.adapemu)}`,
     `  AdapFu         ${fmt(s.adapfu)}`,
     `  traffic        down ${fmtBytes(s.bytes_down_total)}, up ${fmtBytes(s.bytes_up_total)}, join ${fmtBytes(s.bytes_join_per_client)} per client`,
-    `  client         ${s.client.model_params.toLocaleString('en-US')} params held, ${s.client.trainable_params.toLocaleString('en-US')} trained, ${s.client.mean_step_seconds.toFixed(3)} s/step, ${s.client.peak_memory_mb.toFixed(0)} MB peak (weights, LoRA state, measured activations)`,
+    `  client         ${s.client.model_params.toLocaleString('en-US')} params held, ${s.client.trainable_params.toLocaleString('en-US')} trained, ${s.client.mean_step_seconds.toFixed(3)} s/step, ${s.client.peak_memory_mb === null ? "-" : s.client.peak_memory_mb.toFixed(0)} MB peak (weights, LoRA state, measured activations)`,
   ].join('\n');
 }
 

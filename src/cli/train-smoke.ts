@@ -9,9 +9,8 @@ import { tape } from '../tensor/tensor.js';
 import { kernels } from '../tensor/engine.js';
 import { ByteTokenizer } from '../data/byte-tokenizer.js';
 import { encodeExamples } from '../data/encode.js';
-import { BatchIterator } from '../data/batch.js';
+import { BatchIterator, toTokenBatch } from '../data/batch.js';
 import { generateMathTask } from '../tasks/math.js';
-import { toTokenBatch } from '../fl/simulation.js';
 
 export function registerTrainSmoke(program: Command): void {
   program

@@ -9,12 +9,12 @@ import { LAYER_DROP_RULES } from '../fedbiot/split.js';
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
 
-const optimizer = z.discriminatedUnion('kind', [
+export const optimizerSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('sgd'), lr: z.number().positive(), momentum: z.number().min(0).max(1).default(0), weightDecay: z.number().min(0).default(0) }),
   z.strictObject({ kind: z.literal('adamw'), lr: z.number().positive(), beta1: z.number().min(0).max(1).default(0.9), beta2: z.number().min(0).max(1).default(0.999), eps: z.number().positive().default(1e-8), weightDecay: z.number().min(0).default(0) }),
 ]);
 
-const lora = z.strictObject({
+export const loraSchema = z.strictObject({
   r: posInt.default(8),
   alpha: z.number().positive().default(16),
   dropout: z.number().min(0).max(0.9).default(0),
@@ -30,6 +30,17 @@ const randomModel = z.strictObject({
   numKvHeads: posInt.optional(),
   maxPositionEmbeddings: posInt.default(512),
   seed: nonNegInt.default(0),
+});
+
+/** A client's local training, as configured and as sent to networked clients at join. */
+export const localSchema = z.strictObject({
+  steps: posInt.default(30),
+  batchSize: posInt.default(4),
+  gradAccum: posInt.default(1),
+  /** Proximal weight epsilon. Default: the reference's 0.1 for fedbiot, none (0) for the others. */
+  proximal: z.number().min(0).optional(),
+  optimizer: optimizerSchema.prefault({ kind: 'adamw', lr: 1e-3 }),
+  maxGradNorm: z.number().min(0).default(1),
 });
 
 export const configSchema = z.strictObject({
@@ -68,7 +79,7 @@ export const configSchema = z.strictObject({
         tasks: z.array(z.enum(['math', 'code', 'qa'])).min(1).optional(),
         size: posInt.default(300),
       })
-      .default({ size: 300 }),
+      .prefault({}),
   }),
   clients: z
     .strictObject({
@@ -78,17 +89,23 @@ export const configSchema = z.strictObject({
       /** Clients sampled per round: a count (>= 1) or a fraction (< 1); default all. */
       perRound: z.number().positive().optional(),
     })
-    .default({ count: 4, split: 'meta', alpha: 0.5 }),
+    .prefault({}),
   algorithm: z.strictObject({
     name: z.enum(ALGORITHMS).default('fedbiot'),
     adapterLayers: posInt.default(2),
-    offsiteLayers: z.strictObject({ first: nonNegInt.default(2), last: posInt.default(2) }).default({ first: 2, last: 2 }),
+    offsiteLayers: z.strictObject({ first: nonNegInt.default(2), last: posInt.default(2) }).prefault({}),
     dropRate: z.number().min(0).lt(1).default(0.2),
     /** Which kept-layer indices uniform layer drop picks: the reference's Python arithmetic or the spec's (src/fedbiot/split.ts). */
     layerDrop: z.enum(LAYER_DROP_RULES).default('reference'),
-    adapterLora: lora.default({ r: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'v_proj'] }),
-    emulatorLora: lora.default({ r: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'v_proj'] }),
+    adapterLora: loraSchema.prefault({}),
+    emulatorLora: loraSchema.prefault({}),
     preAlignSteps: nonNegInt.default(100),
+    /**
+     * FedAvg weights: 'samples' weighs each client by its data size (the simulation knows it; a
+     * server uses the size registered with the client, capping what the client reports at it, and
+     * equal weights for a round in which a client has no registered size); 'equal' weighs all alike.
+     */
+    weighting: z.enum(['samples', 'equal']).default('samples'),
     alignStepsPerRound: nonNegInt.default(10),
     align: z
       .strictObject({
@@ -105,21 +122,11 @@ export const configSchema = z.strictObject({
         lambda: z.number().min(0).optional(),
         mu: z.number().min(0).optional(),
         batchSize: posInt.default(4),
-        optimizer: optimizer.default({ kind: 'adamw', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }),
+        optimizer: optimizerSchema.prefault({ kind: 'adamw', lr: 1e-3 }),
         maxGradNorm: z.number().min(0).default(1),
       })
-      .default({ hiddenLoss: 'nmse', layerwiseReduction: 'sum', batchSize: 4, optimizer: { kind: 'adamw', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, maxGradNorm: 1 }),
-    local: z
-      .strictObject({
-        steps: posInt.default(30),
-        batchSize: posInt.default(4),
-        gradAccum: posInt.default(1),
-        /** Proximal weight epsilon. Default: the reference's 0.1 for fedbiot, none (0) for the others. */
-        proximal: z.number().min(0).optional(),
-        optimizer: optimizer.default({ kind: 'adamw', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }),
-        maxGradNorm: z.number().min(0).default(1),
-      })
-      .default({ steps: 30, batchSize: 4, gradAccum: 1, optimizer: { kind: 'adamw', lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 }, maxGradNorm: 1 }),
+      .prefault({}),
+    local: localSchema.prefault({}),
   }),
   eval: z
     .strictObject({
@@ -132,7 +139,7 @@ export const configSchema = z.strictObject({
       /** Also generate in the evaluations between rounds (by default they compute NLL only). */
       generateEachRound: z.boolean().default(false),
     })
-    .default({ every: 0, maxExamples: 50, maxNewTokens: 48, generate: true, generateEachRound: false }),
+    .prefault({}),
   /** Deployment (`fedbiot server`): where to listen and how rounds close. Ignored by `simulate`. */
   server: z
     .strictObject({
@@ -159,8 +166,16 @@ export const configSchema = z.strictObject({
       /** After the last round, keep answering (so clients learn the run is over) this long, then exit. */
       lingerSeconds: z.number().min(0).default(10),
       maxUploadBytes: posInt.default(512 * 1024 * 1024),
+      /** Update bodies received at once; more get 503 "busy" (the client retries). */
+      maxConcurrentUploads: posInt.default(4),
     })
     .optional(),
 });
 
 export type RunConfig = z.infer<typeof configSchema>;
+export type ServerSettings = NonNullable<RunConfig['server']>;
+
+/** The deployment settings of a config, defaults filled in when it has no server section. */
+export function serverSettings(cfg: RunConfig): ServerSettings {
+  return cfg.server ?? configSchema.shape.server.unwrap().parse({});
+}

@@ -3,6 +3,7 @@
 import { deriveSeed, mulberry32, shuffle } from '../util/rng.js';
 import { IGNORE_INDEX, type TokenizerLike } from './types.js';
 import type { EncodedExample } from './encode.js';
+import type { TokenBatch } from '../nn/lm.js';
 
 export interface Batch {
   batchSize: number;
@@ -149,4 +150,9 @@ export class BatchIterator implements Iterable<Batch> {
     if (!this.opts.shuffle) return order;
     return shuffle(mulberry32(deriveSeed(this.opts.seed, `epoch-${epoch}`)), order);
   }
+}
+
+/** A collated batch in the form the model's loss takes. */
+export function toTokenBatch(b: Batch): TokenBatch {
+  return { B: b.batchSize, T: b.seqLen, ids: b.inputIds, labels: b.labels, attention: b.attentionMask };
 }

@@ -1,6 +1,8 @@
-// The algorithms, as transport-agnostic server and client halves (Flower-style strategy / client).
-// Simulation calls them in one process; the network runtime calls the same methods on either side
-// of the wire.
+// The algorithms: each one a Strategy (what is trained where, the data layout, the alignment
+// schedule, what travels, deployable or not), and the transport-agnostic server and client halves
+// (Flower-style strategy / client) that the federation driver (src/fl/driver.ts) calls, in one
+// process for the simulation and on either side of the wire for a deployment. Aggregation itself
+// is the driver's (FedAvg by default, replaceable through its aggregate hook).
 //
 //   fedbiot      adapter = last a layers; emulator aligned before round 0 and E_s steps every round.
 //   fedot        adapter = first 2 + last 2; emulator aligned once before FL; FedAvg.
@@ -9,20 +11,20 @@
 //   local        FedBiOT's split, but every client trains alone (no aggregation).
 import type { LlamaModel, DecoderLayer } from '../nn/llama.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { OptimizerOptions } from '../nn/optim.js';
 import type { TokenBatch } from '../nn/lm.js';
+import type { OptimizerOptions } from '../nn/optim.js';
+import type { AlignObjectiveName } from './objectives.js';
 import { buildSplit, setTrainable, adapterLayers, type LoraConfig, type SplitModels } from './compress.js';
 import { runAlignment, type AlignLossOptions, type AlignLossValues } from './align.js';
 import { localTrain, type LocalTrainOptions } from './local.js';
-import { fedAvg, type ClientUpdate } from './aggregate.js';
-import { captureLora, loadLora, cloneState, stateBytes, type LoraState } from './lora-state.js';
+import { captureLora, loadLora, cloneState, type LoraState } from './lora-state.js';
 import type { AdapterPlacement, LayerDropRule } from './split.js';
-import { defaultObjective, defaultProximal, OBJECTIVES, type AlignObjectiveName } from './objectives.js';
 import { deriveSeed, mulberry32 } from '../util/rng.js';
 
 export const ALGORITHMS = ['fedbiot', 'fedot', 'offsite', 'fedavg-full', 'local'] as const;
 export type AlgorithmName = (typeof ALGORITHMS)[number];
 
+/** An algorithm's settings, resolved from a config by settingsFromConfig (src/fedbiot/settings.ts). */
 export interface AlgorithmSettings {
   name: AlgorithmName;
   /** FedBiOT / local: the adapter is the last `adapterLayers` layers. */
@@ -37,10 +39,75 @@ export interface AlgorithmSettings {
   adapterLora: LoraConfig;
   emulatorLora: LoraConfig;
   preAlignSteps: number;
-  /** Alignment steps at the start of every round after the first (FedBiOT only). */
+  /** Alignment steps at the start of every round after the first (the strategy decides which rounds). */
   alignStepsPerRound: number;
   align: AlignLossOptions & { optimizer: OptimizerOptions; maxGradNorm?: number };
   local: LocalTrainOptions;
+}
+
+/**
+ * One algorithm, whole: where its adapter sits, how its data is dealt, its alignment schedule, what
+ * travels each way, how the server combines what comes back, and whether it can be deployed. The
+ * driver (src/fl/driver.ts) reads these instead of testing algorithm names.
+ */
+export interface Strategy {
+  readonly name: AlgorithmName;
+  /** Where the adapter sits in the full model; null: LoRA on every layer, no emulator (fedavg-full). */
+  placement(s: AlgorithmSettings): AdapterPlacement | null;
+  /** 'per-client': each client its own share; 'single-client': one client holds all the data (offsite). */
+  readonly data: 'per-client' | 'single-client';
+  /** Alignment steps before round 0. */
+  preAlignSteps(s: AlgorithmSettings): number;
+  /** Alignment steps at the start of round `round` (> 0). */
+  alignSteps(s: AlgorithmSettings, round: number): number;
+  /**
+   * 'global': every client starts a round from the global adapter and the server aggregates the
+   * uploads into the next one; 'own': each client keeps its own adapter and nothing is shared
+   * after joining (local), so no round traffic exists.
+   */
+  readonly adapters: 'global' | 'own';
+  /** Down: the adapter LoRA (+ the emulator LoRA when the client's copy is older). Up: the adapter LoRA. */
+  readonly sends: { down: readonly ('adapter' | 'emulator')[]; up: readonly 'adapter'[] };
+  /** null when a server may run it over the network; otherwise why not. */
+  readonly notDeployable: string | null;
+}
+
+const lastLayers = (s: AlgorithmSettings): AdapterPlacement => ({ kind: 'last', last: s.adapterLayers });
+const firstLast = (s: AlgorithmSettings): AdapterPlacement => ({ kind: 'first-last', first: s.offsiteLayers.first, last: s.offsiteLayers.last });
+const DOWN_UP = { down: ['adapter', 'emulator'], up: ['adapter'] } as const;
+
+export const STRATEGIES: Readonly<Record<AlgorithmName, Strategy>> = {
+  fedbiot: {
+    name: 'fedbiot', placement: lastLayers, data: 'per-client', adapters: 'global', sends: DOWN_UP, notDeployable: null,
+    preAlignSteps: (s) => s.preAlignSteps,
+    alignSteps: (s, round) => (round > 0 ? s.alignStepsPerRound : 0),
+  },
+  fedot: {
+    name: 'fedot', placement: firstLast, data: 'per-client', adapters: 'global', sends: DOWN_UP, notDeployable: null,
+    preAlignSteps: (s) => s.preAlignSteps,
+    alignSteps: () => 0,
+  },
+  offsite: {
+    name: 'offsite', placement: firstLast, data: 'single-client', adapters: 'global', sends: DOWN_UP, notDeployable: null,
+    preAlignSteps: (s) => s.preAlignSteps,
+    alignSteps: () => 0,
+  },
+  'fedavg-full': {
+    name: 'fedavg-full', placement: () => null, data: 'per-client', adapters: 'global', sends: { down: ['adapter'], up: ['adapter'] },
+    notDeployable: 'fedavg-full would ship the full model to every client',
+    preAlignSteps: () => 0,
+    alignSteps: () => 0,
+  },
+  local: {
+    name: 'local', placement: lastLayers, data: 'per-client', adapters: 'own', sends: { down: [], up: [] },
+    notDeployable: 'local has no server after joining (each client trains alone)',
+    preAlignSteps: (s) => s.preAlignSteps,
+    alignSteps: () => 0,
+  },
+};
+
+export function strategyOf(name: AlgorithmName): Strategy {
+  return STRATEGIES[name];
 }
 
 /** What the server sends to a client at the start of a round. */
@@ -52,30 +119,19 @@ export interface RoundPayload {
   emulatorVersion: number;
 }
 
-export function placementOf(s: AlgorithmSettings): AdapterPlacement | null {
-  switch (s.name) {
-    case 'fedbiot':
-    case 'local':
-      return { kind: 'last', last: s.adapterLayers };
-    case 'fedot':
-    case 'offsite':
-      return { kind: 'first-last', first: s.offsiteLayers.first, last: s.offsiteLayers.last };
-    case 'fedavg-full':
-      return null;
-  }
-}
-
 /** The server's half: owns the full model, aligns, aggregates, decides what is broadcast. */
 export class ServerAlgorithm {
   readonly split: SplitModels | null;
   /** For fedavg-full: the full model with LoRA on every layer. */
   readonly fullLoraModel: LlamaModel | null;
+  readonly strategy: Strategy;
   private emulatorVersion = 0;
   private initialAdapter: LoraState;
   lastAlign: AlignLossValues | null = null;
 
   constructor(public readonly base: LlamaModel, public readonly settings: AlgorithmSettings, private readonly publicBatches: () => TokenBatch, public readonly seed: number) {
-    const placement = placementOf(settings);
+    this.strategy = strategyOf(settings.name);
+    const placement = this.strategy.placement(settings);
     if (placement) {
       this.split = buildSplit(base, placement, settings.dropRate, { adapter: settings.adapterLora, emulator: settings.emulatorLora }, seed, settings.layerDrop);
       this.fullLoraModel = null;
@@ -110,16 +166,18 @@ export class ServerAlgorithm {
 
   /** Pre-alignment before round 0 (FedBiOT, FedOT, offsite, local). */
   prepare(onStep?: (step: number, v: AlignLossValues) => void): AlignLossValues | null {
-    if (!this.split || this.settings.preAlignSteps <= 0) return null;
-    this.lastAlign = runAlignment(this.split, this.publicBatches, { ...this.settings.align, steps: this.settings.preAlignSteps, dropoutSeed: deriveSeed(this.seed, 'align-dropout-0') }, onStep);
+    const steps = this.strategy.preAlignSteps(this.settings);
+    if (!this.split || steps <= 0) return null;
+    this.lastAlign = runAlignment(this.split, this.publicBatches, { ...this.settings.align, steps, dropoutSeed: deriveSeed(this.seed, 'align-dropout-0') }, onStep);
     this.emulatorVersion++;
     return this.lastAlign;
   }
 
-  /** Start of round t: FedBiOT re-aligns the emulator to the aggregated adapter (t > 0). */
+  /** Start of round t: the strategy's alignment schedule (FedBiOT re-aligns the emulator to the aggregated adapter, t > 0). */
   beginRound(round: number, onStep?: (step: number, v: AlignLossValues) => void): AlignLossValues | null {
-    if (!this.split || this.settings.name !== 'fedbiot' || round === 0 || this.settings.alignStepsPerRound <= 0) return null;
-    this.lastAlign = runAlignment(this.split, this.publicBatches, { ...this.settings.align, steps: this.settings.alignStepsPerRound, dropoutSeed: deriveSeed(this.seed, `align-dropout-${round}`) }, onStep);
+    const steps = this.strategy.alignSteps(this.settings, round);
+    if (!this.split || steps <= 0) return null;
+    this.lastAlign = runAlignment(this.split, this.publicBatches, { ...this.settings.align, steps, dropoutSeed: deriveSeed(this.seed, `align-dropout-${round}`) }, onStep);
     this.emulatorVersion++;
     return this.lastAlign;
   }
@@ -154,22 +212,6 @@ export class ServerAlgorithm {
     if (!this.split) return;
     loadLora(this.split.emulator, state, 'emulator');
     this.emulatorVersion = version;
-  }
-
-  /** FedAvg of the reported adapters becomes the new global adapter. */
-  aggregate(updates: readonly ClientUpdate[]): LoraState {
-    const avg = fedAvg(updates);
-    this.setAdapter(avg);
-    return avg;
-  }
-
-  adapterBytes(): number {
-    return stateBytes(this.adapterState());
-  }
-
-  emulatorBytes(): number {
-    const e = this.emulatorState();
-    return e ? stateBytes(e) : 0;
   }
 }
 
@@ -223,30 +265,4 @@ export class ClientAlgorithm {
 /** A client half that works on the server's own split (simulation: one model in memory). */
 export function simulatedClient(server: ServerAlgorithm): ClientAlgorithm {
   return new ClientAlgorithm(server.clientModel(), server.adapterLayerList(), server.split?.emulator ?? [], server.settings.local);
-}
-
-/** Paper-like defaults, scaled down; every field can be overridden by the config. */
-export function defaultSettings(name: AlgorithmName): AlgorithmSettings {
-  const sgd = (lr: number): OptimizerOptions => ({ kind: 'sgd', lr });
-  const objective = OBJECTIVES[defaultObjective(name) ?? 'fedbiot'];
-  const base: AlgorithmSettings = {
-    name,
-    adapterLayers: 2,
-    offsiteLayers: { first: 2, last: 2 },
-    dropRate: 0.2,
-    adapterLora: { r: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'v_proj'] },
-    emulatorLora: { r: 8, alpha: 16, dropout: 0, targets: ['q_proj', 'v_proj'] },
-    preAlignSteps: 500,
-    alignStepsPerRound: 10,
-    layerDrop: 'reference',
-    alignObjective: defaultObjective(name),
-    align: { hiddenLoss: 'nmse', hiddenWeight: objective.hiddenWeight, lambda: objective.lambda, mu: objective.mu, optimizer: sgd(1e-3) },
-    local: { steps: 30, optimizer: sgd(1e-3), gradAccum: 1, proximal: defaultProximal(name) },
-  };
-  if (name === 'fedot' || name === 'offsite') base.alignStepsPerRound = 0;
-  if (name === 'fedavg-full') {
-    base.preAlignSteps = 0;
-    base.alignStepsPerRound = 0;
-  }
-  return base;
 }

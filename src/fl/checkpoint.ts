@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { serializeSafetensors, deserializeSafetensors } from '../io/safetensors.js';
-import { writeFileAtomic, writeAll } from '../io/byte-source.js';
+import { writeAtomic } from '../io/byte-source.js';
 import type { TensorRecord } from '../io/types.js';
 import type { LoraState } from '../fedbiot/lora-state.js';
 
@@ -19,12 +19,6 @@ export function bufferToState(buf: Uint8Array, label: string): LoraState {
   const s: LoraState = new Map();
   for (const [k, v] of tensors) s.set(k, { shape: [...v.shape], data: Float32Array.from(v.data) });
   return s;
-}
-
-/** Creates the folder if needed and writes the file atomically (temp file, fsync, rename). */
-export function writeAtomic(file: string, data: string | Uint8Array): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  writeFileAtomic(file, (fd) => writeAll(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data));
 }
 
 export function saveState(file: string, s: LoraState): void {
@@ -43,9 +37,18 @@ export interface RunCheckpoint<Extra = unknown> {
   extra: Extra;
 }
 
-/** Writes round `r`'s checkpoint folder, then points latest.json at it. */
-export function saveCheckpoint<E>(dir: string, c: { completedRounds: number; emulatorVersion: number; adapter: LoraState; emulator: LoraState | null; clients: Map<string, LoraState>; extra: E }): void {
-  const sub = `round-${String(c.completedRounds).padStart(4, '0')}`;
+const RECORD = 'checkpoint.json';
+
+export function checkpointName(completedRounds: number): string {
+  return `round-${String(completedRounds).padStart(4, '0')}`;
+}
+
+/**
+ * Writes the checkpoint after `completedRounds` rounds into its own folder (its record last), then
+ * points latest.json at it; returns the folder's name.
+ */
+export function saveCheckpoint<E>(dir: string, c: { completedRounds: number; emulatorVersion: number; adapter: LoraState; emulator: LoraState | null; clients: Map<string, LoraState>; extra: E }): string {
+  const sub = checkpointName(c.completedRounds);
   const abs = path.join(dir, sub);
   fs.mkdirSync(abs, { recursive: true });
   saveState(path.join(abs, 'adapter.safetensors'), c.adapter);
@@ -62,11 +65,15 @@ export function saveCheckpoint<E>(dir: string, c: { completedRounds: number; emu
     files: { adapter: path.join(sub, 'adapter.safetensors'), emulator: c.emulator ? path.join(sub, 'emulator.safetensors') : null, clients },
     extra: c.extra,
   };
-  writeAtomic(path.join(dir, 'latest.json'), JSON.stringify(rec, null, 2));
+  const text = JSON.stringify(rec, null, 2);
+  writeAtomic(path.join(abs, RECORD), text);
+  writeAtomic(path.join(dir, 'latest.json'), text);
+  return sub;
 }
 
-export function loadCheckpoint<E>(dir: string): (RunCheckpoint<E> & { adapter: LoraState; emulator: LoraState | null; clients: Map<string, LoraState> }) | null {
-  const p = path.join(dir, 'latest.json');
+/** The latest checkpoint, or the one after `completedRounds` rounds; null when absent. */
+export function loadCheckpoint<E>(dir: string, completedRounds?: number): (RunCheckpoint<E> & { adapter: LoraState; emulator: LoraState | null; clients: Map<string, LoraState> }) | null {
+  const p = completedRounds === undefined ? path.join(dir, 'latest.json') : path.join(dir, checkpointName(completedRounds), RECORD);
   if (!fs.existsSync(p)) return null;
   let rec: RunCheckpoint<E>;
   try {

@@ -3,6 +3,7 @@
  * files are never held whole in memory) or an in-memory buffer.
  */
 import * as fs from 'node:fs';
+import * as nodePath from 'node:path';
 
 export interface ByteSource {
   readonly label: string;
@@ -77,6 +78,33 @@ export function writeFileAtomic(path: string, write: (fd: number) => void): void
     try { fs.unlinkSync(tmp); } catch { /* nothing to remove */ }
     throw e;
   }
+  fsyncDir(nodePath.dirname(path));
+}
+
+/**
+ * Makes a rename in `dir` durable: without it a power loss after the rename can bring back the old
+ * directory entry (or none). Platforms that cannot open a directory for fsync skip it.
+ */
+export function fsyncDir(dir: string): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(dir, 'r');
+  } catch {
+    return;
+  }
+  try {
+    fs.fsyncSync(fd);
+  } catch {
+    /* not supported for directories here (e.g. Windows) */
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Creates the folder if needed and writes the file atomically (temp file, fsync, rename, fsync of the folder). */
+export function writeAtomic(file: string, data: string | Uint8Array): void {
+  fs.mkdirSync(nodePath.dirname(file), { recursive: true });
+  writeFileAtomic(file, (fd) => writeAll(fd, typeof data === 'string' ? Buffer.from(data, 'utf8') : data));
 }
 
 /** fs.writeSync until every byte is out (writeSync may write less than asked). */

@@ -19,8 +19,8 @@ import { deriveSeed, mulberry32, shuffle } from '../util/rng.js';
 import { loadHfModel, saveHfModel } from '../models/hf-model.js';
 import { writeSafetensors, SafetensorsReader } from '../io/safetensors.js';
 import type { TensorRecord } from '../io/types.js';
-import { writeAtomic } from '../fl/checkpoint.js';
-import type { Progress } from '../fl/simulation.js';
+import { writeAtomic } from '../io/byte-source.js';
+import type { Progress } from '../util/progress.js';
 
 /** Plain texts to learn from: corpus documents and rendered task examples. */
 export async function pretrainTexts(cfg: PretrainConfig): Promise<string[]> {

@@ -18,13 +18,13 @@ import { MANIFEST_FILE } from '../../src/fl/net/artifact.js';
 after(killAll);
 
 /** The simulation of the same config and seed, in this process: its adapter and split manifest. */
-async function reference(config: string, sets: string[]): Promise<{ adapter: LoraState; manifest: unknown }> {
+async function reference(config: string, sets: string[]): Promise<{ adapter: LoraState; manifest: unknown; out: string }> {
   const cfg = loadConfig(config, sets);
   setThreads(1); // the client and server processes run with FEDBIOT_THREADS=1
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-net-ref-'));
   const summary = await runSimulation(await buildExperiment(cfg), { outDir: out });
   assert.ok(summary);
-  return { adapter: loadPeftAsState(path.join(out, 'adapter')).state, manifest: JSON.parse(fs.readFileSync(path.join(out, 'split.json'), 'utf8')) };
+  return { adapter: loadPeftAsState(path.join(out, 'adapter')).state, manifest: JSON.parse(fs.readFileSync(path.join(out, 'split.json'), 'utf8')), out };
 }
 
 test('net: 1 server + 3 clients complete 3 rounds; final adapter equals the simulation\'s', { timeout: 120_000 }, async () => {
@@ -65,5 +65,16 @@ test('net: 1 server + 3 clients complete 3 rounds; final adapter equals the simu
   }
   // Same order of operations, f32 weights on both sides, one compute thread everywhere: bit-identical.
   assert.equal(maxDiff, 0, `max |diff| ${maxDiff}`);
+  // One summary layout, and one byte count: the simulation counts the bodies the network sends.
+  const netSummary = JSON.parse(fs.readFileSync(path.join(s.state, 'summary.json'), 'utf8'));
+  const simSummary = JSON.parse(fs.readFileSync(path.join(ref.out, 'summary.json'), 'utf8'));
+  assert.deepEqual(Object.keys(netSummary).sort(), Object.keys(simSummary).sort());
+  assert.deepEqual([netSummary.transport, simSummary.transport], ['network', 'simulation']);
+  for (const k of ['bytes_down_total', 'bytes_up_total', 'bytes_total', 'bytes_join_per_client']) assert.equal(netSummary[k], simSummary[k], k);
+  const simRounds = fs.readFileSync(path.join(ref.out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.round >= 0 && !l.phase);
+  assert.deepEqual(rounds.map((r) => r.bytes_per_client), simRounds.map((r) => r.bytes_per_client));
+  // What a client really downloaded to join is the count both report.
+  const joined = Object.values(JSON.parse(fs.readFileSync(path.join(s.state, 'model', 'artifact.json'), 'utf8')).files as { size: number }[]).reduce((a, f) => a + f.size, 0);
+  assert.equal(netSummary.bytes_join_per_client, joined);
   process.stderr.write(`# happy path: 3 rounds in ${wall.toFixed(1)} s wall, max |adapter diff| vs reference = ${maxDiff}\n`);
 });

@@ -99,7 +99,7 @@ export interface Setup {
 }
 
 /** A state folder with registered clients, the client data shares and a config. */
-export async function setup(o: { rounds: number; clients?: string[]; server?: Record<string, string | number>; extra?: string[]; tls?: { cert: string; key: string } }): Promise<Setup> {
+export async function setup(o: { rounds: number; clients?: string[]; unregistered?: boolean; server?: Record<string, string | number>; extra?: string[]; tls?: { cert: string; key: string } }): Promise<Setup> {
   const dir = tmp();
   const state = path.join(dir, 'state');
   const port = await freePort();
@@ -108,15 +108,17 @@ export async function setup(o: { rounds: number; clients?: string[]; server?: Re
   const server = { port, host: '127.0.0.1', pollSeconds: 0.1, lingerSeconds: 2, ...(o.tls ? { tls: `{cert: ${o.tls.cert}, key: ${o.tls.key}}` } : {}), ...o.server };
   const sets = [...TINY, ...(o.extra ?? []), `server={${Object.entries(server).map(([k, v]) => `${k}: ${v}`).join(', ')}}`];
   fs.mkdirSync(state, { recursive: true });
-  const db = new ServerDb(path.join(state, 'server.db'));
-  const tokens: Record<string, string> = {};
-  for (const c of o.clients ?? ['0', '1', '2']) tokens[c] = db.addClient(c);
-  tokens.admin = db.addClient('admin', 'admin');
-  db.close();
   const { loadConfig } = await import('../../src/config/load.js');
   const { buildExperiment } = await import('../../src/fl/experiment.js');
   const { exportShares } = await import('../../src/fl/net/shares.js');
-  const shares = exportShares(await buildExperiment(loadConfig(config, sets)), path.join(dir, 'data'));
+  const exp = await buildExperiment(loadConfig(config, sets));
+  const shares = exportShares(exp, path.join(dir, 'data'));
+  // Each client is registered with the size of its share: the FedAvg weight the server trusts.
+  const db = new ServerDb(path.join(state, 'server.db'));
+  const tokens: Record<string, string> = {};
+  for (const c of o.clients ?? ['0', '1', '2']) tokens[c] = db.addClient(c, 'client', o.unregistered ? undefined : exp.clients[Number(c)]!.length);
+  tokens.admin = db.addClient('admin', 'admin');
+  db.close();
   return { state, config, sets, url: `${o.tls ? 'https' : 'http'}://127.0.0.1:${port}`, tokens, shares, dir };
 }
 

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { setup, cli, serverArgs, roundMetrics, killAll } from './helpers.js';
 import { makeTransport, request, sleep, type ClientTransport } from '../../src/fl/net/http.js';
-import { decodePayload, encodeUpdate, roundStatusSchema } from '../../src/fl/net/protocol.js';
+import { METRICS_HEADER, roundStatusSchema } from '../../src/fl/net/protocol.js';
+import { decodePayload, encodeUpdate } from '../../src/fl/payload.js';
 import { loadState } from '../../src/fl/checkpoint.js';
 
 after(killAll);
@@ -26,7 +27,7 @@ async function trainAndUpload(t: ClientTransport, round: number, ms: number): Pr
     const st = await roundState(t);
     if (st.state === 'train' && st.round === round) {
       const p = decodePayload((await request(t, 'GET', `v1/round/${round}/payload?emulatorVersion=-1`)).body);
-      const up = await request(t, 'POST', `v1/round/${round}/update`, { body: encodeUpdate({ round, nonce: st.nonce!, samples: 4, metrics: { meanLoss: 1, tokens: 8, seconds: 0.01 }, state: p.adapter }) });
+      const up = await request(t, 'POST', `v1/round/${round}/update`, { body: encodeUpdate({ round, nonce: st.nonce!, samples: 4, state: p.adapter }), headers: { [METRICS_HEADER]: JSON.stringify({ meanLoss: 1, tokens: 8, seconds: 0.01 }) } });
       assert.equal(up.status, 200, up.body.toString());
       return;
     }

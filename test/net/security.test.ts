@@ -6,11 +6,16 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { setup, cli, serverArgs, clientArgs, metrics, killAll } from './helpers.js';
 import { makeTransport, request, replyReason, sleep, type ClientTransport } from '../../src/fl/net/http.js';
-import { decodePayload, encodeUpdate, roundStatusSchema } from '../../src/fl/net/protocol.js';
+import { METRICS_HEADER, roundStatusSchema } from '../../src/fl/net/protocol.js';
+import { decodePayload, encodeUpdate } from '../../src/fl/payload.js';
 import { cloneState, type LoraState } from '../../src/fedbiot/lora-state.js';
 import { ServerDb } from '../../src/fl/net/db.js';
 
 after(killAll);
+
+const metricsOk = { meanLoss: 1, tokens: 10, seconds: 0.1 };
+/** The training metrics an update carries beside its body. */
+const withMetrics = { [METRICS_HEADER]: JSON.stringify(metricsOk) };
 
 async function pollTrain(t: ClientTransport, round: number, ms: number): Promise<string> {
   const until = Date.now() + ms;
@@ -25,7 +30,7 @@ async function pollTrain(t: ClientTransport, round: number, ms: number): Promise
 }
 
 async function expectRefused(t: ClientTransport, method: string, p: string, body: Buffer | undefined, status: number, code: string, reason?: RegExp, token?: string | null): Promise<void> {
-  const r = await request(t, method, p, { body, token });
+  const r = await request(t, method, p, { body, token, headers: body ? withMetrics : undefined });
   const why = replyReason(r);
   assert.equal(r.status, status, `${method} ${p}: ${r.status} ${why.code} ${why.reason}`);
   assert.equal(why.code, code, why.reason);
@@ -56,8 +61,7 @@ test('net: hostile uploads are refused with reasons; the server is unharmed', { 
   assert.equal(payload.nonce, nonce);
   assert.ok(payload.emulator && payload.emulator.size > 0, 'the emulator LoRA travels to a new client');
   const good = payload.adapter;
-  const metricsOk = { meanLoss: 1, tokens: 10, seconds: 0.1 };
-  const up = (state: LoraState, o: { round?: number; nonce?: string; samples?: number } = {}) => encodeUpdate({ round: o.round ?? 0, nonce: o.nonce ?? nonce, samples: o.samples ?? 5, metrics: metricsOk, state });
+  const up = (state: LoraState, o: { round?: number; nonce?: string; samples?: number } = {}) => encodeUpdate({ round: o.round ?? 0, nonce: o.nonce ?? nonce, samples: o.samples ?? 5, state });
   const first = [...good.keys()][0]!;
   const nan = cloneState(good);
   nan.get(first)!.data[0] = NaN;
@@ -88,7 +92,7 @@ test('net: hostile uploads are refused with reasons; the server is unharmed', { 
   assert.equal(h.status, 200);
   // One honest upload is accepted; replaying it is not.
   const valid = up(good);
-  const ok = await request(t, 'POST', 'v1/round/0/update', { body: valid });
+  const ok = await request(t, 'POST', 'v1/round/0/update', { body: valid, headers: withMetrics });
   assert.equal(ok.status, 200, ok.body.toString());
   await expectRefused(t, 'POST', 'v1/round/0/update', valid, 409, 'duplicate', /already uploaded/);
 
@@ -104,7 +108,7 @@ test('net: hostile uploads are refused with reasons; the server is unharmed', { 
   assert.match(status.out, /round 2 in progress/);
   const p1 = decodePayload((await request(t, 'GET', 'v1/round/1/payload?emulatorVersion=' + payload.emulatorVersion)).body);
   assert.ok(p1.emulator, 'the emulator changed after round 1 alignment, so it is sent again');
-  const ok1 = await request(t, 'POST', 'v1/round/1/update', { body: encodeUpdate({ round: 1, nonce: nonce1, samples: 5, metrics: metricsOk, state: p1.adapter }) });
+  const ok1 = await request(t, 'POST', 'v1/round/1/update', { body: encodeUpdate({ round: 1, nonce: nonce1, samples: 5, state: p1.adapter }), headers: withMetrics });
   assert.equal(ok1.status, 200, ok1.body.toString());
 
   assert.equal(await server.exit(60_000), 0, server.out);

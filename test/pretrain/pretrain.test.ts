@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pretrainSchema } from '../../src/pretrain/schema.js';
 import { runPretrain } from '../../src/pretrain/pretrain.js';
-import { silentProgress } from '../../src/fl/simulation.js';
+import { silentProgress } from '../../src/util/progress.js';
 import { loadHfModel } from '../../src/models/hf-model.js';
 import { loadTokenizer } from '../../src/io/tokenizer.js';
 

@@ -12,7 +12,8 @@ import type { SplitModels, LoraConfig } from '../../fedbiot/compress.js';
 import type { TokenizerLike } from '../../data/types.js';
 import { ByteTokenizer } from '../../data/byte-tokenizer.js';
 import { loadTokenizer } from '../../io/tokenizer.js';
-import { writeAtomic } from '../checkpoint.js';
+import { writeAtomic } from '../../io/byte-source.js';
+import type { ServerAlgorithm } from '../../fedbiot/algorithms.js';
 import { artifactSchema, type Artifact, type ModelFile } from './protocol.js';
 
 export const MANIFEST_FILE = 'split-manifest.json';
@@ -74,6 +75,18 @@ export function writeCompressedModel(split: SplitModels, dir: string, o: { model
   const art = describeFolder(dir);
   writeAtomic(path.join(dir, ARTIFACT_FILE), JSON.stringify(art, null, 2));
   return art;
+}
+
+/**
+ * Writes the files a client of `server` downloads to join (the compressed model; the full model
+ * when there is no emulator) into `dir` and returns their total size.
+ */
+export function clientDownloadBytes(server: ServerAlgorithm, dir: string, modelPath?: string): number {
+  if (server.split) return writeCompressedModel(server.split, dir, { modelPath }).files.reduce((a, f) => a + f.size, 0);
+  fs.rmSync(dir, { recursive: true, force: true });
+  saveHfModel(server.fullModel(), dir);
+  if (modelPath) for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) if (fs.existsSync(path.join(modelPath, f))) fs.copyFileSync(path.join(modelPath, f), path.join(dir, f));
+  return describeFolder(dir).files.reduce((a, f) => a + f.size, 0);
 }
 
 /** The artifact previously written in `dir`, re-verified, or null when absent or stale. */

@@ -9,12 +9,14 @@ import { loadExamplesFromFile } from '../../data/loaders.js';
 import { encodeExamples } from '../../data/encode.js';
 import { BatchIterator, resolvePadId, type BatchIteratorState } from '../../data/batch.js';
 import { getTemplate } from '../../data/templates.js';
-import { clientDropoutSeed, toTokenBatch } from '../simulation.js';
-import { writeAtomic } from '../checkpoint.js';
+import { toTokenBatch } from '../../data/batch.js';
+import { writeAtomic } from '../../io/byte-source.js';
+import { clientDropoutSeed } from '../seeds.js';
+import { decodePayload, encodeUpdate } from '../payload.js';
 import { loadClientModel } from './artifact.js';
 import { downloadArtifact, modelCacheDir, type DownloadOptions, type DownloadReport } from './download.js';
 import { certificateProblem, FatalNetError, makeTransport, request, replyReason, sleep, type ClientTransport } from './http.js';
-import { decodePayload, encodeUpdate, joinInfoSchema, roundStatusSchema, type JoinInfo, type RoundStatus } from './protocol.js';
+import { joinInfoSchema, METRICS_HEADER, roundStatusSchema, type JoinInfo, type RoundStatus, type UploadMetrics } from './protocol.js';
 
 export interface ClientOptions {
   server: string;
@@ -36,11 +38,19 @@ export class RefusedError extends Error {
   }
 }
 
+/**
+ * The client's progress, written atomically after each round's training and before its upload: the
+ * data position and the trained update go to disk together, so a client killed before (or while)
+ * uploading sends that update when it comes back instead of training the round again on batches
+ * it already used.
+ */
 interface ClientStateFile {
   artifact: string;
   client: string;
   lastRound: number;
   iterator: BatchIteratorState | null;
+  /** The update of lastRound not yet confirmed by the server: its body file (in the cache) and metrics. */
+  pending?: { round: number; file: string; metrics: UploadMetrics } | null;
 }
 
 /** Retries `f` on network errors (not on HTTP refusals) until `patience` ms without success. */
@@ -125,14 +135,48 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
   const it = new BatchIterator(items, { batchSize: tr.batchSize, padId: resolvePadId(cm.tokenizer), seed: tr.dataSeed });
   const stateFile = path.join(o.cache, `client-${join.client}.json`);
   let lastRound = -1;
+  let pending: ClientStateFile['pending'] = null;
   if (fs.existsSync(stateFile)) {
     const s = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as ClientStateFile;
     if (s.artifact === join.model.sha256 && s.client === join.client) {
       lastRound = s.lastRound;
+      pending = s.pending ?? null;
       if (s.iterator) it.setState(s.iterator);
       log(`continuing after round ${lastRound + 1}`);
     }
   }
+  const saveProgress = () => writeAtomic(stateFile, JSON.stringify({ artifact: join.model.sha256, client: join.client, lastRound, iterator: it.getState(), pending } satisfies ClientStateFile));
+  const upload = async (round: number, body: Buffer, metrics: UploadMetrics) => {
+    for (;;) {
+      const up = await retry('upload', () => request(t, 'POST', `v1/round/${round}/update`, { body, headers: { [METRICS_HEADER]: JSON.stringify(metrics) } }));
+      if (up.status === 200) {
+        log(`round ${round + 1}: uploaded (loss ${metrics.meanLoss.toFixed(4)}, ${body.length} bytes)`);
+        return;
+      }
+      const why = replyReason(up);
+      // The server receives a bounded number of uploads at once: wait and send again.
+      if (up.status === 503 && why.code === 'busy') {
+        await sleep(500 + Math.floor(Math.random() * 500));
+        continue;
+      }
+      // A retry after a lost reply finds the first attempt already stored.
+      if (why.code === 'duplicate') log(`round ${round + 1}: uploaded (the server already had it)`);
+      else log(`round ${round + 1}: upload refused: ${why.code}: ${why.reason}`);
+      return;
+    }
+  };
+  const settle = async () => {
+    if (!pending) return;
+    const file = path.join(o.cache, pending.file);
+    if (fs.existsSync(file)) {
+      log(`round ${pending.round + 1}: sending the update saved before the last exit`);
+      await upload(pending.round, fs.readFileSync(file), pending.metrics);
+      fs.rmSync(file, { force: true });
+    }
+    pending = null;
+    saveProgress();
+  };
+  await settle();
   const algo = new ClientAlgorithm(cm.model, cm.adapter, cm.emulator, tr.local);
   algo.emulatorVersion = -1;
   log(`${items.length} training examples; waiting for rounds`);
@@ -156,22 +200,23 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
       continue;
     }
     const p = decodePayload(payloadReply.body);
-    algo.apply({ round: p.round, adapter: p.adapter, emulator: p.emulator, emulatorVersion: p.emulatorVersion });
+    algo.apply(p);
     log(`round ${round + 1}: training (${tr.local.steps} steps${p.emulator ? ', emulator updated' : ''})`);
     if (o.trainDelayMs) await sleep(o.trainDelayMs);
     const res = algo.train(() => toTokenBatch(it.next()!), undefined, clientDropoutSeed(tr.dataSeed, round));
-    const body = encodeUpdate({ round, nonce: p.nonce, samples: items.length, metrics: { meanLoss: res.meanLoss, tokens: res.tokens, seconds: res.seconds }, state: res.state });
-    const up = await retry('upload', () => request(t, 'POST', `v1/round/${round}/update`, { body }));
-    if (up.status === 200) log(`round ${round + 1}: uploaded (loss ${res.meanLoss.toFixed(4)}, ${body.length} bytes)`);
-    else {
-      const why = replyReason(up);
-      // A retry after a lost reply finds the first attempt already stored.
-      if (why.code === 'duplicate') log(`round ${round + 1}: uploaded (the server already had it)`);
-      else log(`round ${round + 1}: upload refused: ${why.code}: ${why.reason}`);
-    }
+    const body = encodeUpdate({ round, nonce: p.nonce, samples: items.length, state: res.state });
+    const metrics: UploadMetrics = { meanLoss: res.meanLoss, tokens: res.tokens, seconds: res.seconds };
+    // The update and the data position reach the disk together, before the upload.
+    const bodyFile = `client-${join.client}-update.bin`;
+    writeAtomic(path.join(o.cache, bodyFile), body);
     lastRound = round;
+    pending = { round, file: bodyFile, metrics };
+    saveProgress();
+    if (process.env.FEDBIOT_DEBUG_EXIT_BEFORE_UPLOAD === String(round)) {
+      log(`round ${round + 1}: exiting before the upload (FEDBIOT_DEBUG_EXIT_BEFORE_UPLOAD)`);
+      process.exit(3);
+    }
     done.push(round);
-    const s: ClientStateFile = { artifact: join.model.sha256, client: join.client, lastRound, iterator: it.getState() };
-    writeAtomic(stateFile, JSON.stringify(s));
+    await settle();
   }
 }

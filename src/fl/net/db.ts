@@ -15,6 +15,8 @@ export interface ClientRow {
   last_seen: number | null;
   /** When `server remove-client` revoked the token (the row stays, so refusals can name the peer). */
   revoked_at: number | null;
+  /** The client's data size as registered by the operator (the FedAvg weight the server trusts); null when not given. */
+  samples: number | null;
 }
 
 export interface RoundRow {
@@ -50,6 +52,9 @@ CREATE TABLE IF NOT EXISTS traffic (round INTEGER NOT NULL, client TEXT NOT NULL
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 `;
 
+/** Refusal rows kept: enough to investigate, bounded whatever a peer sends. */
+export const REFUSALS_KEPT = 10_000;
+
 export class ServerDb {
   readonly db: Database.Database;
 
@@ -62,6 +67,7 @@ export class ServerDb {
     this.db.exec(SCHEMA);
     const cols = (this.db.prepare('PRAGMA table_info(clients)').all() as { name: string }[]).map((c) => c.name);
     if (!cols.includes('revoked_at')) this.db.exec('ALTER TABLE clients ADD COLUMN revoked_at INTEGER');
+    if (!cols.includes('samples')) this.db.exec('ALTER TABLE clients ADD COLUMN samples INTEGER');
     const roundCols = (this.db.prepare('PRAGMA table_info(rounds)').all() as { name: string }[]).map((c) => c.name);
     if (!roundCols.includes('extensions')) this.db.exec('ALTER TABLE rounds ADD COLUMN extensions INTEGER NOT NULL DEFAULT 0');
   }
@@ -80,14 +86,15 @@ export class ServerDb {
   }
 
   /** Registers a client (or an admin); returns the token, which is never stored. */
-  addClient(name: string, role: 'client' | 'admin' = 'client'): string {
+  addClient(name: string, role: 'client' | 'admin' = 'client', samples?: number): string {
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new Error(`client name '${name}': use 1-64 letters, digits, '.', '_' or '-'`);
+    if (samples !== undefined && !(Number.isSafeInteger(samples) && samples > 0)) throw new Error(`client '${name}': --samples must be a positive integer, got ${samples}`);
     const token = newToken();
     const prev = this.db.prepare('SELECT revoked_at FROM clients WHERE name = ?').get(name) as { revoked_at: number | null } | undefined;
     if (prev && prev.revoked_at === null) throw new Error(`client '${name}' already exists (use a new name, or remove it first)`);
     // A revoked name may be registered again: it gets a new token (the old one stays refused).
-    if (prev) this.db.prepare('UPDATE clients SET token_hash = ?, role = ?, created_at = ?, revoked_at = NULL WHERE name = ?').run(hashToken(token), role, Date.now(), name);
-    else this.db.prepare('INSERT INTO clients (name, token_hash, role, created_at, last_seen) VALUES (?, ?, ?, ?, NULL)').run(name, hashToken(token), role, Date.now());
+    if (prev) this.db.prepare('UPDATE clients SET token_hash = ?, role = ?, created_at = ?, revoked_at = NULL, samples = ? WHERE name = ?').run(hashToken(token), role, Date.now(), samples ?? null, name);
+    else this.db.prepare('INSERT INTO clients (name, token_hash, role, created_at, last_seen, samples) VALUES (?, ?, ?, ?, NULL, ?)').run(name, hashToken(token), role, Date.now(), samples ?? null);
     return token;
   }
 
@@ -167,8 +174,10 @@ export class ServerDb {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM uploads WHERE client = ?').get(client) as { n: number }).n;
   }
 
+  /** Records a refusal; the table keeps the newest REFUSALS_KEPT rows (older ones are pruned). */
   refuse(round: number | null, client: string | null, code: string, reason: string): void {
-    this.db.prepare('INSERT INTO refusals (round, client, code, reason, at) VALUES (?, ?, ?, ?, ?)').run(round, client, code, reason, Date.now());
+    const id = this.db.prepare('INSERT INTO refusals (round, client, code, reason, at) VALUES (?, ?, ?, ?, ?)').run(round, client, code, reason.slice(0, 500), Date.now()).lastInsertRowid;
+    if (Number(id) % 100 === 0) this.db.prepare('DELETE FROM refusals WHERE id <= ?').run(Number(id) - REFUSALS_KEPT);
   }
 
   refusals(): { round: number | null; client: string | null; code: string; reason: string }[] {

@@ -11,6 +11,11 @@ export class HttpError extends Error {
   }
 }
 
+/**
+ * Reads a request body of at most `limit` bytes. Past the limit it rejects with a 413 and goes on
+ * draining (discarding) what the peer still sends, so the refusal can be answered before the
+ * connection closes; the caller closes it once the answer is out (see closeAfterReply).
+ */
 export function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length'] ?? NaN);
@@ -21,17 +26,35 @@ export function readBody(req: http.IncomingMessage, limit: number): Promise<Buff
     }
     const chunks: Buffer[] = [];
     let n = 0;
+    let over = false;
     req.on('data', (c: Buffer) => {
+      if (over) return;
       n += c.length;
       if (n > limit) {
+        over = true;
+        chunks.length = 0;
         reject(new HttpError(413, 'too-large', `body exceeds the limit of ${limit} bytes`));
-        req.destroy();
         return;
       }
       chunks.push(c);
     });
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
+  });
+}
+
+/**
+ * After a refusal sent while the peer may still be sending: the reply says "connection: close",
+ * and once it is out the socket gets `graceMs` to finish (the peer reads the reply) before it is
+ * destroyed, so an endless body cannot hold the connection.
+ */
+export function closeAfterReply(req: http.IncomingMessage, res: http.ServerResponse, graceMs = 2000): void {
+  res.setHeader('connection', 'close');
+  res.once('finish', () => {
+    if (req.complete) return;
+    const t = setTimeout(() => req.socket.destroy(), graceMs);
+    t.unref();
+    req.once('end', () => clearTimeout(t));
   });
 }
 

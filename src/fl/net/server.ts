@@ -1,47 +1,33 @@
-// `fedbiot server`: the FedBiOT server over the network. It follows runSimulation's order of
-// operations (evaluate base, pre-align, then per round: align, sample, broadcast, collect, FedAvg,
-// checkpoint) but the clients are remote processes. Durable state lives in STATE/ (SQLite database,
-// checkpoints, accepted uploads, the compressed model clients download, metrics.jsonl).
+// `fedbiot server`: the federation driver (../driver.ts) with the network transport. The driver
+// owns the run (preparation, rounds, evaluation, checkpoints, summary); this transport owns what a
+// network adds: clients that come and go (availability), the quorum and deadline policy of a round,
+// HTTP routing and authentication, the compressed model's download, and the SQLite database that is
+// the authority on which rounds completed and which uploads were accepted. Durable state lives in
+// STATE/ (database, checkpoints, accepted uploads, the compressed model, metrics.jsonl, summary.json).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { configSchema, type RunConfig } from '../../config/schema.js';
-import { ServerAlgorithm } from '../../fedbiot/algorithms.js';
-import { evaluateModel } from '../../fedbiot/evaluate.js';
-import type { ClientUpdate } from '../../fedbiot/aggregate.js';
-import type { LoraState } from '../../fedbiot/lora-state.js';
-import { encodeExamples } from '../../data/encode.js';
-import { BatchIterator, resolvePadId, type BatchIteratorState } from '../../data/batch.js';
-import { getTemplate } from '../../data/templates.js';
-import { deriveSeed, mulberry32, shuffle } from '../../util/rng.js';
-import { saveAdapterAsPeft } from '../../models/hf-model.js';
-import { buildExperiment, type Experiment } from '../experiment.js';
-import { buildEvalSpec, clientDataSeed, roundEvalSpec, settingsFromConfig, toTokenBatch, type EvalResult } from '../simulation.js';
-import { saveCheckpoint, loadState, saveState, writeAtomic } from '../checkpoint.js';
+import { serverSettings, type RunConfig, type ServerSettings } from '../../config/schema.js';
+import { strategyOf } from '../../fedbiot/algorithms.js';
+import { writeAtomic } from '../../io/byte-source.js';
+import { buildExperiment } from '../experiment.js';
+import { loadState, saveState } from '../checkpoint.js';
+import { clientDataSeed } from '../seeds.js';
+import { byName, runFederation, type ReceivedUpdate, type RoundExchange, type RoundOutcome, type Summary, type Transport, type TransportContext } from '../driver.js';
+import type { Progress } from '../../util/progress.js';
 import { ServerDb } from './db.js';
 import { bearer, nonce as newNonce } from './auth.js';
 import { readArtifact, writeCompressedModel } from './artifact.js';
-import { checkUpload } from './validate.js';
-import { encodePayload, PROTOCOL, type Artifact, type JoinInfo, type RoundStatus, type StatusInfo } from './protocol.js';
-import { HttpError, readBody, sendError, sendJson } from './http.js';
+import { METRICS_HEADER, PROTOCOL, uploadMetricsSchema, type Artifact, type JoinInfo, type RoundStatus, type StatusInfo, type UploadMetrics } from './protocol.js';
+import { closeAfterReply, HttpError, readBody, sendError, sendJson } from './http.js';
+import { RefusalLog } from './refusal-log.js';
 
-export type ServerSettings = NonNullable<RunConfig['server']>;
-
-export function serverSettings(cfg: RunConfig): ServerSettings {
-  return cfg.server ?? configSchema.shape.server.unwrap().parse({});
-}
+export { serverSettings, type ServerSettings };
 
 export function openDb(cfg: RunConfig | null, stateDir: string): ServerDb {
   return new ServerDb(cfg?.server?.dbPath ?? path.join(stateDir, 'server.db'));
-}
-
-interface Extra {
-  publicIterator: BatchIteratorState;
-  emulatorVersion: number;
-  base: EvalResult;
-  emulator: EvalResult | null;
 }
 
 interface OpenRound {
@@ -50,121 +36,74 @@ interface OpenRound {
   sampled: string[];
   deadline: number;
   phase: 'open' | 'closing';
-  reference: LoraState;
+  exchange: RoundExchange;
 }
 
 type Log = (line: string) => void;
+type Phase = 'starting' | 'aligning' | 'waiting-clients' | 'open' | 'closing' | 'done';
 
-const byName = (a: string, b: string) => a.localeCompare(b, 'en', { numeric: true });
-
-export class FedServer {
+/** The network transport: remote clients over HTTP(S), rounds closed by quorum and deadline. */
+export class NetworkTransport implements Transport {
+  readonly kind = 'network';
   private readonly net: ServerSettings;
-  private readonly db: ServerDb;
-  private algo!: ServerAlgorithm;
-  private exp!: Experiment;
+  readonly db: ServerDb;
+  private ctx!: TransportContext;
   private artifact!: Artifact;
   private httpServer: http.Server | null = null;
   private current: OpenRound | null = null;
-  private phase: 'starting' | 'aligning' | 'waiting-clients' | 'open' | 'closing' | 'done' = 'starting';
+  phase: Phase = 'starting';
   private completedRounds = 0;
   private readonly lastSeen = new Map<string, number>();
   private readonly modelDir: string;
-  private readonly ckptDir: string;
   private finishedAt: number | null = null;
+  private uploadsInFlight = 0;
+  private readonly refusals: RefusalLog;
   url = '';
 
-  constructor(private readonly cfg: RunConfig, private readonly stateDir: string, private readonly log: Log = (l) => process.stdout.write(`${l}\n`)) {
+  constructor(private readonly cfg: RunConfig, private readonly stateDir: string, private readonly log: Log) {
     this.net = serverSettings(cfg);
     fs.mkdirSync(stateDir, { recursive: true });
     this.db = openDb(cfg, stateDir);
     this.modelDir = path.join(stateDir, 'model');
-    this.ckptDir = path.join(stateDir, 'checkpoints');
+    this.refusals = new RefusalLog(this.db, log);
+    // Clients heard from before a restart stay known: a restarted server does not leave a
+    // slow-to-reconnect client out of the next round's sample (it is available for activeSeconds).
+    for (const c of this.db.clients()) if (c.role === 'client' && c.revoked_at === null && c.last_seen !== null) this.lastSeen.set(c.name, c.last_seen);
   }
 
-  /** Prepares (or resumes), serves, runs every round, and returns when the run is over. */
-  async run(): Promise<void> {
-    const cfg = this.cfg;
-    const settings = settingsFromConfig(cfg);
-    if (settings.name === 'fedavg-full' || settings.name === 'local') {
-      throw new Error(`algorithm ${settings.name} cannot be deployed: fedavg-full would ship the full model, and local has no server (use fedbiot, fedot or offsite)`);
-    }
-    const cfgKey = JSON.stringify({ ...cfg, server: undefined, rounds: undefined, eval: undefined });
-    const prevKey = this.db.getMeta('config');
-    if (prevKey && prevKey !== cfgKey) throw new Error(`state ${this.stateDir} belongs to a run with a different configuration; use a fresh --state folder`);
-    this.db.setMeta('config', cfgKey);
-
-    const exp = (this.exp = await buildExperiment(cfg));
-    for (const w of exp.warnings) this.log(`warning: ${w}`);
-    const tok = exp.tokenizer;
-    const template = cfg.data.template ? getTemplate(cfg.data.template, cfg.model.path) : undefined;
-    const pub = encodeExamples(exp.public, tok, { maxLength: cfg.data.maxLength, template }).items;
-    if (pub.length === 0) throw new Error('public data: no example left after encoding');
-    const publicIt = new BatchIterator(pub, { batchSize: cfg.algorithm.align.batchSize, padId: resolvePadId(tok), seed: deriveSeed(cfg.seed, 'public') });
-    const algo = (this.algo = new ServerAlgorithm(exp.base, settings, () => toTokenBatch(publicIt.next()!), cfg.seed));
-    const evalSpec = buildEvalSpec(exp, exp.test);
-    const split = algo.split!;
-
-    // Resume from the last completed round (SQLite is the authority), or prepare from scratch.
-    let extra: Extra;
+  resumePoint(): number | null {
     const last = this.db.lastCompleted();
-    const prepared = this.db.getMeta('prepared');
-    if (last || prepared) {
-      const sub = last ? last.checkpoint! : 'round-0000';
-      extra = JSON.parse(last ? last.extra! : prepared!) as Extra;
-      algo.setAdapter(loadState(path.join(this.ckptDir, sub, 'adapter.safetensors')));
-      algo.setEmulator(loadState(path.join(this.ckptDir, sub, 'emulator.safetensors')), extra.emulatorVersion);
-      publicIt.setState(extra.publicIterator);
-      this.completedRounds = last ? last.round + 1 : 0;
-      this.log(`resuming: ${this.completedRounds} of ${cfg.rounds} rounds completed`);
-    } else {
-      this.log('evaluating the base model');
-      const base = await evaluateModel(algo.fullModel(), evalSpec);
-      this.log(`pre-alignment: ${settings.preAlignSteps} steps`);
-      const pre = algo.prepare();
-      const emulator = await evaluateModel(algo.clientModel(), evalSpec);
-      extra = { publicIterator: publicIt.getState(), emulatorVersion: algo.currentEmulatorVersion, base, emulator };
-      saveCheckpoint(this.ckptDir, { completedRounds: 0, emulatorVersion: algo.currentEmulatorVersion, adapter: algo.adapterState(), emulator: algo.emulatorState(), clients: new Map(), extra });
-      this.db.setMeta('prepare-metrics', JSON.stringify({ round: -1, algorithm: settings.name, phase: 'prepare', align_loss: pre, eval: { base, emulator } }));
-      this.db.setMeta('prepared', JSON.stringify(extra));
-    }
-    this.writeMetrics();
+    const r = last ? last.round + 1 : this.db.getMeta('prepared') !== null ? 0 : null;
+    if (r !== null) this.completedRounds = r;
+    return r;
+  }
 
+  recorded(round: number, entry: Record<string, unknown>, checkpoint: string): void {
+    if (round < 0) {
+      this.db.setMeta('prepared', checkpoint);
+      return;
+    }
+    this.db.completeRound(round, entry, checkpoint, null);
+    this.completedRounds = round + 1;
+    this.current = null;
+  }
+
+  async open(ctx: TransportContext): Promise<void> {
+    this.ctx = ctx;
+    const split = ctx.server.split!;
     const art = readArtifact(this.modelDir);
-    this.artifact = art ?? writeCompressedModel(split, this.modelDir, { modelPath: cfg.model.path });
+    this.artifact = art ?? writeCompressedModel(split, this.modelDir, { modelPath: this.cfg.model.path });
     const size = this.artifact.files.reduce((a, f) => a + f.size, 0);
     this.log(`compressed model ${this.artifact.sha256.slice(0, 16)}: ${this.artifact.files.length} files, ${size} bytes (${art ? 'reused' : 'written'})`);
-
     await this.listen();
-    try {
-      for (let round = this.completedRounds; round < cfg.rounds; round++) await this.runRound(round, publicIt, extra, evalSpec);
-      if (this.db.getMeta('final-metrics') === null) {
-        this.log('final evaluation (AdapEmu and AdapFu)');
-        const final = { adapemu: await evaluateModel(algo.clientModel(), evalSpec), adapfu: await evaluateModel(algo.fullModel(), evalSpec) };
-        saveAdapterAsPeft(algo.adapterState(), path.join(this.stateDir, 'adapter'), { r: settings.adapterLora.r, alpha: settings.adapterLora.alpha, dropout: settings.adapterLora.dropout, baseModel: exp.modelSource });
-        this.db.setMeta('final-metrics', JSON.stringify({ round: cfg.rounds - 1, algorithm: settings.name, phase: 'final', eval: final }));
-        const rounds = this.db.rounds().map((r) => JSON.parse(r.metrics ?? '{}') as { bytes_down?: number; bytes_up?: number });
-        const down = rounds.reduce((a, r) => a + (r.bytes_down ?? 0), 0);
-        const up = rounds.reduce((a, r) => a + (r.bytes_up ?? 0), 0);
-        writeAtomic(path.join(this.stateDir, 'summary.json'), JSON.stringify({ algorithm: settings.name, rounds: cfg.rounds, base: extra.base, emulator: extra.emulator, adapemu: final.adapemu, adapfu: final.adapfu, bytes_down_total: down, bytes_up_total: up, bytes_total: down + up, bytes_join: this.db.joinBytes() }, null, 2));
-        this.writeMetrics();
-      }
-      this.phase = 'done';
-      this.current = null;
-      this.finishedAt = Date.now();
-      this.log(`run complete: ${cfg.rounds} rounds; adapter in ${path.join(this.stateDir, 'adapter')}; answering status for ${this.net.lingerSeconds} s`);
-      await this.linger();
-    } finally {
-      await this.close();
-    }
   }
 
-  private async runRound(round: number, publicIt: BatchIterator, extra: Extra, evalSpec: ReturnType<typeof buildEvalSpec>): Promise<void> {
-    const cfg = this.cfg;
-    const algo = this.algo;
-    const rt0 = performance.now();
-    this.phase = 'aligning';
-    await new Promise((r) => setImmediate(r));
-    const align = algo.beginRound(round);
+  joinBytes(): number {
+    return this.artifact.files.reduce((a, f) => a + f.size, 0);
+  }
+
+  async exchange(x: RoundExchange): Promise<RoundOutcome> {
+    const round = x.round;
     let row = this.db.round(round);
     if (!row) {
       this.phase = 'waiting-clients';
@@ -177,22 +116,15 @@ export class FedServer {
         warned = true;
         await new Promise((r) => setTimeout(r, 100));
       }
-      const available = this.activeClients();
-      let sampled = available;
-      const perRound = cfg.clients.perRound;
-      if (perRound !== undefined) {
-        const k = perRound < 1 ? Math.max(1, Math.round(perRound * available.length)) : Math.min(available.length, Math.floor(perRound));
-        sampled = shuffle(mulberry32(deriveSeed(cfg.seed, `sample-${round}`)), [...available]).slice(0, k).sort(byName);
-      }
-      this.db.openRound(round, newNonce(), sampled);
+      this.db.openRound(round, newNonce(), x.sample(this.activeClients()));
       row = this.db.round(round)!;
     }
     let sampled = JSON.parse(row.sampled) as string[];
     const deadlineMs = this.net.roundDeadlineSeconds * 1000;
     let deadline = Date.now() + deadlineMs;
-    this.current = { round, nonce: row.nonce, sampled, deadline, phase: 'open', reference: algo.adapterState() };
+    this.current = { round, nonce: row.nonce, sampled, deadline, phase: 'open', exchange: x };
     this.phase = 'open';
-    this.log(`round ${round + 1}/${cfg.rounds} open: sampled ${sampled.join(',')}`);
+    this.log(`round ${round + 1}/${this.cfg.rounds} open: sampled ${sampled.join(',')}`);
     // Quorum policy: the round closes as soon as every sampled (and not revoked) client uploaded, or
     // at its deadline if at least minClients did. Short of that, the deadline is extended (at most
     // maxExtensions times) and more available clients are sampled; after the last extension the
@@ -228,8 +160,7 @@ export class FedServer {
         extensions++;
         deadline = Date.now() + deadlineMs;
         const more = this.activeClients().filter((c) => !sampled.includes(c));
-        const want = Math.max(0, this.net.minClients - got.length);
-        const added = shuffle(mulberry32(deriveSeed(cfg.seed, `sample-${round}-extension-${extensions}`)), more).slice(0, want).sort(byName);
+        const added = x.sampleMore(more, Math.max(0, this.net.minClients - got.length), extensions);
         if (added.length > 0) {
           sampled = [...sampled, ...added];
           this.current.sampled = sampled;
@@ -240,55 +171,41 @@ export class FedServer {
       }
       await new Promise((r) => setTimeout(r, 50));
     }
-    // Closing is synchronous from here: no upload can slip in between the count and FedAvg.
+    // Closing is synchronous from here: no upload can slip in between the count and aggregation.
     this.current.phase = 'closing';
     this.phase = 'closing';
     const valid = this.db.activeClientNames();
     const uploads = this.db.uploads(round).filter((u) => sampled.includes(u.client) && valid.has(u.client));
-    const order = sampled.filter((s) => uploads.some((u) => u.client === s));
-    const updates: ClientUpdate[] = order.map((name) => {
-      const u = uploads.find((x) => x.client === name)!;
-      return { client: name, samples: u.samples, state: loadState(path.join(this.stateDir, u.file)) };
+    const registered = new Map(this.db.clients().map((c) => [c.name, c.samples]));
+    const steps = this.cfg.algorithm.local.steps;
+    const updates: ReceivedUpdate[] = sampled.flatMap((name) => {
+      const u = uploads.find((x) => x.client === name);
+      if (!u) return [];
+      const m = JSON.parse(u.metrics) as UploadMetrics;
+      return [{ client: name, reported: u.samples, trusted: registered.get(name) ?? null, state: loadState(path.join(this.stateDir, u.file)), meanLoss: m.meanLoss, stepSeconds: m.seconds / Math.max(1, steps) }];
     });
-    if (updates.length > 0) algo.aggregate(updates);
-    const traffic = this.db.traffic(round);
-    const trainLoss: Record<string, number> = {};
-    for (const u of uploads) trainLoss[u.client] = (JSON.parse(u.metrics) as { meanLoss: number }).meanLoss;
-    const entry: Record<string, unknown> = {
-      round, algorithm: cfg.algorithm.name, clients: order, sampled, missing: sampled.filter((s) => !order.includes(s)), train_loss: trainLoss,
-      samples: Object.fromEntries(uploads.map((u) => [u.client, u.samples])),
-      align_loss: align ? { nmse: align.hidden, kl: align.kl, ce: align.ce, total: align.loss } : null,
-      bytes_down: Object.values(traffic).reduce((a, t) => a + t.down, 0),
-      bytes_up: Object.values(traffic).reduce((a, t) => a + t.up, 0),
-      bytes_per_client: traffic,
-      seconds: (performance.now() - rt0) / 1000,
-      extensions, quorum,
-      ...(updates.length === 0 ? { skipped: true } : {}),
-    };
-    if (round !== cfg.rounds - 1 && cfg.eval.every > 0 && (round + 1) % cfg.eval.every === 0) {
-      const spec = roundEvalSpec(evalSpec, cfg);
-      entry.eval = { adapemu: await evaluateModel(algo.clientModel(), spec), adapfu: await evaluateModel(algo.fullModel(), spec) };
-    }
-    extra.publicIterator = publicIt.getState();
-    extra.emulatorVersion = algo.currentEmulatorVersion;
-    saveCheckpoint(this.ckptDir, { completedRounds: round + 1, emulatorVersion: algo.currentEmulatorVersion, adapter: algo.adapterState(), emulator: algo.emulatorState(), clients: new Map(), extra });
-    this.db.completeRound(round, entry, `round-${String(round + 1).padStart(4, '0')}`, extra);
-    this.completedRounds = round + 1;
-    this.current = null;
-    this.writeMetrics();
-    const losses = Object.values(trainLoss);
-    this.log(`round ${round + 1}/${cfg.rounds} ${updates.length === 0 ? 'skipped (no upload)' : 'complete'}: ${order.length}/${sampled.length} clients, train loss ${(losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length)).toFixed(4)}, down ${entry.bytes_down} B, up ${entry.bytes_up} B`);
+    this.phase = 'aligning';
+    return { sampled, updates, traffic: this.db.traffic(round), extra: { extensions, quorum } };
   }
 
-  /** metrics.jsonl, regenerated from the database (so a crash never duplicates a line). */
-  private writeMetrics(): void {
-    const lines: string[] = [];
-    const pre = this.db.getMeta('prepare-metrics');
-    if (pre) lines.push(pre);
-    for (const r of this.db.rounds()) if (r.status === 'completed' && r.metrics) lines.push(r.metrics);
-    const fin = this.db.getMeta('final-metrics');
-    if (fin) lines.push(fin);
-    writeAtomic(path.join(this.stateDir, 'metrics.jsonl'), lines.map((l) => `${l}\n`).join(''));
+  async finish(): Promise<void> {
+    this.phase = 'done';
+    this.current = null;
+    this.finishedAt = Date.now();
+    this.log(`run complete: ${this.cfg.rounds} rounds; adapter in ${path.join(this.stateDir, 'adapter')}; answering status for ${this.net.lingerSeconds} s`);
+    const until = Date.now() + this.net.lingerSeconds * 1000;
+    while (Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  async close(): Promise<void> {
+    this.refusals.flush();
+    const srv = this.httpServer;
+    this.httpServer = null;
+    if (srv) await new Promise<void>((r) => {
+      srv.close(() => r());
+      srv.closeAllConnections();
+    });
+    if (this.db.db.open) this.db.close();
   }
 
   /** Clients heard from within activeSeconds whose tokens are still valid. */
@@ -299,19 +216,19 @@ export class FedServer {
     return [...this.lastSeen].filter(([n, t]) => now - t <= win && valid.has(n)).map(([n]) => n).sort(byName);
   }
 
-  /** After the last round: answer status (and tell polling clients "done") for lingerSeconds. */
-  private async linger(): Promise<void> {
-    const until = Date.now() + this.net.lingerSeconds * 1000;
-    while (Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-  }
-
   private listen(): Promise<void> {
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.handle(req, res).catch((e: unknown) => {
         const err = e instanceof HttpError ? e : new HttpError(500, 'internal', (e as Error).message);
         if (err.status === 500) this.log(`error: ${req.method} ${req.url}: ${err.message}`);
-        if (!res.headersSent) sendError(res, err.status, err.code, err.message);
-        else res.destroy();
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        // A refusal of a body still arriving: answer, then close (the peer reads the reason, not ECONNRESET).
+        if (!req.complete) closeAfterReply(req, res);
+        if (err.status === 503) res.setHeader('retry-after', '1');
+        sendError(res, err.status, err.code, err.message);
       });
     };
     const tls = this.net.tls;
@@ -332,25 +249,14 @@ export class FedServer {
     });
   }
 
-  async close(): Promise<void> {
-    const srv = this.httpServer;
-    this.httpServer = null;
-    if (srv) await new Promise<void>((r) => {
-      srv.close(() => r());
-      srv.closeAllConnections();
-    });
-    this.db.close();
-  }
-
   private auth(req: http.IncomingMessage): { name: string; role: 'client' | 'admin' } {
     const tok = bearer(req.headers.authorization);
     const row = tok ? this.db.clientByToken(tok) : null;
     if (!row) {
       const revoked = tok ? this.db.revokedByToken(tok) : null;
-      const what = `${req.method} ${req.url?.split('?')[0]} from ${revoked ? `revoked client ${revoked} at ` : ''}${req.socket.remoteAddress}`;
+      const what = `${req.method} ${req.url?.split('?')[0].slice(0, 100)} from ${revoked ? `revoked client ${revoked} at ` : ''}${req.socket.remoteAddress}`;
       const reason = !tok ? 'missing bearer token' : revoked ? `the token of client '${revoked}' was revoked` : 'unknown or revoked token';
-      this.db.refuse(null, revoked, 'unauthorized', what);
-      this.log(`refused ${what}: unauthorized: ${reason}`);
+      this.refusals.unauthenticated(revoked, what, reason);
       throw new HttpError(401, 'unauthorized', reason);
     }
     if (row.role === 'client') {
@@ -389,21 +295,19 @@ export class FedServer {
 
   private joinInfo(client: string): JoinInfo {
     const c = this.cfg;
-    const s = settingsFromConfig(c);
+    const a = this.ctx.server.settings;
     return {
       protocol: PROTOCOL, client, rounds: c.rounds, pollSeconds: this.net.pollSeconds, model: this.artifact,
       training: {
         dataSeed: clientDataSeed(c.seed, client), batchSize: c.algorithm.local.batchSize, maxLength: c.data.maxLength,
-        template: c.data.template ?? null, format: c.data.format, local: s.local, adapterLora: s.adapterLora, emulatorLora: s.emulatorLora,
+        template: c.data.template ?? null, format: c.data.format, local: { ...c.algorithm.local, proximal: a.local.proximal }, adapterLora: a.adapterLora, emulatorLora: a.emulatorLora,
       },
     };
   }
 
   private roundStatus(client: string): RoundStatus {
     const rounds = this.cfg.rounds;
-    if (this.phase === 'done') {
-      return { state: 'done', round: rounds, rounds };
-    }
+    if (this.phase === 'done') return { state: 'done', round: rounds, rounds };
     const cur = this.current;
     if (cur && cur.phase === 'open' && cur.sampled.includes(client)) {
       if (this.db.hasUpload(cur.round, client)) return { state: 'uploaded', round: cur.round, rounds };
@@ -449,18 +353,14 @@ export class FedServer {
     const cur = this.current;
     if (!cur || cur.round !== round || cur.phase !== 'open') throw new HttpError(409, 'wrong-round', `round ${round + 1} is not open`);
     if (!cur.sampled.includes(client)) throw new HttpError(403, 'not-sampled', `client ${client} is not sampled in round ${round + 1}`);
-    const p = this.algo.payload(round, Number.isInteger(emulatorVersion) ? emulatorVersion : -1);
-    const body = encodePayload({ round, nonce: cur.nonce, adapter: p.adapter, emulator: p.emulator, emulatorVersion: p.emulatorVersion });
+    const { body } = cur.exchange.payloadFor(client, cur.nonce, Number.isInteger(emulatorVersion) ? emulatorVersion : -1);
     this.db.addTraffic(round, client, 'down', body.length);
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
     res.end(body);
   }
 
-  private async receiveUpdate(req: http.IncomingMessage, res: http.ServerResponse, client: string, round: number): Promise<void> {
-    const body = await readBody(req, this.net.maxUploadBytes).catch((e: unknown) => {
-      if (e instanceof HttpError) this.refuse(round, client, e.status, e.code, e.message);
-      throw e;
-    });
+  /** The round's open, the client sampled and not yet uploaded: checked before a byte of the body is read. */
+  private admitUpload(client: string, round: number): OpenRound {
     if (this.db.hasUpload(round, client)) this.refuse(round, client, 409, 'duplicate', `client ${client} already uploaded for round ${round + 1}`);
     const cur = this.current;
     if (!cur || cur.round !== round || cur.phase !== 'open') {
@@ -468,17 +368,45 @@ export class FedServer {
       this.refuse(round, client, 409, done ? 'round-closed' : 'wrong-round', done ? `round ${round + 1} is closed: late uploads are refused` : `round ${round + 1} is not open`);
     }
     if (!cur.sampled.includes(client)) this.refuse(round, client, 403, 'not-sampled', `client ${client} is not sampled in round ${round + 1}`);
-    const c = checkUpload(body, cur.reference, { normBound: this.net.normBound });
+    return cur;
+  }
+
+  private async receiveUpdate(req: http.IncomingMessage, res: http.ServerResponse, client: string, round: number): Promise<void> {
+    this.admitUpload(client, round);
+    let metrics: UploadMetrics;
+    try {
+      metrics = uploadMetricsSchema.parse(JSON.parse(String(req.headers[METRICS_HEADER] ?? 'null')));
+    } catch (e) {
+      this.refuse(round, client, 422, 'bad-metadata', `header ${METRICS_HEADER} is missing or invalid: ${(e as Error).message.slice(0, 200)}`);
+    }
+    // Bounded concurrency: bodies in memory at once are at most maxConcurrentUploads x maxUploadBytes.
+    if (this.uploadsInFlight >= this.net.maxConcurrentUploads) {
+      throw new HttpError(503, 'busy', `${this.uploadsInFlight} uploads are being received; retry shortly`);
+    }
+    this.uploadsInFlight++;
+    let body: Buffer;
+    try {
+      body = await readBody(req, this.net.maxUploadBytes).catch((e: unknown) => {
+        if (e instanceof HttpError) this.refuse(round, client, e.status, e.code, e.message);
+        throw e;
+      });
+    } finally {
+      this.uploadsInFlight--;
+    }
+    // The round may have closed while the body arrived.
+    const cur = this.admitUpload(client, round);
+    const c = cur.exchange.check(body);
     if (!c.ok) this.refuse(round, client, 422, c.code, c.reason);
     if (c.round !== round) this.refuse(round, client, 409, 'wrong-round', `the body is for round ${c.round + 1} (metadata "round"), the URL for round ${round + 1}`);
     if (c.nonce !== cur.nonce) this.refuse(round, client, 409, 'bad-nonce', `metadata "nonce" does not match round ${round + 1}'s (a replay or a stale round)`);
     const file = path.join('uploads', `round-${String(round).padStart(4, '0')}`, `${client}.safetensors`);
     saveState(path.join(this.stateDir, file), c.state);
-    if (!this.db.addUpload({ round, client, samples: c.samples, file, bytes: body.length, metrics: JSON.stringify(c.metrics), received_at: Date.now() })) {
+    if (!this.db.addUpload({ round, client, samples: c.samples, file, bytes: body.length, metrics: JSON.stringify(metrics), received_at: Date.now() })) {
       this.refuse(round, client, 409, 'duplicate', `client ${client} already uploaded for round ${round + 1}`);
     }
     this.db.addTraffic(round, client, 'up', body.length);
-    this.log(`round ${round + 1}: upload from ${client} accepted (${c.samples} samples, loss ${c.metrics.meanLoss.toFixed(4)})`);
+    cur.exchange.emit({ type: 'update', round, client, bytes: body.length });
+    this.log(`round ${round + 1}: upload from ${client} accepted (${c.samples} samples reported, loss ${metrics.meanLoss.toFixed(4)})`);
     sendJson(res, 200, { accepted: true, round });
   }
 
@@ -499,5 +427,44 @@ export class FedServer {
       info.roundsDetail = this.db.rounds().map((r) => ({ round: r.round, status: r.status, sampled: JSON.parse(r.sampled) as string[], uploads: this.db.uploads(r.round).map((u) => u.client), metrics: r.metrics ? (JSON.parse(r.metrics) as unknown) : null }));
     }
     sendJson(res, 200, info);
+  }
+}
+
+/** The driver's progress on a server: log lines only. */
+function logProgress(log: Log): Progress {
+  return { start() {}, tick() {}, stop() {}, log };
+}
+
+/** A deployed run: prepares (or resumes), serves, runs every round, and returns when it is over. */
+export class FedServer {
+  private transport: NetworkTransport | null = null;
+
+  constructor(private readonly cfg: RunConfig, private readonly stateDir: string, private readonly log: Log = (l) => process.stdout.write(`${l}\n`)) {}
+
+  get url(): string {
+    return this.transport?.url ?? '';
+  }
+
+  async run(): Promise<Summary | null> {
+    const cfg = this.cfg;
+    const why = strategyOf(cfg.algorithm.name).notDeployable;
+    if (why) throw new Error(`algorithm ${cfg.algorithm.name} cannot be deployed: ${why} (use fedbiot, fedot or offsite)`);
+    const transport = (this.transport = new NetworkTransport(cfg, this.stateDir, this.log));
+    try {
+      const cfgKey = JSON.stringify({ ...cfg, server: undefined, rounds: undefined, eval: undefined });
+      const prevKey = transport.db.getMeta('config');
+      if (prevKey && prevKey !== cfgKey) throw new Error(`state ${this.stateDir} belongs to a run with a different configuration; use a fresh --state folder`);
+      transport.db.setMeta('config', cfgKey);
+      const exp = await buildExperiment(cfg);
+      for (const w of exp.warnings) this.log(`warning: ${w}`);
+      return await runFederation(exp, transport, { outDir: this.stateDir, progress: logProgress(this.log) });
+    } catch (e) {
+      await transport.close();
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.transport?.close();
   }
 }

@@ -1,0 +1,52 @@
+// An algorithm's settings resolved from a validated config: the schema's values, with the defaults
+// that depend on the method (its own alignment loss, its proximal weight: src/fedbiot/objectives.ts)
+// filled in. The alignment schedule (which rounds align) is the strategy's (algorithms.ts).
+import type { RunConfig } from '../config/schema.js';
+import { strategyOf, type AlgorithmSettings } from './algorithms.js';
+import { defaultProximal, describeAlignLoss, resolveAlignment } from './objectives.js';
+
+
+export function settingsFromConfig(cfg: RunConfig): AlgorithmSettings {
+  const a = cfg.algorithm;
+  // Each method as its authors defined it, unless the config says otherwise (src/fedbiot/objectives.ts).
+  const alignment = resolveAlignment(a.name, a.align, cfg.data.public.source);
+  return {
+    name: a.name,
+    adapterLayers: a.adapterLayers,
+    offsiteLayers: a.offsiteLayers,
+    dropRate: a.dropRate,
+    adapterLora: { ...a.adapterLora },
+    emulatorLora: { ...a.emulatorLora },
+    preAlignSteps: a.preAlignSteps,
+    alignStepsPerRound: a.alignStepsPerRound,
+    layerDrop: a.layerDrop,
+    alignObjective: alignment.objective,
+    align: { hiddenLoss: a.align.hiddenLoss, layerwiseReduction: a.align.layerwiseReduction, ...alignment.loss, optimizer: a.align.optimizer, maxGradNorm: a.align.maxGradNorm },
+    local: { steps: a.local.steps, optimizer: a.local.optimizer, gradAccum: a.local.gradAccum, proximal: a.local.proximal ?? defaultProximal(a.name), maxGradNorm: a.local.maxGradNorm },
+  };
+}
+
+/** How a run defined its method (summary.json `method`): which alignment loss and proximal weight it used. */
+export interface MethodAsRun {
+  /** Whose alignment objective (fedbiot, fedot, offsite-tuning); null without an emulator. */
+  align_objective: string | null;
+  /** The loss formula, e.g. "nmse + 0.9 kl"; "none" without alignment. */
+  align_loss: string;
+  /** What the server aligned on (tasks, corpus, file); "-" without alignment. */
+  public_data: string;
+  proximal: number;
+  layer_drop: string;
+}
+
+export function methodAsRun(cfg: RunConfig, s: AlgorithmSettings): MethodAsRun {
+  const st = strategyOf(s.name);
+  const aligns = st.placement(s) !== null && st.preAlignSteps(s) + st.alignSteps(s, 1) > 0;
+  return {
+    align_objective: aligns ? s.alignObjective ?? null : null,
+    align_loss: aligns ? describeAlignLoss(s.align.hiddenLoss, { hiddenWeight: s.align.hiddenWeight ?? 1, lambda: s.align.lambda, mu: s.align.mu }, s.align.layerwiseReduction) : 'none',
+    public_data: aligns ? resolveAlignment(s.name, cfg.algorithm.align, cfg.data.public.source).publicSource : '-',
+    proximal: s.local.proximal,
+    layer_drop: s.name === 'fedavg-full' ? '-' : s.layerDrop ?? 'reference',
+  };
+}
+
