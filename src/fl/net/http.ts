@@ -40,6 +40,10 @@ export function readBody(req: http.IncomingMessage, limit: number): Promise<Buff
     });
     req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
+    // A peer that goes away mid-body: no 'end' will come.
+    req.on('close', () => {
+      if (!req.complete) reject(new HttpError(400, 'aborted', `the body ended after ${n} bytes, before its end`));
+    });
   });
 }
 

@@ -32,7 +32,7 @@ export class RefusalLog {
     if (this.suppressed > 0 && this.db.db.open) {
       const line = `${this.suppressed} more unauthenticated request(s) refused since ${new Date(this.windowStart).toISOString()} (not logged one by one)`;
       this.db.refuse(null, null, 'unauthorized-suppressed', line);
-      this.log(`refused ${line}`);
+      this.log(line);
     }
     this.recorded = 0;
     this.suppressed = 0;
