@@ -1,11 +1,15 @@
-// Kernel benchmark: gemm GFLOP/s at the model's shapes, and time per call of attention,
-// RMSNorm, cross-entropy and AdamW; PyTorch (Debian's /usr/bin/python3) side by side when present.
+// Kernel benchmark: the CPU's FMA peak, gemm GFLOP/s at every gemm shape of a training step (our
+// kernels and OpenBLAS in alternation), and time per call of attention, RMSNorm, cross-entropy and
+// AdamW; PyTorch (FEDBIOT_TORCH_PYTHON, default the setup:torch venv) side by side when present.
+// Last line: {"peak_gflops", "threads", "gemm_path", "gemm": [{"shape": "MxKxN op", "ours_gflops",
+// "torch_gflops", "openblas_gflops", "ours_pct_of_peak"}, ...]}
 // Usage: npm run bench:kernels [-- --threads N]
 import { execFileSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Kernels } from '../src/kernels/api.js';
-import { loadNativeKernels, nativeLoadError, referenceKernels } from '../src/kernels/index.js';
+import { gemmPath, loadNativeKernels, nativeLoadError, peakGflops, referenceKernels, setGemmPath } from '../src/kernels/index.js';
+import { TORCH_PYTHON } from './torch-python.js';
 
 const native = loadNativeKernels();
 if (!native) {
@@ -39,21 +43,38 @@ function time(fn: () => void, minTime = 0.3): number {
 type Row = { name: string; ours: number; flops?: number };
 const rows: Row[] = [];
 
-// [M, N, K, transA, label]: y = x W^T for the projections, and dW = dY^T X for their gradients.
-const N = 1024; // batch 4 x seq 256 tokens
-const gemms: [number, number, number, boolean, string][] = [
-  [N, 512, 512, false, 'gemm attn proj 1024x512x512'],
-  [N, 1376, 512, false, 'gemm ffn up 1024x1376x512'],
-  [N, 512, 1376, false, 'gemm ffn down 1024x512x1376'],
-  [N, 4096, 512, false, 'gemm lm head 1024x4096x512'],
-  [512, 1376, N, true, 'gemm dW (A^T) 512x1376x1024'],
-];
-function gemmCall(k: Kernels<Float32Array>, M: number, Nn: number, K: number, tA: boolean) {
+// Every gemm of the reference model's training step (B 4 x T 256 = 1024 tokens, d 512, ffn 1376,
+// vocab 4096): forward y = x W^T (NT), input gradient dx = dy W (NN), weight gradient dW = dy^T x
+// (TN). [M, N, K, transA, transB]; the shape label is "MxKxN op".
+const N = 1024;
+const layers: [number, number][] = [[512, 512], [1376, 512], [512, 1376], [4096, 512]]; // [out, in]: q/k/v/o, gate/up, down, lm head
+const gemms: [number, number, number, boolean, boolean][] = [];
+for (const [o, i] of layers) gemms.push([N, o, i, false, true], [N, i, o, false, false], [o, i, N, true, false]);
+const label = ([M, Nn, K, tA, tB]: (typeof gemms)[number]) => `${M}x${K}x${Nn} ${tA ? 'T' : 'N'}${tB ? 'T' : 'N'}`;
+function gemmCall(k: Kernels<Float32Array>, M: number, Nn: number, K: number, tA: boolean, tB = true) {
   const A = rand(M * K), B = rand(Nn * K), C = new Float32Array(M * Nn);
-  return () => k.gemm({ transA: tA, transB: true, M, N: Nn, K, alpha: 1, A, aOff: 0, lda: tA ? M : K, strideA: 0,
-    B, bOff: 0, ldb: K, strideB: 0, beta: 0, C, cOff: 0, ldc: Nn, strideC: 0, batch: 1 });
+  return () => k.gemm({ transA: tA, transB: tB, M, N: Nn, K, alpha: 1, A, aOff: 0, lda: tA ? M : K, strideA: 0,
+    B, bOff: 0, ldb: tB ? K : Nn, strideB: 0, beta: 0, C, cOff: 0, ldc: Nn, strideC: 0, batch: 1 });
 }
-for (const [M, Nn, K, tA, label] of gemms) rows.push({ name: label, ours: time(gemmCall(native, M, Nn, K, tA)), flops: 2 * M * Nn * K });
+/** Best of several short runs: the machine's FMA peak on all threads (load only lowers it). */
+const peak = Math.max(...Array.from({ length: 5 }, () => peakGflops(4_000_000)));
+// Our default path and OpenBLAS timed in alternation, so that load from other processes hits both.
+const ownPath = gemmPath();
+const gemmRows: { shape: string; ours: number; openblas: number; flops: number }[] = [];
+for (const g of gemms) {
+  const [M, Nn, K, tA, tB] = g;
+  const call = gemmCall(native, M, Nn, K, tA, tB);
+  let ours = Infinity, ob = Infinity;
+  for (let rep = 0; rep < 3; rep++) {
+    setGemmPath(ownPath);
+    ours = Math.min(ours, time(call, 0.1));
+    setGemmPath('openblas');
+    ob = Math.min(ob, time(call, 0.1));
+  }
+  setGemmPath(ownPath);
+  gemmRows.push({ shape: label(g), ours, openblas: ob, flops: 2 * M * Nn * K });
+  rows.push({ name: `gemm ${label(g)}`, ours, flops: 2 * M * Nn * K });
+}
 
 function attention(k: Kernels<Float32Array>, B: number, T: number, H: number, Dh: number) {
   const n = B * T * H * Dh;
@@ -91,17 +112,17 @@ rows.push({ name: 'attention fwd+bwd', ours: time(attention(native, 4, 256, 8, 6
     beta2: 0.999, eps: 1e-8, weightDecay: 0.1, step: ++step, gradScale: 1 })) });
 }
 
-// PyTorch, if Debian's python3-torch is installed.
+// PyTorch from the venv of npm run setup:torch (or FEDBIOT_TORCH_PYTHON), when present.
 let torchTimes: Record<string, number> | null = null;
 try {
   const script = join(dirname(fileURLToPath(import.meta.url)), 'kernels_torch.py');
-  const shapes = JSON.stringify(gemms);
-  torchTimes = JSON.parse(execFileSync('/usr/bin/python3', [script, String(threads), shapes], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+  const shapes = JSON.stringify(gemms.map((g) => [...g, `gemm ${label(g)}`]));
+  torchTimes = JSON.parse(execFileSync(TORCH_PYTHON, [script, String(threads), shapes], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
 } catch {
   torchTimes = null;
 }
 
-console.log(`fedbiot kernels, ${threads} threads${torchTimes ? '' : ' (PyTorch not found: /usr/bin/python3 -c "import torch" failed)'}`);
+console.log(`fedbiot kernels, ${threads} threads, gemm path ${ownPath}, FMA peak ${peak.toFixed(0)} GFLOP/s${torchTimes ? '' : ` (PyTorch not found: ${TORCH_PYTHON} -c "import torch" failed)`}`);
 const pad = (s: string, n: number) => s.padEnd(n);
 console.log(pad('op', 32) + pad('ours', 22) + (torchTimes ? pad('torch', 22) + 'torch/ours' : ''));
 const fmt = (t: number, flops?: number) => `${(t * 1e3).toFixed(2)} ms` + (flops ? ` ${(flops / t / 1e9).toFixed(0)} GF/s` : '');
@@ -115,3 +136,16 @@ const ref = referenceKernels<Float32Array>();
 const smallN = time(gemmCall(native, 128, 128, 128, false), 0.1), smallR = time(gemmCall(ref, 128, 128, 128, false), 0.1);
 const attN = time(attention(native, 1, 64, 2, 32), 0.1), attR = time(attention(ref, 1, 64, 2, 32), 0.1);
 console.log(`native vs reference: gemm 128^3 ${(smallR / smallN).toFixed(0)}x faster; attention B1 T64 H2 Dh32 ${(attR / attN).toFixed(0)}x faster`);
+const gf = (flops: number, t: number | undefined) => (t === undefined ? null : Math.round(flops / t / 1e8) / 10);
+console.log(JSON.stringify({
+  peak_gflops: Math.round(peak * 10) / 10,
+  threads,
+  gemm_path: ownPath,
+  gemm: gemmRows.map((r) => ({
+    shape: r.shape,
+    ours_gflops: gf(r.flops, r.ours),
+    torch_gflops: gf(r.flops, torchTimes?.[`gemm ${r.shape}`]),
+    openblas_gflops: gf(r.flops, r.openblas),
+    ours_pct_of_peak: Math.round((r.flops / r.ours / 1e9 / peak) * 1000) / 10,
+  })),
+}));

@@ -1,5 +1,6 @@
 # The same kernel workloads as bench/kernels.ts, in PyTorch, for a side-by-side ratio.
-# Prints one JSON object {name: seconds per call}. Usage: python3 kernels_torch.py THREADS
+# Prints one JSON object {name: seconds per call}.
+# Usage: python kernels_torch.py THREADS '[[M, N, K, transA, transB, label], ...]'
 import json, sys, time
 import torch
 import torch.nn.functional as F
@@ -17,14 +18,11 @@ def bench(name, fn, min_time=0.3):
     times.sort()
     out[name] = times[len(times) // 2]
 
-for (M, N, K, tA, label) in json.loads(sys.argv[2]):
-    a = torch.randn(K, M) if tA else torch.randn(M, K)
-    b = torch.randn(N, K)
+for (M, N, K, tA, tB, label) in json.loads(sys.argv[2]):
+    a = torch.randn(K, M).t() if tA else torch.randn(M, K)
+    b = torch.randn(N, K).t() if tB else torch.randn(K, N)
     c = torch.empty(M, N)
-    if tA:
-        bench(label, lambda: torch.matmul(a.t(), b.t(), out=c))
-    else:
-        bench(label, lambda: torch.matmul(a, b.t(), out=c))
+    bench(label, lambda: torch.matmul(a, b, out=c))
 
 B, T, H, Dh = 4, 256, 8, 64
 q = torch.randn(B, H, T, Dh, requires_grad=True)

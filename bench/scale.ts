@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { TORCH_PYTHON } from './torch-python.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CACHE = path.join(ROOT, '.cache', 'bench-scale');
@@ -24,7 +25,7 @@ const VOCAB: Record<string, number> = { qwen2_5_0_5b: 151936, tinyllama_1_1b: 32
 
 const onlyIdx = process.argv.indexOf('--only');
 const only = onlyIdx >= 0 ? process.argv[onlyIdx + 1] : undefined;
-const python = process.env.FEDBIOT_TORCH_PYTHON ?? path.join(ROOT, '.cache', 'torch-venv', 'bin', 'python');
+const python = TORCH_PYTHON;
 const llamaCpp = process.env.FEDBIOT_NODE_LLAMA_CPP ?? path.join(ROOT, '.cache', 'llama-cpp', 'node_modules', 'node-llama-cpp');
 
 function worker(...args: string[]): Record<string, unknown> {

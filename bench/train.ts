@@ -8,7 +8,8 @@
 // Two modes: full (every parameter trainable, AdamW) and lora (rank 8, alpha 16 on q,k,v,o; AdamW on
 // the LoRA factors only).
 //
-// Each mode runs in its own child process (so peak RSS is per mode). When /usr/bin/python3 has
+// Each mode runs in its own child process (so peak RSS is per mode). When the PyTorch interpreter
+// (FEDBIOT_TORCH_PYTHON, default the venv of `npm run setup:torch`) has
 // torch, the child first exports its initial weights, LoRA factors and the batch (raw float32 /
 // int32 + a JSON manifest) and bench/train_torch.py trains the same model from them, also in its
 // own process. Timings are over the timed steps only: tokens/s = B*T*steps / seconds.
@@ -18,16 +19,18 @@
 // time spent in JavaScript between kernel calls.
 //
 // The last line printed is one JSON object:
-//   {"full":{"ours_tok_s":..,"torch_tok_s":..,"ratio":..,"ours_rss_mb":..,"torch_rss_mb":..,"loss_rel_diff":..},"lora":{...}}
+//   {"full":{"ours_tok_s":..,"torch_tok_s":..,"ratio":..,"ours_rss_mb":..,"torch_rss_mb":..,"loss_rel_diff":..,
+//            "torch_version":..,"torch_threads":..},"lora":{...}}
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { TORCH_PYTHON } from './torch-python.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
-const TORCH_PY = '/usr/bin/python3';
+const TORCH_PY = TORCH_PYTHON;
 
 type Mode = 'full' | 'lora';
 
@@ -51,13 +54,12 @@ const ADAMW = { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 };
 const SEEDS = { model: 1234, lora: 4321, data: 777 };
 
 /**
- * PyTorch's thread setting on this 2-core machine, chosen with --torch-tune on a quiet machine
- * (full mode, s/step): set_num_threads(1) with the environment as is (OpenBLAS keeps its own 2
- * pthreads) ~2.0; set_num_threads(1) + OPENBLAS_NUM_THREADS=1 ~2.9; set_num_threads(2) +
- * OPENBLAS_NUM_THREADS=1 ~2.7; set_num_threads(2) as is ~3.5 (OpenMP and OpenBLAS threads
- * oversubscribe the 2 cores). Extra environment may be given here, never OPENBLAS_CORETYPE / L2_SIZE.
+ * PyTorch's thread counts tried in every mode (pip's torch uses MKL/oneDNN with OpenMP, and which
+ * count is faster depends on the machine's load): the benchmark reports the faster run. Threads
+ * never exceed the cores. --torch-threads N runs only N; extra environment (never
+ * OPENBLAS_CORETYPE / L2_SIZE) can be tried with --torch-tune.
  */
-const TORCH_DEFAULT = { threads: 1, env: {} as Record<string, string> };
+const TORCH_THREADS = [1, 2].filter((n) => n <= os.availableParallelism());
 
 // ---- flags -------------------------------------------------------------------------------------
 
@@ -441,9 +443,9 @@ async function main(): Promise<void> {
     return;
   }
   const haveTorch = f.torch && torchAvailable();
-  if (f.torch && !haveTorch) console.log(`PyTorch is not available (${TORCH_PY} -c "import torch, numpy" failed): torch fields are null`);
-  let torchSetting = { threads: f.torchThreads ?? TORCH_DEFAULT.threads, env: f.torchThreads !== null ? {} : TORCH_DEFAULT.env };
-  const out: Record<string, Record<string, number | null>> = {};
+  if (f.torch && !haveTorch) console.log(`PyTorch is not available (${TORCH_PY} -c "import torch, numpy" failed; run npm run setup:torch or set FEDBIOT_TORCH_PYTHON): torch fields are null`);
+  let torchSettings = (f.torchThreads !== null ? [f.torchThreads] : TORCH_THREADS).map((threads) => ({ threads, env: {} as Record<string, string> }));
+  const out: Record<string, Record<string, number | string | null>> = {};
   const tmpRoot = haveTorch ? fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-bench-')) : null;
   try {
     for (const mode of f.modes) {
@@ -457,10 +459,15 @@ async function main(): Promise<void> {
       let tr: TorchResult | null = null;
       if (dir) {
         if (f.torchTune && f.torchThreads === null) {
-          torchSetting = tuneTorch(dir);
+          torchSettings = [tuneTorch(dir)];
           f.torchTune = false;
         }
-        tr = runTorch(dir, torchSetting.threads, torchSetting.env);
+        for (const setting of torchSettings) {
+          const run = runTorch(dir, setting.threads, setting.env);
+          console.log(`torch set_num_threads(${run.threads}): ${run.tok_s.toFixed(0)} tok/s`);
+          if (!tr || run.tok_s > tr.tok_s) tr = run;
+        }
+        tr = tr!;
         const envs = Object.entries(tr.env).map(([k, v]) => `${k}=${v ?? 'unset'}`).join(' ');
         console.log(`torch (${tr.torch_version}, set_num_threads(${tr.threads}), ${envs}): ${tr.tok_s.toFixed(0)} tok/s, ${(tr.timed_seconds / f.steps).toFixed(3)} s/step, peak RSS ${tr.rss_mb.toFixed(0)} MB`);
         console.log(`      losses ${tr.losses.map((l) => l.toFixed(6)).join(' ')}; fastest timed step ${Math.min(...tr.step_ms.slice(f.warmup)).toFixed(0)} ms`);
@@ -484,6 +491,8 @@ async function main(): Promise<void> {
         ours_rss_mb: round(ours.rssMb, 1),
         torch_rss_mb: tr ? round(tr.rss_mb, 1) : null,
         loss_rel_diff: rel === null ? null : Number(rel.toPrecision(4)),
+        torch_version: tr ? tr.torch_version : null,
+        torch_threads: tr ? tr.threads : null,
       };
     }
   } finally {

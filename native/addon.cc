@@ -382,6 +382,11 @@ Napi::Value SetGemmPath(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value PeakGflops(const Napi::CallbackInfo& info) {
+  ARGS("peakGflops");
+  return Napi::Number::New(info.Env(), fb::peak_gflops(a.i64(0)));
+}
+
 Napi::Value GetThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), fb::get_threads());
 }
@@ -424,6 +429,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EXPORT("setThreads", SetThreads);
   EXPORT("getThreads", GetThreads);
   EXPORT("gemmPaths", GemmPaths);
+  EXPORT("peakGflops", PeakGflops);
   EXPORT("gemmPath", GemmPath);
   EXPORT("setGemmPath", SetGemmPath);
 #undef EXPORT

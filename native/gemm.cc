@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -250,7 +251,55 @@ inline void transpose8(const float* src, int64_t lds, float* dst, int64_t ld) {
 #endif
 }
 
+#if defined(__x86_64__)
+// Independent FMA chains (16 accumulators, more than latency x throughput needs), widest vector.
+__attribute__((target("avx512f"))) double fma_loop_avx512(int64_t iters) {
+  __m512 a[16];
+  for (int i = 0; i < 16; i++) a[i] = _mm512_set1_ps(1.0f + i * 1e-7f);
+  const __m512 m = _mm512_set1_ps(0.9999999f), c = _mm512_set1_ps(1e-7f);
+  for (int64_t t = 0; t < iters; t++) {
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
+  }
+  __m512 s = a[0];
+  for (int i = 1; i < 16; i++) s = _mm512_add_ps(s, a[i]);
+  return _mm512_reduce_add_ps(s);
+}
+__attribute__((target("avx2,fma"))) double fma_loop_avx2(int64_t iters) {
+  __m256 a[12];
+  for (int i = 0; i < 12; i++) a[i] = _mm256_set1_ps(1.0f + i * 1e-7f);
+  const __m256 m = _mm256_set1_ps(0.9999999f), c = _mm256_set1_ps(1e-7f);
+  for (int64_t t = 0; t < iters; t++) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; i++) a[i] = _mm256_fmadd_ps(a[i], m, c);
+  }
+  __m256 s = a[0];
+  for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, a[i]);
+  alignas(32) float o[8];
+  _mm256_store_ps(o, s);
+  return o[0];
+}
+#endif
+
 }  // namespace
+
+double peak_gflops(int64_t iters) {
+#if defined(__x86_64__)
+  const bool wide = cpu_has(GemmPath::AVX512);
+  const int nt = get_threads();
+  const double flopsPerIter = wide ? 16.0 * 32 : 12.0 * 16;
+  volatile double sink = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  parallel_for(nt, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) sink = sink + (wide ? fma_loop_avx512(iters) : fma_loop_avx2(iters));
+  });
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return nt * iters * flopsPerIter / s / 1e9;
+#else
+  (void)iters;
+  return 0.0;
+#endif
+}
 
 const char* gemm_path_name(GemmPath p) {
   switch (p) {

@@ -30,6 +30,10 @@ void own_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int6
 // dst[k * ld + c] = src[c * lds + k] for c < 8, k < kc (8 rows of src into 8 columns of a panel).
 void transpose_into_panel(const float* src, int64_t lds, int64_t kc, float* dst, int64_t ld);
 
+// This CPU's fp32 FMA throughput in GFLOP/s on all threads: independent FMAs at the widest vector
+// width, iters loop trips per thread (0 where no x86 vector path exists).
+double peak_gflops(int64_t iters);
+
 // The PackB of a plain f32 matrix.
 PackB pack_f32(const float* B, int64_t ldb, bool tB);
 

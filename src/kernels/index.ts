@@ -7,7 +7,7 @@ import { referenceKernels } from './reference.js';
 
 export type { FArr, Kernels } from './api.js';
 export { referenceKernels } from './reference.js';
-export { loadNativeKernels, nativeLoadError, gemmPaths, gemmPath, setGemmPath } from './native.js';
+export { loadNativeKernels, nativeLoadError, gemmPaths, gemmPath, setGemmPath, peakGflops } from './native.js';
 
 let warned = false;
 

@@ -59,6 +59,7 @@ interface Addon {
   gemmPaths(): string[];
   gemmPath(): string;
   setGemmPath(name: string): void;
+  peakGflops(iters: number): number;
 }
 
 /** The package root: the nearest folder above this file holding package.json (works from src/ and dist/src/). */
@@ -86,6 +87,14 @@ export function gemmPaths(): string[] {
 /** The gemm path in use ('' without the addon). */
 export function gemmPath(): string {
   return loadNativeKernels() ? loaded!.gemmPath() : '';
+}
+
+/**
+ * This CPU's fp32 FMA peak on all threads in GFLOP/s, measured by a native loop of independent
+ * FMAs at the widest vector width (iters loop trips per thread; 0 without an x86 vector path).
+ */
+export function peakGflops(iters = 20_000_000): number {
+  return loadNativeKernels() ? loaded!.peakGflops(iters) : 0;
 }
 
 /** Forces a gemm path for every later gemm (throws when this CPU cannot run it). */
