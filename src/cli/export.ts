@@ -22,7 +22,7 @@ import type { DType, TensorRecord } from '../io/types.js';
 import { saveHfModel, saveAdapterAsPeft, toLlamaConfig } from '../models/hf-model.js';
 import { loadModelWithAdapter, mergeAllLora } from '../models/adapter.js';
 import { loadCheckpoint } from '../fl/checkpoint.js';
-import type { LlamaModel } from '../nn/llama.js';
+import { widened, type LlamaModel } from '../nn/llama.js';
 
 /** Files of a model folder that describe the tokenizer and generation defaults. */
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model', 'generation_config.json', 'chat_template.json', 'chat_template.jinja'];
@@ -51,9 +51,10 @@ export function paddedVocab(v: GgufVocab, vocabSize: number, where: string): Ggu
   return { ...v, tokens: [...v.tokens, ...pad], scores: [...v.scores, ...new Array<number>(extra).fill(0)], tokenTypes: [...v.tokenTypes, ...new Array<number>(extra).fill(5)] };
 }
 
+/** The model's tensors for a writer; a stored-format (BF16/F16) weight is widened when it is read, one at a time. */
 function baseRecords(model: LlamaModel): Map<string, TensorRecord> {
   const m = new Map<string, TensorRecord>();
-  for (const [name, t] of model.baseTensors()) m.set(name, { dtype: 'F32', shape: [...t.shape], data: t.data });
+  for (const [name, w] of model.baseWeights()) m.set(name, { dtype: 'F32', shape: [...w.shape], get data() { return widened(w).data; } });
   return m;
 }
 

@@ -12,7 +12,7 @@ import { FrozenWeight } from '../tensor/frozen.js';
 import type { Weight } from '../tensor/ops.js';
 import type { WeightFormat } from '../kernels/weights.js';
 import { fromValues } from '../tensor/engine.js';
-import { DecoderLayer, LlamaModel, LINEAR_NAMES, linearPath, type LayerExtras, type LinearName } from '../nn/llama.js';
+import { DecoderLayer, LlamaModel, LINEAR_NAMES, linearPath, widened, type LayerExtras, type LinearName } from '../nn/llama.js';
 import { familyTensors } from '../io/llama-names.js';
 import { makeConfig, type ModelConfig } from '../nn/config.js';
 import type { LoraState } from '../fedbiot/lora-state.js';
@@ -103,8 +103,9 @@ export function loadHfModel(dir: string, opts: LoadHfModelOptions = {}): LlamaMo
 export function saveHfModel(model: LlamaModel, dir: string, opts: { dtype?: DType; maxShardBytes?: number; source?: LlamaConfig } = {}): void {
   fs.mkdirSync(dir, { recursive: true });
   const dtype = opts.dtype ?? storedDtype(model);
+  // records widen a stored-format weight when the writer reads it, one tensor at a time
   const tensors = new Map<string, TensorRecord>();
-  for (const [name, t] of model.baseTensors()) tensors.set(name, { dtype, shape: [...t.shape], data: t.data });
+  for (const [name, w] of model.baseWeights()) tensors.set(name, { dtype, shape: [...w.shape], get data() { return widened(w).data; } });
   const own = toLlamaConfig(model.config);
   const config: LlamaConfig = opts.source
     ? { ...opts.source, numHiddenLayers: own.numHiddenLayers, tieWordEmbeddings: own.tieWordEmbeddings }

@@ -20,7 +20,7 @@ export type LinearName = (typeof LINEAR_NAMES)[number];
 const ATTENTION_LINEARS = new Set<LinearName>(['q_proj', 'k_proj', 'v_proj', 'o_proj']);
 
 /** A weight as an f32 Tensor: itself, or a fresh widened copy of a stored-format weight. */
-function widened(w: Weight): Tensor {
+export function widened(w: Weight): Tensor {
   return w instanceof Tensor ? w : Tensor.param(w.toFloat32(), [...w.shape], w.name, false);
 }
 
@@ -78,22 +78,24 @@ export class DecoderLayer {
     return out;
   }
 
-  /**
-   * All frozen tensors by Hugging Face name (under this layer's current prefix). A weight kept in a
-   * 16-bit format is handed out widened (a fresh f32 copy, for export and hashing).
-   */
-  baseTensors(): Map<string, Tensor> {
-    const m = new Map<string, Tensor>();
+  /** All frozen weights by Hugging Face name (under this layer's current prefix), in their stored format. */
+  baseWeights(): Map<string, Weight> {
+    const m = new Map<string, Weight>();
     m.set(`${this.prefix}.input_layernorm.weight`, this.attnNorm);
     m.set(`${this.prefix}.post_attention_layernorm.weight`, this.mlpNorm);
     for (const n of LINEAR_NAMES) {
-      m.set(`${this.linears[n].name}.weight`, widened(this.linears[n].weight));
+      m.set(`${this.linears[n].name}.weight`, this.linears[n].weight);
       const b = this.linears[n].bias;
       if (b) m.set(`${this.linears[n].name}.bias`, b);
     }
     if (this.extras.qNorm) m.set(`${this.prefix}.self_attn.q_norm.weight`, this.extras.qNorm);
     if (this.extras.kNorm) m.set(`${this.prefix}.self_attn.k_norm.weight`, this.extras.kNorm);
     return m;
+  }
+
+  /** baseWeights() as f32 Tensors: a weight kept in a 16-bit format is handed out as a fresh widened copy. */
+  baseTensors(): Map<string, Tensor> {
+    return new Map([...this.baseWeights()].map(([k, w]) => [k, widened(w)]));
   }
 
   /** Turns LoRA dropout on (drawing masks from rand) or off (null) for this layer's LoRA modules. */
@@ -340,14 +342,22 @@ export class LlamaModel {
     return layers.flatMap((l) => l.loraParams());
   }
 
-  /** Every base tensor by Hugging Face name. */
-  baseTensors(): Map<string, Tensor> {
-    const m = new Map<string, Tensor>();
-    m.set('model.embed_tokens.weight', widened(this.embedTokens));
-    for (const l of this.layers) for (const [k, v] of l.baseTensors()) m.set(k, v);
+  /** Every base weight by Hugging Face name, in its stored format (nothing is widened). */
+  baseWeights(): Map<string, Weight> {
+    const m = new Map<string, Weight>();
+    m.set('model.embed_tokens.weight', this.embedTokens);
+    for (const l of this.layers) for (const [k, v] of l.baseWeights()) m.set(k, v);
     m.set('model.norm.weight', this.finalNorm);
-    if (!this.config.tieWordEmbeddings) m.set('lm_head.weight', widened(this.lmHead));
+    if (!this.config.tieWordEmbeddings) m.set('lm_head.weight', this.lmHead);
     return m;
+  }
+
+  /**
+   * Every base tensor by Hugging Face name as f32 (stored-format weights widened, all at once: for
+   * a large BF16 model prefer baseWeights() and widened() one tensor at a time).
+   */
+  baseTensors(): Map<string, Tensor> {
+    return new Map([...this.baseWeights()].map(([k, w]) => [k, widened(w)]));
   }
 
   /** Logits [B, V] of the last position of each row (ids [B, T]), no graph recorded. */
