@@ -133,6 +133,7 @@ async function main(): Promise<void> {
       const m = loadHfModel(a!);
       const split = buildSplit(m, { kind: 'last', last: 2 }, 0.2, { adapter: LORA, emulator: LORA }, 0);
       const ids = randomIds(SEQ, m.config.vocabSize, 6);
+      out.server_model_rss_mb = rssMb(); // the model and its split, before any step
       const t0 = performance.now();
       runAlignment(split, () => batchOf(ids), { steps: 1, optimizer: { kind: 'adamw', lr: 1e-4 }, hiddenLoss: 'nmse', lambda: 0.9, mu: 0 });
       out.align_step_s = secs(t0);
@@ -145,6 +146,7 @@ async function main(): Promise<void> {
       const params = cm.adapter.flatMap((l) => l.loraParams());
       for (const p of params) p.requiresGrad = true;
       const ids = randomIds(SEQ, cm.model.config.vocabSize, 7);
+      out.client_model_rss_mb = rssMb();
       const t0 = performance.now();
       localTrain(cm.model, params, () => batchOf(ids), { steps: 1, optimizer: { kind: 'adamw', lr: 1e-4 }, gradAccum: 1, proximal: 0.01 });
       out.client_step_s = secs(t0);

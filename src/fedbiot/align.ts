@@ -59,9 +59,14 @@ export function alignmentLoss(s: SplitModels, batch: TokenBatch, o: AlignLossOpt
   const teacherLogits = noGrad(() => {
     let h = hIn;
     const keep = new Set(s.plan.emulator);
+    const layerwise = o.hiddenLoss === 'layerwise-nmse';
     s.block.forEach((layer, i) => {
-      h = m.layerForward(layer, h, ctx, i);
-      if (o.hiddenLoss === 'layerwise-nmse' && keep.has(layer.sourceIndex)) teacherHidden.push(h.data);
+      // Only each layer's output outlives it (as in runLayers), so the teacher holds one layer's
+      // activations at a time instead of the whole block's.
+      const next = tape.transient(() => m.layerForward(layer, h, ctx, i));
+      if (h !== hIn && !teacherHidden.includes(h.data)) h.dispose();
+      h = next;
+      if (layerwise && keep.has(layer.sourceIndex)) teacherHidden.push(h.data);
     });
     if (o.hiddenLoss !== 'layerwise-nmse') teacherHidden.push(h.data);
     return wantKl ? m.head(m.runLayers(h, ctx, s.adapterTop)).data : null;
