@@ -143,6 +143,8 @@ async function main(): Promise<void> {
     }
     case 'client': {
       const cm = loadClientModel(a!, { adapter: LORA, emulator: LORA });
+      // as the client does: only the adapter's LoRA trains, the emulator's is frozen
+      for (const p of cm.emulator.flatMap((l) => l.loraParams())) p.requiresGrad = false;
       const params = cm.adapter.flatMap((l) => l.loraParams());
       for (const p of params) p.requiresGrad = true;
       const ids = randomIds(SEQ, cm.model.config.vocabSize, 7);
