@@ -1,8 +1,10 @@
 // Greedy generation speed, ours vs llama.cpp (node-llama-cpp, optional), on the reference model:
 // vocab 4096, d 512, 8 layers, 8 heads, ffn 1376, random weights; prompt 64 tokens, 128 new tokens,
-// batch 1, the same threads for both, the same weights (F32 GGUF for llama.cpp).
+// batch 1, the same threads for both, the same weights: f32 (F32 GGUF for llama.cpp), then Q8_0
+// (our engine computing on the Q8_0 blocks, llama.cpp on the Q8_0 GGUF of the same blocks).
 // tokens/s = new tokens / (prefill + decode time); decode-only rates are printed too.
-// Last line: {"ours_tok_s":..,"llamacpp_tok_s":..,"ratio":..} (llama.cpp fields null without it).
+// Last line: {"ours_tok_s":..,"llamacpp_tok_s":..,"ratio":..,"q8_0":{"ours_tok_s":..,"llamacpp_tok_s":..,"ratio":..}}
+// (llama.cpp fields null without it).
 //   npm run bench:generate            (FEDBIOT_THREADS to change threads; FEDBIOT_NODE_LLAMA_CPP to point at node-llama-cpp)
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -12,7 +14,8 @@ import { makeConfig } from '../src/nn/config.js';
 import { generate } from '../src/nn/generate.js';
 import { getThreads, kernels, setThreads } from '../src/tensor/engine.js';
 import { tape } from '../src/tensor/tensor.js';
-import { writeLlamaGguf, type GgufVocab } from '../src/io/gguf-llama.js';
+import { writeLlamaGguf, type GgufVocab, type GgufQuant } from '../src/io/gguf-llama.js';
+import { heldBytes, storeModelWeights } from '../src/models/stored-weights.js';
 import { toLlamaConfig } from '../src/models/hf-model.js';
 import { loadNodeLlamaCpp } from '../src/io/llama-cpp.js';
 import { mulberry32 } from '../src/util/rng.js';
@@ -38,45 +41,43 @@ function oursOnce(): { total: number; prefill: number; tokens: number[] } {
   const tokens = generate(model, prompt, { maxNewTokens: NEW, greedy: true, stopIds: [], onToken: () => { if (!tFirst) tFirst = performance.now(); } });
   return { total: (performance.now() - t0) / 1000, prefill: (tFirst - t0) / 1000, tokens };
 }
-oursOnce(); // warm-up (buffer pool, JIT)
-const ourRuns = Array.from({ length: REPEATS }, oursOnce);
-const ours = median(ourRuns.map((r) => r.total));
-const oursPrefill = median(ourRuns.map((r) => r.prefill));
-const ourTokS = NEW / ours;
-console.log(`kernels ${kernels().name}, threads ${threads}; model vocab ${cfg.vocabSize}, d ${cfg.hiddenSize}, ${cfg.numLayers} layers, ffn ${cfg.intermediateSize}`);
-console.log(`ours:      ${ourTokS.toFixed(1)} tok/s  (total ${ours.toFixed(3)} s, prefill ${(oursPrefill * 1000).toFixed(0)} ms, decode ${((NEW - 1) / (ours - oursPrefill)).toFixed(1)} tok/s)`);
 
-// per-op profile of one decode step (where the time goes)
-{
+function ours(label: string): { tokS: number; tokens: number[] } {
+  oursOnce(); // warm-up (buffer pool, JIT)
+  const runs = Array.from({ length: REPEATS }, oursOnce);
+  const total = median(runs.map((r) => r.total));
+  const prefill = median(runs.map((r) => r.prefill));
+  const tokS = NEW / total;
+  console.log(`ours ${label}: ${tokS.toFixed(1)} tok/s  (total ${total.toFixed(3)} s, prefill ${(prefill * 1000).toFixed(0)} ms, decode ${((NEW - 1) / (total - prefill)).toFixed(1)} tok/s; weights ${(heldBytes(model) / 1024 ** 2).toFixed(1)} MiB)`);
+  // one decode step (where the time goes)
   const cache = new KVCache(cfg.numLayers, PROMPT + 8, cfg.numKvHeads * cfg.headDim);
   model.lastLogits(Int32Array.from(prompt), cache);
   tape.reset();
-  const n = 32;
   const t0 = performance.now();
   for (let i = 0; i < 4; i++) { model.lastLogits(Int32Array.from([5 + i]), cache); tape.reset(); }
   const per = (performance.now() - t0) / 4;
-  void n;
   const flops = 2 * (cfg.numLayers * (4 * cfg.hiddenSize * cfg.hiddenSize + 3 * cfg.hiddenSize * cfg.intermediateSize) + cfg.vocabSize * cfg.hiddenSize);
-  console.log(`ours: one decode step ${per.toFixed(2)} ms = ${(flops / per / 1e6).toFixed(1)} GFLOP/s on the matrix-vector work (${(flops * 2 / 1e6).toFixed(0)} MB of f32 weights read per token)`);
+  console.log(`ours ${label}: one decode step ${per.toFixed(2)} ms = ${(flops / per / 1e6).toFixed(1)} GFLOP/s on the matrix-vector work`);
+  return { tokS, tokens: runs[0]!.tokens };
 }
 
 // ---- llama.cpp -----------------------------------------------------------------------------------
-let llamaTokS: number | null = null;
-let llamaTokens: number[] | null = null;
 const mod = await loadNodeLlamaCpp();
-if (!mod) {
-  console.log('llama.cpp: node-llama-cpp is not installed (npm run setup:llama-cpp, or FEDBIOT_NODE_LLAMA_CPP=<its folder>)');
-} else {
+if (!mod) console.log('llama.cpp: node-llama-cpp is not installed (npm run setup:llama-cpp, or FEDBIOT_NODE_LLAMA_CPP=<its folder>)');
+// f32 weights as the model starts; the Q8_0 GGUF is quantized from them as our Q8_0 blocks are
+const f32Tensors = new Map<string, TensorRecord>();
+for (const [name, t] of model.baseTensors()) f32Tensors.set(name, { dtype: 'F32', shape: [...t.shape], data: Float32Array.from(t.data) });
+
+async function llamaCpp(label: string, quant: GgufQuant | null, oursTokens: number[]): Promise<number | null> {
+  if (!mod) return null;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-bench-'));
   const gguf = path.join(dir, 'ref.gguf');
-  const tensors = new Map<string, TensorRecord>();
-  for (const [name, t] of model.baseTensors()) tensors.set(name, { dtype: 'F32', shape: [...t.shape], data: t.data });
   // a synthetic SentencePiece-style vocabulary (token text is irrelevant: we feed ids)
   const tokens = ['<unk>', '<s>', '</s>', ...Array.from({ length: 256 }, (_, i) => `<0x${i.toString(16).toUpperCase().padStart(2, '0')}>`)];
   const types = [2, 3, 3, ...new Array<number>(256).fill(6)];
   while (tokens.length < cfg.vocabSize) { tokens.push(`\u2581w${tokens.length}`); types.push(1); }
   const vocab: GgufVocab = { model: 'llama', tokens, scores: tokens.map((_, i) => -i), tokenTypes: types, bosId: 1, eosId: 2, unkId: 0, addBos: true, addEos: false };
-  writeLlamaGguf(gguf, { config: toLlamaConfig(cfg), tensors, vocab, type: 'F32', name: 'bench' });
+  writeLlamaGguf(gguf, { config: toLlamaConfig(cfg), tensors: f32Tensors, vocab, type: 'F32', ...(quant ? { quant } : {}), name: 'bench' });
   const llama = await mod.getLlama({ gpu: false, build: 'never', logLevel: mod.LlamaLogLevel?.error ?? 'error' });
   const lm = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
   const ctx = await lm.createContext({ contextSize: 512, threads, batchSize: 512 });
@@ -96,14 +97,26 @@ if (!mod) {
   const runs: { total: number; tokens: number[] }[] = [];
   for (let i = 0; i < REPEATS; i++) runs.push(await once());
   const t = median(runs.map((r) => r.total));
-  llamaTokens = runs[0]!.tokens;
-  llamaTokS = llamaTokens.length / t;
-  console.log(`llama.cpp: ${llamaTokS.toFixed(1)} tok/s  (total ${t.toFixed(3)} s for ${llamaTokens.length} tokens, ${threads} threads, F32 GGUF)`);
-  const agree = llamaTokens.findIndex((x, i) => x !== ourRuns[0]!.tokens[i]);
-  console.log(`greedy tokens ${agree < 0 ? 'identical' : `first differ at step ${agree}`} (ours vs llama.cpp)`);
+  const theirs = runs[0]!.tokens;
+  const tokS = theirs.length / t;
+  console.log(`llama.cpp ${label}: ${tokS.toFixed(1)} tok/s  (total ${t.toFixed(3)} s for ${theirs.length} tokens, ${threads} threads, ${fs.statSync(gguf).size} byte GGUF)`);
+  const agree = theirs.findIndex((x, i) => x !== oursTokens[i]);
+  console.log(`${label}: greedy tokens ${agree < 0 ? 'identical' : `first differ at step ${agree}`} (ours vs llama.cpp)`);
   await ctx.dispose();
   await lm.dispose();
   fs.rmSync(dir, { recursive: true, force: true });
+  return tokS;
 }
+
+console.log(`kernels ${kernels().name}, threads ${threads}; model vocab ${cfg.vocabSize}, d ${cfg.hiddenSize}, ${cfg.numLayers} layers, ffn ${cfg.intermediateSize}`);
+const f32 = ours('f32');
+const f32Llama = await llamaCpp('f32', null, f32.tokens);
+storeModelWeights(model, 'q8_0');
+const q8 = ours('q8_0');
+const q8Llama = await llamaCpp('q8_0', 'q8_0', q8.tokens);
 const r = (x: number | null) => (x === null ? null : Number(x.toFixed(2)));
-console.log(JSON.stringify({ ours_tok_s: r(ourTokS), llamacpp_tok_s: r(llamaTokS), ratio: llamaTokS === null ? null : Number((ourTokS / llamaTokS).toFixed(3)) }));
+const ratio = (a: number, b: number | null) => (b === null ? null : Number((a / b).toFixed(3)));
+console.log(JSON.stringify({
+  ours_tok_s: r(f32.tokS), llamacpp_tok_s: r(f32Llama), ratio: ratio(f32.tokS, f32Llama),
+  q8_0: { ours_tok_s: r(q8.tokS), llamacpp_tok_s: r(q8Llama), ratio: ratio(q8.tokS, q8Llama) },
+}));
