@@ -1,6 +1,7 @@
 // The run configuration (YAML), validated by a schema: unknown keys and bad values are errors that
 // name the key. Defaults follow the paper's settings scaled to a 2-core machine.
 import { z } from 'zod';
+import { EMULATOR_WEIGHTS } from '../fedbiot/compress.js';
 import { ALGORITHMS } from '../fedbiot/algorithms.js';
 import { LINEAR_NAMES } from '../nn/llama.js';
 import { ALIGN_OBJECTIVES } from '../fedbiot/objectives.js';
@@ -99,6 +100,11 @@ export const configSchema = z.strictObject({
     layerDrop: z.enum(LAYER_DROP_RULES).default('reference'),
     adapterLora: loraSchema.prefault({}),
     emulatorLora: loraSchema.prefault({}),
+    /**
+     * How the emulator's frozen weights are held where it runs (clients, and the server's alignment,
+     * which aligns exactly that emulator): f32, f16, or Q8_0 / Q4_0 blocks computed on directly.
+     */
+    emulator: z.strictObject({ weights: z.enum(EMULATOR_WEIGHTS).default('f32') }).prefault({}),
     preAlignSteps: nonNegInt.default(100),
     /**
      * FedAvg weights: 'samples' weighs each client by its data size (the simulation knows it; a

@@ -14,7 +14,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { TokenBatch } from '../nn/lm.js';
 import type { OptimizerOptions } from '../nn/optim.js';
 import type { AlignObjectiveName } from './objectives.js';
-import { buildSplit, setTrainable, adapterLayers, type LoraConfig, type SplitModels } from './compress.js';
+import { buildSplit, setTrainable, adapterLayers, type EmulatorWeights, type LoraConfig, type SplitModels } from './compress.js';
 import { runAlignment, type AlignLossOptions, type AlignLossValues } from './align.js';
 import { localTrain, type LocalTrainOptions } from './local.js';
 import { captureLora, loadLora, cloneState, type LoraState } from './lora-state.js';
@@ -34,6 +34,8 @@ export interface AlgorithmSettings {
   dropRate: number;
   /** Kept-layer index rule of the layer drop (default: the reference's). */
   layerDrop?: LayerDropRule;
+  /** How the emulator's frozen weights are held (default f32; see compress.ts). */
+  emulatorWeights?: EmulatorWeights;
   /** Whose alignment objective `align` carries (reported in summary.json); null without an emulator. */
   alignObjective?: AlignObjectiveName | null;
   adapterLora: LoraConfig;
@@ -133,7 +135,7 @@ export class ServerAlgorithm {
     this.strategy = strategyOf(settings.name);
     const placement = this.strategy.placement(settings);
     if (placement) {
-      this.split = buildSplit(base, placement, settings.dropRate, { adapter: settings.adapterLora, emulator: settings.emulatorLora }, seed, settings.layerDrop);
+      this.split = buildSplit(base, placement, settings.dropRate, { adapter: settings.adapterLora, emulator: settings.emulatorLora }, seed, settings.layerDrop, settings.emulatorWeights);
       this.fullLoraModel = null;
     } else {
       this.split = null;

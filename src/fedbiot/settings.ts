@@ -20,6 +20,7 @@ export function settingsFromConfig(cfg: RunConfig): AlgorithmSettings {
     preAlignSteps: a.preAlignSteps,
     alignStepsPerRound: a.alignStepsPerRound,
     layerDrop: a.layerDrop,
+    emulatorWeights: a.emulator.weights,
     alignObjective: alignment.objective,
     align: { hiddenLoss: a.align.hiddenLoss, layerwiseReduction: a.align.layerwiseReduction, ...alignment.loss, optimizer: a.align.optimizer, maxGradNorm: a.align.maxGradNorm },
     local: { steps: a.local.steps, optimizer: a.local.optimizer, gradAccum: a.local.gradAccum, proximal: a.local.proximal ?? defaultProximal(a.name), maxGradNorm: a.local.maxGradNorm },

@@ -26,6 +26,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { RunConfig } from '../config/schema.js';
 import { ServerAlgorithm, type AlgorithmSettings, type Strategy } from '../fedbiot/algorithms.js';
+import { heldBytes } from '../models/stored-weights.js';
 import { methodAsRun, settingsFromConfig, type MethodAsRun } from '../fedbiot/settings.js';
 import { evaluateModel, type EvalSpec } from '../fedbiot/evaluate.js';
 import { fedAvg } from '../fedbiot/aggregate.js';
@@ -407,7 +408,7 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
         model_params: modelP,
         trainable_params: trainable,
         mean_step_seconds: state.stepSeconds.reduce((a, b) => a + b, 0) / Math.max(1, state.stepSeconds.length),
-        peak_memory_mb: transport.peakActivationBytes ? clientMemoryMb(modelP, trainable, settings.local.optimizer, transport.peakActivationBytes()) : null,
+        peak_memory_mb: transport.peakActivationBytes ? clientMemoryMb(heldBytes(server.clientModel()), trainable, settings.local.optimizer, transport.peakActivationBytes()) : null,
       },
       seconds: (performance.now() - t0) / 1000,
     };
@@ -438,13 +439,14 @@ function weigh(cfg: RunConfig, updates: readonly ReceivedUpdate[], progress: Pro
 }
 
 /**
- * A client's peak memory in training: its weights, the trainable LoRA with its gradient and
- * optimiser state, and the working memory (activations kept for backward, scratch) measured on the
- * engine's buffer pool during local training. All f32; the JavaScript runtime itself is not counted.
+ * A client's peak memory in training: its weights as held (f32, or a stored format: f16, Q8_0 /
+ * Q4_0 for a quantized emulator), the trainable LoRA's gradient and optimiser state (f32), and the
+ * working memory (activations kept for backward, scratch) measured on the engine's buffer pool
+ * during local training. The JavaScript runtime itself is not counted.
  */
-function clientMemoryMb(params: number, trainable: number, opt: AlgorithmSettings['local']['optimizer'], activationBytes: number): number {
+function clientMemoryMb(weightBytes: number, trainable: number, opt: AlgorithmSettings['local']['optimizer'], activationBytes: number): number {
   const slots = opt.kind === 'adamw' ? 2 : (opt.momentum ?? 0) > 0 ? 1 : 0;
-  return ((params + trainable * (1 + slots)) * 4 + activationBytes) / 1024 ** 2;
+  return (weightBytes + trainable * (1 + slots) * 4 + activationBytes) / 1024 ** 2;
 }
 
 /** Distinct parameters (by storage) of a model: what a client must hold. */

@@ -74,3 +74,15 @@ test('config errors name the key', () => {
   assert.throws(() => validateConfig({ model: {}, data: { task: 'math' }, algorithm: {} }, 'x.yaml'), /model: give exactly one/);
   assert.throws(() => loadConfig(null, ['rounds']), /expected key=value/);
 });
+
+test('simulation: a Q8_0 emulator (algorithm.emulator.weights) runs, holds less client memory, and stays close to f32', async () => {
+  const run = async (weights: string) => runSimulation(await buildExperiment(loadConfig(null, [...TINY, 'eval.generate=false', `algorithm.emulator={weights: ${weights}}`])), { outDir: tmp() });
+  const f32 = (await run('f32'))!;
+  const q8 = (await run('q8_0'))!;
+  assert.ok(q8.client.peak_memory_mb! < f32.client.peak_memory_mb!, `client memory ${q8.client.peak_memory_mb} MB vs ${f32.client.peak_memory_mb} MB`);
+  // the full model keeps f32 weights: the base is evaluated on the same model
+  assert.deepEqual(q8.base, f32.base);
+  assert.notDeepEqual(q8.emulator, f32.emulator, 'the clients run (and the server aligns) the quantized emulator');
+  assert.ok(Math.abs(q8.adapfu.nll! - f32.adapfu.nll!) < 0.05 * f32.adapfu.nll!, `AdapFu NLL ${q8.adapfu.nll} vs ${f32.adapfu.nll}`);
+  assert.throws(() => loadConfig(null, [...TINY, 'algorithm.emulator={weights: q3}']), /algorithm\.emulator\.weights/);
+});
