@@ -2,6 +2,7 @@
 // name the key. Defaults follow the paper's settings scaled to a 2-core machine.
 import { z } from 'zod';
 import { EMULATOR_WEIGHTS } from '../fedbiot/compress.js';
+import { CODECS } from '../codec/wire.js';
 import { ALGORITHMS } from '../fedbiot/algorithms.js';
 import { LINEAR_NAMES } from '../nn/llama.js';
 import { ALIGN_OBJECTIVES } from '../fedbiot/objectives.js';
@@ -134,6 +135,17 @@ export const configSchema = z.strictObject({
       .prefault({}),
     local: localSchema.prefault({}),
   }),
+  /**
+   * Round traffic compression (src/fl/compression.ts): deltas against what the receiver holds, 8- or
+   * 4-bit block quantization, and on uploads an optional top-k fraction with error feedback kept by
+   * the client. Simulation only for now: a deployed server refuses anything but codec none.
+   */
+  compression: z
+    .strictObject({
+      codec: z.enum(CODECS).default('none'),
+      topk: z.number().gt(0).max(1).nullable().default(null),
+    })
+    .prefault({}),
   eval: z
     .strictObject({
       /** Evaluate after every `every` rounds (and always after the last). 0 = only at the end. */

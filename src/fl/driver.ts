@@ -27,6 +27,7 @@ import * as path from 'node:path';
 import type { RunConfig } from '../config/schema.js';
 import { ServerAlgorithm, type AlgorithmSettings, type Strategy } from '../fedbiot/algorithms.js';
 import { heldBytes } from '../models/stored-weights.js';
+import { CompressedServer } from './compression.js';
 import { methodAsRun, settingsFromConfig, type MethodAsRun } from '../fedbiot/settings.js';
 import { evaluateModel, type EvalSpec } from '../fedbiot/evaluate.js';
 import { fedAvg } from '../fedbiot/aggregate.js';
@@ -133,6 +134,8 @@ export interface RoundExchange {
   check(body: Uint8Array): Checked;
   /** The strategy's choice: false when clients keep their own adapter (nothing travels after joining). */
   shared: boolean;
+  /** With `compression` configured (and a shared adapter): the round's compressed streams, used instead of payloadFor / check. */
+  compressed: CompressedServer | null;
   emit(e: FederationEvent): void;
 }
 
@@ -317,15 +320,19 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
   await transport.open(ctx);
   try {
     const shared = strategy.adapters === 'global';
+    const compressing = cfg.compression.codec !== 'none' || cfg.compression.topk !== null;
+    const compressed = compressing && shared ? new CompressedServer(cfg.compression, server.adapterState(), server.emulatorState()) : null;
     for (let round = startRound; round < cfg.rounds; round++) {
       const rt0 = performance.now();
       const align = server.beginRound(round);
       // The round's global adapter, captured before any client trains: simulated clients train the
       // server's own adapter layers in place, so each must start again from this snapshot.
       const globalAdapter = server.adapterState();
+      compressed?.beginRound(globalAdapter, server.emulatorState(), server.currentEmulatorVersion);
       const x: RoundExchange = {
         round,
         shared,
+        compressed,
         sample: (available) => {
           const s = sampleClients(cfg, round, available);
           emit({ type: 'round-open', round, sampled: s });

@@ -10,6 +10,9 @@ import { decodePayload, encodeUpdate } from './payload.js';
 import { clientDataSeed, clientDropoutSeed } from './seeds.js';
 import { encodeForTraining, measuredJoinBytes, runFederation, type ReceivedUpdate, type RoundExchange, type RoundOutcome, type RunOptions, type Summary, type Transport, type TransportContext } from './driver.js';
 import type { Experiment } from './experiment.js';
+import { CompressedClient } from './compression.js';
+import { cloneState, firstNonFinite, type LoraState } from '../fedbiot/lora-state.js';
+import { deriveSeed } from '../util/rng.js';
 
 export interface SimulationOptions extends RunOptions {
   /** Checked between clients: when it returns true the run stops after saving nothing partial. */
@@ -31,6 +34,8 @@ export class InProcessTransport implements Transport {
   private readonly iterators = new Map<string, BatchIterator>();
   private readonly sizes = new Map<string, number>();
   private state: SimState = { iterators: {}, emulatorVersions: {}, peakActivationBytes: 0 };
+  /** With compression: each client's received states and error feedback (not checkpointed: a resumed run restarts the streams). */
+  private readonly compressedClients = new Map<string, CompressedClient>();
 
   constructor(private readonly exp: Experiment, private readonly shouldStop?: () => boolean) {
     const cfg = exp.cfg;
@@ -65,30 +70,58 @@ export class InProcessTransport implements Transport {
     const updates: ReceivedUpdate[] = [];
     const traffic: Record<string, { down: number; up: number }> = {};
     const nonce = newNonce();
+    const emulator = x.compressed ? this.ctx.server.emulatorState() : null;
     progress.start(`round ${x.round + 1}/${cfg.rounds}`, sampled.length * cfg.algorithm.local.steps);
     for (const name of sampled) {
       if (this.shouldStop?.()) {
         progress.stop();
         return null;
       }
-      const { body } = x.payloadFor(name, nonce, this.state.emulatorVersions[name] ?? -1);
-      const p = decodePayload(body);
-      this.client.apply(p);
-      if (p.emulator) this.state.emulatorVersions[name] = p.emulatorVersion;
+      let body: Buffer;
+      let cc: CompressedClient | null = null;
+      if (x.compressed) {
+        // compressed streams: each client holds its own received states and error feedback
+        const server = x.compressed;
+        cc = this.compressedClients.get(name) ?? new CompressedClient(cfg.compression, server.adapterLayout, server.emulatorLayout);
+        this.compressedClients.set(name, cc);
+        body = server.payloadFor(cc.versions.adapter, cc.versions.emulator);
+        const r = cc.receive(body, `round ${x.round + 1} payload for client ${name}`);
+        this.client.apply({ round: x.round, adapter: cloneState(r.adapter), emulator: r.emulator ? cloneState(r.emulator) : null, emulatorVersion: this.ctx.server.currentEmulatorVersion });
+      } else {
+        body = x.payloadFor(name, nonce, this.state.emulatorVersions[name] ?? -1).body;
+        const p = decodePayload(body);
+        this.client.apply(p);
+        if (p.emulator) this.state.emulatorVersions[name] = p.emulatorVersion;
+      }
       const it = this.iterators.get(name)!;
       const live0 = liveTensorBytes();
       resetPeakTensorBytes();
       const res = this.client.train(() => toTokenBatch(it.next()!), (_, loss) => progress.tick({ client: name, loss: loss.toFixed(4) }), clientDropoutSeed(clientDataSeed(cfg.seed, name), x.round));
       this.state.peakActivationBytes = Math.max(this.state.peakActivationBytes, peakTensorBytes() - live0);
       const size = this.sizes.get(name)!;
-      const up = encodeUpdate({ round: x.round, nonce, samples: size, state: res.state }, this.ctx.codec);
-      const c = x.check(up);
-      if (!c.ok) throw new Error(`simulated client ${name}, round ${x.round + 1}: its update was refused: ${c.code}: ${c.reason}`);
+      let up: Buffer;
+      let state: LoraState;
+      let reported = size;
+      if (cc) {
+        up = cc.upload(res.state, deriveSeed(clientDataSeed(cfg.seed, name), `upload-${x.round}`));
+        state = x.compressed!.readUpdate(up, `round ${x.round + 1} update from client ${name}`);
+        const bad = firstNonFinite(state);
+        if (bad) throw new Error(`simulated client ${name}, round ${x.round + 1}: its update has a non-finite value in '${bad}'`);
+      } else {
+        up = encodeUpdate({ round: x.round, nonce, samples: size, state: res.state }, this.ctx.codec);
+        const c = x.check(up);
+        if (!c.ok) throw new Error(`simulated client ${name}, round ${x.round + 1}: its update was refused: ${c.code}: ${c.reason}`);
+        state = c.state;
+        reported = c.samples;
+      }
       traffic[name] = { down: body.length, up: up.length };
       x.emit({ type: 'update', round: x.round, client: name, bytes: up.length });
-      updates.push({ client: name, reported: c.samples, trusted: size, state: c.state, meanLoss: res.meanLoss, stepSeconds: res.seconds / Math.max(1, cfg.algorithm.local.steps) });
+      updates.push({ client: name, reported, trusted: size, state, meanLoss: res.meanLoss, stepSeconds: res.seconds / Math.max(1, cfg.algorithm.local.steps) });
     }
     progress.stop();
+    // simulated clients load what they receive into the server's own emulator layers: give the
+    // server back its aligned emulator LoRA (compressed copies differ from it)
+    if (emulator) this.ctx.server.setEmulator(emulator, this.ctx.server.currentEmulatorVersion);
     return { sampled, updates, traffic };
   }
 

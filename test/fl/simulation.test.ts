@@ -86,3 +86,20 @@ test('simulation: a Q8_0 emulator (algorithm.emulator.weights) runs, holds less 
   assert.ok(Math.abs(q8.adapfu.nll! - f32.adapfu.nll!) < 0.05 * f32.adapfu.nll!, `AdapFu NLL ${q8.adapfu.nll} vs ${f32.adapfu.nll}`);
   assert.throws(() => loadConfig(null, [...TINY, 'algorithm.emulator={weights: q3}']), /algorithm\.emulator\.weights/);
 });
+
+test('simulation: compressed traffic (q8, q4 + top-k) moves fewer bytes per round, deterministically, close to uncompressed', async () => {
+  const run = async (codec: string, topk = 'null') => runSimulation(await buildExperiment(loadConfig(null, [...TINY, 'rounds=3', 'eval.generate=false', `compression={codec: ${codec}, topk: ${topk}}`])), { outDir: tmp() });
+  const none = (await run('none'))!;
+  const q8 = (await run('q8'))!;
+  const q8again = (await run('q8'))!;
+  const q4k = (await run('q4', '0.1'))!;
+  const strip = (s: typeof q8) => ({ ...s, seconds: 0, client: { ...s.client, mean_step_seconds: 0 } });
+  assert.deepEqual(strip(q8again), strip(q8), 'seeded stochastic rounding: the same run twice is the same');
+  const ratio = none.bytes_total / q8.bytes_total;
+  console.log(`bytes: none ${none.bytes_total}, q8 ${q8.bytes_total}, q4+top10% ${q4k.bytes_total} (up ${none.bytes_up_total} / ${q8.bytes_up_total} / ${q4k.bytes_up_total}); AdapFu NLL ${none.adapfu.nll} / ${q8.adapfu.nll} / ${q4k.adapfu.nll}`);
+  assert.ok(ratio > 3.5, `q8 moves ${ratio.toFixed(2)}x fewer bytes than none`);
+  assert.ok(none.bytes_up_total / q4k.bytes_up_total > 10, `q4 + top-10% uploads ${(none.bytes_up_total / q4k.bytes_up_total).toFixed(2)}x fewer bytes`);
+  assert.ok(Math.abs(q8.adapfu.nll! - none.adapfu.nll!) < 0.01 * none.adapfu.nll!, `q8 AdapFu NLL ${q8.adapfu.nll} vs ${none.adapfu.nll}`);
+  assert.ok(Number.isFinite(q4k.adapfu.nll!));
+  assert.throws(() => loadConfig(null, [...TINY, 'compression={codec: q2}']), /compression\.codec/);
+});

@@ -449,6 +449,7 @@ export class FedServer {
     const cfg = this.cfg;
     const why = strategyOf(cfg.algorithm.name).notDeployable;
     if (why) throw new Error(`algorithm ${cfg.algorithm.name} cannot be deployed: ${why} (use fedbiot, fedot or offsite)`);
+    if (cfg.compression.codec !== 'none' || cfg.compression.topk !== null) throw new Error(`compression: codec ${cfg.compression.codec}${cfg.compression.topk !== null ? ` with topk ${cfg.compression.topk}` : ''} is simulation-only so far; a deployed server needs compression.codec none and compression.topk null`);
     const transport = (this.transport = new NetworkTransport(cfg, this.stateDir, this.log));
     try {
       const cfgKey = JSON.stringify({ ...cfg, server: undefined, rounds: undefined, eval: undefined });
