@@ -1,0 +1,68 @@
+// `npm run bench:traffic [-- --model DIR] [--seeds 0,1,2] [--quick] [--variants none,q8,...]`
+// FedBiOT at the demo's setting with each update codec and emulator weight format: bytes per round
+// (down + up, encoded bodies), join bytes per client, client peak memory (weights as held, LoRA
+// state, measured working memory) and AdapFu NLL, averaged over seeds.
+// Last line: {"none": {...}, "q8": {...}, "q4": {...}, "q4_topk": {...}, "emulator_q8_0": {...},
+// "emulator_q4": {...}}, each {"bytes_round", "bytes_join", "client_mb", "adapfu_nll"} plus the
+// ratios against none (bytes_ratio, join_ratio, mem_ratio, nll_rel).
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadConfig } from '../src/config/load.js';
+import { buildExperiment } from '../src/fl/experiment.js';
+import { runSimulation, type Summary } from '../src/fl/simulation.js';
+import { demoOverrides, defaultDemoModel } from '../src/cli/demo.js';
+import { fmtBytes } from '../src/util/format.js';
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] ?? fallback : fallback;
+}
+
+const model = arg('model', defaultDemoModel() ?? '');
+const seeds = arg('seeds', '0,1,2').split(',').map(Number);
+const quick = process.argv.includes('--quick');
+const VARIANTS: Record<string, string[]> = {
+  none: [],
+  q8: ['compression={codec: q8}'],
+  q4: ['compression={codec: q4}'],
+  q4_topk: ['compression={codec: q4, topk: 0.1}'],
+  emulator_q8_0: ['algorithm.emulator={weights: q8_0}'],
+  emulator_q4: ['algorithm.emulator={weights: q4}'],
+};
+const names = arg('variants', Object.keys(VARIANTS).join(',')).split(',');
+
+interface Row { bytes_round: number; bytes_join: number; client_mb: number; adapfu_nll: number }
+const rows: Record<string, Row> = {};
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-bench-traffic-'));
+let baseEval: Summary['base'] | undefined;
+for (const name of names) {
+  const over = VARIANTS[name];
+  if (!over) throw new Error(`--variants: unknown variant '${name}' (known: ${Object.keys(VARIANTS).join(', ')})`);
+  const runs: Summary[] = [];
+  for (const seed of seeds) {
+    process.stderr.write(`${name} seed=${seed}\n`);
+    const cfg = loadConfig(null, [...demoOverrides('math', model || null, quick), 'algorithm.name=fedbiot', 'eval={every: 0, maxExamples: 40, generate: false}', `seed=${seed}`, ...over]);
+    const s = await runSimulation(await buildExperiment(cfg), { outDir: path.join(tmp, `${name}-${seed}`), baseEval });
+    if (!s) throw new Error('the run stopped');
+    baseEval ??= s.base;
+    runs.push(s);
+  }
+  const mean = (f: (s: Summary) => number) => runs.reduce((a, s) => a + f(s), 0) / runs.length;
+  rows[name] = {
+    bytes_round: Math.round(mean((s) => s.bytes_total / s.rounds)),
+    bytes_join: Math.round(mean((s) => s.bytes_join_per_client)),
+    client_mb: Number(mean((s) => s.client.peak_memory_mb ?? NaN).toFixed(1)),
+    adapfu_nll: Number(mean((s) => s.adapfu.nll ?? NaN).toFixed(5)),
+  };
+  const r = rows[name]!;
+  console.log(`${name.padEnd(14)} ${fmtBytes(r.bytes_round).padStart(10)}/round  join ${fmtBytes(r.bytes_join).padStart(10)}  client ${r.client_mb.toFixed(1)} MB  AdapFu NLL ${r.adapfu_nll.toFixed(4)}`);
+}
+fs.rmSync(tmp, { recursive: true, force: true });
+const none = rows.none;
+const out: Record<string, Row & { bytes_ratio?: number; join_ratio?: number; mem_ratio?: number; nll_rel?: number }> = {};
+for (const [k, r] of Object.entries(rows)) {
+  out[k] = none ? { ...r, bytes_ratio: Number((none.bytes_round / r.bytes_round).toFixed(2)), join_ratio: Number((none.bytes_join / r.bytes_join).toFixed(2)), mem_ratio: Number((none.client_mb / r.client_mb).toFixed(2)), nll_rel: Number((r.adapfu_nll / none.adapfu_nll - 1).toFixed(5)) } : r;
+}
+console.log(`seeds ${seeds.join(',')}${quick ? ', quick demo settings' : ''}`);
+console.log(JSON.stringify(out));
