@@ -3,6 +3,8 @@ import type { Command } from 'commander';
 import * as path from 'node:path';
 import { runClient } from '../fl/net/client.js';
 import { numberOption } from './options.js';
+import { commandLogger } from './logging.js';
+import { addSecret, lineLogger } from '../ops/log.js';
 
 export function registerClient(program: Command): void {
   program
@@ -15,12 +17,14 @@ export function registerClient(program: Command): void {
     .option('--ca <file>', 'PEM certificate to trust (a self-signed server certificate)')
     .option('--chunk-bytes <n>', 'download chunk size in bytes')
     .option('--patience <seconds>', 'give up when the server is unreachable this long', '600')
-    .action(async (opts: { server: string; token?: string; data: string; cache: string; ca?: string; chunkBytes?: string; patience: string }) => {
+    .action(async (opts: { server: string; token?: string; data: string; cache: string; ca?: string; chunkBytes?: string; patience: string }, cmd: Command) => {
       const chunkBytes = numberOption('--chunk-bytes', opts.chunkBytes, (x) => Number.isInteger(x) && x > 0, 'a positive integer');
       const patience = numberOption('--patience', opts.patience, (x) => x > 0, 'a positive number of seconds')!;
       const token = opts.token ?? process.env.FEDBIOT_TOKEN;
       if (!token) throw new Error('fedbiot client: give --token or set FEDBIOT_TOKEN');
-      const log = (l: string) => process.stdout.write(`[${new Date().toISOString()}] ${l}\n`);
+      const logger = commandLogger(cmd, { role: 'client' });
+      addSecret(logger, token);
+      const log = lineLogger(logger);
       await runClient({ server: opts.server, token, data: opts.data, cache: path.resolve(opts.cache), ca: opts.ca, patienceSeconds: patience, download: chunkBytes ? { chunkBytes } : undefined, log,
         // A slow device, for testing deadlines: FEDBIOT_DEBUG_TRAIN_DELAY_MS=5000.
         trainDelayMs: Number(process.env.FEDBIOT_DEBUG_TRAIN_DELAY_MS ?? 0) || undefined });

@@ -11,6 +11,8 @@ import { FedServer, openDb } from '../fl/net/server.js';
 import { exportShares } from '../fl/net/shares.js';
 import { buildExperiment } from '../fl/experiment.js';
 import { collectRepeated, numberOption } from './options.js';
+import { commandLogger } from './logging.js';
+import { lineLogger } from '../ops/log.js';
 
 /**
  * The database of `server <sub> ... --state DIR [--config FILE]`: commander hands --state and
@@ -30,15 +32,16 @@ export function registerServer(program: Command): void {
     .option('--set <key=value>', 'override a config key (repeatable), e.g. --set server.port=9000', collectRepeated, [])
     .option('--state <dir>', 'state folder: database, checkpoints, compressed model, metrics', 'server-state')
     .option('--max-round-extensions <n>', 'deadline extensions for a round short of minClients uploads (shorthand for --set server.maxRoundExtensions=N; default 2)')
-    .action(async (opts: { config?: string; set: string[]; state: string; maxRoundExtensions?: string }) => {
+    .action(async (opts: { config?: string; set: string[]; state: string; maxRoundExtensions?: string }, cmd: Command) => {
       if (!opts.config) throw new Error('fedbiot server: --config is required');
       // The shorthand goes through the config schema like any other override, so it is checked once.
       const sets = opts.maxRoundExtensions === undefined ? opts.set : [...opts.set, `server.maxRoundExtensions=${opts.maxRoundExtensions}`];
       const cfg = loadConfig(opts.config, sets);
       if (cfg.threads) setThreads(cfg.threads);
-      const srv = new FedServer(cfg, path.resolve(opts.state), (l) => process.stdout.write(`[${new Date().toISOString()}] ${l}\n`));
+      const logger = commandLogger(cmd, { role: 'server' });
+      const srv = new FedServer(cfg, path.resolve(opts.state), lineLogger(logger));
       const stop = () => {
-        process.stdout.write('interrupted: the next start resumes from the last completed round\n');
+        logger.warn('interrupted: the next start resumes from the last completed round');
         void srv.close().finally(() => process.exit(130));
       };
       process.once('SIGINT', stop);

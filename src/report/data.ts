@@ -86,23 +86,33 @@ export function readMethod(dir: string, name?: string, summary?: SummaryLike | n
       }
     }
   }
-  const data: MethodData = { name: name ?? sum?.algorithm ?? path.basename(dir), summary: sum, preAlign: null, prepareEval: null, rounds: [], final: null, notes };
+  const data = methodFromLines(name ?? sum?.algorithm ?? path.basename(dir), [], sum, notes);
   const mp = path.join(dir, 'metrics.jsonl');
   if (!fs.existsSync(mp)) {
     notes.push('no metrics.jsonl');
     return data;
   }
-  let bad = 0;
-  const byRound = new Map<number, RoundRow>();
+  const lines: unknown[] = [];
   for (const line of fs.readFileSync(mp, 'utf8').split('\n')) {
     if (!line.trim()) continue;
-    let e: unknown;
     try {
-      e = JSON.parse(line);
+      lines.push(JSON.parse(line));
     } catch {
-      bad++;
-      continue;
+      lines.push(undefined); // counted as unreadable below
     }
+  }
+  return methodFromLines(data.name, lines, sum, notes, 'metrics.jsonl');
+}
+
+/**
+ * One method's series from parsed metrics lines (a run folder's metrics.jsonl, or the lines a live
+ * run has emitted so far: the dashboard draws the same charts from them).
+ */
+export function methodFromLines(name: string, lines: unknown[], summary: SummaryLike | null = null, notes: string[] = [], source = 'metrics'): MethodData {
+  const data: MethodData = { name, summary, preAlign: null, prepareEval: null, rounds: [], final: null, notes };
+  let bad = 0;
+  const byRound = new Map<number, RoundRow>();
+  for (const e of lines) {
     if (!isObj(e)) {
       bad++;
       continue;
@@ -132,7 +142,7 @@ export function readMethod(dir: string, name?: string, summary?: SummaryLike | n
     } else bad++;
   }
   data.rounds = [...byRound.values()].sort((a, b) => a.round - b.round);
-  if (bad) notes.push(`${bad} unreadable line(s) in metrics.jsonl skipped`);
+  if (bad) notes.push(`${bad} unreadable line(s) in ${source} skipped`);
   return data;
 }
 

@@ -106,11 +106,11 @@ function missing(title: string, id: string, text: string): string {
   return `<figure><figcaption><h3>${esc(title)}</h3></figcaption><p class="missing" data-missing="${esc(id)}">${esc(text)}</p></figure>`;
 }
 
-function colours(methods: MethodData[]): Map<string, string> {
+export function colours(methods: MethodData[]): Map<string, string> {
   return new Map(methods.map((m, i) => [m.name, PALETTE[i % PALETTE.length]!]));
 }
 
-function trainLossChart(methods: MethodData[], col: Map<string, string>): string {
+export function trainLossChart(methods: MethodData[], col: Map<string, string>): string {
   const title = 'Train loss per round (mean over clients)';
   const series: LineSeries[] = methods
     .map((m) => ({ name: m.name, color: col.get(m.name)!, points: m.rounds.filter((r) => r.trainLoss !== null).map((r) => ({ x: r.round + 1, y: r.trainLoss! })) }))
@@ -121,7 +121,7 @@ function trainLossChart(methods: MethodData[], col: Map<string, string>): string
     without.length ? `No train loss for: ${without.join(', ')}.` : undefined);
 }
 
-function alignCharts(methods: MethodData[], col: Map<string, string>): string {
+export function alignCharts(methods: MethodData[], col: Map<string, string>): string {
   const out: string[] = [];
   for (const [key, label] of [['nmse', 'hidden-state NMSE'], ['kl', 'KL divergence']] as const) {
     const title = `Emulator alignment loss per round: ${label}`;
@@ -140,7 +140,7 @@ function alignCharts(methods: MethodData[], col: Map<string, string>): string {
   return out.join('');
 }
 
-function evalCharts(methods: MethodData[], col: Map<string, string>): string {
+export function evalCharts(methods: MethodData[], col: Map<string, string>): string {
   const title = 'Evaluation per round';
   const evaluated = methods.filter((m) => m.rounds.some((r) => r.eval));
   const notEvaluated = methods.filter((m) => !evaluated.includes(m)).map((m) => m.name);
@@ -166,7 +166,7 @@ function evalCharts(methods: MethodData[], col: Map<string, string>): string {
   return out.join('');
 }
 
-function bytesChart(methods: MethodData[]): string {
+export function bytesChart(methods: MethodData[]): string {
   const title = 'Traffic per round (down: server to clients, up: clients to server)';
   const groups = methods
     .map((m) => ({ label: m.name, bars: m.rounds.filter((r) => r.bytesDown !== null || r.bytesUp !== null).map((r) => ({ label: `round ${r.round + 1}`, segments: [r.bytesDown ?? 0, r.bytesUp ?? 0] })) }))
@@ -177,7 +177,7 @@ function bytesChart(methods: MethodData[]): string {
   return figure(title, barChart({ id: 'bytes', title, xLabel: 'method (one bar per round)', yLabel: `${unit.name} per round`, groups, unit, stack: [{ name: 'down', color: '#0072B2' }, { name: 'up', color: '#E69F00' }] }));
 }
 
-const CSS = `
+export const CSS = `
 *{box-sizing:border-box}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#1d1d1f;background:#fafafa;margin:0;padding:24px}
 main{max-width:1180px;margin:0 auto}

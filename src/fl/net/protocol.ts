@@ -9,7 +9,8 @@
 //   POST /v1/round/:r/update            -> the update body (src/fl/payload.ts); training metrics in
 //                                          the x-fedbiot-metrics header (JSON, UploadMetrics)
 //   GET  /v1/status                     -> StatusInfo (admin token: per-client detail and metrics)
-//   GET  /v1/health                     -> { ok: true }
+//   GET  /v1/health                     -> Health { ok: true, phase }
+//   GET  /v1/openapi.json               -> this protocol as OpenAPI 3.1 (openapi.ts, from the schemas below)
 import { z } from 'zod';
 import { localSchema, loraSchema } from '../../config/schema.js';
 
@@ -63,6 +64,12 @@ export const METRICS_HEADER = 'x-fedbiot-metrics';
 export type UploadMetrics = z.infer<typeof uploadMetricsSchema>;
 
 export const errorSchema = z.object({ error: z.string(), reason: z.string() });
+
+/** GET /v1/health. */
+export const healthSchema = z.object({ ok: z.literal(true), phase: z.string() });
+
+/** POST /v1/round/:r/update, when accepted. */
+export const uploadReplySchema = z.object({ accepted: z.literal(true), round: z.number().int().nonnegative() });
 
 export const statusInfoSchema = z.object({
   protocol: z.literal(PROTOCOL),
