@@ -39,7 +39,7 @@ export function registerServer(program: Command): void {
       const cfg = loadConfig(opts.config, sets);
       if (cfg.threads) setThreads(cfg.threads);
       const logger = commandLogger(cmd, { role: 'server' });
-      const srv = new FedServer(cfg, path.resolve(opts.state), lineLogger(logger));
+      const srv = new FedServer(cfg, path.resolve(opts.state), lineLogger(logger), { logger });
       const stop = () => {
         logger.warn('interrupted: the next start resumes from the last completed round');
         void srv.close().finally(() => process.exit(130));

@@ -186,6 +186,8 @@ export const configSchema = z.strictObject({
       maxUploadBytes: posInt.default(512 * 1024 * 1024),
       /** Update bodies received at once; more get 503 "busy" (the client retries). */
       maxConcurrentUploads: posInt.default(4),
+      /** Serve GET /metrics without the admin token (for a Prometheus on a trusted network). */
+      metricsPublic: z.boolean().default(false),
     })
     .optional(),
 });

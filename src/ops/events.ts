@@ -13,7 +13,7 @@ export type RunEvent =
   | { type: 'round-open'; round: number; sampled: string[]; deadline?: number }
   /** A client was heard from (a request with its token, or a simulated client's turn). */
   | { type: 'client-seen'; client: string; at: number }
-  | { type: 'upload'; round: number; client: string; bytes: number; loss: number }
+  | { type: 'upload'; round: number; client: string; bytes: number; loss?: number }
   /** A request or upload refused; `client` is null when the token was unknown. */
   | { type: 'refusal'; client: string | null; reason: string }
   /** Bytes moved: down (round payloads), up (uploads), join (the compressed model download). */

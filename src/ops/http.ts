@@ -60,7 +60,7 @@ export class OpsEndpoints {
       this.pending = setTimeout(() => {
         this.pending = null;
         this.push();
-      }, 150);
+      }, 500);
     });
     this.heartbeat = setInterval(() => this.push(), o.heartbeatMs ?? 5000);
     this.heartbeat.unref();

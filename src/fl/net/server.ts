@@ -23,6 +23,11 @@ import { readArtifact, writeCompressedModel } from './artifact.js';
 import { METRICS_HEADER, PROTOCOL, uploadMetricsSchema, type Artifact, type JoinInfo, type RoundStatus, type StatusInfo, type UploadMetrics } from './protocol.js';
 import { closeAfterReply, HttpError, readBody, sendError, sendJson } from './http.js';
 import { RefusalLog } from './refusal-log.js';
+import { openApiDocument } from './openapi.js';
+import { federationToOps, replayMetrics } from '../ops-bridge.js';
+import { createRunOps, type RunOps } from '../../ops/run-ops.js';
+import { credential, OpsEndpoints } from '../../ops/http.js';
+import { requestLogger, type Logger } from '../../ops/log.js';
 
 export { serverSettings, type ServerSettings };
 
@@ -59,9 +64,14 @@ export class NetworkTransport implements Transport {
   private uploadsInFlight = 0;
   private readonly refusals: RefusalLog;
   url = '';
+  /** The run's events, dashboard state and Prometheus metrics (GET /dashboard, /metrics). */
+  readonly ops: RunOps;
+  private opsHttp: OpsEndpoints | null = null;
 
-  constructor(private readonly cfg: RunConfig, private readonly stateDir: string, private readonly log: Log) {
+  /** `logger`: a structured logger for per-request lines (request ids; debug level, warn when refused). */
+  constructor(private readonly cfg: RunConfig, private readonly stateDir: string, private readonly log: Log, private readonly logger: Logger | null = null) {
     this.net = serverSettings(cfg);
+    this.ops = createRunOps({ activeSeconds: this.net.activeSeconds, onError: (e) => log(`warning: a run-event listener failed: ${(e as Error).message}`) });
     fs.mkdirSync(stateDir, { recursive: true });
     this.db = openDb(cfg, stateDir);
     this.modelDir = path.join(stateDir, 'model');
@@ -95,6 +105,9 @@ export class NetworkTransport implements Transport {
     this.artifact = art ?? writeCompressedModel(split, this.modelDir, { modelPath: this.cfg.model.path });
     const size = this.artifact.files.reduce((a, f) => a + f.size, 0);
     this.log(`compressed model ${this.artifact.sha256.slice(0, 16)}: ${this.artifact.files.length} files, ${size} bytes (${art ? 'reused' : 'written'})`);
+    const clients = this.db.clients().filter((c) => c.role === 'client' && c.revoked_at === null).map((c) => c.name);
+    this.ops.events.emit({ type: 'run', mode: 'server', algorithm: this.cfg.algorithm.name, rounds: this.cfg.rounds, completedRounds: this.completedRounds, clients });
+    replayMetrics(this.ops.events, path.join(this.stateDir, 'metrics.jsonl'));
     await this.listen();
   }
 
@@ -106,7 +119,7 @@ export class NetworkTransport implements Transport {
     const round = x.round;
     let row = this.db.round(round);
     if (!row) {
-      this.phase = 'waiting-clients';
+      this.setPhase('waiting-clients', round);
       let warned = false;
       const need = round === 0 ? Math.max(this.net.minClients, this.net.startClients ?? 0) : this.net.minClients;
       for (;;) {
@@ -123,8 +136,9 @@ export class NetworkTransport implements Transport {
     const deadlineMs = this.net.roundDeadlineSeconds * 1000;
     let deadline = Date.now() + deadlineMs;
     this.current = { round, nonce: row.nonce, sampled, deadline, phase: 'open', exchange: x };
-    this.phase = 'open';
+    this.setPhase('open', round);
     this.log(`round ${round + 1}/${this.cfg.rounds} open: sampled ${sampled.join(',')}`);
+    this.ops.events.emit({ type: 'round-open', round, sampled, deadline });
     // Quorum policy: the round closes as soon as every sampled (and not revoked) client uploaded, or
     // at its deadline if at least minClients did. Short of that, the deadline is extended (at most
     // maxExtensions times) and more available clients are sampled; after the last extension the
@@ -167,13 +181,14 @@ export class NetworkTransport implements Transport {
         }
         this.db.extendRound(round, sampled, extensions);
         this.current.deadline = deadline;
+        this.ops.events.emit({ type: 'round-open', round, sampled, deadline });
         this.log(`round ${round + 1}: deadline reached with ${got.length} upload(s), fewer than minClients=${this.net.minClients}; extension ${extensions} of ${this.net.maxRoundExtensions}: ${this.net.roundDeadlineSeconds} s more${added.length ? `, also sampled ${added.join(',')}` : ', no other client available'}`);
       }
       await new Promise((r) => setTimeout(r, 50));
     }
     // Closing is synchronous from here: no upload can slip in between the count and aggregation.
     this.current.phase = 'closing';
-    this.phase = 'closing';
+    this.setPhase('closing', round);
     const valid = this.db.activeClientNames();
     const uploads = this.db.uploads(round).filter((u) => sampled.includes(u.client) && valid.has(u.client));
     const registered = new Map(this.db.clients().map((c) => [c.name, c.samples]));
@@ -184,12 +199,12 @@ export class NetworkTransport implements Transport {
       const m = JSON.parse(u.metrics) as UploadMetrics;
       return [{ client: name, reported: u.samples, trusted: registered.get(name) ?? null, state: loadState(path.join(this.stateDir, u.file)), meanLoss: m.meanLoss, stepSeconds: m.seconds / Math.max(1, steps) }];
     });
-    this.phase = 'aligning';
+    this.setPhase('aligning', round + 1 < this.cfg.rounds ? round + 1 : null);
     return { sampled, updates, traffic: this.db.traffic(round), extra: { extensions, quorum } };
   }
 
   async finish(): Promise<void> {
-    this.phase = 'done';
+    this.setPhase('done');
     this.current = null;
     this.finishedAt = Date.now();
     this.log(`run complete: ${this.cfg.rounds} rounds; adapter in ${path.join(this.stateDir, 'adapter')}; answering status for ${this.net.lingerSeconds} s`);
@@ -197,7 +212,13 @@ export class NetworkTransport implements Transport {
     while (Date.now() < until) await new Promise((r) => setTimeout(r, 50));
   }
 
+  private setPhase(phase: Phase, round: number | null = null): void {
+    this.phase = phase;
+    this.ops.events.emit({ type: 'phase', phase, round });
+  }
+
   async close(): Promise<void> {
+    this.opsHttp?.close();
     this.refusals.flush();
     const srv = this.httpServer;
     this.httpServer = null;
@@ -217,10 +238,25 @@ export class NetworkTransport implements Transport {
   }
 
   private listen(): Promise<void> {
+    this.opsHttp = new OpsEndpoints({
+      state: this.ops.state, events: this.ops.events, metrics: this.ops.metrics, metricsPublic: this.net.metricsPublic,
+      isAdmin: (req) => {
+        const tok = credential(req.headers.authorization);
+        return tok !== null && this.db.clientByToken(tok)?.role === 'admin';
+      },
+      onRefused: (req, reason) => {
+        this.ops.events.emit({ type: 'refusal', client: null, reason: 'unauthorized' });
+        this.refusals.unauthenticated(null, `${req.method} ${req.url?.split('?')[0].slice(0, 100)} from ${req.socket.remoteAddress}`, reason);
+      },
+    });
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const reqLog = this.logger ? requestLogger(this.logger, req, res) : null;
       this.handle(req, res).catch((e: unknown) => {
         const err = e instanceof HttpError ? e : new HttpError(500, 'internal', (e as Error).message);
-        if (err.status === 500) this.log(`error: ${req.method} ${req.url}: ${err.message}`);
+        if (err.status === 500) {
+          if (reqLog) reqLog.error({ method: req.method, path: req.url?.split('?')[0] }, `error: ${err.message}`);
+          else this.log(`error: ${req.method} ${req.url?.split('?')[0]}: ${err.message}`);
+        }
         if (res.headersSent) {
           res.destroy();
           return;
@@ -257,12 +293,14 @@ export class NetworkTransport implements Transport {
       const what = `${req.method} ${req.url?.split('?')[0].slice(0, 100)} from ${revoked ? `revoked client ${revoked} at ` : ''}${req.socket.remoteAddress}`;
       const reason = !tok ? 'missing bearer token' : revoked ? `the token of client '${revoked}' was revoked` : 'unknown or revoked token';
       this.refusals.unauthenticated(revoked, what, reason);
+      this.ops.events.emit({ type: 'refusal', client: revoked, reason: 'unauthorized' });
       throw new HttpError(401, 'unauthorized', reason);
     }
     if (row.role === 'client') {
       const prev = this.lastSeen.get(row.name) ?? 0;
       const now = Date.now();
       this.lastSeen.set(row.name, now);
+      this.ops.events.emit({ type: 'client-seen', client: row.name, at: now });
       if (now - prev > 5000) this.db.touch(row.name, now);
     }
     return { name: row.name, role: row.role };
@@ -270,6 +308,7 @@ export class NetworkTransport implements Transport {
 
   private refuse(round: number | null, client: string, status: number, code: string, reason: string): never {
     this.db.refuse(round, client, code, reason);
+    this.ops.events.emit({ type: 'refusal', client, reason: code });
     this.log(`refused upload from ${client}${round !== null ? ` for round ${round + 1}` : ''}: ${code}: ${reason}`);
     throw new HttpError(status, code, reason);
   }
@@ -280,6 +319,8 @@ export class NetworkTransport implements Transport {
     const m = req.method ?? 'GET';
     if (m === 'GET' && p === '/v1/health') return sendJson(res, 200, { ok: true, phase: this.phase });
     if (m === 'GET' && p === '/v1/status') return this.status(req, res);
+    if (m === 'GET' && p === '/v1/openapi.json') return sendJson(res, 200, openApiDocument(this.url));
+    if (this.opsHttp && (await this.opsHttp.handle(req, res))) return;
     const who = this.auth(req);
     if (who.role !== 'client') throw new HttpError(403, 'forbidden', 'this endpoint is for clients');
     if (m === 'POST' && p === '/v1/join') return sendJson(res, 200, this.joinInfo(who.name));
@@ -344,7 +385,10 @@ export class NetworkTransport implements Transport {
     const stream = fs.createReadStream(file, { start, end });
     let sent = 0;
     stream.on('data', (c) => (sent += c.length));
-    stream.on('close', () => this.db.addTraffic(-1, client, 'join', sent));
+    stream.on('close', () => {
+      this.db.addTraffic(-1, client, 'join', sent);
+      this.ops.events.emit({ type: 'bytes', direction: 'join', bytes: sent, client });
+    });
     stream.on('error', () => res.destroy());
     stream.pipe(res);
   }
@@ -355,6 +399,7 @@ export class NetworkTransport implements Transport {
     if (!cur.sampled.includes(client)) throw new HttpError(403, 'not-sampled', `client ${client} is not sampled in round ${round + 1}`);
     const { body } = cur.exchange.payloadFor(client, cur.nonce, Number.isInteger(emulatorVersion) ? emulatorVersion : -1);
     this.db.addTraffic(round, client, 'down', body.length);
+    this.ops.events.emit({ type: 'bytes', direction: 'down', bytes: body.length, client });
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
     res.end(body);
   }
@@ -405,6 +450,7 @@ export class NetworkTransport implements Transport {
       this.refuse(round, client, 409, 'duplicate', `client ${client} already uploaded for round ${round + 1}`);
     }
     this.db.addTraffic(round, client, 'up', body.length);
+    this.ops.events.emit({ type: 'bytes', direction: 'up', bytes: body.length, client });
     cur.exchange.emit({ type: 'update', round, client, bytes: body.length });
     this.log(`round ${round + 1}: upload from ${client} accepted (${c.samples} samples reported, loss ${metrics.meanLoss.toFixed(4)})`);
     sendJson(res, 200, { accepted: true, round });
@@ -439,7 +485,8 @@ function logProgress(log: Log): Progress {
 export class FedServer {
   private transport: NetworkTransport | null = null;
 
-  constructor(private readonly cfg: RunConfig, private readonly stateDir: string, private readonly log: Log = (l) => process.stdout.write(`${l}\n`)) {}
+  /** `o.logger`: a structured logger for per-request lines (request ids). */
+  constructor(private readonly cfg: RunConfig, private readonly stateDir: string, private readonly log: Log = (l) => process.stdout.write(`${l}\n`), private readonly o: { logger?: Logger } = {}) {}
 
   get url(): string {
     return this.transport?.url ?? '';
@@ -450,7 +497,7 @@ export class FedServer {
     const why = strategyOf(cfg.algorithm.name).notDeployable;
     if (why) throw new Error(`algorithm ${cfg.algorithm.name} cannot be deployed: ${why} (use fedbiot, fedot or offsite)`);
     if (cfg.compression.codec !== 'none' || cfg.compression.topk !== null) throw new Error(`compression: codec ${cfg.compression.codec}${cfg.compression.topk !== null ? ` with topk ${cfg.compression.topk}` : ''} is simulation-only so far; a deployed server needs compression.codec none and compression.topk null`);
-    const transport = (this.transport = new NetworkTransport(cfg, this.stateDir, this.log));
+    const transport = (this.transport = new NetworkTransport(cfg, this.stateDir, this.log, this.o.logger ?? null));
     try {
       const cfgKey = JSON.stringify({ ...cfg, server: undefined, rounds: undefined, eval: undefined });
       const prevKey = transport.db.getMeta('config');
@@ -458,7 +505,9 @@ export class FedServer {
       transport.db.setMeta('config', cfgKey);
       const exp = await buildExperiment(cfg);
       for (const w of exp.warnings) this.log(`warning: ${w}`);
-      return await runFederation(exp, transport, { outDir: this.stateDir, progress: logProgress(this.log) });
+      // Round events feed the dashboard and metrics; bytes are counted as they move (not from entries).
+      const onEvent = federationToOps(transport.ops.events, { bytesFromEntries: false });
+      return await runFederation(exp, transport, { outDir: this.stateDir, progress: logProgress(this.log), hooks: { onEvent } });
     } catch (e) {
       await transport.close();
       throw e;
