@@ -1,5 +1,6 @@
 // Progress bars on a terminal (cli-progress), plain log lines elsewhere (CI, pipes).
 import cliProgress from 'cli-progress';
+import { fmtDuration } from '../util/format.js';
 import type { Progress } from '../util/progress.js';
 
 export function terminalProgress(stream: NodeJS.WriteStream = process.stderr): Progress {
@@ -8,14 +9,18 @@ export function terminalProgress(stream: NodeJS.WriteStream = process.stderr): P
     let total = 0;
     let n = 0;
     let lastPct = -1;
+    let t0 = 0;
     return {
-      start(l, t) { label = l; total = t; n = 0; lastPct = -1; },
+      start(l, t) { label = l; total = t; n = 0; lastPct = -1; t0 = performance.now(); },
       tick(info) {
         n++;
         const pct = total > 0 ? Math.floor((n / total) * 4) : 0;
         if (pct !== lastPct && n < total) {
           lastPct = pct;
-          stream.write(`${label}: ${n}/${total}${info ? ' ' + Object.entries(info).map(([k, v]) => `${k}=${v}`).join(' ') : ''}\n`);
+          // The same estimate the bar shows: the mean time per step so far, times the steps left.
+          const elapsed = (performance.now() - t0) / 1000;
+          const eta = n > 0 ? `, ${fmtDuration(elapsed)} elapsed, eta ${fmtDuration((elapsed / n) * (total - n))}` : '';
+          stream.write(`${label}: ${n}/${total}${eta}${info ? ' ' + Object.entries(info).map(([k, v]) => `${k}=${v}`).join(' ') : ''}\n`);
         }
       },
       stop() {},

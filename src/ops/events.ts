@@ -22,7 +22,7 @@ export type RunEvent =
   | { type: 'round-complete'; round: number; line: MetricsLine }
   /** The prepare line (base and emulator evaluation, pre-alignment) or the final line (AdapEmu/AdapFu). */
   | { type: 'prepare' | 'final'; line: MetricsLine }
-  /** Privacy accounting (when enabled): the epsilon spent up to and including `round`. */
+  /** Privacy accounting: the epsilon spent up to and including `round` (also read from a round line's `privacy`). */
   | { type: 'privacy'; round: number; epsilon: number; delta?: number };
 
 export type RunListener = (e: RunEvent) => void;

@@ -80,6 +80,8 @@ export class RunMetrics {
         if (losses.length) this.trainLoss.set(losses.reduce((a, b) => a + b, 0) / losses.length);
         this.setAlign(l.align_loss);
         this.setEval(l.eval);
+        const eps = (l.privacy as { epsilon?: unknown } | undefined)?.epsilon;
+        if (typeof eps === 'number' && Number.isFinite(eps)) this.epsilon.set(eps);
         break;
       }
       case 'prepare':

@@ -96,13 +96,17 @@ export class RunState {
         else c.bytesJoin += e.bytes;
         break;
       }
-      case 'round-complete':
+      case 'round-complete': {
         this.roundLines.set(e.round, e.line);
+        // A run with differential privacy says its epsilon on each round's line.
+        const p = e.line.privacy as { epsilon?: unknown; delta?: unknown } | undefined;
+        if (p && typeof p.epsilon === 'number') this.apply({ type: 'privacy', round: e.round, epsilon: p.epsilon, ...(typeof p.delta === 'number' ? { delta: p.delta } : {}) }, now);
         s.completedRounds = Math.max(s.completedRounds, e.round + 1);
         s.currentRound = null;
         s.deadline = null;
         this.setSampled([]);
         break;
+      }
       case 'prepare':
         this.prepare = e.line;
         break;

@@ -54,8 +54,8 @@ function events(now: number): RunEvent[] {
     { type: 'upload', round: 0, client: 'b', bytes: 200, loss: 1.3 }, { type: 'bytes', direction: 'up', bytes: 200, client: 'b' },
     { type: 'refusal', client: 'b', reason: 'duplicate' },
     { type: 'refusal', client: null, reason: 'unauthorized' },
-    { type: 'round-complete', round: 0, line: line(0, [1.1, 1.3]) },
-    { type: 'privacy', round: 0, epsilon: 0.8 },
+    // Epsilon as a privacy run writes it on its round lines.
+    { type: 'round-complete', round: 0, line: { ...line(0, [1.1, 1.3]), privacy: { epsilon: 0.8, delta: 1e-5 } } },
     { type: 'round-open', round: 1, sampled: ['a'] },
     { type: 'upload', round: 1, client: 'a', bytes: 200, loss: 0.9 },
     { type: 'round-complete', round: 1, line: line(1, [0.9, 1.0]) },
