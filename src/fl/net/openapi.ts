@@ -4,7 +4,7 @@
 // GET /v1/openapi.json and written to docs/openapi.json (`npm run openapi`).
 import { z } from 'zod';
 import {
-  PROTOCOL, artifactSchema, errorSchema, healthSchema, joinInfoSchema, modelFileSchema, roundStatusSchema, statusInfoSchema,
+  METRICS_HEADER, PROTOCOL, artifactSchema, errorSchema, healthSchema, joinInfoSchema, modelFileSchema, roundStatusSchema, statusInfoSchema,
   uploadMetricsSchema, uploadReplySchema,
 } from './protocol.js';
 
@@ -105,7 +105,7 @@ export function openApiDocument(serverUrl?: string): Json {
           operationId: 'payload', summary: 'the round payload: the current adapter LoRA (and the emulator LoRA when newer than emulatorVersion)', security: clientAuth,
           parameters: [roundParam, { name: 'emulatorVersion', in: 'query', required: false, description: 'the emulator version the client holds (-1: none)', schema: { type: 'integer' } }],
           responses: {
-            200: binary(`${SAFETENSORS} Tensors "adapter.<name>" and "emulator.<name>"; metadata round, nonce, emulatorVersion, hasEmulator ("1" or "0").`),
+            200: binary(`${SAFETENSORS} Tensors "adapter.<name>" and "emulator.<name>"; metadata round, nonce, emulatorVersion, hasEmulator ("1" or "0"), codec (how the tensors are encoded; "f32": plain F32 tensors).`),
             401: UNAUTHORIZED, 403: err('the client is not sampled in this round'), 409: err('the round is not open'),
           },
         },
@@ -113,16 +113,20 @@ export function openApiDocument(serverUrl?: string): Json {
       '/v1/round/{round}/update': {
         post: {
           operationId: 'update', summary: "the client's trained adapter LoRA for the round", security: clientAuth,
-          parameters: [roundParam],
+          parameters: [
+            roundParam,
+            { name: METRICS_HEADER, in: 'header', required: true, description: "the client's local training metrics, an UploadMetrics object as JSON text", content: { 'application/json': { schema: ref('UploadMetrics') } } },
+          ],
           requestBody: {
             required: true,
-            ...binary(`${SAFETENSORS} The adapter LoRA tensors under the payload's names (without "adapter."); metadata round, nonce (from RoundStatus), samples (local example count) and metrics (an UploadMetrics object as JSON text).`),
+            ...binary(`${SAFETENSORS} The adapter LoRA tensors under the payload's names (without "adapter."), encoded with the payload's codec; metadata round, nonce (from RoundStatus), samples (local example count), codec.`),
           },
           responses: {
             200: json('UploadReply', 'the update was accepted'),
             401: UNAUTHORIZED, 403: err('the client is not sampled in this round'),
             409: err('duplicate, wrong round, closed round or bad nonce'), 413: err('the body exceeds the server limit'),
-            422: err('the body is not a valid update (shape, values, norm bound)'),
+            422: err('the body or the metrics header is not a valid update (shape, values, norm bound)'),
+            503: err('too many uploads are being received at once: retry after the Retry-After seconds'),
           },
         },
       },
