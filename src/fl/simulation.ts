@@ -73,6 +73,8 @@ export class InProcessTransport implements Transport {
     const emulator = x.compressed ? this.ctx.server.emulatorState() : null;
     progress.start(`round ${x.round + 1}/${cfg.rounds}`, sampled.length * cfg.algorithm.local.steps);
     for (const name of sampled) {
+      // Let the event loop turn between clients: a Ctrl-C is seen, and a dashboard keeps answering.
+      await new Promise((r) => setImmediate(r));
       if (this.shouldStop?.()) {
         progress.stop();
         return null;
