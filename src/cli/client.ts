@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { runClient } from '../fl/net/client.js';
 import { numberOption } from './options.js';
 import { commandLogger } from './logging.js';
+import { terminalProgress } from './progress.js';
 import { addSecret, lineLogger } from '../ops/log.js';
 
 export function registerClient(program: Command): void {
@@ -25,7 +26,7 @@ export function registerClient(program: Command): void {
       const logger = commandLogger(cmd, { role: 'client' });
       addSecret(logger, token);
       const log = lineLogger(logger);
-      await runClient({ server: opts.server, token, data: opts.data, cache: path.resolve(opts.cache), ca: opts.ca, patienceSeconds: patience, download: chunkBytes ? { chunkBytes } : undefined, log,
+      await runClient({ server: opts.server, token, data: opts.data, cache: path.resolve(opts.cache), ca: opts.ca, patienceSeconds: patience, download: chunkBytes ? { chunkBytes } : undefined, log, progress: terminalProgress(),
         // A slow device, for testing deadlines: FEDBIOT_DEBUG_TRAIN_DELAY_MS=5000.
         trainDelayMs: Number(process.env.FEDBIOT_DEBUG_TRAIN_DELAY_MS ?? 0) || undefined });
     });

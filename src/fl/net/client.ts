@@ -14,7 +14,8 @@ import { writeAtomic } from '../../io/byte-source.js';
 import { clientDropoutSeed } from '../seeds.js';
 import { decodePayload, encodeUpdate } from '../payload.js';
 import { loadClientModel } from './artifact.js';
-import { downloadArtifact, modelCacheDir, type DownloadOptions, type DownloadReport } from './download.js';
+import { DEFAULT_CHUNK_BYTES, downloadArtifact, modelCacheDir, type DownloadOptions, type DownloadReport } from './download.js';
+import { silentProgress, type Progress } from '../../util/progress.js';
 import { certificateProblem, FatalNetError, makeTransport, request, replyReason, sleep, type ClientTransport } from './http.js';
 import { joinInfoSchema, METRICS_HEADER, roundStatusSchema, type JoinInfo, type RoundStatus, type UploadMetrics } from './protocol.js';
 
@@ -30,6 +31,8 @@ export interface ClientOptions {
   /** Waits this long before each local training (simulates a slow device; tests). */
   trainDelayMs?: number;
   log?: (line: string) => void;
+  /** Bars for the model download and each round's local training (a terminal's, or plain lines). */
+  progress?: Progress;
 }
 
 export class RefusedError extends Error {
@@ -118,7 +121,14 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
     return { rounds: [] };
   }
   const dir = modelCacheDir(o.cache, join.model);
-  const rep = await retry('download', () => downloadArtifact(t, join.model, dir, { log, ...o.download }));
+  const progress = o.progress ?? silentProgress;
+  const chunk = Math.max(1, o.download?.chunkBytes ?? DEFAULT_CHUNK_BYTES);
+  progress.start('model download', join.model.files.reduce((a, f) => a + Math.ceil(f.size / chunk), 0));
+  const onChunk = (file: string, offset: number, size: number) => {
+    progress.tick({ file, done: `${Math.round((offset / Math.max(1, size)) * 100)}%` });
+    o.download?.onChunk?.(file, offset, size);
+  };
+  const rep = await retry('download', () => downloadArtifact(t, join.model, dir, { log, ...o.download, onChunk })).finally(() => progress.stop());
   log(`model ready in ${dir}: fetched ${rep.fetched} bytes, resumed ${rep.resumed}, ${rep.cached} file(s) cached`);
 
   const tr = join.training;
@@ -203,7 +213,9 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
     algo.apply(p);
     log(`round ${round + 1}: training (${tr.local.steps} steps${p.emulator ? ', emulator updated' : ''})`);
     if (o.trainDelayMs) await sleep(o.trainDelayMs);
-    const res = algo.train(() => toTokenBatch(it.next()!), undefined, clientDropoutSeed(tr.dataSeed, round));
+    progress.start(`round ${round + 1} training`, tr.local.steps);
+    const res = algo.train(() => toTokenBatch(it.next()!), (_, loss) => progress.tick({ loss: loss.toFixed(4) }), clientDropoutSeed(tr.dataSeed, round));
+    progress.stop();
     const body = encodeUpdate({ round, nonce: p.nonce, samples: items.length, state: res.state });
     const metrics: UploadMetrics = { meanLoss: res.meanLoss, tokens: res.tokens, seconds: res.seconds };
     // The update and the data position reach the disk together, before the upload.

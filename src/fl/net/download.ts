@@ -16,6 +16,9 @@ export interface DownloadReport {
   cached: number;
 }
 
+/** Bytes per Range request when the caller does not say. */
+export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
+
 export interface DownloadOptions {
   chunkBytes?: number;
   /** Called after every chunk written (tests use it to interrupt a download). */
@@ -52,7 +55,7 @@ async function downloadFile(t: ClientTransport, f: ModelFile, dir: string, rep: 
     rep.resumed += offset;
     o.log?.(`${f.name}: resuming at ${offset} of ${f.size} bytes`);
   }
-  const chunk = Math.max(1, o.chunkBytes ?? 4 * 1024 * 1024);
+  const chunk = Math.max(1, o.chunkBytes ?? DEFAULT_CHUNK_BYTES);
   const fd = fs.openSync(part, 'a');
   try {
     while (offset < f.size) {
