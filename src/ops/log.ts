@@ -46,7 +46,8 @@ export function createLogger(o: LoggerOptions = {}): Logger {
     ? stream
     : pretty({
       destination: stream, sync: true, colorize: (stream as NodeJS.WriteStream).isTTY === true,
-      translateTime: 'UTC:yyyy-mm-dd HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true,
+      // A readable line ends with its message (role is for collectors, which read JSON).
+      translateTime: 'UTC:yyyy-mm-dd HH:MM:ss.l', ignore: 'pid,hostname,role', singleLine: true,
     });
   const logger = pino({
     level: o.level ?? 'info',
