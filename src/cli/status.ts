@@ -15,7 +15,7 @@ export function formatStatus(s: StatusInfo, now = Date.now()): string {
   }
   if (s.clients) {
     out.push('clients:');
-    for (const c of s.clients) out.push(`  ${c.name.padEnd(16)} uploads ${String(c.uploads).padStart(4)}  last seen ${fmtAgo(c.lastSeen, now).padEnd(14)}${c.revokedAt ? `  revoked ${fmtTime(c.revokedAt)}` : ''}`);
+    for (const c of s.clients) out.push(`  ${c.name.padEnd(16)} uploads ${String(c.uploads).padStart(4)}  last seen ${fmtAgo(c.lastSeen, now).padEnd(14)}${c.revokedAt ? `  revoked ${fmtTime(c.revokedAt)}` : ''}`.trimEnd());
   }
   if (s.roundsDetail) {
     out.push('rounds:');

@@ -18,6 +18,7 @@ import { createLogger, lineLogger, addSecret, scrubText } from '../../src/ops/lo
 import { credential } from '../../src/ops/http.js';
 import { openApiDocument } from '../../src/fl/net/openapi.js';
 import { fmtAgo, fmtDuration } from '../../src/util/format.js';
+import { formatStatus } from '../../src/cli/status.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -180,4 +181,26 @@ test('format: durations and ages for people', () => {
   assert.equal(fmtDuration(3 * 86400 + 4 * 3600), '3d 04h');
   assert.equal(fmtAgo(null), 'never');
   assert.equal(fmtAgo(1000, 31_000), '30.0 s ago');
+});
+
+test('status: sizes with units, ages, 1-based rounds', () => {
+  const now = Date.parse('2026-01-31T14:05:09Z');
+  const text = formatStatus({
+    protocol: 'fedbiot-net/1', algorithm: 'fedbiot', rounds: 3, completedRounds: 1, phase: 'open', currentRound: 1,
+    clients: [{ name: '0', role: 'client', lastSeen: now - 1200, uploads: 1 }, { name: '1', role: 'client', lastSeen: null, uploads: 0, revokedAt: now - 5000 }],
+    roundsDetail: [
+      { round: 0, status: 'completed', sampled: ['0', '1'], uploads: ['0'], metrics: { train_loss: { 0: 1.5 }, bytes_down: 2 * 1024 * 1024, bytes_up: 1536, seconds: 125 } },
+      { round: 1, status: 'open', sampled: ['0'], uploads: [], metrics: null },
+    ],
+  }, now);
+  assert.equal(text, [
+    'algorithm fedbiot: 1/3 rounds completed, phase open, round 2 in progress',
+    'clients:',
+    '  0                uploads    1  last seen 1.2 s ago',
+    '  1                uploads    0  last seen never           revoked 2026-01-31 14:05:04 UTC',
+    'rounds:',
+    '  round status    uploads             loss       down         up     time',
+    '      1 completed 1/2 0             1.5000    2.0 MiB    1.5 KiB   2m 05s',
+    '      2 open      0/1                    -          -          -        -',
+  ].join('\n'));
 });
