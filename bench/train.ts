@@ -115,7 +115,7 @@ function parseFlags(argv: string[]): Flags {
       case '--help': case '-h':
         console.log('npm run bench:train -- [--steps 5] [--warmup 2] [--threads N] [--mode full|lora|both] [--no-torch] [--torch-threads N] [--torch-tune] [--profile]');
         process.exit(0);
-      // falls through (unreachable)
+        break;
       default: throw new Error(`bench:train: unknown flag ${a}`);
     }
   }

@@ -24,4 +24,5 @@ if [ "${CI:-}" = "true" ] || [ "${FEDBIOT_LLAMA_CPP:-}" = "1" ]; then
   export FEDBIOT_NODE_LLAMA_CPP="$PWD/.cache/llama-cpp/node_modules/node-llama-cpp"
 fi
 npm run typecheck
+npm run lint
 bash scripts/run-tests.sh

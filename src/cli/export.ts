@@ -72,7 +72,7 @@ export interface ExportGgufOptions {
 export function exportGguf(o: ExportGgufOptions): void {
   if (o.adapterOut && !o.adapter) throw new Error('--adapter-out needs --adapter');
   const { model, adapter } = loadModelWithAdapter(o.model, o.adapter);
-  let tok;
+  let tok: ReturnType<typeof loadTokenizer>;
   try {
     tok = loadTokenizer(o.model);
   } catch (e) {

@@ -5,7 +5,7 @@
 // compressed model is plugged into the full model for free (AdapFu), and the emulator's kept layers
 // share their frozen base weights with the original layers (no copy in memory).
 import type { DecoderLayer, LinearName } from '../nn/llama.js';
-import { LlamaModel } from '../nn/llama.js';
+import type { LlamaModel } from '../nn/llama.js';
 import type { Weight } from '../tensor/ops.js';
 import { storeWeight } from '../models/stored-weights.js';
 import type { LoraSpec } from '../nn/lora.js';

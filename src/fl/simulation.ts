@@ -2,7 +2,7 @@
 // ClientAlgorithm halves working on the server's own split; every payload and update is encoded
 // and decoded exactly as on the network (payload.ts), so the bytes counted are the bytes a
 // deployment would send, and an update passes the same checks.
-import { ClientAlgorithm, simulatedClient } from '../fedbiot/algorithms.js';
+import { type ClientAlgorithm, simulatedClient } from '../fedbiot/algorithms.js';
 import { BatchIterator, resolvePadId, toTokenBatch, type BatchIteratorState } from '../data/batch.js';
 import { liveTensorBytes, peakTensorBytes, resetPeakTensorBytes } from '../tensor/engine.js';
 import { nonce as newNonce } from './net/auth.js';
@@ -37,7 +37,7 @@ export class InProcessTransport implements Transport {
   /** With compression: each client's received states and error feedback (not checkpointed: a resumed run restarts the streams). */
   private readonly compressedClients = new Map<string, CompressedClient>();
 
-  constructor(private readonly exp: Experiment, private readonly shouldStop?: () => boolean) {
+  constructor(exp: Experiment, private readonly shouldStop?: () => boolean) {
     const cfg = exp.cfg;
     const padId = resolvePadId(exp.tokenizer);
     exp.clients.forEach((idx, i) => {

@@ -9,7 +9,7 @@ export const DTYPE_BYTES: Record<DType, number> = {
 };
 
 export function isDType(s: unknown): s is DType {
-  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_BYTES, s);
+  return typeof s === 'string' && Object.hasOwn(DTYPE_BYTES, s);
 }
 
 /** Which dtypes the writers can encode (the float ones). */

@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
+// biome-ignore lint/suspicious/noExplicitAny: node-llama-cpp is an optional dependency, loaded untyped
 type Any = any;
 
 let cached: Promise<Any | null> | undefined;

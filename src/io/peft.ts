@@ -95,7 +95,7 @@ export function parseLoraConfig(raw: unknown, file = ADAPTER_CONFIG): LoraConfig
   if (typeof lt === 'number') layers = [lt];
   else if (Array.isArray(lt)) layers = lt as number[];
   else if (lt !== undefined && lt !== null) bad('layers_to_transform', 'must be an integer, a list of integers or null');
-  if (layers && layers.some((l) => typeof l !== 'number' || !Number.isSafeInteger(l) || l < 0)) bad('layers_to_transform', 'must hold non-negative integers');
+  if (layers?.some((l) => typeof l !== 'number' || !Number.isSafeInteger(l) || l < 0)) bad('layers_to_transform', 'must hold non-negative integers');
   const base = r.base_model_name_or_path ?? null;
   if (base !== null && typeof base !== 'string') bad('base_model_name_or_path', 'must be a string or null');
   return {

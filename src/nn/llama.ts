@@ -8,7 +8,7 @@
 import { Tensor, noGrad, tape } from '../tensor/tensor.js';
 import { alloc } from '../tensor/engine.js';
 import { add, attention, embedding, linear, rmsnorm, rope, scale, swiglu, type Weight } from '../tensor/ops.js';
-import { FrozenWeight } from '../tensor/frozen.js';
+import type { FrozenWeight } from '../tensor/frozen.js';
 import { LoraLinear, type LoraSpec } from './lora.js';
 import { type ModelConfig, validateConfig } from './config.js';
 import { ropeTables, type RopeTables } from './rope.js';

@@ -1,6 +1,6 @@
 // Causal language-model objective: position t predicts token t + 1. Labels use -100 for positions
 // that carry no loss (prompt, padding), as Hugging Face does.
-import { Tensor } from '../tensor/tensor.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { crossEntropy } from '../tensor/ops.js';
 import type { LlamaModel } from './llama.js';
 

@@ -1,7 +1,7 @@
 // Optimisers over the trainable parameters only: AdamW (decoupled weight decay, bias correction) and
 // SGD (optional momentum), with global-norm gradient clipping. Gradient accumulation = several
 // backward() calls, then step({ accumulated: n }) which averages by 1/n inside the fused kernel.
-import { Tensor } from '../tensor/tensor.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { kernels, alloc } from '../tensor/engine.js';
 
 export interface AdamWOptions {

@@ -20,7 +20,6 @@ function byteUnit(max: number): { div: number; name: string } {
   return { div: 1024 ** 3, name: 'GiB' };
 }
 
-const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
 
 /** What the table shows for one method: the summary where there is one, else what metrics.jsonl says. */
 interface Row {

@@ -125,7 +125,7 @@ const FAMILIES: Family[] = [
       return { names: [`divisibleBy${k}`, `isMultipleOf${k}`], params: ['n'], what: `returns true if n is divisible by ${k}, and false otherwise`, body: `return n % ${k} === 0;`, ref: (n: number) => n % k === 0, input: (r) => [randInt(r, 0, 10) * (r() < 0.5 ? k : 1)] };
     },
   },
-  { category: 'logic', make: () => ({ names: ['maxOfTwo', 'larger', 'bigger'], params: ['a', 'b'], what: 'returns the larger of the numbers a and b', body: 'return a > b ? a : b;', ref: (a: number, b: number) => (a > b ? a : b), input: (r) => [int(r), int(r)] }) },
+  { category: 'logic', make: () => ({ names: ['maxOfTwo', 'larger', 'bigger'], params: ['a', 'b'], what: 'returns the larger of the numbers a and b', body: 'return a > b ? a : b;', ref: (a: number, b: number) => Math.max(a, b), input: (r) => [int(r), int(r)] }) },
   {
     category: 'logic',
     make: (r) => {

@@ -100,6 +100,7 @@ test('HF folder: generation_config, missing tensors, bad shapes and hostile inde
 
   const idxPath = path.join(dir, INDEX_FILE);
   const idx = JSON.parse(fs.readFileSync(idxPath, 'utf8'));
+  // biome-ignore lint/suspicious/noExplicitAny: the test edits arbitrary fields of the JSON it read
   const edit = (f: (x: any) => void) => { const x = structuredClone(idx); f(x); fs.writeFileSync(idxPath, JSON.stringify(x)); };
   edit((x) => { x.weight_map['model.norm.weight'] = '../../etc/passwd.safetensors'; });
   assert.throws(() => openHfModel(dir), /not a plain file name/);

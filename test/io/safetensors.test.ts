@@ -171,7 +171,7 @@ test('safetensors reader survives thousands of random corruptions (fuzz)', () =>
 test('independent reader: Python + numpy reads our file (skips without /usr/bin/python3 + numpy)', (t) => {
   const py = '/usr/bin/python3';
   const probe = fs.existsSync(py) ? spawnSync(py, ['-c', 'import numpy'], { encoding: 'utf8' }) : undefined;
-  if (!probe || probe.status !== 0) return t.skip('python3 with numpy not available');
+  if (probe?.status !== 0) return t.skip('python3 with numpy not available');
   const dir = tmpDir();
   const p = path.join(dir, 'x.safetensors');
   const tensors = sample();

@@ -242,7 +242,7 @@ for (const V of [10, 4096]) {
 for (const teacherIsProbs of [false, true]) {
   parity(`KL teacherIsProbs=${teacherIsProbs} with rowWeight`, { atol: 1e-5, rtol: 1e-5 }, (k, arr) => {
     const r = rng(teacherIsProbs ? 5 : 6), N = 6, V = 517;
-    let t = randn(N * V, r, 2);
+    const t = randn(N * V, r, 2);
     if (teacherIsProbs) { // normalised rows with some exact zeros
       for (let i = 0; i < N; i++) {
         let z = 0;

@@ -6,13 +6,13 @@ import { LlamaModel } from '../../src/nn/llama.js';
 import { makeConfig } from '../../src/nn/config.js';
 import { Optimizer } from '../../src/nn/optim.js';
 import { lmLoss, type TokenBatch } from '../../src/nn/lm.js';
-import { tape } from '../../src/tensor/tensor.js';
+import { tape, type Tensor } from '../../src/tensor/tensor.js';
 import { mulberry32 } from '../../src/util/rng.js';
 
 function trainRun(seed: number, mode: 'full' | 'lora'): number[] {
   const cfg = makeConfig({ vocabSize: 64, hiddenSize: 48, intermediateSize: 128, numLayers: 3, numHeads: 4, numKvHeads: 2 });
   const model = LlamaModel.random(cfg, seed);
-  let params;
+  let params: Tensor[];
   if (mode === 'lora') {
     model.attachLora({ r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] }, seed + 1);
     params = model.loraParams();
