@@ -59,15 +59,21 @@ function partialUpload(s: Setup, token: string, round: number, declared: number,
   return { req, reply };
 }
 
-test('net: a forged example count does not move the average; the registered sizes weigh', { timeout: 120_000 }, async () => {
-  const s = await setup({ rounds: 1, clients: ['0', '1'], server: { minClients: 2, roundDeadlineSeconds: 60 } });
+/** A server for one round with clients 0 and 1 (and any others given), both joined and in round 1. */
+async function firstRound(o: Parameters<typeof setup>[0]) {
+  const s = await setup(o);
   const server = cli('server', serverArgs(s));
   await server.waitFor(/listening on/, 30_000);
   const t0 = makeTransport(s.url, s.tokens['0']!, { timeoutMs: 30_000 });
   const t1 = makeTransport(s.url, s.tokens['1']!, { timeoutMs: 30_000 });
-  // Both must be heard from before round 1 opens (startClients = minClients = 2).
+  // Both must be heard from before round 1 opens.
   await Promise.all([request(t0, 'POST', 'v1/join'), request(t1, 'POST', 'v1/join')]);
   const [r0, r1] = await Promise.all([openRound(t0, 0), openRound(t1, 0)]);
+  return { s, server, t0, t1, r0, r1 };
+}
+
+test('net: a forged example count does not move the average; the registered sizes weigh', { timeout: 120_000 }, async () => {
+  const { s, server, t0, t1, r0, r1 } = await firstRound({ rounds: 1, clients: ['0', '1'], server: { minClients: 2, roundDeadlineSeconds: 60 } });
   const honest = shifted(r0.adapter, 0.5);
   const forger = shifted(r1.adapter, -3);
   const a = await request(t0, 'POST', 'v1/round/0/update', { body: encodeUpdate({ round: 0, nonce: r0.nonce, samples: 8, state: honest }), headers: METRICS });
@@ -89,13 +95,7 @@ test('net: a forged example count does not move the average; the registered size
 });
 
 test('net: without registered sizes every update weighs the same', { timeout: 120_000 }, async () => {
-  const s = await setup({ rounds: 1, clients: ['0', '1'], unregistered: true, server: { minClients: 2, roundDeadlineSeconds: 60 } });
-  const server = cli('server', serverArgs(s));
-  await server.waitFor(/listening on/, 30_000);
-  const t0 = makeTransport(s.url, s.tokens['0']!, { timeoutMs: 30_000 });
-  const t1 = makeTransport(s.url, s.tokens['1']!, { timeoutMs: 30_000 });
-  await Promise.all([request(t0, 'POST', 'v1/join'), request(t1, 'POST', 'v1/join')]);
-  const [r0, r1] = await Promise.all([openRound(t0, 0), openRound(t1, 0)]);
+  const { s, server, t0, t1, r0, r1 } = await firstRound({ rounds: 1, clients: ['0', '1'], unregistered: true, server: { minClients: 2, roundDeadlineSeconds: 60 } });
   const x = shifted(r0.adapter, 1);
   const y = shifted(r1.adapter, -1);
   await request(t0, 'POST', 'v1/round/0/update', { body: encodeUpdate({ round: 0, nonce: r0.nonce, samples: 3, state: x }), headers: METRICS });
@@ -108,13 +108,7 @@ test('net: without registered sizes every update weighs the same', { timeout: 12
 });
 
 test('net: uploads are checked before their body, bounded in size and number; unauthenticated floods are recorded boundedly', { timeout: 120_000 }, async () => {
-  const s = await setup({ rounds: 1, clients: ['0', '1', '2'], server: { minClients: 2, startClients: 2, roundDeadlineSeconds: 60, maxUploadBytes: 200_000, maxConcurrentUploads: 1 } });
-  const server = cli('server', serverArgs(s));
-  await server.waitFor(/listening on/, 30_000);
-  const t0 = makeTransport(s.url, s.tokens['0']!, { timeoutMs: 30_000 });
-  const t1 = makeTransport(s.url, s.tokens['1']!, { timeoutMs: 30_000 });
-  await Promise.all([request(t0, 'POST', 'v1/join'), request(t1, 'POST', 'v1/join')]);
-  const [r0, r1] = await Promise.all([openRound(t0, 0), openRound(t1, 0)]);
+  const { s, server, t0, t1, r0, r1 } = await firstRound({ rounds: 1, clients: ['0', '1', '2'], server: { minClients: 2, startClients: 2, roundDeadlineSeconds: 60, maxUploadBytes: 200_000, maxConcurrentUploads: 1 } });
 
   // Client 2 is not sampled: refused while its (announced 50 MB) body is still unsent.
   const early = partialUpload(s, s.tokens['2']!, 0, 50_000_000, 1024);
