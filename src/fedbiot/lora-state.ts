@@ -65,3 +65,35 @@ export function stateNorm(s: LoraState): number {
   for (const v of s.values()) for (let i = 0; i < v.data.length; i++) t += v.data[i]! * v.data[i]!;
   return Math.sqrt(t);
 }
+
+/** a - b, tensor by tensor (an update: the trained adapter minus the round's starting adapter). */
+export function stateDiff(a: LoraState, b: LoraState, what = 'update'): LoraState {
+  const out: LoraState = new Map();
+  for (const [name, v] of a) {
+    const w = b.get(name);
+    if (!w || w.data.length !== v.data.length) throw new Error(`${what}: tensor '${name}' has no counterpart of the same size in the reference`);
+    const d = new Float32Array(v.data.length);
+    for (let i = 0; i < d.length; i++) d[i] = v.data[i]! - w.data[i]!;
+    out.set(name, { shape: [...v.shape], data: d });
+  }
+  if (b.size !== a.size) throw new Error(`${what}: ${a.size} tensors, the reference has ${b.size}`);
+  return out;
+}
+
+/** base + scale * delta, as a new state. */
+export function stateAddScaled(base: LoraState, delta: LoraState, scale = 1): LoraState {
+  const out: LoraState = new Map();
+  for (const [name, v] of base) {
+    const d = delta.get(name);
+    if (!d || d.data.length !== v.data.length) throw new Error(`stateAddScaled: tensor '${name}' is missing or has another size in the delta`);
+    const r = new Float32Array(v.data.length);
+    for (let i = 0; i < r.length; i++) r[i] = v.data[i]! + scale * d.data[i]!;
+    out.set(name, { shape: [...v.shape], data: r });
+  }
+  return out;
+}
+
+/** Multiplies every value in place. */
+export function scaleStateInPlace(s: LoraState, factor: number): void {
+  for (const v of s.values()) for (let i = 0; i < v.data.length; i++) v.data[i]! *= factor;
+}

@@ -1,0 +1,171 @@
+// The aggregation step of a round, as the config asks for it: robust rules (norm clipping, median,
+// trimmed mean), central or local differential privacy with the accountant, and the last step of
+// secure aggregation (noise on the unmasked sum). Simulation and deployment call the same methods;
+// its state (clip norm, RDP totals) goes into checkpoints.
+import { coordinateMedian, fedAvg, trimmedMean, type ClientUpdate } from '../fedbiot/aggregate.js';
+import { cloneState, stateAddScaled, stateDiff, type LoraState } from '../fedbiot/lora-state.js';
+import { Prg } from '../util/prg.js';
+import { RdpAccountant } from './accountant.js';
+import { nextClip } from './adaptive-clip.js';
+import { addGaussianNoise, clipUpdate } from './noise.js';
+import type { AggregationPlan } from './settings.js';
+
+export interface RoundContext {
+  round: number;
+  /** The adapter the round started from (what clients received). */
+  start: LoraState;
+  /** Clients that could have been sampled this round (reported; the accountant uses the configured rate). */
+  population: number;
+}
+
+/** What a round's privacy accounting reports (metrics.jsonl's "privacy"). */
+export interface PrivacyRecord {
+  epsilon: number | null;
+  delta: number;
+  clip: number;
+  noise_multiplier: number;
+  noise_std: number;
+  /** Clients whose update norm exceeded the clip (central mode, server-side clipping only). */
+  clipped?: number;
+}
+
+export interface AggregatorState {
+  clip: number;
+  rdp: number[];
+}
+
+export interface AggregateResult {
+  adapter: LoraState;
+  privacy: PrivacyRecord | null;
+}
+
+export class RoundAggregator {
+  private clip: number;
+  private readonly accountant: RdpAccountant | null;
+
+  constructor(readonly plan: AggregationPlan, private readonly seed: number, saved?: AggregatorState) {
+    this.clip = saved?.clip ?? plan.privacy?.clip ?? 0;
+    this.accountant = plan.privacy ? new RdpAccountant(undefined, saved?.rdp) : null;
+  }
+
+  state(): AggregatorState {
+    return { clip: this.clip, rdp: this.accountant ? [...this.accountant.rdp] : [] };
+  }
+
+  /** The clip norm this round (what clients must clip to when they clip). */
+  get currentClip(): number {
+    return this.clip;
+  }
+
+  /** Epsilon spent so far (null without privacy; Infinity when the noise multiplier is 0). */
+  epsilon(): number | null {
+    const p = this.plan.privacy;
+    if (!p || !this.accountant) return null;
+    return this.accountant.epsilon(p.delta);
+  }
+
+  /** Whether clients transform their trained adapter before upload. */
+  get clientTransforms(): boolean {
+    const p = this.plan.privacy;
+    return p !== null && (p.mode === 'local' || this.plan.secure !== null);
+  }
+
+  /**
+   * Client side, before upload: local DP clips the update to the clip norm and adds N(0, (z C)^2);
+   * central DP under secure aggregation clips only (the server cannot, and noises the sum). The
+   * noise stream must be secret to the server in deployment (a fresh random key), seeded in simulation.
+   */
+  prepareUpload(start: LoraState, trained: LoraState, noise: Prg, clip = this.clip): LoraState {
+    const p = this.plan.privacy;
+    if (!p) return trained;
+    const delta = stateDiff(trained, start, 'upload');
+    clipUpdate(delta, clip);
+    if (p.mode === 'local') addGaussianNoise(delta, p.updateNoiseMultiplier * clip, noise);
+    else if (!this.plan.secure) return trained;
+    return stateAddScaled(start, delta);
+  }
+
+  /** The seeded noise stream of a simulated client (deployment clients use a random key instead). */
+  simulatedClientNoise(client: string, round: number): Prg {
+    return Prg.fromLabel(`local-dp/${this.seed}/${client}/${round}`);
+  }
+
+  /** Server side: the new global adapter from the uploads (plain, not masked). */
+  aggregate(ctx: RoundContext, updates: readonly ClientUpdate[]): AggregateResult {
+    const live = updates.filter((u) => u.samples > 0);
+    if (live.length === 0) throw new Error(`round ${ctx.round + 1}: no client reported an update`);
+    const p = this.plan.privacy;
+    if (p?.mode === 'central') {
+      const deltas = live.map((u) => stateDiff(u.state, ctx.start, `update of client '${u.client}'`));
+      let unclipped = 0;
+      for (const d of deltas) if (clipUpdate(d, this.clip) <= this.clip) unclipped++;
+      const sum = sumStates(deltas);
+      return this.finishCentral(ctx, sum, live.length, unclipped);
+    }
+    // Robust rules and plain FedAvg work on the updates (differences from the round's adapter).
+    let states = live;
+    if (this.plan.clipNorm !== null) {
+      const bound = this.plan.clipNorm;
+      states = live.map((u) => {
+        const d = stateDiff(u.state, ctx.start, `update of client '${u.client}'`);
+        clipUpdate(d, bound);
+        return { ...u, state: stateAddScaled(ctx.start, d) };
+      });
+    }
+    const adapter = this.plan.rule === 'median' ? coordinateMedian(states) : this.plan.rule === 'trimmed-mean' ? trimmedMean(states, this.plan.trim) : fedAvg(states);
+    return { adapter, privacy: p ? this.charge(p.mode === 'local' ? 1 : undefined) : null };
+  }
+
+  /**
+   * Server side under secure aggregation: `sum` is the unmasked sum of the contributors' weighted
+   * updates and `divisor` what turns it into the mean (their total weight). Central DP adds its
+   * noise to this sum, before dividing.
+   */
+  aggregateSum(ctx: RoundContext, sum: LoraState, divisor: number, contributors: number): AggregateResult {
+    const p = this.plan.privacy;
+    if (p?.mode === 'central') return this.finishCentral(ctx, sum, contributors, null);
+    return { adapter: stateAddScaled(ctx.start, sum, 1 / divisor), privacy: p ? this.charge(1) : null };
+  }
+
+  private finishCentral(ctx: RoundContext, sum: LoraState, m: number, unclipped: number | null): AggregateResult {
+    const p = this.plan.privacy!;
+    const clip = this.clip;
+    const std = p.updateNoiseMultiplier * clip;
+    const noise = Prg.fromLabel(`central-dp/${this.seed}/${ctx.round}`);
+    const noisy = cloneState(sum);
+    addGaussianNoise(noisy, std, noise);
+    // DP-FedAvg weighs every client alike: a sample count would change the sensitivity.
+    const adapter = stateAddScaled(ctx.start, noisy, 1 / m);
+    const record = this.charge();
+    record.noise_std = std;
+    if (unclipped !== null) record.clipped = m - unclipped;
+    if (p.adaptive && unclipped !== null) {
+      const noisyCount = unclipped + p.adaptive.countStddev * noise.normal();
+      this.clip = nextClip(clip, noisyCount, m, p.adaptive);
+    }
+    return { adapter, privacy: record };
+  }
+
+  /** Charges one round to the accountant and reports the running epsilon. */
+  private charge(rate?: number): PrivacyRecord {
+    const p = this.plan.privacy!;
+    const q = rate ?? p.samplingRate;
+    this.accountant!.step(q, p.noiseMultiplier);
+    const eps = this.accountant!.epsilon(p.delta);
+    return { epsilon: Number.isFinite(eps) ? eps : null, delta: p.delta, clip: this.clip, noise_multiplier: p.noiseMultiplier, noise_std: p.updateNoiseMultiplier * this.clip };
+  }
+}
+
+/** Elementwise sum in float64, rounded to float32 once. */
+export function sumStates(states: readonly LoraState[]): LoraState {
+  const out: LoraState = new Map();
+  for (const [name, v] of states[0]!) {
+    const acc = new Float64Array(v.data.length);
+    for (const s of states) {
+      const d = s.get(name)!.data;
+      for (let i = 0; i < acc.length; i++) acc[i]! += d[i]!;
+    }
+    out.set(name, { shape: [...v.shape], data: Float32Array.from(acc) });
+  }
+  return out;
+}
