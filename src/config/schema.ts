@@ -7,6 +7,7 @@ import { ALGORITHMS } from '../fedbiot/algorithms.js';
 import { LINEAR_NAMES } from '../nn/llama.js';
 import { ALIGN_OBJECTIVES } from '../fedbiot/objectives.js';
 import { LAYER_DROP_RULES } from '../fedbiot/split.js';
+import { aggregationSchema, privacyConfigProblems, privacySchema, secureAggregationSchema } from '../privacy/settings.js';
 
 const posInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -190,6 +191,14 @@ export const configSchema = z.strictObject({
       metricsPublic: z.boolean().default(false),
     })
     .optional(),
+  /** Client-level differential privacy on the adapter updates (see docs/privacy.md). */
+  privacy: privacySchema.optional(),
+  /** Masked uploads: the server learns only the sum of the round's updates. */
+  secureAggregation: secureAggregationSchema,
+  /** How the updates are combined: FedAvg, or a rule robust to poisoned updates. */
+  aggregation: aggregationSchema,
+}).superRefine((cfg, ctx) => {
+  for (const [key, message] of privacyConfigProblems(cfg)) ctx.addIssue({ code: 'custom', path: key.split('.'), message });
 });
 
 export type RunConfig = z.infer<typeof configSchema>;

@@ -32,6 +32,8 @@ import { methodAsRun, settingsFromConfig, type MethodAsRun } from '../fedbiot/se
 import { evaluateModel, type EvalSpec } from '../fedbiot/evaluate.js';
 import { fedAvg } from '../fedbiot/aggregate.js';
 import { cloneState, type LoraState } from '../fedbiot/lora-state.js';
+import { RoundAggregator, type AggregateResult, type AggregatorState, type PrivacyRecord } from '../privacy/aggregator.js';
+import { aggregationPlan } from '../privacy/settings.js';
 import { makeManifest } from '../fedbiot/split.js';
 import type { LlamaModel } from '../nn/llama.js';
 import type { TokenBatch } from '../nn/lm.js';
@@ -82,6 +84,8 @@ export interface Summary {
     peak_memory_mb: number | null;
   };
   seconds: number;
+  /** With privacy: the epsilon spent over all rounds (null: infinite) at this delta. */
+  privacy?: { epsilon: number | null; delta: number };
 }
 
 /** One checked update as the driver aggregates it. */
@@ -124,6 +128,8 @@ export interface DriverHooks {
 /** What the driver hands a transport for one round. */
 export interface RoundExchange {
   round: number;
+  /** The adapter the round starts from (what sampled clients receive). */
+  start: LoraState;
   /** The round's sample from the available clients (the driver's one rule). */
   sample(available: readonly string[]): string[];
   /** Up to `want` more clients for deadline extension `extension`, drawn from `others`. */
@@ -156,6 +162,8 @@ export interface TransportContext {
   strategy: Strategy;
   progress: Progress;
   codec: PayloadCodec;
+  /** The round's aggregation step; transports call its client half (local DP, clipping) on updates. */
+  aggregator: RoundAggregator;
 }
 
 export interface Transport {
@@ -189,6 +197,8 @@ export interface RunOptions {
   /** The base model's evaluation when already known (same model and test set): skips recomputing it. */
   baseEval?: EvalResult;
   hooks?: DriverHooks;
+  /** Simulated secure aggregation: these clients vanish after the share phase of every round (tests). */
+  dropAfterShares?: readonly string[];
 }
 
 interface DriverState {
@@ -199,6 +209,8 @@ interface DriverState {
   emulator: EvalResult | null;
   stepSeconds: number[];
   transport?: unknown;
+  /** The aggregation step's state (clip norm, privacy accountant). */
+  aggregator?: AggregatorState;
 }
 
 /** Sorts client names the way people number them ("2" before "10"). */
@@ -276,7 +288,9 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
   const strategy = server.strategy;
   if (server.split) writeAtomic(path.join(o.outDir, 'split.json'), JSON.stringify(makeManifest(server.split.plan, server.split.placement, modelHash(exp.base)), null, 2));
   const evalSpec = buildEvalSpec(exp, exp.test);
-  const ctx: TransportContext = { cfg, exp, server, strategy, progress, codec };
+  // privacy / secureAggregation / aggregation settings (src/privacy): the round's aggregation step.
+  const plan = aggregationPlan(cfg);
+  const ctx: TransportContext = { cfg, exp, server, strategy, progress, codec, aggregator: new RoundAggregator(plan, cfg.seed) };
 
   // Where to start: the transport's record (network: its database), else the latest checkpoint.
   let state: DriverState;
@@ -294,6 +308,7 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
     state = ck.extra;
     publicIt.setState(state.publicIterator);
     if (state.transport !== undefined) transport.restore?.(state.transport);
+    ctx.aggregator = new RoundAggregator(plan, cfg.seed, state.aggregator);
     startRound = ck.completedRounds;
     truncateMetrics(metricsPath, startRound);
     progress.log(`resuming: ${startRound} of ${cfg.rounds} rounds completed`);
@@ -329,11 +344,14 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       // server's own adapter layers in place, so each must start again from this snapshot.
       const globalAdapter = server.adapterState();
       compressed?.beginRound(globalAdapter, server.emulatorState(), server.currentEmulatorVersion);
+      let population = 0;
       const x: RoundExchange = {
         round,
         shared,
         compressed,
+        start: globalAdapter,
         sample: (available) => {
+          population = available.length;
           const s = sampleClients(cfg, round, available);
           emit({ type: 'round-open', round, sampled: s });
           return s;
@@ -353,8 +371,18 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
         progress.log(`stopped during round ${round + 1}; rerun with --resume to continue from round ${round + 1}`);
         return null;
       }
+      let privacy: PrivacyRecord | null = null;
+      let secure: AggregateResult['secure'] | null = null;
       if (shared) {
-        if (out.updates.length > 0) server.setAdapter(aggregate(weigh(cfg, out.updates, progress, round), { round, reference: globalAdapter }));
+        if (out.updates.length > 0 && o.hooks?.aggregate) server.setAdapter(aggregate(weigh(cfg, out.updates, progress, round), { round, reference: globalAdapter }));
+        else if (out.updates.length > 0) {
+          const weighted = weigh(cfg, out.updates, progress, round).map((u) => ({ client: u.client, samples: u.weight, state: u.state }));
+          const r = await ctx.aggregator.aggregateRound({ round, start: globalAdapter, population }, weighted, o.dropAfterShares);
+          server.setAdapter(r.adapter);
+          privacy = r.privacy;
+          secure = r.secure ?? null;
+        }
+        state.aggregator = ctx.aggregator.state();
       } else {
         for (const u of out.updates) ownAdapters.set(u.client, cloneState(u.state));
         server.setAdapter(globalAdapter);
@@ -374,6 +402,9 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
         align_loss: align ? { nmse: align.hidden, kl: align.kl, ce: align.ce, total: align.loss } : null,
         bytes_down: down, bytes_up: up, bytes_per_client: traffic,
         seconds: (performance.now() - rt0) / 1000,
+        ...(plan.rule !== 'fedavg' || plan.clipNorm !== null ? { aggregation: cfg.aggregation } : {}),
+        ...(privacy ? { privacy } : {}),
+        ...(secure ? { secure_aggregation: secure } : {}),
         ...out.extra,
         ...(shared && out.updates.length === 0 ? { skipped: true } : {}),
       };
@@ -383,7 +414,8 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       appendMetrics(metricsPath, entry);
       const losses = Object.values(trainLoss);
       const meanLoss = losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length);
-      progress.log(`round ${round + 1}/${cfg.rounds} ${shared && out.updates.length === 0 ? 'skipped (no upload)' : 'complete'}: ${order.length}/${out.sampled.length} clients, train loss ${meanLoss.toFixed(4)}${align ? `, align nmse ${align.hidden.toFixed(4)} kl ${align.kl.toFixed(4)}` : ''}, down ${fmtBytes(down)}, up ${fmtBytes(up)}`);
+      const epsText = privacy ? `, epsilon ${privacy.epsilon === null ? 'infinite' : privacy.epsilon.toFixed(3)}` : '';
+      progress.log(`round ${round + 1}/${cfg.rounds} ${shared && out.updates.length === 0 ? 'skipped (no upload)' : 'complete'}: ${order.length}/${out.sampled.length} clients, train loss ${meanLoss.toFixed(4)}${align ? `, align nmse ${align.hidden.toFixed(4)} kl ${align.kl.toFixed(4)}` : ''}, down ${fmtBytes(down)}, up ${fmtBytes(up)}${epsText}`);
       state.publicIterator = publicIt.getState();
       state.transport = transport.snapshot?.();
       const name = saveCheckpoint(ckptDir, { completedRounds: round + 1, emulatorVersion: server.currentEmulatorVersion, adapter: server.adapterState(), emulator: server.emulatorState(), clients: ownAdapters, extra: state });
@@ -419,6 +451,10 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       },
       seconds: (performance.now() - t0) / 1000,
     };
+    if (plan.privacy) {
+      const eps = ctx.aggregator.epsilon();
+      summary.privacy = { epsilon: eps !== null && Number.isFinite(eps) ? eps : null, delta: plan.privacy.delta };
+    }
     writeAtomic(path.join(o.outDir, 'summary.json'), JSON.stringify(summary, null, 2));
     emit({ type: 'finished', summary });
     await transport.finish?.();

@@ -11,12 +11,14 @@ import { clientDataSeed, clientDropoutSeed } from './seeds.js';
 import { encodeForTraining, measuredJoinBytes, runFederation, type ReceivedUpdate, type RoundExchange, type RoundOutcome, type RunOptions, type Summary, type Transport, type TransportContext } from './driver.js';
 import type { Experiment } from './experiment.js';
 import { CompressedClient } from './compression.js';
-import { cloneState, firstNonFinite, type LoraState } from '../fedbiot/lora-state.js';
+import { cloneState, firstNonFinite, stateAddScaled, stateDiff, type LoraState } from '../fedbiot/lora-state.js';
 import { deriveSeed } from '../util/rng.js';
 
 export interface SimulationOptions extends RunOptions {
   /** Checked between clients: when it returns true the run stops after saving nothing partial. */
   shouldStop?: () => boolean;
+  /** Benchmarks of robust aggregation: this client's update is multiplied by `scale` (a poisoned upload). */
+  poison?: { client: string; scale: number };
 }
 
 interface SimState {
@@ -37,7 +39,7 @@ export class InProcessTransport implements Transport {
   /** With compression: each client's received states and error feedback (not checkpointed: a resumed run restarts the streams). */
   private readonly compressedClients = new Map<string, CompressedClient>();
 
-  constructor(exp: Experiment, private readonly shouldStop?: () => boolean) {
+  constructor(exp: Experiment, private readonly shouldStop?: () => boolean, private readonly poison?: SimulationOptions['poison']) {
     const cfg = exp.cfg;
     const padId = resolvePadId(exp.tokenizer);
     exp.clients.forEach((idx, i) => {
@@ -101,16 +103,21 @@ export class InProcessTransport implements Transport {
       const res = this.client.train(() => toTokenBatch(it.next()!), (_, loss) => progress.tick({ client: name, loss: loss.toFixed(4) }), clientDropoutSeed(clientDataSeed(cfg.seed, name), x.round));
       this.state.peakActivationBytes = Math.max(this.state.peakActivationBytes, peakTensorBytes() - live0);
       const size = this.sizes.get(name)!;
+      let upload = res.state;
+      if (this.poison?.client === name) upload = stateAddScaled(x.start, stateDiff(upload, x.start), this.poison.scale);
+      // Local DP (and clipping under secure aggregation) happens on the client, before upload.
+      const agg = this.ctx.aggregator;
+      if (agg.clientTransforms) upload = agg.prepareUpload(x.start, upload, agg.simulatedClientNoise(name, x.round));
       let up: Buffer;
       let state: LoraState;
       let reported = size;
       if (cc) {
-        up = cc.upload(res.state, deriveSeed(clientDataSeed(cfg.seed, name), `upload-${x.round}`));
+        up = cc.upload(upload, deriveSeed(clientDataSeed(cfg.seed, name), `upload-${x.round}`));
         state = x.compressed!.readUpdate(up, `round ${x.round + 1} update from client ${name}`);
         const bad = firstNonFinite(state);
         if (bad) throw new Error(`simulated client ${name}, round ${x.round + 1}: its update has a non-finite value in '${bad}'`);
       } else {
-        up = encodeUpdate({ round: x.round, nonce, samples: size, state: res.state }, this.ctx.codec);
+        up = encodeUpdate({ round: x.round, nonce, samples: size, state: upload }, this.ctx.codec);
         const c = x.check(up);
         if (!c.ok) throw new Error(`simulated client ${name}, round ${x.round + 1}: its update was refused: ${c.code}: ${c.reason}`);
         state = c.state;
@@ -140,7 +147,7 @@ export class InProcessTransport implements Transport {
 
 /** One federated experiment with every client in this process. */
 export async function runSimulation(exp: Experiment, o: SimulationOptions): Promise<Summary | null> {
-  return runFederation(exp, new InProcessTransport(exp, o.shouldStop), o);
+  return runFederation(exp, new InProcessTransport(exp, o.shouldStop, o.poison), o);
 }
 
 export type { Summary, EvalResult } from './driver.js';

@@ -9,6 +9,7 @@ import { RdpAccountant } from './accountant.js';
 import { nextClip } from './adaptive-clip.js';
 import { addGaussianNoise, clipUpdate } from './noise.js';
 import type { AggregationPlan } from './settings.js';
+import { simulateSecureRound } from '../secagg/round.js';
 
 export interface RoundContext {
   round: number;
@@ -37,6 +38,8 @@ export interface AggregatorState {
 export interface AggregateResult {
   adapter: LoraState;
   privacy: PrivacyRecord | null;
+  /** Secure aggregation's round report (simulation): survivors, dropped, protocol bytes and seconds. */
+  secure?: { survivors: number; dropped: string[]; bytes_up: number; bytes_down: number; seconds: number; clamped: number };
 }
 
 export class RoundAggregator {
@@ -88,6 +91,21 @@ export class RoundAggregator {
   /** The seeded noise stream of a simulated client (deployment clients use a random key instead). */
   simulatedClientNoise(client: string, round: number): Prg {
     return Prg.fromLabel(`local-dp/${this.seed}/${client}/${round}`);
+  }
+
+  /**
+   * The whole aggregation step of a simulated round: with secure aggregation, the protocol runs
+   * in-process over the uploads (`dropAfterShares` vanish after the share phase) and the server
+   * half sees only the sum; otherwise the plain rule runs.
+   */
+  async aggregateRound(ctx: RoundContext, updates: readonly ClientUpdate[], dropAfterShares: readonly string[] = []): Promise<AggregateResult> {
+    const secure = this.plan.secure;
+    if (!secure) return this.aggregate(ctx, updates);
+    const t0 = performance.now();
+    const uniform = this.plan.privacy !== null;
+    const r = await simulateSecureRound({ round: ctx.round, start: ctx.start, uploads: updates, settings: secure, uniform, dropAfterShares });
+    const out = this.aggregateSum(ctx, r.sum, r.divisor, r.survivors.length);
+    return { ...out, secure: { survivors: r.survivors.length, dropped: r.dropped, bytes_up: r.bytesUp, bytes_down: r.bytesDown, seconds: (performance.now() - t0) / 1000, clamped: r.clamped } };
   }
 
   /** Server side: the new global adapter from the uploads (plain, not masked). */
