@@ -22,6 +22,8 @@ export interface SummaryLike {
   /** How the run defined its method (alignment loss, proximal weight). */
   method?: { align_objective?: string | null; align_loss?: string; public_data?: string; proximal?: number };
   seconds?: number;
+  /** Differential privacy spent over the run (epsilon null: infinite). */
+  privacy?: { epsilon: number | null; delta: number };
 }
 
 export interface RoundRow {

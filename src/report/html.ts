@@ -227,6 +227,17 @@ function runMeta(dir: string, methods: MethodData[]): string[] {
   return meta;
 }
 
+/** Client-level differential privacy spent, for the runs that had it. */
+function privacyTable(methods: MethodData[]): string {
+  const withDp = methods.filter((m) => m.summary?.privacy);
+  if (withDp.length === 0) return '';
+  const rows = withDp.map((m) => {
+    const p = m.summary!.privacy!;
+    return `<tr data-method="${esc(m.name)}"><td>${esc(m.name)}</td><td class="privacy-epsilon">${p.epsilon === null ? '&infin;' : p.epsilon.toFixed(3)}</td><td>${esc(String(p.delta))}</td></tr>`;
+  });
+  return `<h3 class="sub">Differential privacy</h3><table class="privacy"><thead><tr><th>method</th><th>epsilon</th><th>delta</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+}
+
 /** The report's HTML for a list of methods (the building blocks shared by both entry points). */
 export function renderReport(title: string, meta: string[], methods: MethodData[], notes: string[] = []): string {
   const rows = methods.map(rowOf);
@@ -237,6 +248,7 @@ export function renderReport(title: string, meta: string[], methods: MethodData[
     methods.length ? comparisonTable(rows) : '<p class="missing" data-missing="table">No results found.</p>',
     '<p class="note">AdapEmu: the trained adapter on the emulator (what clients run); AdapFu: the same adapter plugged into the full model. Bytes per round: down + up, all clients.</p>',
     methods.length ? `<h3 class="sub">Traffic and client cost</h3>${costTable(rows)}` : '',
+    privacyTable(methods),
     '<h2>Training</h2>',
     `<div class="charts">${trainLossChart(methods, col)}${bytesChart(methods)}</div>`,
     '<h2>Emulator alignment</h2>',

@@ -10,6 +10,7 @@ import { loadConfig, validateConfig } from '../../src/config/load.js';
 import { buildExperiment } from '../../src/fl/experiment.js';
 import { runSimulation } from '../../src/fl/simulation.js';
 import { loadCheckpoint } from '../../src/fl/checkpoint.js';
+import { writeRunReport } from '../../src/report/html.js';
 import { TINY_RUN } from '../helpers/tiny-run.js';
 
 const TINY = ['rounds=2', ...TINY_RUN, 'eval={maxExamples: 2, maxNewTokens: 2, generate: false}', 'clients.count=4'];
@@ -18,7 +19,7 @@ async function run(sets: string[], o: { dropAfterShares?: string[]; poison?: { c
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-privacy-'));
   const s = await runSimulation(await buildExperiment(loadConfig(null, [...TINY, ...sets])), { outDir: out, ...o });
   const metrics = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { s: s!, metrics: metrics.filter((m) => typeof m.round === 'number' && (m.round as number) >= 0 && !m.phase), adapter: loadCheckpoint(path.join(out, 'checkpoints'))!.adapter };
+  return { out, s: s!, metrics: metrics.filter((m) => typeof m.round === 'number' && (m.round as number) >= 0 && !m.phase), adapter: loadCheckpoint(path.join(out, 'checkpoints'))!.adapter };
 }
 
 function maxDiff(a: Map<string, { data: Float32Array }>, b: Map<string, { data: Float32Array }>): number {
@@ -46,6 +47,8 @@ test('simulation: central DP writes epsilon after each round and in summary.json
   assert.equal(eps.length, 2);
   assert.ok(eps[0]! > 0 && eps[0]! < eps[1]! && eps[1]! <= 8 + 1e-9, JSON.stringify(eps));
   assert.deepEqual(r.s.privacy, { epsilon: eps[1], delta: 1e-5 });
+  const html = fs.readFileSync(writeRunReport(r.out), 'utf8');
+  assert.match(html, new RegExp(`class="privacy-epsilon">${eps[1]!.toFixed(3)}<`));
   // With secure aggregation the clients clip and the server noises the unmasked sum.
   const rs = await run(['privacy={mode: central, noiseMultiplier: 1, clip: 0.05}', 'secureAggregation=true']);
   assert.ok((rs.metrics[1]!.privacy as { epsilon: number }).epsilon > 0);

@@ -497,6 +497,10 @@ export class FedServer {
     const why = strategyOf(cfg.algorithm.name).notDeployable;
     if (why) throw new Error(`algorithm ${cfg.algorithm.name} cannot be deployed: ${why} (use fedbiot, fedot or offsite)`);
     if (cfg.compression.codec !== 'none' || cfg.compression.topk !== null) throw new Error(`compression: codec ${cfg.compression.codec}${cfg.compression.topk !== null ? ` with topk ${cfg.compression.topk}` : ''} is simulation-only so far; a deployed server needs compression.codec none and compression.topk null`);
+    // Central DP and the robust rules run in the driver's aggregation step for both transports; these
+    // two need the clients' half over HTTP, which the deployment does not have yet (docs/privacy.md).
+    if (cfg.secureAggregation !== false) throw new Error('secureAggregation runs in `fedbiot simulate` only so far: the networked server has no key-exchange and unmasking phases yet');
+    if (cfg.privacy?.mode === 'local') throw new Error('privacy.mode local runs in `fedbiot simulate` only so far: networked clients do not clip and noise their uploads yet (use mode central)');
     const transport = (this.transport = new NetworkTransport(cfg, this.stateDir, this.log, this.o.logger ?? null));
     try {
       const cfgKey = JSON.stringify({ ...cfg, server: undefined, rounds: undefined, eval: undefined });
