@@ -21,12 +21,12 @@ export function formatStatus(s: StatusInfo, now = Date.now()): string {
     out.push('rounds:');
     out.push(`  ${'round'.padStart(5)} ${'status'.padEnd(9)} ${'uploads'.padEnd(16)} ${'loss'.padStart(7)} ${'down'.padStart(10)} ${'up'.padStart(10)} ${'time'.padStart(8)}`);
     for (const r of s.roundsDetail) {
-      const m = (r.metrics ?? {}) as { train_loss?: Record<string, number>; bytes_down?: number; bytes_up?: number; seconds?: number };
+      const m = (r.metrics ?? {}) as { train_loss?: Record<string, number>; bytes_down?: number; bytes_up?: number; seconds?: number; privacy?: { epsilon: number | null; delta: number } };
       const losses = Object.values(m.train_loss ?? {});
       const loss = losses.length ? (losses.reduce((a, b) => a + b, 0) / losses.length).toFixed(4) : '-';
       const uploads = `${(r.uploads as string[]).length}/${(r.sampled as string[]).length} ${(r.uploads as string[]).join(',')}`;
       const size = (v: number | undefined) => (typeof v === 'number' ? fmtBytes(v) : '-');
-      out.push(`  ${String(Number(r.round) + 1).padStart(5)} ${String(r.status).padEnd(9)} ${uploads.padEnd(16)} ${loss.padStart(7)} ${size(m.bytes_down).padStart(10)} ${size(m.bytes_up).padStart(10)} ${(typeof m.seconds === 'number' ? fmtDuration(m.seconds) : '-').padStart(8)}`);
+      out.push(`  ${String(Number(r.round) + 1).padStart(5)} ${String(r.status).padEnd(9)} ${uploads.padEnd(16)} ${loss.padStart(7)} ${size(m.bytes_down).padStart(10)} ${size(m.bytes_up).padStart(10)} ${(typeof m.seconds === 'number' ? fmtDuration(m.seconds) : '-').padStart(8)}${m.privacy ? `  epsilon ${m.privacy.epsilon === null ? 'infinite' : m.privacy.epsilon.toFixed(3)} (delta ${m.privacy.delta})` : ''}`);
     }
   }
   return out.join('\n');
