@@ -1,9 +1,11 @@
-// `npm run bench:privacy [-- --model DIR] [--seeds 0,1,2] [--clip 2] [--skip-training]`
+// `npm run bench:privacy [-- --model DIR] [--seeds 0,1,2] [--clip 2] [--quick] [--skip-training]`
 // Privacy and robustness on the demo setting (FedBiOT, math task, 4 clients, 4 rounds):
 //   1. AdapFu NLL with central DP at epsilon = infinity (no DP), 8 and 2 (delta 1e-5);
 //   2. the cost of one secure-aggregation round at 4 and 16 clients on the demo adapter's size
 //      (protocol seconds for all parties in one process, bytes per client, with one dropout);
 //   3. AdapFu NLL of FedAvg, median and trimmed mean when client 0 uploads its update times -100.
+// --quick uses the demo's quick setting (2 rounds of 3 local steps, 6 test examples). Each result
+// is printed to stderr as it comes, so a run cut short still leaves its numbers.
 // Evaluation is NLL only, at the end. Prints Markdown tables; the last line is one JSON object.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -27,8 +29,9 @@ const model = arg('model', defaultDemoModel() ?? '');
 const seeds = arg('seeds', '0,1,2').split(',').map(Number);
 const clip = Number(arg('clip', '2'));
 const skipTraining = process.argv.includes('--skip-training');
+const quick = process.argv.includes('--quick');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-bench-privacy-'));
-const base = [...demoOverrides('math', model || null, false), 'eval={every: 0, maxExamples: 40, generate: false}', 'algorithm.name=fedbiot'];
+const base = [...demoOverrides('math', model || null, quick), `eval={every: 0, maxExamples: ${quick ? 6 : 40}, generate: false}`, 'algorithm.name=fedbiot'];
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const sd = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
 let baseEval: Summary['base'] | undefined;
@@ -41,6 +44,7 @@ async function nll(label: string, sets: string[], poison?: { client: string; sca
     const s = await runSimulation(await buildExperiment(cfg), { outDir: path.join(tmp, `${label}-${seed}`), baseEval, poison });
     baseEval ??= s!.base;
     out.push(s!.adapfu.nll!);
+    process.stderr.write(`${label} seed=${seed}: AdapFu NLL ${s!.adapfu.nll!.toFixed(4)} (base ${s!.base.nll!.toFixed(4)})${s!.privacy ? `, epsilon ${s!.privacy.epsilon}` : ''}\n`);
   }
   return out;
 }
@@ -85,7 +89,7 @@ if (!skipTraining) {
 }
 
 const f = (xs: number[]) => `${mean(xs).toFixed(4)} ± ${sd(xs).toFixed(4)}`;
-const lines = [`# bench:privacy (demo setting, FedBiOT, math, 4 clients, 4 rounds, seeds ${seeds.join(',')}, DP clip ${clip})`, ''];
+const lines = [`# bench:privacy (demo${quick ? ' quick' : ''} setting, FedBiOT, math, 4 clients, ${quick ? 2 : 4} rounds, seeds ${seeds.join(',')}, DP clip ${clip})`, ''];
 if (baseEval) lines.push(`base model NLL ${baseEval.nll!.toFixed(4)}`, '');
 if (dp.length) {
   lines.push('| central DP | AdapFu NLL |', '|---|---|', ...dp.map((r) => `| epsilon ${r.epsilon === 'inf' ? '∞ (no DP)' : r.epsilon} | ${f(r.nll)} |`), '');
@@ -94,4 +98,4 @@ if (dp.length) {
 lines.push(`| secure aggregation (${values} values) | seconds / round, all parties | masked upload | extra up per client | down per client |`, '|---|---|---|---|---|',
   ...secure.map((s) => `| ${s.clients} clients${s.dropped ? ', 1 drops after sharing' : ''} | ${s.seconds.toFixed(2)} | ${fmtBytes(s.masked_input_bytes)} | ${fmtBytes(Math.round(s.overhead_up_per_client))} | ${fmtBytes(Math.round(s.down_per_client))} |`));
 console.log(lines.join('\n'));
-console.log(JSON.stringify({ seeds, clip, base_nll: baseEval?.nll ?? null, dp: dp.map((r) => ({ epsilon: r.epsilon, nll_mean: mean(r.nll), nll: r.nll })), robust: robust.map((r) => ({ rule: r.rule, nll_mean: mean(r.nll), nll: r.nll })), secure }));
+console.log(JSON.stringify({ quick, seeds, clip, base_nll: baseEval?.nll ?? null, dp: dp.map((r) => ({ epsilon: r.epsilon, nll_mean: mean(r.nll), nll: r.nll })), robust: robust.map((r) => ({ rule: r.rule, nll_mean: mean(r.nll), nll: r.nll })), secure }));
