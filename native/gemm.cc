@@ -1,8 +1,9 @@
 // Our own packed gemm: the GotoBLAS/BLIS loop nest around register-blocked micro-kernels.
-//   for jc (NC columns of B): for pc (KC of K): pack op(B)[pc, jc] once, shared by the threads;
-//     parallel over (MC row block of A, NR column panel) items, A blocks packed per thread;
-//       micro-kernel: an MR x NR tile of C from an MR x KC A panel and a KC x NR B panel.
-// The B panel (KC x NR) stays in L1 while the A panels of one MC block stream from L2.
+//   each thread owns a slab of C (column panels, or rows when C is narrow); in it,
+//   for jc (NC columns): for pc (KC of K): pack op(B)[pc, jc];
+//     for MC row blocks: for NR column panels: for MR row panels: micro-kernel
+//       (an MR x NR tile of C from an MR x KC piece of A and the KC x NR B panel).
+// The B panel (KC x NR) stays in L1 while the A rows of one MC block stream from L2.
 // AVX-512: MR 12 x NR 32 (24 zmm accumulators, two B vectors, one broadcast per row);
 // AVX2: MR 6 x NR 16 (12 ymm accumulators). Edges are zero-padded in packing and masked at store.
 #include "gemm.h"
@@ -364,61 +365,71 @@ PackB pack_f32(const float* B, int64_t ldb, bool tB) {
   };
 }
 
-void own_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, bool tA, const PackB& packB,
-              float beta, float* C, int64_t ldc) {
-  const Spec& s = spec();
+namespace {
+
+// C[r0:r1, c0:c1] on the calling thread: the whole loop nest, B packed into this thread's buffer.
+void gemm_block(const Spec& s, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t K, float alpha,
+                const float* A, int64_t lda, bool tA, const PackB& packB, float beta, float* C, int64_t ldc) {
   const int MR = s.MR, NR = s.NR;
-  const int nt = blas_single_active() ? 1 : get_threads();
-  // Row blocks of at most MC rows, equal sizes rounded up to whole micro-panels.
-  const int64_t nIC0 = (M + s.MC - 1) / s.MC;
-  const int64_t MCb = ((M + nIC0 - 1) / nIC0 + MR - 1) / MR * MR;
-  const int64_t nIC = (M + MCb - 1) / MCb;
-  for (int64_t jc = 0; jc < N; jc += s.NC) {
-    const int64_t nc = std::min(s.NC, N - jc);
+  const int64_t M = r1 - r0;
+  for (int64_t jc = c0; jc < c1; jc += s.NC) {
+    const int64_t nc = std::min(s.NC, c1 - jc);
     const int64_t npan = (nc + NR - 1) / NR;
     for (int64_t pc = 0; pc < K; pc += s.KC) {
       const int64_t kc = std::min(s.KC, K - pc);
       float* Bp = aligned_scratch(npan * NR * kc, 0);
+      packB(pc, kc, jc, nc, NR, Bp);
       const float bEff = pc == 0 ? beta : 1.0f;
-      auto pack_panels = [&](int64_t p0, int64_t p1) {
-        packB(pc, kc, jc + p0 * NR, std::min(nc, p1 * NR) - p0 * NR, NR, Bp + p0 * NR * kc);
-      };
-      // Full MR-row panels of A are read in place (row-major rows, or columns of a transposed A);
-      // only a last partial panel is packed, zero-padded to MR rows.
-      auto work = [&](int64_t w0, int64_t w1) {
-        float* Ap = aligned_scratch(MR * kc, 1);
-        int64_t packed = -1;
-        for (int64_t w = w0; w < w1; w++) {
-          const int64_t ic = w / npan, jp = w % npan;
-          const int64_t i0 = ic * MCb, mcur = std::min(MCb, M - i0);
+      float* Ap = aligned_scratch(MR * kc, 1);
+      bool packedTail = false;
+      for (int64_t i0 = 0; i0 < M; i0 += s.MC) {
+        const int64_t mcur = std::min(s.MC, M - i0);
+        for (int64_t jp = 0; jp < npan; jp++) {
           const int n = static_cast<int>(std::min<int64_t>(NR, nc - jp * NR));
           const float* bp = Bp + jp * NR * kc;
-          float* cb = C + i0 * ldc + jc + jp * NR;
-          for (int64_t ir = 0; ir * MR < mcur; ir++) {
-            const int m = static_cast<int>(std::min<int64_t>(MR, mcur - ir * MR));
-            const int64_t r0 = i0 + ir * MR;
-            float* ct = cb + ir * MR * ldc;
+          for (int64_t ir = 0; ir < mcur; ir += MR) {
+            const int m = static_cast<int>(std::min<int64_t>(MR, mcur - ir));
+            const int64_t row = r0 + i0 + ir;
+            float* ct = C + row * ldc + jc + jp * NR;
+            // Full MR-row panels of A are read in place (row-major rows, or columns of a transposed
+            // A); only a last partial panel is packed, zero-padded to MR rows.
             if (m == MR) {
-              if (!tA) s.rows(kc, A + r0 * lda + pc, lda, bp, ct, ldc, m, n, alpha, bEff);
-              else s.cols(kc, A + pc * lda + r0, lda, bp, ct, ldc, m, n, alpha, bEff);
+              if (!tA) s.rows(kc, A + row * lda + pc, lda, bp, ct, ldc, m, n, alpha, bEff);
+              else s.cols(kc, A + pc * lda + row, lda, bp, ct, ldc, m, n, alpha, bEff);
             } else {
-              if (packed != ic) {
-                pack_a(A, lda, tA, r0, m, pc, kc, MR, Ap);
-                packed = ic;
+              if (!packedTail) {
+                pack_a(A, lda, tA, row, m, pc, kc, MR, Ap);
+                packedTail = true;
               }
               s.cols(kc, Ap, MR, bp, ct, ldc, m, n, alpha, bEff);
             }
           }
         }
-      };
-      if (nt > 1) {
-        parallel_for(npan, 1, pack_panels);
-        parallel_for(nIC * npan, 1, work);
-      } else {
-        pack_panels(0, npan);
-        work(0, nIC * npan);
       }
     }
+  }
+}
+
+}  // namespace
+
+// One parallel region per gemm: each thread computes a whole slab of C (a range of 32-column
+// panels when there are enough, else a range of rows) with its own B packing, so the threads never
+// wait for each other inside the gemm (a barrier per block cost much on a shared machine).
+void own_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, bool tA, const PackB& packB,
+              float beta, float* C, int64_t ldc) {
+  const Spec& s = spec();
+  const int nt = blas_single_active() ? 1 : get_threads();
+  const int64_t npan = (N + s.NR - 1) / s.NR, nrow = (M + s.MR - 1) / s.MR;
+  if (nt <= 1) {
+    gemm_block(s, 0, M, 0, N, K, alpha, A, lda, tA, packB, beta, C, ldc);
+  } else if (npan >= 2 * nt) {
+    parallel_for(npan, 1, [&](int64_t p0, int64_t p1) {
+      gemm_block(s, 0, M, p0 * s.NR, std::min(N, p1 * s.NR), K, alpha, A, lda, tA, packB, beta, C, ldc);
+    });
+  } else {
+    parallel_for(nrow, 1, [&](int64_t q0, int64_t q1) {
+      gemm_block(s, q0 * s.MR, std::min(M, q1 * s.MR), 0, N, K, alpha, A, lda, tA, packB, beta, C, ldc);
+    });
   }
 }
 
