@@ -27,7 +27,16 @@ const REPEATS = 3;
 
 if (process.env.FEDBIOT_THREADS) setThreads(Number(process.env.FEDBIOT_THREADS));
 const threads = getThreads();
-const cfg = makeConfig({ vocabSize: 4096, hiddenSize: 512, intermediateSize: 1376, numLayers: 8, numHeads: 8, maxPositionEmbeddings: 2048, bosTokenId: 1, eosTokenId: 2 });
+const cfg = makeConfig({
+  vocabSize: 4096,
+  hiddenSize: 512,
+  intermediateSize: 1376,
+  numLayers: 8,
+  numHeads: 8,
+  maxPositionEmbeddings: 2048,
+  bosTokenId: 1,
+  eosTokenId: 2,
+});
 const model = LlamaModel.random(cfg, 1234);
 const rand = mulberry32(99);
 const prompt = [1, ...Array.from({ length: PROMPT - 1 }, () => 259 + Math.floor(rand() * (cfg.vocabSize - 259)))];
@@ -38,7 +47,14 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 function oursOnce(): { total: number; prefill: number; tokens: number[] } {
   const t0 = performance.now();
   let tFirst = 0;
-  const tokens = generate(model, prompt, { maxNewTokens: NEW, greedy: true, stopIds: [], onToken: () => { if (!tFirst) tFirst = performance.now(); } });
+  const tokens = generate(model, prompt, {
+    maxNewTokens: NEW,
+    greedy: true,
+    stopIds: [],
+    onToken: () => {
+      if (!tFirst) tFirst = performance.now();
+    },
+  });
   return { total: (performance.now() - t0) / 1000, prefill: (tFirst - t0) / 1000, tokens };
 }
 
@@ -48,36 +64,75 @@ function ours(label: string): { tokS: number; tokens: number[] } {
   const total = median(runs.map((r) => r.total));
   const prefill = median(runs.map((r) => r.prefill));
   const tokS = NEW / total;
-  console.log(`ours ${label}: ${tokS.toFixed(1)} tok/s  (total ${total.toFixed(3)} s, prefill ${(prefill * 1000).toFixed(0)} ms, decode ${((NEW - 1) / (total - prefill)).toFixed(1)} tok/s; weights ${(heldBytes(model) / 1024 ** 2).toFixed(1)} MiB)`);
+  console.log(
+    `ours ${label}: ${tokS.toFixed(1)} tok/s  (total ${total.toFixed(3)} s, prefill ${(prefill * 1000).toFixed(0)} ms, decode ${((NEW - 1) / (total - prefill)).toFixed(1)} tok/s; weights ${(heldBytes(model) / 1024 ** 2).toFixed(1)} MiB)`,
+  );
   // one decode step (where the time goes)
   const cache = new KVCache(cfg.numLayers, PROMPT + 8, cfg.numKvHeads * cfg.headDim);
   model.lastLogits(Int32Array.from(prompt), cache);
   tape.reset();
   const t0 = performance.now();
-  for (let i = 0; i < 4; i++) { model.lastLogits(Int32Array.from([5 + i]), cache); tape.reset(); }
+  for (let i = 0; i < 4; i++) {
+    model.lastLogits(Int32Array.from([5 + i]), cache);
+    tape.reset();
+  }
   const per = (performance.now() - t0) / 4;
-  const flops = 2 * (cfg.numLayers * (4 * cfg.hiddenSize * cfg.hiddenSize + 3 * cfg.hiddenSize * cfg.intermediateSize) + cfg.vocabSize * cfg.hiddenSize);
-  console.log(`ours ${label}: one decode step ${per.toFixed(2)} ms = ${(flops / per / 1e6).toFixed(1)} GFLOP/s on the matrix-vector work`);
+  const flops =
+    2 *
+    (cfg.numLayers * (4 * cfg.hiddenSize * cfg.hiddenSize + 3 * cfg.hiddenSize * cfg.intermediateSize) +
+      cfg.vocabSize * cfg.hiddenSize);
+  console.log(
+    `ours ${label}: one decode step ${per.toFixed(2)} ms = ${(flops / per / 1e6).toFixed(1)} GFLOP/s on the matrix-vector work`,
+  );
   return { tokS, tokens: runs[0]!.tokens };
 }
 
 // ---- llama.cpp -----------------------------------------------------------------------------------
 const mod = await loadNodeLlamaCpp();
-if (!mod) console.log('llama.cpp: node-llama-cpp is not installed (npm run setup:llama-cpp, or FEDBIOT_NODE_LLAMA_CPP=<its folder>)');
+if (!mod)
+  console.log(
+    'llama.cpp: node-llama-cpp is not installed (npm run setup:llama-cpp, or FEDBIOT_NODE_LLAMA_CPP=<its folder>)',
+  );
 // f32 weights as the model starts; the Q8_0 GGUF is quantized from them as our Q8_0 blocks are
 const f32Tensors = new Map<string, TensorRecord>();
-for (const [name, t] of model.baseTensors()) f32Tensors.set(name, { dtype: 'F32', shape: [...t.shape], data: Float32Array.from(t.data) });
+for (const [name, t] of model.baseTensors())
+  f32Tensors.set(name, { dtype: 'F32', shape: [...t.shape], data: Float32Array.from(t.data) });
 
 async function llamaCpp(label: string, quant: GgufQuant | null, oursTokens: number[]): Promise<number | null> {
   if (!mod) return null;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-bench-'));
   const gguf = path.join(dir, 'ref.gguf');
   // a synthetic SentencePiece-style vocabulary (token text is irrelevant: we feed ids)
-  const tokens = ['<unk>', '<s>', '</s>', ...Array.from({ length: 256 }, (_, i) => `<0x${i.toString(16).toUpperCase().padStart(2, '0')}>`)];
+  const tokens = [
+    '<unk>',
+    '<s>',
+    '</s>',
+    ...Array.from({ length: 256 }, (_, i) => `<0x${i.toString(16).toUpperCase().padStart(2, '0')}>`),
+  ];
   const types = [2, 3, 3, ...new Array<number>(256).fill(6)];
-  while (tokens.length < cfg.vocabSize) { tokens.push(`\u2581w${tokens.length}`); types.push(1); }
-  const vocab: GgufVocab = { model: 'llama', tokens, scores: tokens.map((_, i) => -i), tokenTypes: types, bosId: 1, eosId: 2, unkId: 0, addBos: true, addEos: false };
-  writeLlamaGguf(gguf, { config: toLlamaConfig(cfg), tensors: f32Tensors, vocab, type: 'F32', ...(quant ? { quant } : {}), name: 'bench' });
+  while (tokens.length < cfg.vocabSize) {
+    tokens.push(`\u2581w${tokens.length}`);
+    types.push(1);
+  }
+  const vocab: GgufVocab = {
+    model: 'llama',
+    tokens,
+    scores: tokens.map((_, i) => -i),
+    tokenTypes: types,
+    bosId: 1,
+    eosId: 2,
+    unkId: 0,
+    addBos: true,
+    addEos: false,
+  };
+  writeLlamaGguf(gguf, {
+    config: toLlamaConfig(cfg),
+    tensors: f32Tensors,
+    vocab,
+    type: 'F32',
+    ...(quant ? { quant } : {}),
+    name: 'bench',
+  });
   const llama = await mod.getLlama({ gpu: false, build: 'never', logLevel: mod.LlamaLogLevel?.error ?? 'error' });
   const lm = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
   const ctx = await lm.createContext({ contextSize: 512, threads, batchSize: 512 });
@@ -99,16 +154,22 @@ async function llamaCpp(label: string, quant: GgufQuant | null, oursTokens: numb
   const t = median(runs.map((r) => r.total));
   const theirs = runs[0]!.tokens;
   const tokS = theirs.length / t;
-  console.log(`llama.cpp ${label}: ${tokS.toFixed(1)} tok/s  (total ${t.toFixed(3)} s for ${theirs.length} tokens, ${threads} threads, ${fs.statSync(gguf).size} byte GGUF)`);
+  console.log(
+    `llama.cpp ${label}: ${tokS.toFixed(1)} tok/s  (total ${t.toFixed(3)} s for ${theirs.length} tokens, ${threads} threads, ${fs.statSync(gguf).size} byte GGUF)`,
+  );
   const agree = theirs.findIndex((x, i) => x !== oursTokens[i]);
-  console.log(`${label}: greedy tokens ${agree < 0 ? 'identical' : `first differ at step ${agree}`} (ours vs llama.cpp)`);
+  console.log(
+    `${label}: greedy tokens ${agree < 0 ? 'identical' : `first differ at step ${agree}`} (ours vs llama.cpp)`,
+  );
   await ctx.dispose();
   await lm.dispose();
   fs.rmSync(dir, { recursive: true, force: true });
   return tokS;
 }
 
-console.log(`kernels ${kernels().name}, threads ${threads}; model vocab ${cfg.vocabSize}, d ${cfg.hiddenSize}, ${cfg.numLayers} layers, ffn ${cfg.intermediateSize}`);
+console.log(
+  `kernels ${kernels().name}, threads ${threads}; model vocab ${cfg.vocabSize}, d ${cfg.hiddenSize}, ${cfg.numLayers} layers, ffn ${cfg.intermediateSize}`,
+);
 const f32 = ours('f32');
 const f32Llama = await llamaCpp('f32', null, f32.tokens);
 storeModelWeights(model, 'q8_0');
@@ -116,7 +177,11 @@ const q8 = ours('q8_0');
 const q8Llama = await llamaCpp('q8_0', 'q8_0', q8.tokens);
 const r = (x: number | null) => (x === null ? null : Number(x.toFixed(2)));
 const ratio = (a: number, b: number | null) => (b === null ? null : Number((a / b).toFixed(3)));
-console.log(JSON.stringify({
-  ours_tok_s: r(f32.tokS), llamacpp_tok_s: r(f32Llama), ratio: ratio(f32.tokS, f32Llama),
-  q8_0: { ours_tok_s: r(q8.tokS), llamacpp_tok_s: r(q8Llama), ratio: ratio(q8.tokS, q8Llama) },
-}));
+console.log(
+  JSON.stringify({
+    ours_tok_s: r(f32.tokS),
+    llamacpp_tok_s: r(f32Llama),
+    ratio: ratio(f32.tokS, f32Llama),
+    q8_0: { ours_tok_s: r(q8.tokS), llamacpp_tok_s: r(q8Llama), ratio: ratio(q8.tokS, q8Llama) },
+  }),
+);

@@ -22,7 +22,7 @@ import { fmtBytes } from '../src/util/format.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] ?? fallback : fallback;
+  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
 }
 
 const model = arg('model', defaultDemoModel() ?? '');
@@ -31,9 +31,14 @@ const clip = Number(arg('clip', '2'));
 const skipTraining = process.argv.includes('--skip-training');
 const quick = process.argv.includes('--quick');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-bench-privacy-'));
-const base = [...demoOverrides('math', model || null, quick), `eval={every: 0, maxExamples: ${quick ? 6 : 40}, generate: false}`, 'algorithm.name=fedbiot'];
+const base = [
+  ...demoOverrides('math', model || null, quick),
+  `eval={every: 0, maxExamples: ${quick ? 6 : 40}, generate: false}`,
+  'algorithm.name=fedbiot',
+];
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const sd = (xs: number[]) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
+const sd = (xs: number[]) =>
+  xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1));
 let baseEval: Summary['base'] | undefined;
 
 async function nll(label: string, sets: string[], poison?: { client: string; scale: number }): Promise<number[]> {
@@ -41,10 +46,16 @@ async function nll(label: string, sets: string[], poison?: { client: string; sca
   for (const seed of seeds) {
     process.stderr.write(`${label} seed=${seed}\n`);
     const cfg = loadConfig(null, [...base, ...sets, `seed=${seed}`]);
-    const s = await runSimulation(await buildExperiment(cfg), { outDir: path.join(tmp, `${label}-${seed}`), baseEval, poison });
+    const s = await runSimulation(await buildExperiment(cfg), {
+      outDir: path.join(tmp, `${label}-${seed}`),
+      baseEval,
+      poison,
+    });
     baseEval ??= s!.base;
     out.push(s!.adapfu.nll!);
-    process.stderr.write(`${label} seed=${seed}: AdapFu NLL ${s!.adapfu.nll!.toFixed(4)} (base ${s!.base.nll!.toFixed(4)})${s!.privacy ? `, epsilon ${s!.privacy.epsilon}` : ''}\n`);
+    process.stderr.write(
+      `${label} seed=${seed}: AdapFu NLL ${s!.adapfu.nll!.toFixed(4)} (base ${s!.base.nll!.toFixed(4)})${s!.privacy ? `, epsilon ${s!.privacy.epsilon}` : ''}\n`,
+    );
   }
   return out;
 }
@@ -52,21 +63,54 @@ async function nll(label: string, sets: string[], poison?: { client: string; sca
 // 2. Secure aggregation's cost, on updates the size of the demo adapter.
 const cfg0 = loadConfig(null, [...base, 'algorithm.preAlignSteps=0']);
 const exp0 = await buildExperiment(cfg0);
-const adapter = new ServerAlgorithm(exp0.base, settingsFromConfig(cfg0), () => { throw new Error('no alignment here'); }, 0).adapterState();
+const adapter = new ServerAlgorithm(
+  exp0.base,
+  settingsFromConfig(cfg0),
+  () => {
+    throw new Error('no alignment here');
+  },
+  0,
+).adapterState();
 const values = [...adapter.values()].reduce((a, v) => a + v.data.length, 0);
-const secure: Array<{ clients: number; dropped: number; seconds: number; overhead_up_per_client: number; down_per_client: number; masked_input_bytes: number }> = [];
+const secure: Array<{
+  clients: number;
+  dropped: number;
+  seconds: number;
+  overhead_up_per_client: number;
+  down_per_client: number;
+  masked_input_bytes: number;
+}> = [];
 for (const clients of [4, 16]) {
   for (const dropped of [0, 1]) {
     const r = mulberry32(clients);
     const uploads = Array.from({ length: clients }, (_, i) => {
-      const d: LoraState = new Map([...adapter].map(([k, v]) => [k, { shape: [...v.shape], data: fillNormal(r, new Float32Array(v.data.length), 0.01) }]));
+      const d: LoraState = new Map(
+        [...adapter].map(([k, v]) => [
+          k,
+          { shape: [...v.shape], data: fillNormal(r, new Float32Array(v.data.length), 0.01) },
+        ]),
+      );
       return { client: `c${i}`, samples: 100, state: stateAddScaled(adapter, d) };
     });
     const t0 = performance.now();
-    const res = await simulateSecureRound({ round: 0, start: adapter, uploads, settings: { range: 1, threshold: 0.5 }, uniform: false, dropAfterShares: dropped ? ['c1'] : [] });
+    const res = await simulateSecureRound({
+      round: 0,
+      start: adapter,
+      uploads,
+      settings: { range: 1, threshold: 0.5 },
+      uniform: false,
+      dropAfterShares: dropped ? ['c1'] : [],
+    });
     // The masked input is as large as a plain f32 upload; what secure aggregation adds is the rest.
     const masked = values * 4;
-    secure.push({ clients, dropped, seconds: (performance.now() - t0) / 1000, overhead_up_per_client: (res.bytesUp - masked * res.survivors.length) / clients, down_per_client: res.bytesDown / clients, masked_input_bytes: masked });
+    secure.push({
+      clients,
+      dropped,
+      seconds: (performance.now() - t0) / 1000,
+      overhead_up_per_client: (res.bytesUp - masked * res.survivors.length) / clients,
+      down_per_client: res.bytesDown / clients,
+      masked_input_bytes: masked,
+    });
   }
 }
 
@@ -89,13 +133,42 @@ if (!skipTraining) {
 }
 
 const f = (xs: number[]) => `${mean(xs).toFixed(4)} ± ${sd(xs).toFixed(4)}`;
-const lines = [`# bench:privacy (demo${quick ? ' quick' : ''} setting, FedBiOT, math, 4 clients, ${quick ? 2 : 4} rounds, seeds ${seeds.join(',')}, DP clip ${clip})`, ''];
+const lines = [
+  `# bench:privacy (demo${quick ? ' quick' : ''} setting, FedBiOT, math, 4 clients, ${quick ? 2 : 4} rounds, seeds ${seeds.join(',')}, DP clip ${clip})`,
+  '',
+];
 if (baseEval) lines.push(`base model NLL ${baseEval.nll!.toFixed(4)}`, '');
 if (dp.length) {
-  lines.push('| central DP | AdapFu NLL |', '|---|---|', ...dp.map((r) => `| epsilon ${r.epsilon === 'inf' ? '∞ (no DP)' : r.epsilon} | ${f(r.nll)} |`), '');
-  lines.push('| one client uploads update x -100 | AdapFu NLL |', '|---|---|', ...robust.map((r) => `| ${r.rule} | ${f(r.nll)} |`), '');
+  lines.push(
+    '| central DP | AdapFu NLL |',
+    '|---|---|',
+    ...dp.map((r) => `| epsilon ${r.epsilon === 'inf' ? '∞ (no DP)' : r.epsilon} | ${f(r.nll)} |`),
+    '',
+  );
+  lines.push(
+    '| one client uploads update x -100 | AdapFu NLL |',
+    '|---|---|',
+    ...robust.map((r) => `| ${r.rule} | ${f(r.nll)} |`),
+    '',
+  );
 }
-lines.push(`| secure aggregation (${values} values) | seconds / round, all parties | masked upload | extra up per client | down per client |`, '|---|---|---|---|---|',
-  ...secure.map((s) => `| ${s.clients} clients${s.dropped ? ', 1 drops after sharing' : ''} | ${s.seconds.toFixed(2)} | ${fmtBytes(s.masked_input_bytes)} | ${fmtBytes(Math.round(s.overhead_up_per_client))} | ${fmtBytes(Math.round(s.down_per_client))} |`));
+lines.push(
+  `| secure aggregation (${values} values) | seconds / round, all parties | masked upload | extra up per client | down per client |`,
+  '|---|---|---|---|---|',
+  ...secure.map(
+    (s) =>
+      `| ${s.clients} clients${s.dropped ? ', 1 drops after sharing' : ''} | ${s.seconds.toFixed(2)} | ${fmtBytes(s.masked_input_bytes)} | ${fmtBytes(Math.round(s.overhead_up_per_client))} | ${fmtBytes(Math.round(s.down_per_client))} |`,
+  ),
+);
 console.log(lines.join('\n'));
-console.log(JSON.stringify({ quick, seeds, clip, base_nll: baseEval?.nll ?? null, dp: dp.map((r) => ({ epsilon: r.epsilon, nll_mean: mean(r.nll), nll: r.nll })), robust: robust.map((r) => ({ rule: r.rule, nll_mean: mean(r.nll), nll: r.nll })), secure }));
+console.log(
+  JSON.stringify({
+    quick,
+    seeds,
+    clip,
+    base_nll: baseEval?.nll ?? null,
+    dp: dp.map((r) => ({ epsilon: r.epsilon, nll_mean: mean(r.nll), nll: r.nll })),
+    robust: robust.map((r) => ({ rule: r.rule, nll_mean: mean(r.nll), nll: r.nll })),
+    secure,
+  }),
+);

@@ -31,12 +31,34 @@ import { mulberry32 } from '../src/util/rng.js';
 
 export const SHAPES: Record<string, LlamaConfig> = {
   qwen2_5_0_5b: makeLlamaConfig({
-    modelType: 'qwen2', hiddenSize: 896, intermediateSize: 4864, numHiddenLayers: 24, numAttentionHeads: 14, numKeyValueHeads: 2,
-    vocabSize: 151936, tieWordEmbeddings: true, ropeTheta: 1000000, rmsNormEps: 1e-6, maxPositionEmbeddings: 32768, bosTokenId: 151643, eosTokenId: 151643,
+    modelType: 'qwen2',
+    hiddenSize: 896,
+    intermediateSize: 4864,
+    numHiddenLayers: 24,
+    numAttentionHeads: 14,
+    numKeyValueHeads: 2,
+    vocabSize: 151936,
+    tieWordEmbeddings: true,
+    ropeTheta: 1000000,
+    rmsNormEps: 1e-6,
+    maxPositionEmbeddings: 32768,
+    bosTokenId: 151643,
+    eosTokenId: 151643,
   }),
   tinyllama_1_1b: makeLlamaConfig({
-    modelType: 'llama', hiddenSize: 2048, intermediateSize: 5632, numHiddenLayers: 22, numAttentionHeads: 32, numKeyValueHeads: 4,
-    vocabSize: 32000, tieWordEmbeddings: false, ropeTheta: 10000, rmsNormEps: 1e-5, maxPositionEmbeddings: 2048, bosTokenId: 1, eosTokenId: 2,
+    modelType: 'llama',
+    hiddenSize: 2048,
+    intermediateSize: 5632,
+    numHiddenLayers: 22,
+    numAttentionHeads: 32,
+    numKeyValueHeads: 4,
+    vocabSize: 32000,
+    tieWordEmbeddings: false,
+    ropeTheta: 10000,
+    rmsNormEps: 1e-5,
+    maxPositionEmbeddings: 2048,
+    bosTokenId: 1,
+    eosTokenId: 2,
   }),
 };
 
@@ -54,7 +76,13 @@ function randomIds(n: number, vocab: number, seed: number): number[] {
 }
 
 function batchOf(ids: number[]): TokenBatch {
-  return { B: 1, T: ids.length, ids: Int32Array.from(ids), labels: Int32Array.from(ids), attention: new Uint8Array(ids.length).fill(1) };
+  return {
+    B: 1,
+    T: ids.length,
+    ids: Int32Array.from(ids),
+    labels: Int32Array.from(ids),
+    attention: new Uint8Array(ids.length).fill(1),
+  };
 }
 
 /** Random tensors made when the writer asks for them (one at a time), seeded by name. */
@@ -86,16 +114,40 @@ function lazyFolderTensors(reader: HfModelReader): Map<string, TensorRecord> {
   const m = new Map<string, TensorRecord>();
   for (const name of reader.names()) {
     const info = reader.info(name);
-    m.set(name, { dtype: info.dtype, shape: info.shape, get data() { return reader.load(name).data; } });
+    m.set(name, {
+      dtype: info.dtype,
+      shape: info.shape,
+      get data() {
+        return reader.load(name).data;
+      },
+    });
   }
   return m;
 }
 
 function syntheticVocab(size: number, bos: number, eos: number): GgufVocab {
-  const tokens = ['<unk>', '<s>', '</s>', ...Array.from({ length: 256 }, (_, i) => `<0x${i.toString(16).toUpperCase().padStart(2, '0')}>`)];
+  const tokens = [
+    '<unk>',
+    '<s>',
+    '</s>',
+    ...Array.from({ length: 256 }, (_, i) => `<0x${i.toString(16).toUpperCase().padStart(2, '0')}>`),
+  ];
   const types = [2, 3, 3, ...new Array<number>(256).fill(6)];
-  while (tokens.length < size) { tokens.push(`\u2581w${tokens.length}`); types.push(1); }
-  return { model: 'llama', tokens, scores: tokens.map((_, i) => -i), tokenTypes: types, bosId: bos, eosId: eos, unkId: 0, addBos: false, addEos: false };
+  while (tokens.length < size) {
+    tokens.push(`\u2581w${tokens.length}`);
+    types.push(1);
+  }
+  return {
+    model: 'llama',
+    tokens,
+    scores: tokens.map((_, i) => -i),
+    tokenTypes: types,
+    bosId: bos,
+    eosId: eos,
+    unkId: 0,
+    addBos: false,
+    addEos: false,
+  };
 }
 
 async function main(): Promise<void> {
@@ -105,7 +157,12 @@ async function main(): Promise<void> {
     case 'write': {
       const c = SHAPES[b!]!;
       const t0 = performance.now();
-      writeHfModel(a!, { config: { ...c, torchDtype: 'bfloat16' }, tensors: lazyRandomTensors(c), dtype: 'BF16', maxShardBytes: 2 ** 31 });
+      writeHfModel(a!, {
+        config: { ...c, torchDtype: 'bfloat16' },
+        tensors: lazyRandomTensors(c),
+        dtype: 'BF16',
+        maxShardBytes: 2 ** 31,
+      });
       out.write_s = secs(t0);
       break;
     }
@@ -135,7 +192,13 @@ async function main(): Promise<void> {
       const ids = randomIds(SEQ, m.config.vocabSize, 6);
       out.server_model_rss_mb = rssMb(); // the model and its split, before any step
       const t0 = performance.now();
-      runAlignment(split, () => batchOf(ids), { steps: 1, optimizer: { kind: 'adamw', lr: 1e-4 }, hiddenLoss: 'nmse', lambda: 0.9, mu: 0 });
+      runAlignment(split, () => batchOf(ids), {
+        steps: 1,
+        optimizer: { kind: 'adamw', lr: 1e-4 },
+        hiddenLoss: 'nmse',
+        lambda: 0.9,
+        mu: 0,
+      });
       out.align_step_s = secs(t0);
       out.server_rss_mb = rssMb();
       writeCompressedModel(split, b!, {});
@@ -150,7 +213,12 @@ async function main(): Promise<void> {
       const ids = randomIds(SEQ, cm.model.config.vocabSize, 7);
       out.client_model_rss_mb = rssMb();
       const t0 = performance.now();
-      localTrain(cm.model, params, () => batchOf(ids), { steps: 1, optimizer: { kind: 'adamw', lr: 1e-4 }, gradAccum: 1, proximal: 0.01 });
+      localTrain(cm.model, params, () => batchOf(ids), {
+        steps: 1,
+        optimizer: { kind: 'adamw', lr: 1e-4 },
+        gradAccum: 1,
+        proximal: 0.01,
+      });
       out.client_step_s = secs(t0);
       out.client_rss_mb = rssMb();
       break;
@@ -169,7 +237,17 @@ async function main(): Promise<void> {
       const reader = HfModelReader.open(a!);
       try {
         const c = reader.config;
-        writeLlamaGguf(b!, { config: c, tensors: lazyFolderTensors(reader), vocab: syntheticVocab(c.vocabSize, c.bosTokenId ?? 1, Array.isArray(c.eosTokenId) ? c.eosTokenId[0]! : c.eosTokenId ?? 2), type: 'F16', name: path.basename(a!) });
+        writeLlamaGguf(b!, {
+          config: c,
+          tensors: lazyFolderTensors(reader),
+          vocab: syntheticVocab(
+            c.vocabSize,
+            c.bosTokenId ?? 1,
+            Array.isArray(c.eosTokenId) ? c.eosTokenId[0]! : (c.eosTokenId ?? 2),
+          ),
+          type: 'F16',
+          name: path.basename(a!),
+        });
       } finally {
         reader.close();
       }

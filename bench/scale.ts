@@ -26,10 +26,15 @@ const VOCAB: Record<string, number> = { qwen2_5_0_5b: 151936, tinyllama_1_1b: 32
 const onlyIdx = process.argv.indexOf('--only');
 const only = onlyIdx >= 0 ? process.argv[onlyIdx + 1] : undefined;
 const python = TORCH_PYTHON;
-const llamaCpp = process.env.FEDBIOT_NODE_LLAMA_CPP ?? path.join(ROOT, '.cache', 'llama-cpp', 'node_modules', 'node-llama-cpp');
+const llamaCpp =
+  process.env.FEDBIOT_NODE_LLAMA_CPP ?? path.join(ROOT, '.cache', 'llama-cpp', 'node_modules', 'node-llama-cpp');
 
 function worker(...args: string[]): Record<string, unknown> {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', WORKER, ...args], { encoding: 'utf8', env: { ...process.env, FEDBIOT_NODE_LLAMA_CPP: llamaCpp }, maxBuffer: 1 << 26 });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', WORKER, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, FEDBIOT_NODE_LLAMA_CPP: llamaCpp },
+    maxBuffer: 1 << 26,
+  });
   if (r.status !== 0) throw new Error(`scale-worker ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
   const line = r.stdout.trim().split('\n').pop()!;
   const out = JSON.parse(line) as Record<string, unknown>;
@@ -42,7 +47,10 @@ function torchForward(dir: string): number | null {
     console.log(`  torch: ${python} not found (FEDBIOT_TORCH_PYTHON), forward_ratio left out`);
     return null;
   }
-  const r = spawnSync(python, [path.join(ROOT, 'bench', 'scale_torch.py'), dir], { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const r = spawnSync(python, [path.join(ROOT, 'bench', 'scale_torch.py'), dir], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 26,
+  });
   if (r.status !== 0) throw new Error(`scale_torch.py failed:\n${r.stderr}`);
   const line = r.stdout.trim().split('\n').pop()!;
   console.log(`  torch: ${line}`);
@@ -56,7 +64,12 @@ for (const name of SHAPES) {
   console.log(`${name}:`);
   const dir = path.join(CACHE, name);
   if (!fs.existsSync(path.join(dir, 'config.json'))) worker('write', dir, name);
-  const ckptMb = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).reduce((s, f) => s + fs.statSync(path.join(dir, f)).size, 0) / 2 ** 20;
+  const ckptMb =
+    fs
+      .readdirSync(dir)
+      .filter((f) => f.endsWith('.safetensors'))
+      .reduce((s, f) => s + fs.statSync(path.join(dir, f)).size, 0) /
+    2 ** 20;
   const load = worker('load', dir);
   const fwd = worker('forward', dir);
   const torchTokS = torchForward(dir);

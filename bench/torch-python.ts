@@ -5,4 +5,5 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-export const TORCH_PYTHON = process.env.FEDBIOT_TORCH_PYTHON ?? path.join(ROOT, '.cache', 'torch-venv', 'bin', 'python');
+export const TORCH_PYTHON =
+  process.env.FEDBIOT_TORCH_PYTHON ?? path.join(ROOT, '.cache', 'torch-venv', 'bin', 'python');

@@ -16,7 +16,7 @@ import { fmtBytes } from '../src/util/format.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] ?? fallback : fallback;
+  return i >= 0 ? (process.argv[i + 1] ?? fallback) : fallback;
 }
 
 const model = arg('model', defaultDemoModel() ?? '');
@@ -32,7 +32,12 @@ const VARIANTS: Record<string, string[]> = {
 };
 const names = arg('variants', Object.keys(VARIANTS).join(',')).split(',');
 
-interface Row { bytes_round: number; bytes_join: number; client_mb: number; adapfu_nll: number }
+interface Row {
+  bytes_round: number;
+  bytes_join: number;
+  client_mb: number;
+  adapfu_nll: number;
+}
 const rows: Record<string, Row> = {};
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-bench-traffic-'));
 let baseEval: Summary['base'] | undefined;
@@ -42,7 +47,13 @@ for (const name of names) {
   const runs: Summary[] = [];
   for (const seed of seeds) {
     process.stderr.write(`${name} seed=${seed}\n`);
-    const cfg = loadConfig(null, [...demoOverrides('math', model || null, quick), 'algorithm.name=fedbiot', 'eval={every: 0, maxExamples: 40, generate: false}', `seed=${seed}`, ...over]);
+    const cfg = loadConfig(null, [
+      ...demoOverrides('math', model || null, quick),
+      'algorithm.name=fedbiot',
+      'eval={every: 0, maxExamples: 40, generate: false}',
+      `seed=${seed}`,
+      ...over,
+    ]);
     const s = await runSimulation(await buildExperiment(cfg), { outDir: path.join(tmp, `${name}-${seed}`), baseEval });
     if (!s) throw new Error('the run stopped');
     baseEval ??= s.base;
@@ -56,13 +67,24 @@ for (const name of names) {
     adapfu_nll: Number(mean((s) => s.adapfu.nll ?? NaN).toFixed(5)),
   };
   const r = rows[name]!;
-  console.log(`${name.padEnd(14)} ${fmtBytes(r.bytes_round).padStart(10)}/round  join ${fmtBytes(r.bytes_join).padStart(10)}  client ${r.client_mb.toFixed(1)} MB  AdapFu NLL ${r.adapfu_nll.toFixed(4)}`);
+  console.log(
+    `${name.padEnd(14)} ${fmtBytes(r.bytes_round).padStart(10)}/round  join ${fmtBytes(r.bytes_join).padStart(10)}  client ${r.client_mb.toFixed(1)} MB  AdapFu NLL ${r.adapfu_nll.toFixed(4)}`,
+  );
 }
 fs.rmSync(tmp, { recursive: true, force: true });
 const none = rows.none;
-const out: Record<string, Row & { bytes_ratio?: number; join_ratio?: number; mem_ratio?: number; nll_rel?: number }> = {};
+const out: Record<string, Row & { bytes_ratio?: number; join_ratio?: number; mem_ratio?: number; nll_rel?: number }> =
+  {};
 for (const [k, r] of Object.entries(rows)) {
-  out[k] = none ? { ...r, bytes_ratio: Number((none.bytes_round / r.bytes_round).toFixed(2)), join_ratio: Number((none.bytes_join / r.bytes_join).toFixed(2)), mem_ratio: Number((none.client_mb / r.client_mb).toFixed(2)), nll_rel: Number((r.adapfu_nll / none.adapfu_nll - 1).toFixed(5)) } : r;
+  out[k] = none
+    ? {
+        ...r,
+        bytes_ratio: Number((none.bytes_round / r.bytes_round).toFixed(2)),
+        join_ratio: Number((none.bytes_join / r.bytes_join).toFixed(2)),
+        mem_ratio: Number((none.client_mb / r.client_mb).toFixed(2)),
+        nll_rel: Number((r.adapfu_nll / none.adapfu_nll - 1).toFixed(5)),
+      }
+    : r;
 }
 console.log(`seeds ${seeds.join(',')}${quick ? ', quick demo settings' : ''}`);
 console.log(JSON.stringify(out));

@@ -78,8 +78,16 @@ interface Flags {
 
 function parseFlags(argv: string[]): Flags {
   const f: Flags = {
-    steps: 5, warmup: 2, threads: null, modes: ['full', 'lora'], torch: true, torchThreads: null,
-    torchTune: false, profile: process.env.FEDBIOT_BENCH_PROFILE === '1', child: null, dir: null,
+    steps: 5,
+    warmup: 2,
+    threads: null,
+    modes: ['full', 'lora'],
+    torch: true,
+    torchThreads: null,
+    torchTune: false,
+    profile: process.env.FEDBIOT_BENCH_PROFILE === '1',
+    child: null,
+    dir: null,
   };
   const num = (name: string, v: string | undefined, min: number): number => {
     const n = Number(v);
@@ -91,10 +99,18 @@ function parseFlags(argv: string[]): Flags {
     const [key, inline] = a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
     const val = () => inline ?? argv[++i];
     switch (key) {
-      case '--steps': f.steps = num(key, val(), 1); break;
-      case '--warmup': f.warmup = num(key, val(), 0); break;
-      case '--threads': f.threads = num(key, val(), 1); break;
-      case '--torch-threads': f.torchThreads = num(key, val(), 1); break;
+      case '--steps':
+        f.steps = num(key, val(), 1);
+        break;
+      case '--warmup':
+        f.warmup = num(key, val(), 0);
+        break;
+      case '--threads':
+        f.threads = num(key, val(), 1);
+        break;
+      case '--torch-threads':
+        f.torchThreads = num(key, val(), 1);
+        break;
       case '--mode': {
         const m = val();
         if (m === 'both') f.modes = ['full', 'lora'];
@@ -102,21 +118,33 @@ function parseFlags(argv: string[]): Flags {
         else throw new Error(`bench:train: --mode must be full, lora or both, got ${m}`);
         break;
       }
-      case '--no-torch': f.torch = false; break;
-      case '--torch-tune': f.torchTune = true; break;
-      case '--profile': f.profile = true; break;
+      case '--no-torch':
+        f.torch = false;
+        break;
+      case '--torch-tune':
+        f.torchTune = true;
+        break;
+      case '--profile':
+        f.profile = true;
+        break;
       case '--child': {
         const m = val();
         if (m !== 'full' && m !== 'lora') throw new Error(`bench:train: --child needs full or lora, got ${m}`);
         f.child = m;
         break;
       }
-      case '--dir': f.dir = val() ?? null; break;
-      case '--help': case '-h':
-        console.log('npm run bench:train -- [--steps 5] [--warmup 2] [--threads N] [--mode full|lora|both] [--no-torch] [--torch-threads N] [--torch-tune] [--profile]');
+      case '--dir':
+        f.dir = val() ?? null;
+        break;
+      case '--help':
+      case '-h':
+        console.log(
+          'npm run bench:train -- [--steps 5] [--warmup 2] [--threads N] [--mode full|lora|both] [--no-torch] [--torch-threads N] [--torch-tune] [--profile]',
+        );
         process.exit(0);
         break;
-      default: throw new Error(`bench:train: unknown flag ${a}`);
+      default:
+        throw new Error(`bench:train: unknown flag ${a}`);
     }
   }
   return f;
@@ -142,17 +170,29 @@ interface ChildResult {
   profile: ProfileEntry[] | null;
 }
 
-interface ProfileEntry { phase: string; op: string; calls: number; ms: number }
+interface ProfileEntry {
+  phase: string;
+  op: string;
+  calls: number;
+  ms: number;
+}
 
 type Phase = 'fwd' | 'bwd' | 'opt' | 'other';
 
 /** Wraps every kernel method of the engine's kernel object with a timer keyed by phase and op. */
-function installProfiler(k: object, getPhase: () => Phase): { table: Map<string, ProfileEntry>; active: { on: boolean } } {
+function installProfiler(
+  k: object,
+  getPhase: () => Phase,
+): { table: Map<string, ProfileEntry>; active: { on: boolean } } {
   const table = new Map<string, ProfileEntry>();
   const active = { on: false };
   const dimName = (n: number): string => {
     const names: Record<number, string> = {
-      [BATCH * SEQ]: 'BT', [MODEL.hiddenSize]: 'd', [MODEL.intermediateSize]: 'ffn', [MODEL.vocabSize]: 'V', [LORA.r]: 'r',
+      [BATCH * SEQ]: 'BT',
+      [MODEL.hiddenSize]: 'd',
+      [MODEL.intermediateSize]: 'ffn',
+      [MODEL.vocabSize]: 'V',
+      [LORA.r]: 'r',
     };
     return names[n] ?? String(n);
   };
@@ -172,7 +212,15 @@ function installProfiler(k: object, getPhase: () => Phase): { table: Map<string,
       if (!active.on) return orig.apply(k, args);
       let op = name;
       if (name === 'gemm') {
-        const p = args[0] as { transA: boolean; transB: boolean; M: number; N: number; K: number; batch: number; beta: number };
+        const p = args[0] as {
+          transA: boolean;
+          transB: boolean;
+          M: number;
+          N: number;
+          K: number;
+          batch: number;
+          beta: number;
+        };
         op = `gemm ${p.transA ? 'T' : 'N'}${p.transB ? 'T' : 'N'} ${dimName(p.M)}x${dimName(p.N)}x${dimName(p.K)}${p.batch > 1 ? ` *${p.batch}` : ''}${p.beta !== 0 ? ' (+=)' : ''}`;
       }
       const key = `${getPhase()}|${op}`;
@@ -190,7 +238,8 @@ function installProfiler(k: object, getPhase: () => Phase): { table: Map<string,
     } catch {
       throw new Error(`bench:train --profile: cannot wrap kernel '${name}' (the kernel object is frozen)`);
     }
-    if (target[name] !== wrapped) throw new Error(`bench:train --profile: cannot wrap kernel '${name}' (read-only property)`);
+    if (target[name] !== wrapped)
+      throw new Error(`bench:train --profile: cannot wrap kernel '${name}' (read-only property)`);
   }
   return { table, active };
 }
@@ -254,7 +303,9 @@ async function runChild(f: Flags, mode: Mode): Promise<void> {
     fwdMs.push(t1 - t0);
     bwdMs.push(t2 - t1);
     optMs.push(t3 - t2);
-    process.stderr.write(`  [ours ${mode}] step ${s + 1}/${total}${s < f.warmup ? ' (warm-up)' : ''}: loss ${losses[s]!.toFixed(6)}, ${(t3 - t0).toFixed(0)} ms (fwd ${(t1 - t0).toFixed(0)}, bwd ${(t2 - t1).toFixed(0)}, opt ${(t3 - t2).toFixed(0)})\n`);
+    process.stderr.write(
+      `  [ours ${mode}] step ${s + 1}/${total}${s < f.warmup ? ' (warm-up)' : ''}: loss ${losses[s]!.toFixed(6)}, ${(t3 - t0).toFixed(0)} ms (fwd ${(t1 - t0).toFixed(0)}, bwd ${(t2 - t1).toFixed(0)}, opt ${(t3 - t2).toFixed(0)})\n`,
+    );
   }
   const timed = stepMs.slice(f.warmup);
   const timedSeconds = timed.reduce((a, b) => a + b, 0) / 1000;
@@ -264,12 +315,18 @@ async function runChild(f: Flags, mode: Mode): Promise<void> {
     warmup: f.warmup,
     kernels: k.name,
     threads: engine.getThreads(),
-    losses, stepMs, fwdMs, bwdMs, optMs,
+    losses,
+    stepMs,
+    fwdMs,
+    bwdMs,
+    optMs,
     timedSeconds,
     tokS: (BATCH * SEQ * f.steps) / timedSeconds,
     rssMb: peakRssMb(),
     trainable,
-    profile: prof ? [...prof.table.values()].map((e) => ({ ...e, ms: e.ms / f.steps, calls: e.calls / f.steps })) : null,
+    profile: prof
+      ? [...prof.table.values()].map((e) => ({ ...e, ms: e.ms / f.steps, calls: e.calls / f.steps }))
+      : null,
   };
   console.log(JSON.stringify(res));
 }
@@ -289,7 +346,13 @@ function peakRssMb(): number {
  * Writes weights.bin (every tensor as raw little-endian float32, back to back), ids.bin (int32) and
  * manifest.json (config, hyper-parameters, and each tensor's name, shape, offset and trainability).
  */
-function exportForTorch(dir: string, mode: Mode, model: import('../src/nn/llama.js').LlamaModel, ids: Int32Array, f: Flags): void {
+function exportForTorch(
+  dir: string,
+  mode: Mode,
+  model: import('../src/nn/llama.js').LlamaModel,
+  ids: Int32Array,
+  f: Flags,
+): void {
   if (os.endianness() !== 'LE') throw new Error('bench:train: the export format assumes a little-endian machine');
   fs.mkdirSync(dir, { recursive: true });
   const tensors: { name: string; shape: number[]; offset: number; trainable: boolean }[] = [];
@@ -351,22 +414,49 @@ function torchAvailable(): boolean {
 }
 
 function runOurs(f: Flags, mode: Mode, dir: string | null): ChildResult {
-  const args = ['--import', 'tsx', path.join(HERE, 'train.ts'), '--child', mode, '--steps', String(f.steps), '--warmup', String(f.warmup)];
+  const args = [
+    '--import',
+    'tsx',
+    path.join(HERE, 'train.ts'),
+    '--child',
+    mode,
+    '--steps',
+    String(f.steps),
+    '--warmup',
+    String(f.warmup),
+  ];
   if (f.threads !== null) args.push('--threads', String(f.threads));
   if (f.profile) args.push('--profile');
   if (dir) args.push('--dir', dir);
-  const r = spawnSync(process.execPath, args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`bench:train: our ${mode} run failed (exit ${r.status ?? r.signal})\n${r.stdout}`);
+  const r = spawnSync(process.execPath, args, {
+    cwd: ROOT,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 64 << 20,
+  });
+  if (r.status !== 0)
+    throw new Error(`bench:train: our ${mode} run failed (exit ${r.status ?? r.signal})\n${r.stdout}`);
   return lastJsonLine<ChildResult>(r.stdout, `our ${mode} run`);
 }
 
-function runTorch(dir: string, threads: number, env: Record<string, string>, steps?: { steps: number; warmup: number }): TorchResult {
+function runTorch(
+  dir: string,
+  threads: number,
+  env: Record<string, string>,
+  steps?: { steps: number; warmup: number },
+): TorchResult {
   const args = [path.join(HERE, 'train_torch.py'), dir, '--threads', String(threads)];
   if (steps) args.push('--steps', String(steps.steps), '--warmup', String(steps.warmup));
   for (const k of Object.keys(env)) {
     if (k === 'OPENBLAS_CORETYPE' || k === 'OPENBLAS_L2_SIZE') throw new Error(`bench:train: refusing to change ${k}`);
   }
-  const r = spawnSync(TORCH_PY, args, { cwd: ROOT, encoding: 'utf8', env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 64 << 20 });
+  const r = spawnSync(TORCH_PY, args, {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 64 << 20,
+  });
   if (r.status !== 0) throw new Error(`bench:train: PyTorch run failed (exit ${r.status ?? r.signal})\n${r.stdout}`);
   return lastJsonLine<TorchResult>(r.stdout, 'PyTorch run');
 }
@@ -385,8 +475,14 @@ function tuneTorch(dir: string): { threads: number; env: Record<string, string> 
   let bestTok = 0;
   for (const c of candidates) {
     const r = runTorch(dir, c.threads, c.env, { steps: 3, warmup: 1 });
-    const label = `set_num_threads(${c.threads}) ${Object.entries(c.env).map(([k, v]) => `${k}=${v}`).join(' ') || '(env as is)'}`;
-    console.log(`  torch tune: ${label}: ${r.tok_s.toFixed(0)} tok/s (${(r.timed_seconds / 3).toFixed(2)} s/step), rss ${r.rss_mb.toFixed(0)} MB`);
+    const label = `set_num_threads(${c.threads}) ${
+      Object.entries(c.env)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ') || '(env as is)'
+    }`;
+    console.log(
+      `  torch tune: ${label}: ${r.tok_s.toFixed(0)} tok/s (${(r.timed_seconds / 3).toFixed(2)} s/step), rss ${r.rss_mb.toFixed(0)} MB`,
+    );
     if (r.tok_s > bestTok) {
       bestTok = r.tok_s;
       best = c;
@@ -395,7 +491,8 @@ function tuneTorch(dir: string): { threads: number; env: Record<string, string> 
   return best;
 }
 
-const round = (x: number | null, d: number): number | null => (x === null || !Number.isFinite(x) ? x : Number(x.toFixed(d)));
+const round = (x: number | null, d: number): number | null =>
+  x === null || !Number.isFinite(x) ? x : Number(x.toFixed(d));
 
 function printProfile(mode: Mode, r: ChildResult): void {
   if (!r.profile) return;
@@ -410,10 +507,14 @@ function printProfile(mode: Mode, r: ChildResult): void {
   for (const ph of ['fwd', 'bwd', 'opt'] as const) {
     const entries = r.profile.filter((e) => e.phase === ph).sort((a, b) => b.ms - a.ms);
     const kern = entries.reduce((s, e) => s + e.ms, 0);
-    console.log(`  ${ph}: ${phaseWall[ph]!.toFixed(1)} ms (${((100 * phaseWall[ph]!) / stepWall).toFixed(1)}% of step); kernels ${kern.toFixed(1)} ms, JS/other ${(phaseWall[ph]! - kern).toFixed(1)} ms`);
+    console.log(
+      `  ${ph}: ${phaseWall[ph]!.toFixed(1)} ms (${((100 * phaseWall[ph]!) / stepWall).toFixed(1)}% of step); kernels ${kern.toFixed(1)} ms, JS/other ${(phaseWall[ph]! - kern).toFixed(1)} ms`,
+    );
     for (const e of entries) {
       if (e.ms < 0.05) continue;
-      console.log(`    ${e.op.padEnd(34)} ${e.ms.toFixed(1).padStart(8)} ms ${((100 * e.ms) / stepWall).toFixed(1).padStart(5)}%  ${String(Math.round(e.calls)).padStart(4)} calls`);
+      console.log(
+        `    ${e.op.padEnd(34)} ${e.ms.toFixed(1).padStart(8)} ms ${((100 * e.ms) / stepWall).toFixed(1).padStart(5)}%  ${String(Math.round(e.calls)).padStart(4)} calls`,
+      );
     }
   }
   // Totals by kernel kind across phases.
@@ -423,13 +524,18 @@ function printProfile(mode: Mode, r: ChildResult): void {
     byKind.set(kind, (byKind.get(kind) ?? 0) + e.ms);
   }
   const kinds = [...byKind.entries()].sort((a, b) => b[1] - a[1]).slice(0, 12);
-  console.log(`  top kinds: ${kinds.map(([kd, ms]) => `${kd} ${ms.toFixed(0)} ms (${((100 * ms) / stepWall).toFixed(0)}%)`).join(', ')}`);
+  console.log(
+    `  top kinds: ${kinds.map(([kd, ms]) => `${kd} ${ms.toFixed(0)} ms (${((100 * ms) / stepWall).toFixed(0)}%)`).join(', ')}`,
+  );
 }
 
 /** Timings on a shared 2-core machine are only meaningful when nothing else runs: say so. */
 function warnIfBusy(): void {
   const load = os.loadavg()[0]!;
-  if (load > 1.5) console.log(`  note: 1-minute load average is ${load.toFixed(2)} on ${os.cpus().length} cores: other processes compete, timings are noisy`);
+  if (load > 1.5)
+    console.log(
+      `  note: 1-minute load average is ${load.toFixed(2)} on ${os.cpus().length} cores: other processes compete, timings are noisy`,
+    );
 }
 
 function mean(a: number[]): number {
@@ -443,8 +549,14 @@ async function main(): Promise<void> {
     return;
   }
   const haveTorch = f.torch && torchAvailable();
-  if (f.torch && !haveTorch) console.log(`PyTorch is not available (${TORCH_PY} -c "import torch, numpy" failed; run npm run setup:torch or set FEDBIOT_TORCH_PYTHON): torch fields are null`);
-  let torchSettings = (f.torchThreads !== null ? [f.torchThreads] : TORCH_THREADS).map((threads) => ({ threads, env: {} as Record<string, string> }));
+  if (f.torch && !haveTorch)
+    console.log(
+      `PyTorch is not available (${TORCH_PY} -c "import torch, numpy" failed; run npm run setup:torch or set FEDBIOT_TORCH_PYTHON): torch fields are null`,
+    );
+  let torchSettings = (f.torchThreads !== null ? [f.torchThreads] : TORCH_THREADS).map((threads) => ({
+    threads,
+    env: {} as Record<string, string>,
+  }));
   const out: Record<string, Record<string, number | string | null>> = {};
   const tmpRoot = haveTorch ? fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-bench-')) : null;
   try {
@@ -453,8 +565,12 @@ async function main(): Promise<void> {
       console.log(`\n== ${mode}: B=${BATCH} T=${SEQ}, ${f.warmup} warm-up + ${f.steps} timed steps`);
       warnIfBusy();
       const ours = runOurs(f, mode, dir);
-      console.log(`ours  (${ours.kernels} kernels, ${ours.threads} threads, ${ours.trainable} trainable): ${ours.tokS.toFixed(0)} tok/s, ${(ours.timedSeconds / f.steps).toFixed(3)} s/step, peak RSS ${ours.rssMb.toFixed(0)} MB`);
-      console.log(`      losses ${ours.losses.map((l) => l.toFixed(6)).join(' ')}; fastest timed step ${Math.min(...ours.stepMs.slice(f.warmup)).toFixed(0)} ms`);
+      console.log(
+        `ours  (${ours.kernels} kernels, ${ours.threads} threads, ${ours.trainable} trainable): ${ours.tokS.toFixed(0)} tok/s, ${(ours.timedSeconds / f.steps).toFixed(3)} s/step, peak RSS ${ours.rssMb.toFixed(0)} MB`,
+      );
+      console.log(
+        `      losses ${ours.losses.map((l) => l.toFixed(6)).join(' ')}; fastest timed step ${Math.min(...ours.stepMs.slice(f.warmup)).toFixed(0)} ms`,
+      );
       printProfile(mode, ours);
       let tr: TorchResult | null = null;
       if (dir) {
@@ -468,10 +584,18 @@ async function main(): Promise<void> {
           if (!tr || run.tok_s > tr.tok_s) tr = run;
         }
         tr = tr!;
-        const envs = Object.entries(tr.env).map(([k, v]) => `${k}=${v ?? 'unset'}`).join(' ');
-        console.log(`torch (${tr.torch_version}, set_num_threads(${tr.threads}), ${envs}): ${tr.tok_s.toFixed(0)} tok/s, ${(tr.timed_seconds / f.steps).toFixed(3)} s/step, peak RSS ${tr.rss_mb.toFixed(0)} MB`);
-        console.log(`      losses ${tr.losses.map((l) => l.toFixed(6)).join(' ')}; fastest timed step ${Math.min(...tr.step_ms.slice(f.warmup)).toFixed(0)} ms`);
-        console.log(`      step ms fwd ${mean(tr.fwd_ms.slice(f.warmup)).toFixed(0)} / bwd ${mean(tr.bwd_ms.slice(f.warmup)).toFixed(0)} / opt ${mean(tr.opt_ms.slice(f.warmup)).toFixed(0)}  (ours ${mean(ours.fwdMs.slice(f.warmup)).toFixed(0)} / ${mean(ours.bwdMs.slice(f.warmup)).toFixed(0)} / ${mean(ours.optMs.slice(f.warmup)).toFixed(0)})`);
+        const envs = Object.entries(tr.env)
+          .map(([k, v]) => `${k}=${v ?? 'unset'}`)
+          .join(' ');
+        console.log(
+          `torch (${tr.torch_version}, set_num_threads(${tr.threads}), ${envs}): ${tr.tok_s.toFixed(0)} tok/s, ${(tr.timed_seconds / f.steps).toFixed(3)} s/step, peak RSS ${tr.rss_mb.toFixed(0)} MB`,
+        );
+        console.log(
+          `      losses ${tr.losses.map((l) => l.toFixed(6)).join(' ')}; fastest timed step ${Math.min(...tr.step_ms.slice(f.warmup)).toFixed(0)} ms`,
+        );
+        console.log(
+          `      step ms fwd ${mean(tr.fwd_ms.slice(f.warmup)).toFixed(0)} / bwd ${mean(tr.bwd_ms.slice(f.warmup)).toFixed(0)} / opt ${mean(tr.opt_ms.slice(f.warmup)).toFixed(0)}  (ours ${mean(ours.fwdMs.slice(f.warmup)).toFixed(0)} / ${mean(ours.bwdMs.slice(f.warmup)).toFixed(0)} / ${mean(ours.optMs.slice(f.warmup)).toFixed(0)})`,
+        );
         fs.rmSync(dir, { recursive: true, force: true });
       }
       let rel: number | null = null;
@@ -482,7 +606,9 @@ async function main(): Promise<void> {
           const b = tr.losses[i]!;
           rel = Math.max(rel, Math.abs(a - b) / Math.max(Math.abs(b), 1e-12));
         }
-        console.log(`      ratio ours/torch ${(ours.tokS / tr.tok_s).toFixed(3)}, loss max rel diff ${rel.toExponential(3)}${rel < 1e-3 ? '' : '  (ABOVE 1e-3)'}`);
+        console.log(
+          `      ratio ours/torch ${(ours.tokS / tr.tok_s).toFixed(3)}, loss max rel diff ${rel.toExponential(3)}${rel < 1e-3 ? '' : '  (ABOVE 1e-3)'}`,
+        );
       }
       out[mode] = {
         ours_tok_s: round(ours.tokS, 1),
@@ -502,6 +628,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  console.error(e instanceof Error ? e.stack ?? e.message : e);
+  console.error(e instanceof Error ? (e.stack ?? e.message) : e);
   process.exit(1);
 });

@@ -32,7 +32,16 @@ export {
 export { CODECS, f32Codec, encodePayload, decodePayload, encodeUpdate, type PayloadCodec } from './fl/payload.js';
 
 // Algorithms
-export { ALGORITHMS, STRATEGIES, strategyOf, ServerAlgorithm, ClientAlgorithm, type AlgorithmName, type AlgorithmSettings, type Strategy } from './fedbiot/algorithms.js';
+export {
+  ALGORITHMS,
+  STRATEGIES,
+  strategyOf,
+  ServerAlgorithm,
+  ClientAlgorithm,
+  type AlgorithmName,
+  type AlgorithmSettings,
+  type Strategy,
+} from './fedbiot/algorithms.js';
 export { settingsFromConfig } from './fedbiot/settings.js';
 export type { LoraState } from './fedbiot/lora-state.js';
 

@@ -18,16 +18,44 @@ export function registerClient(program: Command): void {
     .option('--ca <file>', 'PEM certificate to trust (a self-signed server certificate)')
     .option('--chunk-bytes <n>', 'download chunk size in bytes')
     .option('--patience <seconds>', 'give up when the server is unreachable this long', '600')
-    .action(async (opts: { server: string; token?: string; data: string; cache: string; ca?: string; chunkBytes?: string; patience: string }, cmd: Command) => {
-      const chunkBytes = numberOption('--chunk-bytes', opts.chunkBytes, (x) => Number.isInteger(x) && x > 0, 'a positive integer');
-      const patience = numberOption('--patience', opts.patience, (x) => x > 0, 'a positive number of seconds')!;
-      const token = opts.token ?? process.env.FEDBIOT_TOKEN;
-      if (!token) throw new Error('fedbiot client: give --token or set FEDBIOT_TOKEN');
-      const logger = commandLogger(cmd, { role: 'client' });
-      addSecret(logger, token);
-      const log = lineLogger(logger);
-      await runClient({ server: opts.server, token, data: opts.data, cache: path.resolve(opts.cache), ca: opts.ca, patienceSeconds: patience, download: chunkBytes ? { chunkBytes } : undefined, log, progress: terminalProgress(),
-        // A slow device, for testing deadlines: FEDBIOT_DEBUG_TRAIN_DELAY_MS=5000.
-        trainDelayMs: Number(process.env.FEDBIOT_DEBUG_TRAIN_DELAY_MS ?? 0) || undefined });
-    });
+    .action(
+      async (
+        opts: {
+          server: string;
+          token?: string;
+          data: string;
+          cache: string;
+          ca?: string;
+          chunkBytes?: string;
+          patience: string;
+        },
+        cmd: Command,
+      ) => {
+        const chunkBytes = numberOption(
+          '--chunk-bytes',
+          opts.chunkBytes,
+          (x) => Number.isInteger(x) && x > 0,
+          'a positive integer',
+        );
+        const patience = numberOption('--patience', opts.patience, (x) => x > 0, 'a positive number of seconds')!;
+        const token = opts.token ?? process.env.FEDBIOT_TOKEN;
+        if (!token) throw new Error('fedbiot client: give --token or set FEDBIOT_TOKEN');
+        const logger = commandLogger(cmd, { role: 'client' });
+        addSecret(logger, token);
+        const log = lineLogger(logger);
+        await runClient({
+          server: opts.server,
+          token,
+          data: opts.data,
+          cache: path.resolve(opts.cache),
+          ca: opts.ca,
+          patienceSeconds: patience,
+          download: chunkBytes ? { chunkBytes } : undefined,
+          log,
+          progress: terminalProgress(),
+          // A slow device, for testing deadlines: FEDBIOT_DEBUG_TRAIN_DELAY_MS=5000.
+          trainDelayMs: Number(process.env.FEDBIOT_DEBUG_TRAIN_DELAY_MS ?? 0) || undefined,
+        });
+      },
+    );
 }

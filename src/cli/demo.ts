@@ -23,7 +23,9 @@ export function defaultDemoModel(): string | null {
 export function demoOverrides(task: string, model: string | null, quick: boolean): string[] {
   const o = [
     `data.task=${task}`,
-    model ? `model.path=${model}` : 'model.random={hiddenSize: 64, intermediateSize: 172, numLayers: 8, numHeads: 4, numKvHeads: 2, maxPositionEmbeddings: 512}',
+    model
+      ? `model.path=${model}`
+      : 'model.random={hiddenSize: 64, intermediateSize: 172, numLayers: 8, numHeads: 4, numKvHeads: 2, maxPositionEmbeddings: 512}',
     'data.maxLength=320',
     'clients={count: 4, split: meta}',
     // FedBiOT's adapter is the last 4 layers: as many trainable layers as FedOT's 2 + 2, and at drop
@@ -38,31 +40,77 @@ export function demoOverrides(task: string, model: string | null, quick: boolean
   ];
   const publicData = (size: number) => `data.public={size: ${size}, tasks: [math, code, qa]}`;
   const align = (batchSize: number) => `algorithm.align={batchSize: ${batchSize}, optimizer: {kind: adamw, lr: 0.003}}`;
-  const local = (steps: number, batchSize: number) => `algorithm.local={steps: ${steps}, batchSize: ${batchSize}, optimizer: {kind: adamw, lr: 0.003}}`;
+  const local = (steps: number, batchSize: number) =>
+    `algorithm.local={steps: ${steps}, batchSize: ${batchSize}, optimizer: {kind: adamw, lr: 0.003}}`;
   if (quick) {
-    o.push('rounds=2', 'data.trainSize=48', 'data.testSize=6', publicData(24), 'algorithm.preAlignSteps=8', 'algorithm.alignStepsPerRound=2', align(2), local(3, 2),
-      'eval={every: 1, maxExamples: 6, maxNewTokens: 12}');
+    o.push(
+      'rounds=2',
+      'data.trainSize=48',
+      'data.testSize=6',
+      publicData(24),
+      'algorithm.preAlignSteps=8',
+      'algorithm.alignStepsPerRound=2',
+      align(2),
+      local(3, 2),
+      'eval={every: 1, maxExamples: 6, maxNewTokens: 12}',
+    );
   } else {
-    o.push('rounds=4', 'data.trainSize=400', 'data.testSize=40', publicData(200), 'algorithm.preAlignSteps=100', 'algorithm.alignStepsPerRound=10', align(4), local(16, 4),
-      'eval={every: 1, maxExamples: 40, maxNewTokens: 40}');
+    o.push(
+      'rounds=4',
+      'data.trainSize=400',
+      'data.testSize=40',
+      publicData(200),
+      'algorithm.preAlignSteps=100',
+      'algorithm.alignStepsPerRound=10',
+      align(4),
+      local(16, 4),
+      'eval={every: 1, maxExamples: 40, maxNewTokens: 40}',
+    );
   }
   return o;
 }
 
 export function comparisonTable(rows: Summary[]): string {
   const metricKeys = [...new Set(rows.flatMap((r) => Object.keys(r.adapfu)))];
-  const header = ['method', 'view', ...metricKeys, 'client s/step', 'client MB', 'bytes/round', 'alignment', 'proximal'];
+  const header = [
+    'method',
+    'view',
+    ...metricKeys,
+    'client s/step',
+    'client MB',
+    'bytes/round',
+    'alignment',
+    'proximal',
+  ];
   const lines: string[][] = [];
   const first = rows[0];
   if (first) {
     lines.push(['base model', 'full', ...metricKeys.map((k) => fmtMetric(first.base[k])), '-', '-', '-', '-', '-']);
     const withEmu = rows.find((r) => r.emulator);
-    if (withEmu?.emulator) lines.push([`emulator (${withEmu.algorithm})`, 'compressed', ...metricKeys.map((k) => fmtMetric(withEmu.emulator![k])), '-', '-', '-', '-', '-']);
+    if (withEmu?.emulator)
+      lines.push([
+        `emulator (${withEmu.algorithm})`,
+        'compressed',
+        ...metricKeys.map((k) => fmtMetric(withEmu.emulator![k])),
+        '-',
+        '-',
+        '-',
+        '-',
+        '-',
+      ]);
   }
   for (const r of rows) {
     const perRound = fmtBytes(Math.round(r.bytes_total / Math.max(1, r.rounds)));
-    const alignment = r.method.align_objective ? `${r.method.align_loss}${r.method.public_data === 'corpus' ? ' (corpus)' : ''}` : r.method.align_loss;
-    const cost = [r.client.mean_step_seconds.toFixed(3), (r.client.peak_memory_mb ?? Number.NaN).toFixed(0), perRound, alignment, String(r.method.proximal)];
+    const alignment = r.method.align_objective
+      ? `${r.method.align_loss}${r.method.public_data === 'corpus' ? ' (corpus)' : ''}`
+      : r.method.align_loss;
+    const cost = [
+      r.client.mean_step_seconds.toFixed(3),
+      (r.client.peak_memory_mb ?? Number.NaN).toFixed(0),
+      perRound,
+      alignment,
+      String(r.method.proximal),
+    ];
     lines.push([r.algorithm, 'AdapEmu', ...metricKeys.map((k) => fmtMetric(r.adapemu[k])), ...cost]);
     lines.push([r.algorithm, 'AdapFu', ...metricKeys.map((k) => fmtMetric(r.adapfu[k])), ...cost]);
   }
@@ -83,11 +131,16 @@ export function registerDemo(program: Command): void {
     .action(async (o: { task: string; out: string; model?: string; algorithms: string; quick?: boolean }) => {
       if (!['math', 'code', 'qa'].includes(o.task)) throw new Error(`--task must be math, code or qa, got '${o.task}'`);
       const algos = o.algorithms.split(',').map((s) => s.trim());
-      for (const a of algos) if (!(ALGORITHMS as readonly string[]).includes(a)) throw new Error(`--algorithms: unknown algorithm '${a}' (known: ${ALGORITHMS.join(', ')})`);
+      for (const a of algos)
+        if (!(ALGORITHMS as readonly string[]).includes(a))
+          throw new Error(`--algorithms: unknown algorithm '${a}' (known: ${ALGORITHMS.join(', ')})`);
       const progress = terminalProgress();
       const rows: Summary[] = [];
       for (const name of algos) {
-        const cfg = loadConfig(null, [...demoOverrides(o.task, o.model ?? defaultDemoModel(), o.quick ?? false), `algorithm.name=${name}`]);
+        const cfg = loadConfig(null, [
+          ...demoOverrides(o.task, o.model ?? defaultDemoModel(), o.quick ?? false),
+          `algorithm.name=${name}`,
+        ]);
         progress.log(`=== ${name} ===`);
         const exp = await buildExperiment(cfg);
         // The base model's evaluation is the same for every method: compute it once.

@@ -44,7 +44,9 @@ export class IncrementalDecoder {
 export function registerGenerate(program: Command): void {
   program
     .command('generate')
-    .description('generate text from a Hugging Face LLaMA folder (optionally with a PEFT LoRA adapter), streaming to stdout')
+    .description(
+      'generate text from a Hugging Face LLaMA folder (optionally with a PEFT LoRA adapter), streaming to stdout',
+    )
     .requiredOption('--model <dir>', 'Hugging Face model folder (config.json, *.safetensors, tokenizer.json)')
     .option('--adapter <dir>', 'PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors)')
     .requiredOption('--prompt <text>', 'prompt text')
@@ -54,36 +56,64 @@ export function registerGenerate(program: Command): void {
     .option('--top-p <p>', 'nucleus sampling: keep the smallest set of tokens with this much probability', '1')
     .option('--top-k <k>', 'keep only the k most likely tokens (0 = all)', '0')
     .option('--seed <s>', 'random seed for sampling', '0')
-    .option('--weights <f>', `keep the frozen matrices in memory as ${WEIGHT_FORMATS.join(', ')} (q8_0 / q4_0: GGUF blocks; rows that do not fill 32-blocks stay f16)`, 'f32')
-    .action((o: { model: string; adapter?: string; prompt: string; maxNewTokens: string; greedy?: boolean; temperature?: string; topP: string; topK: string; seed: string; weights: string }) => {
-      if (!(WEIGHT_FORMATS as readonly string[]).includes(o.weights)) throw new Error(`--weights must be one of ${WEIGHT_FORMATS.join(', ')}, got '${o.weights}'`);
-      const maxNew = numberOption('--max-new-tokens', o.maxNewTokens, (x) => Number.isInteger(x) && x > 0, 'a positive integer')!;
-      const temperature = numberOption('--temperature', o.temperature, (x) => x > 0, 'a positive number');
-      const topP = numberOption('--top-p', o.topP, (x) => x > 0 && x <= 1, 'in (0, 1]')!;
-      const topK = numberOption('--top-k', o.topK, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer')!;
-      const seed = numberOption('--seed', o.seed, (x) => Number.isInteger(x), 'an integer')!;
-      if (o.greedy && temperature !== undefined) throw new Error('--greedy and --temperature exclude each other');
-      const { model } = loadModelWithAdapter(o.model, o.adapter);
-      storeModelWeights(model, o.weights as WeightFormat);
-      const tok = loadTokenizer(o.model);
-      if (tok.vocabSize > model.config.vocabSize) throw new Error(`${o.model}: tokenizer.json has ${tok.vocabSize} tokens but config.json vocab_size is ${model.config.vocabSize}`);
-      const ids = tok.encode(o.prompt);
-      if (ids.length === 0) throw new Error('--prompt encodes to no tokens');
-      const stopIds = [tok.eosId ?? model.config.eosTokenId].filter((x): x is number => x !== null && x !== undefined);
-      const dec = new IncrementalDecoder((x) => tok.decode(x, { skipSpecial: true }));
-      generate(model, ids, {
-        maxNewTokens: maxNew,
-        greedy: temperature === undefined,
-        ...(temperature !== undefined ? { temperature } : {}),
-        topP,
-        topK,
-        seed,
-        stopIds,
-        onToken: (id) => {
-          const d = dec.push(id);
-          if (d) process.stdout.write(d);
-        },
-      });
-      process.stdout.write(dec.flush() + '\n');
-    });
+    .option(
+      '--weights <f>',
+      `keep the frozen matrices in memory as ${WEIGHT_FORMATS.join(', ')} (q8_0 / q4_0: GGUF blocks; rows that do not fill 32-blocks stay f16)`,
+      'f32',
+    )
+    .action(
+      (o: {
+        model: string;
+        adapter?: string;
+        prompt: string;
+        maxNewTokens: string;
+        greedy?: boolean;
+        temperature?: string;
+        topP: string;
+        topK: string;
+        seed: string;
+        weights: string;
+      }) => {
+        if (!(WEIGHT_FORMATS as readonly string[]).includes(o.weights))
+          throw new Error(`--weights must be one of ${WEIGHT_FORMATS.join(', ')}, got '${o.weights}'`);
+        const maxNew = numberOption(
+          '--max-new-tokens',
+          o.maxNewTokens,
+          (x) => Number.isInteger(x) && x > 0,
+          'a positive integer',
+        )!;
+        const temperature = numberOption('--temperature', o.temperature, (x) => x > 0, 'a positive number');
+        const topP = numberOption('--top-p', o.topP, (x) => x > 0 && x <= 1, 'in (0, 1]')!;
+        const topK = numberOption('--top-k', o.topK, (x) => Number.isInteger(x) && x >= 0, 'a non-negative integer')!;
+        const seed = numberOption('--seed', o.seed, (x) => Number.isInteger(x), 'an integer')!;
+        if (o.greedy && temperature !== undefined) throw new Error('--greedy and --temperature exclude each other');
+        const { model } = loadModelWithAdapter(o.model, o.adapter);
+        storeModelWeights(model, o.weights as WeightFormat);
+        const tok = loadTokenizer(o.model);
+        if (tok.vocabSize > model.config.vocabSize)
+          throw new Error(
+            `${o.model}: tokenizer.json has ${tok.vocabSize} tokens but config.json vocab_size is ${model.config.vocabSize}`,
+          );
+        const ids = tok.encode(o.prompt);
+        if (ids.length === 0) throw new Error('--prompt encodes to no tokens');
+        const stopIds = [tok.eosId ?? model.config.eosTokenId].filter(
+          (x): x is number => x !== null && x !== undefined,
+        );
+        const dec = new IncrementalDecoder((x) => tok.decode(x, { skipSpecial: true }));
+        generate(model, ids, {
+          maxNewTokens: maxNew,
+          greedy: temperature === undefined,
+          ...(temperature !== undefined ? { temperature } : {}),
+          topP,
+          topK,
+          seed,
+          stopIds,
+          onToken: (id) => {
+            const d = dec.push(id);
+            if (d) process.stdout.write(d);
+          },
+        });
+        process.stdout.write(dec.flush() + '\n');
+      },
+    );
 }

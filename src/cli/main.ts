@@ -17,8 +17,14 @@ export async function main(argv: string[]): Promise<number> {
     .name('fedbiot')
     .description('Federated fine-tuning of LLaMA-family models without sharing the full model (FedBiOT)')
     .option('--threads <n>', 'compute threads (default: FEDBIOT_THREADS or the number of cores)')
-    .option('--log-format <format>', 'server and client logs: pretty (readable lines) or json (one object per line); default $FEDBIOT_LOG_FORMAT or pretty')
-    .option('--log-level <level>', 'fatal, error, warn, info, debug (every request) or trace; default $FEDBIOT_LOG_LEVEL or info')
+    .option(
+      '--log-format <format>',
+      'server and client logs: pretty (readable lines) or json (one object per line); default $FEDBIOT_LOG_FORMAT or pretty',
+    )
+    .option(
+      '--log-level <level>',
+      'fatal, error, warn, info, debug (every request) or trace; default $FEDBIOT_LOG_LEVEL or info',
+    )
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   program.hook('preAction', async (cmd) => {

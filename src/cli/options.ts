@@ -6,7 +6,12 @@ export function collectRepeated(value: string, previous: string[]): string[] {
 }
 
 /** A numeric option's value, checked: undefined when absent, an error naming the flag when bad. */
-export function numberOption(flag: string, v: string | undefined, check: (x: number) => boolean, what: string): number | undefined {
+export function numberOption(
+  flag: string,
+  v: string | undefined,
+  check: (x: number) => boolean,
+  what: string,
+): number | undefined {
   if (v === undefined) return undefined;
   const x = Number(v);
   if (v.trim() === '' || !Number.isFinite(x) || !check(x)) throw new Error(`${flag} must be ${what}, got '${v}'`);

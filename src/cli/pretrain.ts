@@ -14,8 +14,15 @@ export function registerPretrain(program: Command): void {
     .option('--set <key=value>', 'override a recipe key (repeatable)', collectRepeated, [])
     .requiredOption('--out <dir>', 'output Hugging Face folder')
     .action(async (o: { config?: string; set: string[]; out: string }) => {
-      const recipe = parseWithSchema(pretrainSchema, readYamlWithOverrides(o.config ?? null, o.set, 'recipe'), o.config ?? '(defaults)', 'recipe');
+      const recipe = parseWithSchema(
+        pretrainSchema,
+        readYamlWithOverrides(o.config ?? null, o.set, 'recipe'),
+        o.config ?? '(defaults)',
+        'recipe',
+      );
       const res = await runPretrain(recipe, o.out, terminalProgress());
-      process.stdout.write(`pretrained ${(res.parameters / 1e6).toFixed(2)} M parameters for ${res.steps} steps: train loss ${res.trainLoss.toFixed(4)}, validation ${res.valLoss.toFixed(4)}; written to ${o.out}\n`);
+      process.stdout.write(
+        `pretrained ${(res.parameters / 1e6).toFixed(2)} M parameters for ${res.steps} steps: train loss ${res.trainLoss.toFixed(4)}, validation ${res.valLoss.toFixed(4)}; written to ${o.out}\n`,
+      );
     });
 }

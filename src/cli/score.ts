@@ -11,9 +11,13 @@ import { loadModelWithAdapter } from '../models/adapter.js';
 export function meanNll(model: LlamaModel, tokens: readonly number[]): number {
   const n = tokens.length;
   if (n < 2) throw new Error(`scoring needs at least 2 tokens, the text has ${n}`);
-  if (n > model.config.maxPositionEmbeddings) throw new Error(`the text has ${n} tokens, more than the model's context length ${model.config.maxPositionEmbeddings}`);
+  if (n > model.config.maxPositionEmbeddings)
+    throw new Error(
+      `the text has ${n} tokens, more than the model's context length ${model.config.maxPositionEmbeddings}`,
+    );
   const V = model.config.vocabSize;
-  for (const t of tokens) if (!(t >= 0 && t < V)) throw new Error(`token id ${t} is outside the model's vocabulary of ${V}`);
+  for (const t of tokens)
+    if (!(t >= 0 && t < V)) throw new Error(`token id ${t} is outside the model's vocabulary of ${V}`);
   const logits = noGrad(() => Float32Array.from(model.forward(Int32Array.from(tokens), { B: 1, T: n }).data));
   tape.reset();
   let total = 0;
@@ -42,6 +46,9 @@ export function registerScore(program: Command): void {
       const tokens = tok.encode(o.text);
       const nll = meanNll(model, tokens);
       if (o.json) process.stdout.write(JSON.stringify({ tokens, nll, n: tokens.length }) + '\n');
-      else process.stdout.write(`tokens ${tokens.length}  nll ${nll.toFixed(6)}  perplexity ${Math.exp(nll).toFixed(4)}\n`);
+      else
+        process.stdout.write(
+          `tokens ${tokens.length}  nll ${nll.toFixed(6)}  perplexity ${Math.exp(nll).toFixed(4)}\n`,
+        );
     });
 }

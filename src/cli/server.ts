@@ -31,36 +31,54 @@ export function registerServer(program: Command): void {
     .option('--config <file>', 'YAML run configuration (with an optional server: section)')
     .option('--set <key=value>', 'override a config key (repeatable), e.g. --set server.port=9000', collectRepeated, [])
     .option('--state <dir>', 'state folder: database, checkpoints, compressed model, metrics', 'server-state')
-    .option('--max-round-extensions <n>', 'deadline extensions for a round short of minClients uploads (shorthand for --set server.maxRoundExtensions=N; default 2)')
-    .action(async (opts: { config?: string; set: string[]; state: string; maxRoundExtensions?: string }, cmd: Command) => {
-      if (!opts.config) throw new Error('fedbiot server: --config is required');
-      // The shorthand goes through the config schema like any other override, so it is checked once.
-      const sets = opts.maxRoundExtensions === undefined ? opts.set : [...opts.set, `server.maxRoundExtensions=${opts.maxRoundExtensions}`];
-      const cfg = loadConfig(opts.config, sets);
-      if (cfg.threads) setThreads(cfg.threads);
-      const logger = commandLogger(cmd, { role: 'server' });
-      const srv = new FedServer(cfg, path.resolve(opts.state), lineLogger(logger), { logger });
-      const stop = () => {
-        logger.warn('interrupted: the next start resumes from the last completed round');
-        void srv.close().finally(() => process.exit(130));
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-      await srv.run();
-    });
+    .option(
+      '--max-round-extensions <n>',
+      'deadline extensions for a round short of minClients uploads (shorthand for --set server.maxRoundExtensions=N; default 2)',
+    )
+    .action(
+      async (opts: { config?: string; set: string[]; state: string; maxRoundExtensions?: string }, cmd: Command) => {
+        if (!opts.config) throw new Error('fedbiot server: --config is required');
+        // The shorthand goes through the config schema like any other override, so it is checked once.
+        const sets =
+          opts.maxRoundExtensions === undefined
+            ? opts.set
+            : [...opts.set, `server.maxRoundExtensions=${opts.maxRoundExtensions}`];
+        const cfg = loadConfig(opts.config, sets);
+        if (cfg.threads) setThreads(cfg.threads);
+        const logger = commandLogger(cmd, { role: 'server' });
+        const srv = new FedServer(cfg, path.resolve(opts.state), lineLogger(logger), { logger });
+        const stop = () => {
+          logger.warn('interrupted: the next start resumes from the last completed round');
+          void srv.close().finally(() => process.exit(130));
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+        await srv.run();
+      },
+    );
 
   server
     .command('add-client <name>')
     .description('register a client (or, with --admin, a status reader) and print its token once')
     .option('--admin', 'an admin token (for fedbiot status), not a training client')
-    .option('--samples <n>', "the client's data size: its FedAvg weight (what it reports is capped at it); without it, rounds it is in weigh clients equally")
+    .option(
+      '--samples <n>',
+      "the client's data size: its FedAvg weight (what it reports is capped at it); without it, rounds it is in weigh clients equally",
+    )
     .action((name: string, opts: { admin?: boolean; samples?: string }, cmd: Command) => {
-      const samples = numberOption('--samples', opts.samples, (x) => Number.isSafeInteger(x) && x > 0, 'a positive integer');
+      const samples = numberOption(
+        '--samples',
+        opts.samples,
+        (x) => Number.isSafeInteger(x) && x > 0,
+        'a positive integer',
+      );
       const db = dbOf(cmd);
       try {
         const token = db.addClient(name, opts.admin ? 'admin' : 'client', samples);
         process.stdout.write(`${token}\n`);
-        process.stderr.write(`${opts.admin ? 'admin' : 'client'} '${name}' registered; the token above is shown only once (the server keeps its hash)\n`);
+        process.stderr.write(
+          `${opts.admin ? 'admin' : 'client'} '${name}' registered; the token above is shown only once (the server keeps its hash)\n`,
+        );
       } finally {
         db.close();
       }
@@ -74,9 +92,15 @@ export function registerServer(program: Command): void {
       try {
         if (!db.removeClient(name)) {
           const known = db.clients().some((c) => c.name === name);
-          throw new Error(known ? `client '${name}' is already revoked` : `no client named '${name}' (see \`fedbiot server list-clients\`)`);
+          throw new Error(
+            known
+              ? `client '${name}' is already revoked`
+              : `no client named '${name}' (see \`fedbiot server list-clients\`)`,
+          );
         }
-        process.stdout.write(`client '${name}' revoked: its token is refused from now on (a running server checks every request); its uploads already aggregated stay in past rounds\n`);
+        process.stdout.write(
+          `client '${name}' revoked: its token is refused from now on (a running server checks every request); its uploads already aggregated stay in past rounds\n`,
+        );
       } finally {
         db.close();
       }
@@ -91,7 +115,9 @@ export function registerServer(program: Command): void {
         const iso = (t: number | null) => (t ? new Date(t).toISOString() : 'never');
         for (const c of db.clients()) {
           const st = c.revoked_at !== null ? `revoked ${iso(c.revoked_at)}` : 'active';
-          process.stdout.write(`${c.name.padEnd(16)} ${c.role.padEnd(6)} ${st.padEnd(32)} last seen ${iso(c.last_seen)}  uploads ${db.uploadCount(c.name)}\n`);
+          process.stdout.write(
+            `${c.name.padEnd(16)} ${c.role.padEnd(6)} ${st.padEnd(32)} last seen ${iso(c.last_seen)}  uploads ${db.uploadCount(c.name)}\n`,
+          );
         }
       } finally {
         db.close();

@@ -6,27 +6,44 @@ import { fmtAgo, fmtBytes, fmtDuration, fmtTime } from '../util/format.js';
 
 /** The status for people: sizes with units, times as "12.3 s ago" and UTC dates, rounds 1-based. */
 export function formatStatus(s: StatusInfo, now = Date.now()): string {
-  const out = [`algorithm ${s.algorithm}: ${s.completedRounds}/${s.rounds} rounds completed, phase ${s.phase}${s.currentRound !== null ? `, round ${s.currentRound + 1} in progress` : ''}`];
+  const out = [
+    `algorithm ${s.algorithm}: ${s.completedRounds}/${s.rounds} rounds completed, phase ${s.phase}${s.currentRound !== null ? `, round ${s.currentRound + 1} in progress` : ''}`,
+  ];
   if (s.finished) {
     const where = s.finished.results
       ? `${s.finished.results} (adapter/, summary.json, metrics.jsonl)`
       : "the server's state folder (adapter/, summary.json, metrics.jsonl; an admin token shows the path)";
-    out.push(`server finished at round ${s.finished.round} of ${s.rounds} (${fmtTime(s.finished.at)}, ${fmtAgo(s.finished.at, now)}); results in ${where}; it stops answering ${fmtAgo(s.finished.closesAt, now)}`);
+    out.push(
+      `server finished at round ${s.finished.round} of ${s.rounds} (${fmtTime(s.finished.at)}, ${fmtAgo(s.finished.at, now)}); results in ${where}; it stops answering ${fmtAgo(s.finished.closesAt, now)}`,
+    );
   }
   if (s.clients) {
     out.push('clients:');
-    for (const c of s.clients) out.push(`  ${c.name.padEnd(16)} uploads ${String(c.uploads).padStart(4)}  last seen ${fmtAgo(c.lastSeen, now).padEnd(14)}${c.revokedAt ? `  revoked ${fmtTime(c.revokedAt)}` : ''}`.trimEnd());
+    for (const c of s.clients)
+      out.push(
+        `  ${c.name.padEnd(16)} uploads ${String(c.uploads).padStart(4)}  last seen ${fmtAgo(c.lastSeen, now).padEnd(14)}${c.revokedAt ? `  revoked ${fmtTime(c.revokedAt)}` : ''}`.trimEnd(),
+      );
   }
   if (s.roundsDetail) {
     out.push('rounds:');
-    out.push(`  ${'round'.padStart(5)} ${'status'.padEnd(9)} ${'uploads'.padEnd(16)} ${'loss'.padStart(7)} ${'down'.padStart(10)} ${'up'.padStart(10)} ${'time'.padStart(8)}`);
+    out.push(
+      `  ${'round'.padStart(5)} ${'status'.padEnd(9)} ${'uploads'.padEnd(16)} ${'loss'.padStart(7)} ${'down'.padStart(10)} ${'up'.padStart(10)} ${'time'.padStart(8)}`,
+    );
     for (const r of s.roundsDetail) {
-      const m = (r.metrics ?? {}) as { train_loss?: Record<string, number>; bytes_down?: number; bytes_up?: number; seconds?: number; privacy?: { epsilon: number | null; delta: number } };
+      const m = (r.metrics ?? {}) as {
+        train_loss?: Record<string, number>;
+        bytes_down?: number;
+        bytes_up?: number;
+        seconds?: number;
+        privacy?: { epsilon: number | null; delta: number };
+      };
       const losses = Object.values(m.train_loss ?? {});
       const loss = losses.length ? (losses.reduce((a, b) => a + b, 0) / losses.length).toFixed(4) : '-';
       const uploads = `${(r.uploads as string[]).length}/${(r.sampled as string[]).length} ${(r.uploads as string[]).join(',')}`;
       const size = (v: number | undefined) => (typeof v === 'number' ? fmtBytes(v) : '-');
-      out.push(`  ${String(Number(r.round) + 1).padStart(5)} ${String(r.status).padEnd(9)} ${uploads.padEnd(16)} ${loss.padStart(7)} ${size(m.bytes_down).padStart(10)} ${size(m.bytes_up).padStart(10)} ${(typeof m.seconds === 'number' ? fmtDuration(m.seconds) : '-').padStart(8)}${m.privacy ? `  epsilon ${m.privacy.epsilon === null ? 'infinite' : m.privacy.epsilon.toFixed(3)} (delta ${m.privacy.delta})` : ''}`);
+      out.push(
+        `  ${String(Number(r.round) + 1).padStart(5)} ${String(r.status).padEnd(9)} ${uploads.padEnd(16)} ${loss.padStart(7)} ${size(m.bytes_down).padStart(10)} ${size(m.bytes_up).padStart(10)} ${(typeof m.seconds === 'number' ? fmtDuration(m.seconds) : '-').padStart(8)}${m.privacy ? `  epsilon ${m.privacy.epsilon === null ? 'infinite' : m.privacy.epsilon.toFixed(3)} (delta ${m.privacy.delta})` : ''}`,
+      );
     }
   }
   return out.join('\n');
@@ -50,7 +67,10 @@ export function registerStatus(program: Command): void {
         const cert = certificateProblem(e, opts.server, opts.ca);
         if (cert) throw new Error(`status: ${cert}`);
         const code = (e as { code?: string }).code;
-        if (code === 'ECONNREFUSED') throw new Error(`status: nothing answers at ${opts.server} (ECONNREFUSED): the server is not running; a finished run's results are in its state folder (adapter/, summary.json, metrics.jsonl)`);
+        if (code === 'ECONNREFUSED')
+          throw new Error(
+            `status: nothing answers at ${opts.server} (ECONNREFUSED): the server is not running; a finished run's results are in its state folder (adapter/, summary.json, metrics.jsonl)`,
+          );
         throw new Error(`status: cannot reach ${opts.server}: ${(e as Error).message}`);
       }
       if (r.status !== 200) {

@@ -24,7 +24,15 @@ export function registerTrainSmoke(program: Command): void {
     .action((o: { steps: string; layers: string; dim: string; batch: string; seed: string }) => {
       const tok = new ByteTokenizer();
       const d = Number(o.dim);
-      const cfg = makeConfig({ vocabSize: tok.vocabSize, hiddenSize: d, intermediateSize: Math.round((d * 8) / 3 / 8) * 8, numLayers: Number(o.layers), numHeads: Math.max(1, d / 32), bosTokenId: tok.bosId, eosTokenId: tok.eosId });
+      const cfg = makeConfig({
+        vocabSize: tok.vocabSize,
+        hiddenSize: d,
+        intermediateSize: Math.round((d * 8) / 3 / 8) * 8,
+        numLayers: Number(o.layers),
+        numHeads: Math.max(1, d / 32),
+        bosTokenId: tok.bosId,
+        eosTokenId: tok.eosId,
+      });
       const model = LlamaModel.random(cfg, Number(o.seed));
       const params = [...model.baseTensors().values()];
       for (const p of params) p.requiresGrad = true;
@@ -34,7 +42,9 @@ export function registerTrainSmoke(program: Command): void {
       for (const it of items) it.labels = [...it.inputIds];
       const batches = new BatchIterator(items, { batchSize: Number(o.batch), padId: tok.padId, seed: Number(o.seed) });
       const opt = new Optimizer(params, { kind: 'adamw', lr: 3e-3 });
-      console.log(`kernels: ${kernels().name}, threads ${kernels().getThreads()}; model ${countParameters(cfg).toLocaleString('en-US')} parameters`);
+      console.log(
+        `kernels: ${kernels().name}, threads ${kernels().getThreads()}; model ${countParameters(cfg).toLocaleString('en-US')} parameters`,
+      );
       let tokens = 0;
       const t0 = performance.now();
       for (let step = 1; step <= Number(o.steps); step++) {
@@ -48,7 +58,9 @@ export function registerTrainSmoke(program: Command): void {
         tokens += b.B * b.T;
         if (step === 1 || step % 10 === 0) {
           const s = (performance.now() - t0) / 1000;
-          console.log(`step ${String(step).padStart(4)}  loss ${value.toFixed(4)}  ${(tokens / s).toFixed(0)} tokens/s`);
+          console.log(
+            `step ${String(step).padStart(4)}  loss ${value.toFixed(4)}  ${(tokens / s).toFixed(0)} tokens/s`,
+          );
         }
       }
     });

@@ -46,7 +46,8 @@ export function blockScales(q: Pick<QuantizedBlocks, 'tensorScale' | 'factors'>)
  * in [0, 1)); without it values round to nearest.
  */
 export function quantizeBlocks(x: Float32Array, bits: QuantBits, blockSize: number, random?: Random): QuantizedBlocks {
-  if (!Number.isInteger(blockSize) || blockSize < 1) throw new RangeError(`block size must be a positive integer, got ${blockSize}`);
+  if (!Number.isInteger(blockSize) || blockSize < 1)
+    throw new RangeError(`block size must be a positive integer, got ${blockSize}`);
   const qmax = QMAX[bits];
   const nb = blockCount(x.length, blockSize);
   const absmax = new Float32Array(nb);

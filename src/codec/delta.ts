@@ -7,7 +7,8 @@ export function subtractStates(a: NamedArrays, b: NamedArrays, what = 'delta'): 
   const out: NamedArrays = new Map();
   for (const [name, x] of a) {
     const y = b.get(name);
-    if (!y || y.data.length !== x.data.length) throw new RangeError(`${what}: tensor '${name}' is missing or of another size in the base state`);
+    if (!y || y.data.length !== x.data.length)
+      throw new RangeError(`${what}: tensor '${name}' is missing or of another size in the base state`);
     const d = new Float32Array(x.data.length);
     for (let i = 0; i < d.length; i++) d[i] = x.data[i]! - y.data[i]!;
     out.set(name, { shape: [...x.shape], data: d });
@@ -20,11 +21,13 @@ export function addStates(base: NamedArrays, delta: NamedArrays, what = 'delta')
   const out: NamedArrays = new Map();
   for (const [name, x] of base) {
     const d = delta.get(name);
-    if (!d || d.data.length !== x.data.length) throw new RangeError(`${what}: tensor '${name}' is missing or of another size in the delta`);
+    if (!d || d.data.length !== x.data.length)
+      throw new RangeError(`${what}: tensor '${name}' is missing or of another size in the delta`);
     const s = new Float32Array(x.data.length);
     for (let i = 0; i < s.length; i++) s[i] = x.data[i]! + d.data[i]!;
     out.set(name, { shape: [...x.shape], data: s });
   }
-  if (delta.size !== base.size) throw new RangeError(`${what}: the delta has ${delta.size} tensors, the base ${base.size}`);
+  if (delta.size !== base.size)
+    throw new RangeError(`${what}: the delta has ${delta.size} tensors, the base ${base.size}`);
   return out;
 }

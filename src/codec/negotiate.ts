@@ -40,9 +40,25 @@ export function localOffer(): CodecOffer {
  * The agreement for a peer's offer, or an Error saying what the peer lacks. Top-k is only used on
  * uploads (the client keeps the error feedback), so a peer must be able to encode it.
  */
-export function negotiate(wanted: Compression, offer: CodecOffer, layouts: Record<string, number>, peer: string): CodecAgreement {
-  if (!offer.formats.includes(WIRE_VERSION)) throw new Error(`${peer}: speaks compressed-update formats [${offer.formats.join(', ')}], this server needs ${WIRE_VERSION}`);
-  if (!offer.codecs.includes(wanted.codec)) throw new Error(`${peer}: cannot use codec '${wanted.codec}' (it offers ${offer.codecs.join(', ')})`);
-  if (wanted.topk !== null && !offer.topk) throw new Error(`${peer}: does not support top-k sparsification, which compression.topk asks for`);
-  return { format: WIRE_VERSION, codec: wanted.codec, topk: wanted.topk, blockSize: DEFAULT_BLOCK[wanted.codec] || 1, layouts: { ...layouts } };
+export function negotiate(
+  wanted: Compression,
+  offer: CodecOffer,
+  layouts: Record<string, number>,
+  peer: string,
+): CodecAgreement {
+  if (!offer.formats.includes(WIRE_VERSION))
+    throw new Error(
+      `${peer}: speaks compressed-update formats [${offer.formats.join(', ')}], this server needs ${WIRE_VERSION}`,
+    );
+  if (!offer.codecs.includes(wanted.codec))
+    throw new Error(`${peer}: cannot use codec '${wanted.codec}' (it offers ${offer.codecs.join(', ')})`);
+  if (wanted.topk !== null && !offer.topk)
+    throw new Error(`${peer}: does not support top-k sparsification, which compression.topk asks for`);
+  return {
+    format: WIRE_VERSION,
+    codec: wanted.codec,
+    topk: wanted.topk,
+    blockSize: DEFAULT_BLOCK[wanted.codec] || 1,
+    layouts: { ...layouts },
+  };
 }

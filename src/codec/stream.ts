@@ -14,7 +14,9 @@ import type { Layout, NamedArrays } from './layout.js';
 import { decodeTensors, encodeTensors, CodecError, type CodecName, type EncodeOptions } from './wire.js';
 
 export function zeroState(layout: Layout): NamedArrays {
-  return new Map(layout.names.map((n, i) => [n, { shape: [...layout.shapes[i]!], data: new Float32Array(layout.sizes[i]!) }]));
+  return new Map(
+    layout.names.map((n, i) => [n, { shape: [...layout.shapes[i]!], data: new Float32Array(layout.sizes[i]!) }]),
+  );
 }
 
 export function cloneArrays(s: NamedArrays): NamedArrays {
@@ -28,7 +30,11 @@ export class DeltaSender {
   /** The last delta payload (from version heldVersion - 1), shared by every client one behind. */
   private lastDelta: Uint8Array | null = null;
 
-  constructor(readonly layout: Layout, private readonly codec: CodecName, private readonly blockSize?: number) {
+  constructor(
+    readonly layout: Layout,
+    private readonly codec: CodecName,
+    private readonly blockSize?: number,
+  ) {
     this.heldState = zeroState(layout);
   }
 
@@ -44,7 +50,10 @@ export class DeltaSender {
   /** Moves the stream to `target` as the next version (round-to-nearest: every client gets the same bytes). */
   advance(target: NamedArrays): void {
     const delta = subtractStates(target, this.heldState, 'downlink delta');
-    const enc = encodeTensors(this.layout, delta, 'delta', this.heldVersion, { codec: this.codec, ...(this.blockSize ? { blockSize: this.blockSize } : {}) });
+    const enc = encodeTensors(this.layout, delta, 'delta', this.heldVersion, {
+      codec: this.codec,
+      ...(this.blockSize ? { blockSize: this.blockSize } : {}),
+    });
     this.heldState = addStates(this.heldState, enc.received, 'downlink delta');
     this.lastDelta = enc.bytes;
     this.heldVersion++;
@@ -70,11 +79,17 @@ export class DeltaSender {
 }
 
 /** The receiving side: applies a payload to what it holds and returns the new state and version. */
-export function receiveState(layout: Layout, held: { version: number; state: NamedArrays } | null, bytes: Uint8Array, what: string): { version: number; state: NamedArrays } {
+export function receiveState(
+  layout: Layout,
+  held: { version: number; state: NamedArrays } | null,
+  bytes: Uint8Array,
+  what: string,
+): { version: number; state: NamedArrays } {
   const d = decodeTensors(bytes, layout, what);
   if (d.kind === 'full') return { version: d.base, state: d.tensors };
   const base = held ?? { version: 0, state: zeroState(layout) };
-  if (d.base !== base.version) throw new CodecError(what, 'base', `a delta from version ${d.base}, but version ${base.version} is held`);
+  if (d.base !== base.version)
+    throw new CodecError(what, 'base', `a delta from version ${d.base}, but version ${base.version} is held`);
   return { version: d.base + 1, state: addStates(base.state, d.tensors, what) };
 }
 
@@ -84,14 +99,29 @@ export function fullPayload(layout: Layout, state: NamedArrays, version: number)
 }
 
 /** A client's upload: the change from the held state, compressed (seeded stochastic rounding, error feedback). */
-export function encodeUpload(layout: Layout, local: NamedArrays, held: { version: number; state: NamedArrays }, o: EncodeOptions): Uint8Array {
+export function encodeUpload(
+  layout: Layout,
+  local: NamedArrays,
+  held: { version: number; state: NamedArrays },
+  o: EncodeOptions,
+): Uint8Array {
   return encodeTensors(layout, subtractStates(local, held.state, 'upload'), 'delta', held.version, o).bytes;
 }
 
 /** The server's reading of an upload: held + decoded delta, refused when it was made against another version. */
-export function decodeUpload(layout: Layout, bytes: Uint8Array, held: { version: number; state: NamedArrays }, what: string): NamedArrays {
+export function decodeUpload(
+  layout: Layout,
+  bytes: Uint8Array,
+  held: { version: number; state: NamedArrays },
+  what: string,
+): NamedArrays {
   const d = decodeTensors(bytes, layout, what);
-  if (d.kind !== 'delta') throw new CodecError(what, 'kind', 'an upload must be a delta against the round\'s adapter');
-  if (d.base !== held.version) throw new CodecError(what, 'base', `made against version ${d.base}, the round's adapter is version ${held.version}`);
+  if (d.kind !== 'delta') throw new CodecError(what, 'kind', "an upload must be a delta against the round's adapter");
+  if (d.base !== held.version)
+    throw new CodecError(
+      what,
+      'base',
+      `made against version ${d.base}, the round's adapter is version ${held.version}`,
+    );
   return addStates(held.state, d.tensors, what);
 }

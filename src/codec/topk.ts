@@ -74,7 +74,8 @@ export class ErrorFeedback {
     const out = Float32Array.from(x);
     const r = this.residual.get(name);
     if (r) {
-      if (r.length !== x.length) throw new RangeError(`error feedback for '${name}' holds ${r.length} values, the update has ${x.length}`);
+      if (r.length !== x.length)
+        throw new RangeError(`error feedback for '${name}' holds ${r.length} values, the update has ${x.length}`);
       for (let i = 0; i < out.length; i++) out[i] = out[i]! + r[i]!;
     }
     return out;

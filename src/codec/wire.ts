@@ -22,7 +22,16 @@
 // Anything else (bad magic, unknown encoding, an index twice, codes outside the codec's range,
 // a set bitmap bit past the end, trailing bytes) is refused with a CodecError naming the field.
 import { crc32 } from 'node:zlib';
-import { codeAt, codeBytes, blockCount, dequantizeBlocks, quantizeBlocks, QMAX, type QuantBits, type QuantizedBlocks } from './blocks.js';
+import {
+  codeAt,
+  codeBytes,
+  blockCount,
+  dequantizeBlocks,
+  quantizeBlocks,
+  QMAX,
+  type QuantBits,
+  type QuantizedBlocks,
+} from './blocks.js';
 import { topK, topKCount, type ErrorFeedback } from './topk.js';
 import type { Layout, NamedArrays } from './layout.js';
 import type { Random } from '../util/rng.js';
@@ -47,7 +56,11 @@ const SPARSE_GAPS = 2;
 
 /** A refused payload: `field` says which part is at fault. */
 export class CodecError extends Error {
-  constructor(readonly what: string, readonly field: string, reason: string) {
+  constructor(
+    readonly what: string,
+    readonly field: string,
+    reason: string,
+  ) {
     super(`${what}: ${field}: ${reason}`);
     this.name = 'CodecError';
   }
@@ -83,11 +96,31 @@ class Writer {
     this.buf = next;
     this.dv = new DataView(next.buffer);
   }
-  u8(v: number): void { this.room(1); this.dv.setUint8(this.length, v); this.length += 1; }
-  u16(v: number): void { this.room(2); this.dv.setUint16(this.length, v, true); this.length += 2; }
-  u32(v: number): void { this.room(4); this.dv.setUint32(this.length, v >>> 0, true); this.length += 4; }
-  f32(v: number): void { this.room(4); this.dv.setFloat32(this.length, v, true); this.length += 4; }
-  bytes(b: Uint8Array): void { this.room(b.length); this.buf.set(b, this.length); this.length += b.length; }
+  u8(v: number): void {
+    this.room(1);
+    this.dv.setUint8(this.length, v);
+    this.length += 1;
+  }
+  u16(v: number): void {
+    this.room(2);
+    this.dv.setUint16(this.length, v, true);
+    this.length += 2;
+  }
+  u32(v: number): void {
+    this.room(4);
+    this.dv.setUint32(this.length, v >>> 0, true);
+    this.length += 4;
+  }
+  f32(v: number): void {
+    this.room(4);
+    this.dv.setFloat32(this.length, v, true);
+    this.length += 4;
+  }
+  bytes(b: Uint8Array): void {
+    this.room(b.length);
+    this.buf.set(b, this.length);
+    this.length += b.length;
+  }
   f32s(a: Float32Array): void {
     this.room(a.length * 4);
     for (let i = 0; i < a.length; i++) this.dv.setFloat32(this.length + i * 4, a[i]!, true);
@@ -128,11 +161,19 @@ function bitmapOf(idx: Uint32Array, size: number): Uint8Array {
 }
 
 /** Encodes the layout's tensors of `tensors` (every one must be present, with the layout's shape). */
-export function encodeTensors(layout: Layout, tensors: NamedArrays, kind: PayloadKind, base: number, o: EncodeOptions): Encoded {
+export function encodeTensors(
+  layout: Layout,
+  tensors: NamedArrays,
+  kind: PayloadKind,
+  base: number,
+  o: EncodeOptions,
+): Encoded {
   const bits: QuantBits | null = o.codec === 'q8' ? 8 : o.codec === 'q4' ? 4 : null;
   const blockSize = o.blockSize ?? DEFAULT_BLOCK[o.codec];
-  if (bits && !(Number.isInteger(blockSize) && blockSize >= 1 && blockSize <= 0xffff)) throw new RangeError(`block size must be an integer in 1..65535, got ${blockSize}`);
-  if (tensors.size !== layout.names.length) throw new RangeError(`the payload has ${tensors.size} tensors, the layout ${layout.names.length}`);
+  if (bits && !(Number.isInteger(blockSize) && blockSize >= 1 && blockSize <= 0xffff))
+    throw new RangeError(`block size must be an integer in 1..65535, got ${blockSize}`);
+  if (tensors.size !== layout.names.length)
+    throw new RangeError(`the payload has ${tensors.size} tensors, the layout ${layout.names.length}`);
   const w = new Writer();
   for (const c of WIRE_MAGIC) w.u8(c.charCodeAt(0));
   w.u8(WIRE_VERSION);
@@ -146,11 +187,16 @@ export function encodeTensors(layout: Layout, tensors: NamedArrays, kind: Payloa
     const t = tensors.get(name);
     const size = layout.sizes[index]!;
     if (!t) throw new RangeError(`tensor '${name}' of the layout is missing`);
-    if (t.data.length !== size) throw new RangeError(`tensor '${name}' has ${t.data.length} values, the layout ${size}`);
+    if (t.data.length !== size)
+      throw new RangeError(`tensor '${name}' has ${t.data.length} values, the layout ${size}`);
     const wanted = o.feedback ? o.feedback.compensate(name, t.data) : t.data;
     const got = new Float32Array(size);
     let zero = true;
-    for (let i = 0; i < size; i++) if (wanted[i] !== 0) { zero = false; break; }
+    for (let i = 0; i < size; i++)
+      if (wanted[i] !== 0) {
+        zero = false;
+        break;
+      }
     w.u16(index);
     if (zero) {
       w.u8(ENC_ZERO);
@@ -215,7 +261,8 @@ export function decodeTensors(buf: Uint8Array, layout: Layout, what: string): De
   const magic = String.fromCharCode(buf[0]!, buf[1]!, buf[2]!, buf[3]!);
   if (magic !== WIRE_MAGIC) fail('magic', `expected "${WIRE_MAGIC}", got ${JSON.stringify(magic)}`);
   const version = buf[4]!;
-  if (version !== WIRE_VERSION) fail('version', `format version ${version} is not supported (expected ${WIRE_VERSION})`);
+  if (version !== WIRE_VERSION)
+    fail('version', `format version ${version} is not supported (expected ${WIRE_VERSION})`);
   const end = buf.length - 4;
   const crc = dv.getUint32(end, true);
   if (crc32(buf.subarray(0, end)) !== crc) fail('crc32', 'checksum mismatch: the payload was damaged in transit');
@@ -223,7 +270,11 @@ export function decodeTensors(buf: Uint8Array, layout: Layout, what: string): De
   if (kindByte > 1) fail('kind', `unknown payload kind ${kindByte}`);
   if (dv.getUint16(6, true) !== 0) fail('reserved', 'must be 0');
   const layoutId = dv.getUint32(8, true);
-  if (layoutId !== layout.id) fail('layout', `payload is for layout ${layoutId.toString(16)}, the agreed one is ${layout.id.toString(16)} (another model or adapter shape)`);
+  if (layoutId !== layout.id)
+    fail(
+      'layout',
+      `payload is for layout ${layoutId.toString(16)}, the agreed one is ${layout.id.toString(16)} (another model or adapter shape)`,
+    );
   const base = dv.getUint32(12, true);
   const count = dv.getUint32(16, true);
   if (count !== layout.names.length) fail('tensor count', `${count}, the layout has ${layout.names.length}`);
@@ -240,7 +291,8 @@ export function decodeTensors(buf: Uint8Array, layout: Layout, what: string): De
     const sparse = buf[pos + 3]!;
     const kept = dv.getUint32(pos + 4, true);
     pos += 8;
-    if (index >= layout.names.length) fail(`tensor #${t} index`, `${index} is outside the layout (${layout.names.length} tensors)`);
+    if (index >= layout.names.length)
+      fail(`tensor #${t} index`, `${index} is outside the layout (${layout.names.length} tensors)`);
     const name = layout.names[index]!;
     const field = `tensor '${name}'`;
     if (tensors.has(name)) fail(field, 'appears twice');
@@ -254,7 +306,8 @@ export function decodeTensors(buf: Uint8Array, layout: Layout, what: string): De
       continue;
     }
     codecs.add(enc === ENC_F32 ? 'none' : enc === ENC_Q8 ? 'q8' : 'q4');
-    if (sparse === SPARSE_NONE && kept !== size) fail(`${field} entries`, `a dense tensor has ${size} entries, the payload says ${kept}`);
+    if (sparse === SPARSE_NONE && kept !== size)
+      fail(`${field} entries`, `a dense tensor has ${size} entries, the payload says ${kept}`);
     if (kept > size || kept === 0) fail(`${field} entries`, `${kept} kept entries of ${size}`);
     let idx: Uint32Array | null = null;
     if (sparse === SPARSE_BITMAP) {
@@ -269,7 +322,8 @@ export function decodeTensors(buf: Uint8Array, layout: Layout, what: string): De
         }
       }
       if (j !== kept) fail(`${field} bitmap`, `${j} bits set, the header says ${kept}`);
-      if (size % 8 !== 0 && buf[pos + nb - 1]! >> (size % 8) !== 0) fail(`${field} bitmap`, 'bits set past the end of the tensor');
+      if (size % 8 !== 0 && buf[pos + nb - 1]! >> (size % 8) !== 0)
+        fail(`${field} bitmap`, 'bits set past the end of the tensor');
       pos += nb;
     } else if (sparse === SPARSE_GAPS) {
       need(4, `${field} gaps length`);
@@ -314,32 +368,48 @@ export function decodeTensors(buf: Uint8Array, layout: Layout, what: string): De
       const tensorScale = dv.getFloat32(pos + 2, true);
       pos += 6;
       if (blockSize === 0) fail(`${field} block size`, 'is 0');
-      if (!(Number.isFinite(tensorScale) && tensorScale >= 0)) fail(`${field} tensor scale`, `${tensorScale} is not a finite non-negative number`);
+      if (!(Number.isFinite(tensorScale) && tensorScale >= 0))
+        fail(`${field} tensor scale`, `${tensorScale} is not a finite non-negative number`);
       const nb = blockCount(kept, blockSize);
       need(nb * 2, `${field} block scales`);
       const factors = new Uint16Array(nb);
       for (let b = 0; b < nb; b++) {
         const f = dv.getUint16(pos + b * 2, true);
         // f16 with the sign bit, or exponent 31 (inf/NaN), cannot be a scale factor
-        if (f & 0x8000 || (f & 0x7c00) === 0x7c00) fail(`${field} block scales`, `block ${b} has an invalid f16 factor 0x${f.toString(16)}`);
+        if (f & 0x8000 || (f & 0x7c00) === 0x7c00)
+          fail(`${field} block scales`, `block ${b} has an invalid f16 factor 0x${f.toString(16)}`);
         factors[b] = f;
       }
       pos += nb * 2;
       const nc = codeBytes(bits, kept);
       need(nc, `${field} codes`);
-      const q: QuantizedBlocks = { bits, blockSize, count: kept, tensorScale, factors, codes: buf.slice(pos, pos + nc) };
+      const q: QuantizedBlocks = {
+        bits,
+        blockSize,
+        count: kept,
+        tensorScale,
+        factors,
+        codes: buf.slice(pos, pos + nc),
+      };
       pos += nc;
       const qmax = QMAX[bits];
       for (let i = 0; i < kept; i++) {
         const c = codeAt(q, i);
-        if (c < -qmax || c > qmax) fail(`${field} codes`, `entry ${i} has code ${c}, outside the ${bits}-bit range [-${qmax}, ${qmax}]`);
+        if (c < -qmax || c > qmax)
+          fail(`${field} codes`, `entry ${i} has code ${c}, outside the ${bits}-bit range [-${qmax}, ${qmax}]`);
       }
-      if (bits === 4 && kept % 2 === 1 && q.codes[nc - 1]! >> 4 !== 0) fail(`${field} codes`, 'padding nibble is not 0');
+      if (bits === 4 && kept % 2 === 1 && q.codes[nc - 1]! >> 4 !== 0)
+        fail(`${field} codes`, 'padding nibble is not 0');
       values = dequantizeBlocks(q);
     }
     if (idx) idx.forEach((i, j) => (out[i] = values[j]!));
     else out.set(values);
   }
   if (pos !== end) fail('trailer', `${end - pos} unexpected bytes after the last tensor`);
-  return { kind: kindByte === 0 ? 'full' : 'delta', base, codec: codecs.size === 0 ? 'none' : codecs.size === 1 ? [...codecs][0]! : 'mixed', tensors };
+  return {
+    kind: kindByte === 0 ? 'full' : 'delta',
+    base,
+    codec: codecs.size === 0 ? 'none' : codecs.size === 1 ? [...codecs][0]! : 'mixed',
+    tensors,
+  };
 }

@@ -17,19 +17,28 @@ export function applyOverride(obj: Record<string, unknown>, assignment: string):
   for (const key of path.slice(0, -1)) {
     const next = cur[key];
     if (next === undefined || next === null) cur[key] = {};
-    else if (typeof next !== 'object' || Array.isArray(next)) throw new ConfigError(`--set ${assignment}: '${key}' is not a section`);
+    else if (typeof next !== 'object' || Array.isArray(next))
+      throw new ConfigError(`--set ${assignment}: '${key}' is not a section`);
     cur = cur[key] as Record<string, unknown>;
   }
   cur[path[path.length - 1]!] = value;
 }
 
 /** Validates raw YAML data against a schema; the error lists every problem with its key. */
-export function parseWithSchema<S extends z.ZodType>(schema: S, raw: unknown, source: string, what = 'config'): z.infer<S> {
+export function parseWithSchema<S extends z.ZodType>(
+  schema: S,
+  raw: unknown,
+  source: string,
+  what = 'config',
+): z.infer<S> {
   const r = schema.safeParse(raw ?? {});
   if (r.success) return r.data;
   const lines = r.error.issues.map((i) => {
     const key = i.path.length ? i.path.join('.') : '(top level)';
-    const unknown = i.code === 'unrecognized_keys' ? ` ${(i as { keys: string[] }).keys.map((k) => (i.path.length ? `${key}.${k}` : k)).join(', ')}` : '';
+    const unknown =
+      i.code === 'unrecognized_keys'
+        ? ` ${(i as { keys: string[] }).keys.map((k) => (i.path.length ? `${key}.${k}` : k)).join(', ')}`
+        : '';
     return `  ${key}: ${i.message}${unknown}`;
   });
   throw new ConfigError(`invalid ${what} ${source}:\n${lines.join('\n')}`);
@@ -40,7 +49,11 @@ export function validateConfig(raw: unknown, source: string): RunConfig {
 }
 
 /** Reads a YAML mapping (or {} without a file) and applies `key.path=value` overrides. */
-export function readYamlWithOverrides(file: string | null, overrides: readonly string[] = [], what = 'config'): Record<string, unknown> {
+export function readYamlWithOverrides(
+  file: string | null,
+  overrides: readonly string[] = [],
+  what = 'config',
+): Record<string, unknown> {
   let raw: Record<string, unknown> = {};
   if (file) {
     let text: string;
@@ -54,7 +67,8 @@ export function readYamlWithOverrides(file: string | null, overrides: readonly s
     } catch (e) {
       throw new ConfigError(`${what} ${file} is not valid YAML: ${(e as Error).message}`);
     }
-    if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(`${what} ${file}: the top level must be a mapping`);
+    if (typeof raw !== 'object' || Array.isArray(raw))
+      throw new ConfigError(`${what} ${file}: the top level must be a mapping`);
   }
   for (const o of overrides) applyOverride(raw, o);
   return raw;

@@ -47,7 +47,16 @@ export function collate(items: readonly EncodedExample[], opts: { padId: number;
       if (t > 0 && it.labels[t] !== IGNORE_INDEX) lossTokens++;
     }
   });
-  return { batchSize: B, seqLen: T, inputIds, labels, attentionMask, lengths: items.map((it) => it.inputIds.length), ids: items.map((it) => it.id), lossTokens };
+  return {
+    batchSize: B,
+    seqLen: T,
+    inputIds,
+    labels,
+    attentionMask,
+    lengths: items.map((it) => it.inputIds.length),
+    ids: items.map((it) => it.id),
+    lossTokens,
+  };
 }
 
 export interface BatchIteratorOptions {
@@ -86,7 +95,9 @@ export class BatchIterator implements Iterable<Batch> {
     if (items.length === 0) throw new Error('BatchIterator: no examples');
     this.opts = { seed: 0, shuffle: true, cycle: true, dropLast: false, ...opts };
     if (this.opts.dropLast && items.length < opts.batchSize) {
-      throw new Error(`BatchIterator: dropLast with ${items.length} examples < batchSize ${opts.batchSize} yields nothing`);
+      throw new Error(
+        `BatchIterator: dropLast with ${items.length} examples < batchSize ${opts.batchSize} yields nothing`,
+      );
     }
     this.order = this.permutation(0);
   }
@@ -129,7 +140,10 @@ export class BatchIterator implements Iterable<Batch> {
     const idx = this.order.slice(position, position + batchSize);
     this.state.position = position + idx.length;
     this.state.step++;
-    return collate(idx.map((i) => this.items[i]!), { padId: this.opts.padId, padTo: this.opts.padTo });
+    return collate(
+      idx.map((i) => this.items[i]!),
+      { padId: this.opts.padId, padTo: this.opts.padTo },
+    );
   }
 
   *[Symbol.iterator](): Iterator<Batch> {

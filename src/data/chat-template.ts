@@ -15,7 +15,10 @@ import type { PromptTemplate } from './templates.js';
 export interface ModelChatTemplate extends PromptTemplate {
   readonly includesSpecialTokens: true;
   /** Prompt text and trained response text of one exchange. */
-  renderExchange(ex: Pick<Example, 'instruction' | 'input' | 'messages' | 'category' | 'response'>): { prompt: string; response: string };
+  renderExchange(ex: Pick<Example, 'instruction' | 'input' | 'messages' | 'category' | 'response'>): {
+    prompt: string;
+    response: string;
+  };
 }
 
 type Json = Record<string, unknown>;
@@ -51,7 +54,10 @@ function templateSource(dir: string, cfg: Json, cfgFile: string): { source: stri
     const d = t.find((e) => e && typeof e === 'object' && (e as Json).name === 'default') as Json | undefined;
     t = d?.template;
   }
-  if (typeof t !== 'string' || t.length === 0) throw new Error(`${where}: no chat_template (data.template "model" needs the model's chat template; use alpaca, qa or chat instead)`);
+  if (typeof t !== 'string' || t.length === 0)
+    throw new Error(
+      `${where}: no chat_template (data.template "model" needs the model's chat template; use alpaca, qa or chat instead)`,
+    );
   return { source: t, where };
 }
 
@@ -62,7 +68,8 @@ function messagesOf(ex: Pick<Example, 'instruction' | 'input' | 'messages'>): Ch
 /** Loads the chat template of the model folder `dir` (its tokenizer_config.json names bos/eos and the special tokens). */
 export function loadModelChatTemplate(dir: string): ModelChatTemplate {
   const cfgFile = path.join(dir, 'tokenizer_config.json');
-  if (!fs.existsSync(cfgFile)) throw new Error(`${cfgFile} is missing: data.template "model" needs the model's tokenizer_config.json`);
+  if (!fs.existsSync(cfgFile))
+    throw new Error(`${cfgFile} is missing: data.template "model" needs the model's tokenizer_config.json`);
   const cfg = readJson(cfgFile);
   const { source, where } = templateSource(dir, cfg, cfgFile);
   let tpl: Template;
@@ -103,7 +110,9 @@ export function loadModelChatTemplate(dir: string): ModelChatTemplate {
       const prompt = render(history, true);
       const full = render([...history, { role: 'assistant', content: ex.response }], false);
       if (!full.startsWith(prompt)) {
-        throw new Error(`${where}: the conversation rendered with the assistant's answer does not start with the prompt rendered with add_generation_prompt, so the answer's tokens cannot be told apart`);
+        throw new Error(
+          `${where}: the conversation rendered with the assistant's answer does not start with the prompt rendered with add_generation_prompt, so the answer's tokens cannot be told apart`,
+        );
       }
       let at = full.indexOf(ex.response, prompt.length);
       let len = ex.response.length;
@@ -112,7 +121,10 @@ export function loadModelChatTemplate(dir: string): ModelChatTemplate {
         at = full.indexOf(trimmed, prompt.length);
         len = trimmed.length;
       }
-      if (at < 0) throw new Error(`${where}: the chat template does not reproduce the assistant's answer verbatim (example ${JSON.stringify(ex.response.slice(0, 40))})`);
+      if (at < 0)
+        throw new Error(
+          `${where}: the chat template does not reproduce the assistant's answer verbatim (example ${JSON.stringify(ex.response.slice(0, 40))})`,
+        );
       let end = at + len;
       const closer = closers.find((c) => full.startsWith(c, end));
       if (closer) end += closer.length;

@@ -44,7 +44,8 @@ export function buildCorpus(opts: CorpusOptions = {}): CorpusDocument[] {
   const sources = opts.sources ?? CORPUS_SOURCES;
   const docs: CorpusDocument[] = [];
   for (const s of sources) {
-    let part = s === 'brown' ? readBrown() : s === 'moby-dick' ? readMobyDick() : s === 'sotu' ? readSotu() : unknownSource(s);
+    let part =
+      s === 'brown' ? readBrown() : s === 'moby-dick' ? readMobyDick() : s === 'sotu' ? readSotu() : unknownSource(s);
     if (opts.maxDocsPerSource !== undefined) part = part.slice(0, opts.maxDocsPerSource);
     docs.push(...part);
   }
@@ -57,7 +58,9 @@ function unknownSource(s: string): never {
 }
 
 /** Character/word counts per source, for logs. */
-export function corpusStats(docs: readonly CorpusDocument[]): Record<string, { docs: number; chars: number; words: number }> {
+export function corpusStats(
+  docs: readonly CorpusDocument[],
+): Record<string, { docs: number; chars: number; words: number }> {
   const out: Record<string, { docs: number; chars: number; words: number }> = {};
   for (const d of docs) {
     const s = (out[d.source] ??= { docs: 0, chars: 0, words: 0 });
@@ -117,7 +120,9 @@ function readBrown(): CorpusDocument[] {
     const [file, genre] = line.trim().split(/\s+/);
     if (file && genre) genres.set(file, genre);
   }
-  const files = readdirSync(dir).filter((f) => /^c[a-r]\d\d$/.test(f)).sort();
+  const files = readdirSync(dir)
+    .filter((f) => /^c[a-r]\d\d$/.test(f))
+    .sort();
   return files.map((f) => {
     const paragraphs: string[] = [];
     let current: string[] = [];
@@ -129,7 +134,13 @@ function readBrown(): CorpusDocument[] {
     }
     if (current.length) paragraphs.push(current.join(' '));
     const genre = genres.get(f) ?? 'unknown';
-    return { id: `brown/${f}`, source: 'brown' as const, title: `Brown ${f} (${genre})`, text: paragraphs.join('\n\n'), meta: { genre } };
+    return {
+      id: `brown/${f}`,
+      source: 'brown' as const,
+      title: `Brown ${f} (${genre})`,
+      text: paragraphs.join('\n\n'),
+      meta: { genre },
+    };
   });
 }
 
@@ -144,7 +155,13 @@ function readMobyDick(): CorpusDocument[] {
     .sort((a, b) => a - b);
   const docs: CorpusDocument[] = chapters.map((n) => {
     const j = JSON.parse(readFileSync(join(dir, `chapter_${n}.json`), 'utf8')) as { title?: string; text: string };
-    return { id: `moby-dick/${n}`, source: 'moby-dick' as const, title: `Moby-Dick, chapter ${n}. ${j.title ?? ''}`.trim(), text: j.text, meta: { chapter: n } };
+    return {
+      id: `moby-dick/${n}`,
+      source: 'moby-dick' as const,
+      title: `Moby-Dick, chapter ${n}. ${j.title ?? ''}`.trim(),
+      text: j.text,
+      meta: { chapter: n },
+    };
   });
   try {
     const j = JSON.parse(readFileSync(join(dir, 'epilogue.json'), 'utf8')) as { text: string };
@@ -163,7 +180,12 @@ function readSotu(): CorpusDocument[] {
     .filter((f) => f.endsWith('.json'))
     .sort()
     .map((f) => {
-      const j = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { year: number; name: string; party?: string; text: string };
+      const j = JSON.parse(readFileSync(join(dir, f), 'utf8')) as {
+        year: number;
+        name: string;
+        party?: string;
+        text: string;
+      };
       return {
         id: `sotu/${f.replace(/\.json$/, '')}`,
         source: 'sotu' as const,

@@ -43,7 +43,9 @@ export interface EncodeReport {
 export function encodeExample(ex: Example, tok: TokenizerLike, opts: EncodeOptions = {}): EncodedExample {
   const template = opts.template ?? defaultTemplateFor(ex);
   // A model's chat template renders bos, turn markers and the turn's closing token itself.
-  const exchange = template.renderExchange ? template.renderExchange(ex) : { prompt: template.render(ex), response: ex.response };
+  const exchange = template.renderExchange
+    ? template.renderExchange(ex)
+    : { prompt: template.render(ex), response: ex.response };
   const own = template.includesSpecialTokens === true;
   const prompt = tok.encode(exchange.prompt, { addSpecial: false });
   const response = tok.encode(exchange.response, { addSpecial: false });
@@ -60,7 +62,14 @@ export function encodeExample(ex: Example, tok: TokenizerLike, opts: EncodeOptio
     labels = labels.slice(0, opts.maxLength);
     truncated = true;
   }
-  return { id: ex.id, category: ex.category, inputIds, labels, promptLength: Math.min(promptLength, inputIds.length), truncated };
+  return {
+    id: ex.id,
+    category: ex.category,
+    inputIds,
+    labels,
+    promptLength: Math.min(promptLength, inputIds.length),
+    truncated,
+  };
 }
 
 /** Encodes a data set, dropping examples with no trainable token left, and reports counts. */
@@ -83,10 +92,14 @@ export function encodeExamples(
   }
   const warnings: string[] = [];
   if (truncated > 0) {
-    warnings.push(`${truncated} of ${examples.length} examples were longer than maxLength=${opts.maxLength} and lost the end of their response`);
+    warnings.push(
+      `${truncated} of ${examples.length} examples were longer than maxLength=${opts.maxLength} and lost the end of their response`,
+    );
   }
   if (dropped > 0) {
-    warnings.push(`${dropped} examples had no response token left (prompt alone fills maxLength, or empty response) and were dropped`);
+    warnings.push(
+      `${dropped} examples had no response token left (prompt alone fills maxLength, or empty response) and were dropped`,
+    );
   }
   return { items, report: { total: examples.length, encoded: items.length, truncated, dropped, warnings } };
 }

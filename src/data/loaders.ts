@@ -203,7 +203,10 @@ export function parseRecord(value: unknown, opts: ParseRecordOptions = {}): Exam
   const forced = opts.format ?? 'auto';
   const format = forced === 'auto' ? detectFormat(rec) : forced;
   if (format === null) {
-    throw new FieldError('<record>', 'cannot tell the form: need "instruction"+"output", "question"+"answer" or "messages"');
+    throw new FieldError(
+      '<record>',
+      'cannot tell the form: need "instruction"+"output", "question"+"answer" or "messages"',
+    );
   }
   const id =
     typeof rec.id === 'string' || typeof rec.id === 'number'
@@ -297,8 +300,10 @@ function parseMessages(v: unknown): ChatMessage[] {
     const { role, content } = m as Record<string, unknown>;
     // "human"/"gpt" come from ShareGPT-style dumps; map them rather than reject them.
     const r = role === 'human' ? 'user' : role === 'gpt' ? 'assistant' : role;
-    if (typeof r !== 'string' || !ROLES.has(r)) throw new FieldError(`${field}.role`, `unknown role ${JSON.stringify(role)}`);
-    if (typeof content !== 'string') throw new FieldError(`${field}.content`, `expected a string, got ${typeName(content)}`);
+    if (typeof r !== 'string' || !ROLES.has(r))
+      throw new FieldError(`${field}.role`, `unknown role ${JSON.stringify(role)}`);
+    if (typeof content !== 'string')
+      throw new FieldError(`${field}.content`, `expected a string, got ${typeName(content)}`);
     return { role: r as ChatRole, content };
   });
 }

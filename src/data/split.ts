@@ -4,10 +4,7 @@
 
 import { deriveSeed, dirichlet, mulberry32, shuffle, type Random } from '../util/rng.js';
 
-export type SplitSpec =
-  | { kind: 'iid' }
-  | { kind: 'dirichlet'; alpha: number }
-  | { kind: 'meta'; groups?: string[][] };
+export type SplitSpec = { kind: 'iid' } | { kind: 'dirichlet'; alpha: number } | { kind: 'meta'; groups?: string[][] };
 
 export interface ClientSplit {
   /** clients[c] = indices of the examples client c holds. */
@@ -16,7 +13,12 @@ export interface ClientSplit {
 }
 
 /** Dispatches on spec.kind; `categories[i]` is the category of example i. */
-export function splitClients(categories: readonly string[], numClients: number, spec: SplitSpec, seed: number): ClientSplit {
+export function splitClients(
+  categories: readonly string[],
+  numClients: number,
+  spec: SplitSpec,
+  seed: number,
+): ClientSplit {
   switch (spec.kind) {
     case 'iid':
       return splitIid(categories.length, numClients, seed);
@@ -42,7 +44,8 @@ export function parseSplitSpec(text: string): SplitSpec {
 }
 
 function checkClients(numClients: number): void {
-  if (!Number.isInteger(numClients) || numClients < 1) throw new Error(`numClients must be a positive integer, got ${numClients}`);
+  if (!Number.isInteger(numClients) || numClients < 1)
+    throw new Error(`numClients must be a positive integer, got ${numClients}`);
 }
 
 function emptyWarning(n: number, numClients: number): string[] {
@@ -52,7 +55,10 @@ function emptyWarning(n: number, numClients: number): string[] {
 /** Shuffled indices dealt into numClients nearly equal contiguous chunks. */
 export function splitIid(n: number, numClients: number, seed: number): ClientSplit {
   checkClients(numClients);
-  const order = shuffle(mulberry32(deriveSeed(seed, 'split-iid')), Array.from({ length: n }, (_, i) => i));
+  const order = shuffle(
+    mulberry32(deriveSeed(seed, 'split-iid')),
+    Array.from({ length: n }, (_, i) => i),
+  );
   const clients: number[][] = [];
   let pos = 0;
   for (let c = 0; c < numClients; c++) {
@@ -88,7 +94,12 @@ function apportion(p: readonly number[], total: number): number[] {
  * For each category, draws client proportions from Dirichlet(alpha) and deals that category's
  * (shuffled) examples accordingly. Small alpha: each client sees few categories.
  */
-export function splitDirichlet(categories: readonly string[], numClients: number, alpha: number, seed: number): ClientSplit {
+export function splitDirichlet(
+  categories: readonly string[],
+  numClients: number,
+  alpha: number,
+  seed: number,
+): ClientSplit {
   checkClients(numClients);
   if (!(alpha > 0)) throw new Error(`dirichlet alpha must be > 0, got ${alpha}`);
   const rand = mulberry32(deriveSeed(seed, 'split-dirichlet'));
@@ -104,7 +115,10 @@ export function splitDirichlet(categories: readonly string[], numClients: number
   }
   const warnings = emptyWarning(categories.length, numClients);
   const moved = fillEmptyClients(clients, categories, rand);
-  if (moved > 0) warnings.push(`dirichlet(alpha=${alpha}) left ${moved} clients empty: moved one example to each from the largest clients`);
+  if (moved > 0)
+    warnings.push(
+      `dirichlet(alpha=${alpha}) left ${moved} clients empty: moved one example to each from the largest clients`,
+    );
   return { clients, warnings };
 }
 
@@ -133,7 +147,12 @@ function fillEmptyClients(clients: number[][], categories: readonly string[], ra
  * largest first to the currently smallest client; with fewer, the largest categories are split
  * across extra clients (each client still sees one category) and a warning says so.
  */
-export function splitMeta(categories: readonly string[], numClients: number, seed: number, groups?: string[][]): ClientSplit {
+export function splitMeta(
+  categories: readonly string[],
+  numClients: number,
+  seed: number,
+  groups?: string[][],
+): ClientSplit {
   checkClients(numClients);
   const byCat = groupByCategory(categories);
   const rand = mulberry32(deriveSeed(seed, 'split-meta'));
@@ -167,7 +186,9 @@ export function splitMeta(categories: readonly string[], numClients: number, see
     return { clients, warnings };
   }
   // Fewer categories than clients: give each category a share of clients proportional to its size.
-  warnings.push(`meta split: ${cats.length} categories for ${numClients} clients: some categories are split over several clients`);
+  warnings.push(
+    `meta split: ${cats.length} categories for ${numClients} clients: some categories are split over several clients`,
+  );
   const shares = cats.map(() => 1);
   for (let extra = numClients - cats.length; extra > 0; extra--) {
     let best = 0;
@@ -189,7 +210,11 @@ export function splitMeta(categories: readonly string[], numClients: number, see
  * A printable table: one row per client with its size and per-category counts (up to maxColumns
  * categories by overall size; the rest are summed into "other").
  */
-export function renderSplitTable(split: ClientSplit | number[][], categories: readonly string[], maxColumns = 8): string {
+export function renderSplitTable(
+  split: ClientSplit | number[][],
+  categories: readonly string[],
+  maxColumns = 8,
+): string {
   const clients = Array.isArray(split) ? split : split.clients;
   const totals = new Map<string, number>();
   for (const c of clients) for (const i of c) totals.set(categories[i]!, (totals.get(categories[i]!) ?? 0) + 1);
@@ -201,13 +226,24 @@ export function renderSplitTable(split: ClientSplit | number[][], categories: re
     const counts = new Map<string, number>();
     for (const i of c) counts.set(categories[i]!, (counts.get(categories[i]!) ?? 0) + 1);
     const other = [...counts.entries()].filter(([cat]) => !shown.includes(cat)).reduce((a, [, n]) => a + n, 0);
-    return [String(k), String(c.length), ...shown.map((cat) => String(counts.get(cat) ?? 0)), ...(hasOther ? [String(other)] : [])];
+    return [
+      String(k),
+      String(c.length),
+      ...shown.map((cat) => String(counts.get(cat) ?? 0)),
+      ...(hasOther ? [String(other)] : []),
+    ];
   });
   const total = clients.reduce((a, c) => a + c.length, 0);
-  const footer = ['total', String(total), ...shown.map((cat) => String(totals.get(cat) ?? 0)), ...(hasOther ? [String(sorted.slice(shown.length).reduce((a, cat) => a + totals.get(cat)!, 0))] : [])];
+  const footer = [
+    'total',
+    String(total),
+    ...shown.map((cat) => String(totals.get(cat) ?? 0)),
+    ...(hasOther ? [String(sorted.slice(shown.length).reduce((a, cat) => a + totals.get(cat)!, 0))] : []),
+  ];
   const all = [header, ...rows, footer];
   const widths = header.map((_, j) => Math.max(...all.map((r) => r[j]!.length)));
-  const fmt = (r: string[]) => r.map((cell, j) => (j === 0 ? cell.padEnd(widths[j]!) : cell.padStart(widths[j]!))).join('  ');
+  const fmt = (r: string[]) =>
+    r.map((cell, j) => (j === 0 ? cell.padEnd(widths[j]!) : cell.padStart(widths[j]!))).join('  ');
   const rule = widths.map((w) => '-'.repeat(w)).join('  ');
   return [fmt(header), rule, ...rows.map(fmt), rule, fmt(footer)].join('\n');
 }

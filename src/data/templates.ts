@@ -11,7 +11,10 @@ export interface PromptTemplate {
   /** The rendered text carries the model's special tokens (bos, turn markers): the encoder adds none. */
   readonly includesSpecialTokens?: boolean;
   /** Prompt and trained response text of an exchange, when the template wraps the response too (chat templates). */
-  renderExchange?(ex: Pick<Example, 'instruction' | 'input' | 'messages' | 'category' | 'response'>): { prompt: string; response: string };
+  renderExchange?(ex: Pick<Example, 'instruction' | 'input' | 'messages' | 'category' | 'response'>): {
+    prompt: string;
+    response: string;
+  };
 }
 
 const ALPACA_WITH_INPUT =
@@ -29,7 +32,10 @@ const QA_WITH_INPUT = 'Context: {input}\nQuestion: {instruction}\nAnswer:\n';
 
 /** Fills {instruction}, {input} and {category}; other braces are left alone. */
 export function fillTemplate(tpl: string, fields: { instruction: string; input: string; category?: string }): string {
-  return tpl.replace(/\{(instruction|input|category)\}/g, (_, k: 'instruction' | 'input' | 'category') => fields[k] ?? '');
+  return tpl.replace(
+    /\{(instruction|input|category)\}/g,
+    (_, k: 'instruction' | 'input' | 'category') => fields[k] ?? '',
+  );
 }
 
 /** Multi-turn history as "### User:" / "### Assistant:" blocks, ending with the assistant cue. */
@@ -68,7 +74,9 @@ export const qaTemplate: PromptTemplate = customTemplate(QA_WITH_INPUT, QA_TEMPL
 export const chatTemplate: PromptTemplate = {
   name: 'chat',
   render(ex) {
-    return renderChat(ex.messages ?? [{ role: 'user', content: ex.input ? `${ex.instruction}\n\n${ex.input}` : ex.instruction }]);
+    return renderChat(
+      ex.messages ?? [{ role: 'user', content: ex.input ? `${ex.instruction}\n\n${ex.input}` : ex.instruction }],
+    );
   },
 };
 
@@ -79,7 +87,10 @@ export const chatTemplate: PromptTemplate = {
 export function getTemplate(nameOrString: string, modelDir?: string): PromptTemplate {
   switch (nameOrString) {
     case 'model':
-      if (modelDir === undefined) throw new Error('prompt template "model" (the model\'s chat template) needs a Hugging Face model folder with a tokenizer_config.json');
+      if (modelDir === undefined)
+        throw new Error(
+          'prompt template "model" (the model\'s chat template) needs a Hugging Face model folder with a tokenizer_config.json',
+        );
       return loadModelChatTemplate(modelDir);
     case 'alpaca':
       return alpacaTemplate;
@@ -90,7 +101,9 @@ export function getTemplate(nameOrString: string, modelDir?: string): PromptTemp
       return chatTemplate;
     default:
       if (nameOrString.includes('{')) return customTemplate(nameOrString.replace(/\\n/g, '\n'));
-      throw new Error(`unknown prompt template "${nameOrString}" (alpaca, qa, gsm8k, chat, model, or a string with {instruction})`);
+      throw new Error(
+        `unknown prompt template "${nameOrString}" (alpaca, qa, gsm8k, chat, model, or a string with {instruction})`,
+      );
   }
 }
 

@@ -108,7 +108,11 @@ function harness(program: string, tests: readonly string[]): string {
 }
 
 /** Runs one program against its tests in the sandbox. Never throws for program faults. */
-export async function runCodeTests(program: string, tests: readonly string[], opts: SandboxOptions = {}): Promise<CodeResult> {
+export async function runCodeTests(
+  program: string,
+  tests: readonly string[],
+  opts: SandboxOptions = {},
+): Promise<CodeResult> {
   const timeoutMs = opts.timeoutMs ?? 5000;
   const memoryMb = opts.memoryMb ?? 128;
   const maxOut = opts.maxOutputBytes ?? 1 << 20;
@@ -159,7 +163,8 @@ export async function runCodeTests(program: string, tests: readonly string[], op
         }
         if (killedFor === 'timeout') return resolve(done('timeout', `killed after ${timeoutMs} ms`));
         if (killedFor === 'error') return resolve(done('error', `output exceeded ${maxOut} bytes`));
-        if (/heap out of memory|Allocation failed/i.test(stderr)) return resolve(done('memory', `heap limit ${memoryMb} MiB exceeded`));
+        if (/heap out of memory|Allocation failed/i.test(stderr))
+          return resolve(done('memory', `heap limit ${memoryMb} MiB exceeded`));
         if (/ERR_ACCESS_DENIED/.test(stderr)) return resolve(done('denied', firstErrorLine(stderr)));
         // The program ended the process itself (process.exit) or crashed before the verdict.
         resolve(done('error', `exited (code ${code}, signal ${signal}) without a verdict: ${firstErrorLine(stderr)}`));
@@ -190,8 +195,13 @@ export interface PassAtOneResult {
 }
 
 /** Runs tasks with at most `concurrency` sandboxes at once (default 2, one per core here). */
-export async function evaluateCode(tasks: readonly CodeTask[], opts: SandboxOptions & { concurrency?: number } = {}): Promise<PassAtOneResult> {
-  const results = await mapPool(tasks, opts.concurrency ?? 2, (t) => runCodeTests(extractCode(t.output), t.tests, opts));
+export async function evaluateCode(
+  tasks: readonly CodeTask[],
+  opts: SandboxOptions & { concurrency?: number } = {},
+): Promise<PassAtOneResult> {
+  const results = await mapPool(tasks, opts.concurrency ?? 2, (t) =>
+    runCodeTests(extractCode(t.output), t.tests, opts),
+  );
   const passed = results.filter((r) => r.passed).length;
   const byVerdict: Partial<Record<CodeVerdict, number>> = {};
   for (const r of results) byVerdict[r.verdict] = (byVerdict[r.verdict] ?? 0) + 1;
@@ -199,7 +209,11 @@ export async function evaluateCode(tasks: readonly CodeTask[], opts: SandboxOpti
 }
 
 /** Maps with a bounded number of promises in flight, keeping the input order. */
-export async function mapPool<T, R>(items: readonly T[], concurrency: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+export async function mapPool<T, R>(
+  items: readonly T[],
+  concurrency: number,
+  fn: (item: T, index: number) => Promise<R>,
+): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   const worker = async () => {

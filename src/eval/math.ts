@@ -17,7 +17,10 @@ function numbersIn(text: string): number[] {
   for (const m of text.matchAll(NUMBER)) {
     // Commas used as list separators ("1,2,3" is rare, "3, 4" is common): a comma must be followed
     // by exactly three digits to be a thousands separator.
-    const token = m[0].replace(/\s+/g, '').replace(/,(?!\d{3}(?!\d))/g, ' ').split(' ')[0]!;
+    const token = m[0]
+      .replace(/\s+/g, '')
+      .replace(/,(?!\d{3}(?!\d))/g, ' ')
+      .split(' ')[0]!;
     const n = parseNumber(token);
     if (n !== null) out.push(n);
   }
@@ -54,7 +57,8 @@ export interface AccuracyResult {
 
 /** Accuracy of generated solutions against gold answers (numbers, or texts ending in "#### N"). */
 export function mathAccuracy(predictions: readonly string[], golds: readonly (string | number)[]): AccuracyResult {
-  if (predictions.length !== golds.length) throw new Error(`mathAccuracy: ${predictions.length} predictions for ${golds.length} golds`);
+  if (predictions.length !== golds.length)
+    throw new Error(`mathAccuracy: ${predictions.length} predictions for ${golds.length} golds`);
   const items = predictions.map((p, i) => {
     const g = golds[i]!;
     const gold = typeof g === 'number' ? g : extractAnswer(g);

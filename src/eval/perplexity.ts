@@ -32,7 +32,13 @@ export function perplexity(items: readonly NllItem[]): PerplexityResult {
     }
   }
   const meanNll = tokens > 0 ? nll / tokens : NaN;
-  return { tokens, meanNll, perplexity: Math.exp(meanNll), bitsPerToken: meanNll / Math.LN2, macroMeanNll: counted ? macro / counted : NaN };
+  return {
+    tokens,
+    meanNll,
+    perplexity: Math.exp(meanNll),
+    bitsPerToken: meanNll / Math.LN2,
+    macroMeanNll: counted ? macro / counted : NaN,
+  };
 }
 
 /** Adds per-batch sums into a running total (for streaming evaluation). */

@@ -16,7 +16,8 @@ export function goldNumber(ex: Example): number | null {
   for (const k of ['answer', 'finalAnswer']) {
     const v = m[k];
     if (typeof v === 'number') return v;
-    if (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v.replace(/[,$]/g, '')))) return Number(v.replace(/[,$]/g, ''));
+    if (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v.replace(/[,$]/g, ''))))
+      return Number(v.replace(/[,$]/g, ''));
   }
   return extractAnswer(ex.response);
 }
@@ -31,10 +32,14 @@ export async function scoreTask(
   outputs: readonly string[],
   opts: SandboxOptions & { concurrency?: number } = {},
 ): Promise<TaskScore> {
-  if (examples.length !== outputs.length) throw new Error(`scoreTask: ${outputs.length} outputs for ${examples.length} examples`);
+  if (examples.length !== outputs.length)
+    throw new Error(`scoreTask: ${outputs.length} outputs for ${examples.length} examples`);
   switch (task) {
     case 'math': {
-      const detail = mathAccuracy(outputs, examples.map((e) => goldNumber(e) ?? NaN));
+      const detail = mathAccuracy(
+        outputs,
+        examples.map((e) => goldNumber(e) ?? NaN),
+      );
       return { task, accuracy: detail.accuracy, detail };
     }
     case 'qa': {

@@ -67,9 +67,16 @@ export interface TextScores {
 }
 
 /** Mean exact match and Rouge-L F1 over a set. */
-export function textScores(predictions: readonly string[], references: readonly (string | readonly string[])[]): TextScores {
-  if (predictions.length !== references.length) throw new Error(`textScores: ${predictions.length} predictions for ${references.length} references`);
-  const items = predictions.map((p, i) => ({ exactMatch: exactMatch(p, references[i]!), rougeL: rougeL(p, references[i]!).f1 }));
+export function textScores(
+  predictions: readonly string[],
+  references: readonly (string | readonly string[])[],
+): TextScores {
+  if (predictions.length !== references.length)
+    throw new Error(`textScores: ${predictions.length} predictions for ${references.length} references`);
+  const items = predictions.map((p, i) => ({
+    exactMatch: exactMatch(p, references[i]!),
+    rougeL: rougeL(p, references[i]!).f1,
+  }));
   const n = items.length || 1;
   return {
     total: items.length,

@@ -17,11 +17,15 @@ export function fedAvg(updates: readonly ClientUpdate[]): LoraState {
   const out: LoraState = new Map();
   for (const [name, v] of first.state) out.set(name, { shape: [...v.shape], data: new Float32Array(v.data.length) });
   for (const u of live) {
-    if (u.state.size !== out.size) throw new Error(`fedAvg: client '${u.client}' sent ${u.state.size} tensors, expected ${out.size}`);
+    if (u.state.size !== out.size)
+      throw new Error(`fedAvg: client '${u.client}' sent ${u.state.size} tensors, expected ${out.size}`);
     for (const [name, acc] of out) {
       const v = u.state.get(name);
       if (!v) throw new Error(`fedAvg: client '${u.client}' did not send '${name}'`);
-      if (v.data.length !== acc.data.length) throw new Error(`fedAvg: client '${u.client}' sent '${name}' with ${v.data.length} values, expected ${acc.data.length}`);
+      if (v.data.length !== acc.data.length)
+        throw new Error(
+          `fedAvg: client '${u.client}' sent '${name}' with ${v.data.length} values, expected ${acc.data.length}`,
+        );
     }
   }
   // Accumulate in float64 so the mean does not depend on client order beyond rounding to f32 once.
@@ -42,10 +46,12 @@ function checkSameShapes(updates: readonly ClientUpdate[], what: string): string
   if (updates.length === 0) throw new Error(`${what}: no client reported an update`);
   const first = updates[0]!.state;
   for (const u of updates) {
-    if (u.state.size !== first.size) throw new Error(`${what}: client '${u.client}' sent ${u.state.size} tensors, expected ${first.size}`);
+    if (u.state.size !== first.size)
+      throw new Error(`${what}: client '${u.client}' sent ${u.state.size} tensors, expected ${first.size}`);
     for (const [name, v] of first) {
       const w = u.state.get(name);
-      if (!w || w.data.length !== v.data.length) throw new Error(`${what}: client '${u.client}' sent no '${name}' of ${v.data.length} values`);
+      if (!w || w.data.length !== v.data.length)
+        throw new Error(`${what}: client '${u.client}' sent no '${name}' of ${v.data.length} values`);
     }
   }
   return [...first.keys()];
@@ -56,7 +62,11 @@ function checkSameShapes(updates: readonly ClientUpdate[], what: string): string
  * and `pick` reduces the sorted column. Client weights do not enter (a poisoned client could lie
  * about its sample count).
  */
-function coordinateWise(updates: readonly ClientUpdate[], what: string, pick: (sorted: Float64Array) => number): LoraState {
+function coordinateWise(
+  updates: readonly ClientUpdate[],
+  what: string,
+  pick: (sorted: Float64Array) => number,
+): LoraState {
   const names = checkSameShapes(updates, what);
   const out: LoraState = new Map();
   const col = new Float64Array(updates.length);

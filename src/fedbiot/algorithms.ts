@@ -14,7 +14,14 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { TokenBatch } from '../nn/lm.js';
 import type { OptimizerOptions } from '../nn/optim.js';
 import type { AlignObjectiveName } from './objectives.js';
-import { buildSplit, setTrainable, adapterLayers, type EmulatorWeights, type LoraConfig, type SplitModels } from './compress.js';
+import {
+  buildSplit,
+  setTrainable,
+  adapterLayers,
+  type EmulatorWeights,
+  type LoraConfig,
+  type SplitModels,
+} from './compress.js';
 import { runAlignment, type AlignLossOptions, type AlignLossValues } from './align.js';
 import { localTrain, type LocalTrainOptions } from './local.js';
 import { captureLora, loadLora, cloneState, type LoraState } from './lora-state.js';
@@ -75,33 +82,60 @@ export interface Strategy {
 }
 
 const lastLayers = (s: AlgorithmSettings): AdapterPlacement => ({ kind: 'last', last: s.adapterLayers });
-const firstLast = (s: AlgorithmSettings): AdapterPlacement => ({ kind: 'first-last', first: s.offsiteLayers.first, last: s.offsiteLayers.last });
+const firstLast = (s: AlgorithmSettings): AdapterPlacement => ({
+  kind: 'first-last',
+  first: s.offsiteLayers.first,
+  last: s.offsiteLayers.last,
+});
 const DOWN_UP = { down: ['adapter', 'emulator'], up: ['adapter'] } as const;
 
 export const STRATEGIES: Readonly<Record<AlgorithmName, Strategy>> = {
   fedbiot: {
-    name: 'fedbiot', placement: lastLayers, data: 'per-client', adapters: 'global', sends: DOWN_UP, notDeployable: null,
+    name: 'fedbiot',
+    placement: lastLayers,
+    data: 'per-client',
+    adapters: 'global',
+    sends: DOWN_UP,
+    notDeployable: null,
     preAlignSteps: (s) => s.preAlignSteps,
     alignSteps: (s, round) => (round > 0 ? s.alignStepsPerRound : 0),
   },
   fedot: {
-    name: 'fedot', placement: firstLast, data: 'per-client', adapters: 'global', sends: DOWN_UP, notDeployable: null,
+    name: 'fedot',
+    placement: firstLast,
+    data: 'per-client',
+    adapters: 'global',
+    sends: DOWN_UP,
+    notDeployable: null,
     preAlignSteps: (s) => s.preAlignSteps,
     alignSteps: () => 0,
   },
   offsite: {
-    name: 'offsite', placement: firstLast, data: 'single-client', adapters: 'global', sends: DOWN_UP, notDeployable: null,
+    name: 'offsite',
+    placement: firstLast,
+    data: 'single-client',
+    adapters: 'global',
+    sends: DOWN_UP,
+    notDeployable: null,
     preAlignSteps: (s) => s.preAlignSteps,
     alignSteps: () => 0,
   },
   'fedavg-full': {
-    name: 'fedavg-full', placement: () => null, data: 'per-client', adapters: 'global', sends: { down: ['adapter'], up: ['adapter'] },
+    name: 'fedavg-full',
+    placement: () => null,
+    data: 'per-client',
+    adapters: 'global',
+    sends: { down: ['adapter'], up: ['adapter'] },
     notDeployable: 'fedavg-full would ship the full model to every client',
     preAlignSteps: () => 0,
     alignSteps: () => 0,
   },
   local: {
-    name: 'local', placement: lastLayers, data: 'per-client', adapters: 'own', sends: { down: [], up: [] },
+    name: 'local',
+    placement: lastLayers,
+    data: 'per-client',
+    adapters: 'own',
+    sends: { down: [], up: [] },
     notDeployable: 'local has no server after joining (each client trains alone)',
     preAlignSteps: (s) => s.preAlignSteps,
     alignSteps: () => 0,
@@ -131,11 +165,24 @@ export class ServerAlgorithm {
   private initialAdapter: LoraState;
   lastAlign: AlignLossValues | null = null;
 
-  constructor(public readonly base: LlamaModel, public readonly settings: AlgorithmSettings, private readonly publicBatches: () => TokenBatch, public readonly seed: number) {
+  constructor(
+    public readonly base: LlamaModel,
+    public readonly settings: AlgorithmSettings,
+    private readonly publicBatches: () => TokenBatch,
+    public readonly seed: number,
+  ) {
     this.strategy = strategyOf(settings.name);
     const placement = this.strategy.placement(settings);
     if (placement) {
-      this.split = buildSplit(base, placement, settings.dropRate, { adapter: settings.adapterLora, emulator: settings.emulatorLora }, seed, settings.layerDrop, settings.emulatorWeights);
+      this.split = buildSplit(
+        base,
+        placement,
+        settings.dropRate,
+        { adapter: settings.adapterLora, emulator: settings.emulatorLora },
+        seed,
+        settings.layerDrop,
+        settings.emulatorWeights,
+      );
       this.fullLoraModel = null;
     } else {
       this.split = null;
@@ -170,7 +217,12 @@ export class ServerAlgorithm {
   prepare(onStep?: (step: number, v: AlignLossValues) => void): AlignLossValues | null {
     const steps = this.strategy.preAlignSteps(this.settings);
     if (!this.split || steps <= 0) return null;
-    this.lastAlign = runAlignment(this.split, this.publicBatches, { ...this.settings.align, steps, dropoutSeed: deriveSeed(this.seed, 'align-dropout-0') }, onStep);
+    this.lastAlign = runAlignment(
+      this.split,
+      this.publicBatches,
+      { ...this.settings.align, steps, dropoutSeed: deriveSeed(this.seed, 'align-dropout-0') },
+      onStep,
+    );
     this.emulatorVersion++;
     return this.lastAlign;
   }
@@ -179,14 +231,20 @@ export class ServerAlgorithm {
   beginRound(round: number, onStep?: (step: number, v: AlignLossValues) => void): AlignLossValues | null {
     const steps = this.strategy.alignSteps(this.settings, round);
     if (!this.split || steps <= 0) return null;
-    this.lastAlign = runAlignment(this.split, this.publicBatches, { ...this.settings.align, steps, dropoutSeed: deriveSeed(this.seed, `align-dropout-${round}`) }, onStep);
+    this.lastAlign = runAlignment(
+      this.split,
+      this.publicBatches,
+      { ...this.settings.align, steps, dropoutSeed: deriveSeed(this.seed, `align-dropout-${round}`) },
+      onStep,
+    );
     this.emulatorVersion++;
     return this.lastAlign;
   }
 
   /** What a client receives; the emulator LoRA only when the client's copy is older. */
   payload(round: number, clientEmulatorVersion: number): RoundPayload {
-    const emulator = this.split && clientEmulatorVersion < this.emulatorVersion ? captureLora(this.split.emulator) : null;
+    const emulator =
+      this.split && clientEmulatorVersion < this.emulatorVersion ? captureLora(this.split.emulator) : null;
     return { round, adapter: captureLora(this.adapterLayerList()), emulator, emulatorVersion: this.emulatorVersion };
   }
 
@@ -256,7 +314,13 @@ export class ClientAlgorithm {
     const t0 = performance.now();
     try {
       const r = localTrain(this.model, params, next, this.options, onStep);
-      return { state: captureLora(this.adapter), losses: r.losses, meanLoss: r.meanLoss, tokens: r.tokens, seconds: (performance.now() - t0) / 1000 };
+      return {
+        state: captureLora(this.adapter),
+        losses: r.losses,
+        meanLoss: r.meanLoss,
+        tokens: r.tokens,
+        seconds: (performance.now() - t0) / 1000,
+      };
     } finally {
       for (const p of params) p.requiresGrad = false;
       for (const l of this.adapter) l.setLoraDropout(null);
@@ -266,5 +330,10 @@ export class ClientAlgorithm {
 
 /** A client half that works on the server's own split (simulation: one model in memory). */
 export function simulatedClient(server: ServerAlgorithm): ClientAlgorithm {
-  return new ClientAlgorithm(server.clientModel(), server.adapterLayerList(), server.split?.emulator ?? [], server.settings.local);
+  return new ClientAlgorithm(
+    server.clientModel(),
+    server.adapterLayerList(),
+    server.split?.emulator ?? [],
+    server.settings.local,
+  );
 }

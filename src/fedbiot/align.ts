@@ -44,7 +44,11 @@ function rowMaskTensor(w: Float32Array, D: number, shape: readonly number[]): Te
 }
 
 /** Builds the alignment loss graph for one batch (call tape.backward on .tensor). */
-export function alignmentLoss(s: SplitModels, batch: TokenBatch, o: AlignLossOptions): { tensor: Tensor; values: AlignLossValues } {
+export function alignmentLoss(
+  s: SplitModels,
+  batch: TokenBatch,
+  o: AlignLossOptions,
+): { tensor: Tensor; values: AlignLossValues } {
   const ctx: ForwardContext = { B: batch.B, T: batch.T, keyMask: keyMaskOf(batch) };
   const weights = positionWeights(batch);
   const hasPadding = ctx.keyMask !== null;
@@ -123,14 +127,22 @@ export interface AlignRunOptions extends AlignLossOptions {
  * Runs `steps` alignment steps on batches from `next()`, with a fresh optimiser (the reference
  * re-creates it every round). Returns the mean loss values over the steps.
  */
-export function runAlignment(s: SplitModels, next: () => TokenBatch, o: AlignRunOptions, onStep?: (step: number, v: AlignLossValues) => void): AlignLossValues {
+export function runAlignment(
+  s: SplitModels,
+  next: () => TokenBatch,
+  o: AlignRunOptions,
+  onStep?: (step: number, v: AlignLossValues) => void,
+): AlignLossValues {
   const mean: AlignLossValues = { loss: 0, hidden: 0, kl: 0, ce: 0 };
   if (o.steps <= 0 || s.emulator.every((l) => l.loraParams().length === 0)) return mean;
   setTrainable(s, 'emulator');
   const dropout = mulberry32(o.dropoutSeed ?? 0);
   for (const l of s.emulator) l.setLoraDropout(dropout);
   try {
-    const opt = new Optimizer(s.emulator.flatMap((l) => l.loraParams()), o.optimizer);
+    const opt = new Optimizer(
+      s.emulator.flatMap((l) => l.loraParams()),
+      o.optimizer,
+    );
     for (let step = 0; step < o.steps; step++) {
       opt.zeroGrad();
       const { tensor, values } = alignmentLoss(s, next(), o);

@@ -46,16 +46,27 @@ export function adapterLayers(s: SplitModels): DecoderLayer[] {
  * Splits `base` (whose layers must carry no LoRA yet) and attaches LoRA: the adapter's ("client
  * LoRA") and the emulator's ("server LoRA"). The base model's layer objects become the full model.
  */
-export function buildSplit(base: LlamaModel, placement: AdapterPlacement, dropRate: number, lora: { adapter: LoraConfig; emulator: LoraConfig | null }, seed: number, rule: LayerDropRule = 'reference', emulatorWeights: EmulatorWeights = 'f32'): SplitModels {
+export function buildSplit(
+  base: LlamaModel,
+  placement: AdapterPlacement,
+  dropRate: number,
+  lora: { adapter: LoraConfig; emulator: LoraConfig | null },
+  seed: number,
+  rule: LayerDropRule = 'reference',
+  emulatorWeights: EmulatorWeights = 'f32',
+): SplitModels {
   for (const l of base.layers) {
-    if (l.loraParams().length > 0) throw new Error(`buildSplit: layer ${l.prefix} already carries LoRA; split a clean base model`);
+    if (l.loraParams().length > 0)
+      throw new Error(`buildSplit: layer ${l.prefix} already carries LoRA; split a clean base model`);
   }
   const plan = planSplit(base.layers.length, placement, dropRate, rule);
   const pick = (idx: number[]) => idx.map((i) => base.layers[i]!);
   const adapterBottom = pick(plan.adapterBottom);
   const adapterTop = pick(plan.adapterTop);
   const block = pick(plan.block);
-  const emulator = plan.emulator.map((src, i) => base.layers[src]!.withWeights(`emulator.layers.${i}`, (name, w) => storeEmulatorWeight(w, emulatorWeights, name)));
+  const emulator = plan.emulator.map((src, i) =>
+    base.layers[src]!.withWeights(`emulator.layers.${i}`, (name, w) => storeEmulatorWeight(w, emulatorWeights, name)),
+  );
   base.attachLora(lora.adapter, deriveSeed(seed, 'adapter-lora'), [...adapterBottom, ...adapterTop]);
   if (lora.emulator) base.attachLora(lora.emulator, deriveSeed(seed, 'emulator-lora'), emulator);
   const full = base.withLayers([...adapterBottom, ...block, ...adapterTop]);

@@ -14,7 +14,10 @@ export interface GenerationCase {
 export type TaskScorer = (outputs: string[]) => Promise<Record<string, number>>;
 
 /** Mean NLL per response token over the batches, and its perplexity. */
-export function responseNll(model: LlamaModel, batches: readonly TokenBatch[]): { nll: number; ppl: number; tokens: number } {
+export function responseNll(
+  model: LlamaModel,
+  batches: readonly TokenBatch[],
+): { nll: number; ppl: number; tokens: number } {
   let total = 0;
   let tokens = 0;
   noGrad(() => {
@@ -30,10 +33,22 @@ export function responseNll(model: LlamaModel, batches: readonly TokenBatch[]): 
 }
 
 /** Greedy generations for every prompt, decoded in batches of `batch` rows. */
-export function greedyOutputs(model: LlamaModel, cases: readonly GenerationCase[], maxNewTokens: number, stopIds: number[], batch = 8): number[][] {
+export function greedyOutputs(
+  model: LlamaModel,
+  cases: readonly GenerationCase[],
+  maxNewTokens: number,
+  stopIds: number[],
+  batch = 8,
+): number[][] {
   const out: number[][] = [];
   for (let i = 0; i < cases.length; i += batch) {
-    out.push(...generateGreedyBatch(model, cases.slice(i, i + batch).map((c) => c.promptIds), { maxNewTokens, stopIds }));
+    out.push(
+      ...generateGreedyBatch(
+        model,
+        cases.slice(i, i + batch).map((c) => c.promptIds),
+        { maxNewTokens, stopIds },
+      ),
+    );
   }
   return out;
 }
@@ -55,7 +70,9 @@ export async function evaluateModel(model: LlamaModel, spec: EvalSpec): Promise<
     out.ppl = ppl;
   }
   if (spec.scorer && spec.cases.length > 0) {
-    const gens = greedyOutputs(model, spec.cases, spec.maxNewTokens, spec.stopIds).map((ids) => spec.decode(ids.filter((t) => !spec.stopIds.includes(t))));
+    const gens = greedyOutputs(model, spec.cases, spec.maxNewTokens, spec.stopIds).map((ids) =>
+      spec.decode(ids.filter((t) => !spec.stopIds.includes(t))),
+    );
     Object.assign(out, await spec.scorer(gens));
   }
   return out;

@@ -25,7 +25,13 @@ export interface LocalTrainResult {
 }
 
 /** The scalar local objective for one batch: CE + epsilon * sum ||p - anchor||^2. */
-export function localObjective(model: LlamaModel, params: readonly Tensor[], anchors: readonly Float32Array[], batch: TokenBatch, epsilon: number): { loss: Tensor; ce: number; tokens: number } {
+export function localObjective(
+  model: LlamaModel,
+  params: readonly Tensor[],
+  anchors: readonly Float32Array[],
+  batch: TokenBatch,
+  epsilon: number,
+): { loss: Tensor; ce: number; tokens: number } {
   const ce = lmLoss(model, batch);
   const terms: [Tensor, number][] = [[ce, 1]];
   if (epsilon > 0) params.forEach((p, i) => terms.push([squaredDistance(p, anchors[i]!), epsilon]));
@@ -33,7 +39,13 @@ export function localObjective(model: LlamaModel, params: readonly Tensor[], anc
 }
 
 /** Trains `params` (already marked trainable) of `model` in place. */
-export function localTrain(model: LlamaModel, params: Tensor[], next: () => TokenBatch, o: LocalTrainOptions, onStep?: (step: number, loss: number) => void): LocalTrainResult {
+export function localTrain(
+  model: LlamaModel,
+  params: Tensor[],
+  next: () => TokenBatch,
+  o: LocalTrainOptions,
+  onStep?: (step: number, loss: number) => void,
+): LocalTrainResult {
   const opt = new Optimizer(params, o.optimizer);
   const anchors = params.map((p) => Float32Array.from(p.data));
   const losses: number[] = [];

@@ -37,8 +37,14 @@ export function loadLora(layers: readonly DecoderLayer[], state: LoraState, what
   for (const [name, arr] of state) {
     const t = tensors.get(name);
     if (!t) throw new Error(`${what}: unexpected tensor '${name}' (the model has no such LoRA module)`);
-    if (arr.data.length !== t.size || arr.shape.length !== t.shape.length || arr.shape.some((d, i) => d !== t.shape[i])) {
-      throw new Error(`${what}: tensor '${name}' has shape ${JSON.stringify(arr.shape)}, expected ${JSON.stringify(t.shape)}`);
+    if (
+      arr.data.length !== t.size ||
+      arr.shape.length !== t.shape.length ||
+      arr.shape.some((d, i) => d !== t.shape[i])
+    ) {
+      throw new Error(
+        `${what}: tensor '${name}' has shape ${JSON.stringify(arr.shape)}, expected ${JSON.stringify(t.shape)}`,
+      );
     }
     t.data.set(arr.data);
   }
@@ -71,7 +77,8 @@ export function stateDiff(a: LoraState, b: LoraState, what = 'update'): LoraStat
   const out: LoraState = new Map();
   for (const [name, v] of a) {
     const w = b.get(name);
-    if (!w || w.data.length !== v.data.length) throw new Error(`${what}: tensor '${name}' has no counterpart of the same size in the reference`);
+    if (!w || w.data.length !== v.data.length)
+      throw new Error(`${what}: tensor '${name}' has no counterpart of the same size in the reference`);
     const d = new Float32Array(v.data.length);
     for (let i = 0; i < d.length; i++) d[i] = v.data[i]! - w.data[i]!;
     out.set(name, { shape: [...v.shape], data: d });
@@ -85,7 +92,8 @@ export function stateAddScaled(base: LoraState, delta: LoraState, scale = 1): Lo
   const out: LoraState = new Map();
   for (const [name, v] of base) {
     const d = delta.get(name);
-    if (!d || d.data.length !== v.data.length) throw new Error(`stateAddScaled: tensor '${name}' is missing or has another size in the delta`);
+    if (!d || d.data.length !== v.data.length)
+      throw new Error(`stateAddScaled: tensor '${name}' is missing or has another size in the delta`);
     const r = new Float32Array(v.data.length);
     for (let i = 0; i < r.length; i++) r[i] = v.data[i]! + scale * d.data[i]!;
     out.set(name, { shape: [...v.shape], data: r });

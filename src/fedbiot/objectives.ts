@@ -74,13 +74,21 @@ export function resolveAlignment(
   const o = OBJECTIVES[name ?? 'fedbiot'];
   return {
     objective: name,
-    loss: { hiddenWeight: align.hiddenWeight ?? o.hiddenWeight, lambda: align.lambda ?? o.lambda, mu: align.mu ?? o.mu },
+    loss: {
+      hiddenWeight: align.hiddenWeight ?? o.hiddenWeight,
+      lambda: align.lambda ?? o.lambda,
+      mu: align.mu ?? o.mu,
+    },
     publicSource: publicSource ?? o.publicSource,
   };
 }
 
 /** A short formula for tables and logs, e.g. "nmse + 0.9 kl" or "30 nmse + lm". */
-export function describeAlignLoss(hiddenLoss: AlignLossOptions['hiddenLoss'], w: { hiddenWeight: number; lambda: number; mu: number }, reduction: 'sum' | 'mean' = 'sum'): string {
+export function describeAlignLoss(
+  hiddenLoss: AlignLossOptions['hiddenLoss'],
+  w: { hiddenWeight: number; lambda: number; mu: number },
+  reduction: 'sum' | 'mean' = 'sum',
+): string {
   const term = (weight: number, name: string) => (weight === 1 ? name : `${Number(weight.toPrecision(6))} ${name}`);
   const hiddenName = hiddenLoss === 'layerwise-nmse' ? `layerwise-nmse(${reduction})` : hiddenLoss;
   const parts: string[] = [];

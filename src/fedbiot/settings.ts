@@ -5,7 +5,6 @@ import type { RunConfig } from '../config/schema.js';
 import { strategyOf, type AlgorithmSettings } from './algorithms.js';
 import { defaultProximal, describeAlignLoss, resolveAlignment } from './objectives.js';
 
-
 export function settingsFromConfig(cfg: RunConfig): AlgorithmSettings {
   const a = cfg.algorithm;
   // Each method as its authors defined it, unless the config says otherwise (src/fedbiot/objectives.ts).
@@ -22,8 +21,20 @@ export function settingsFromConfig(cfg: RunConfig): AlgorithmSettings {
     layerDrop: a.layerDrop,
     emulatorWeights: a.emulator.weights,
     alignObjective: alignment.objective,
-    align: { hiddenLoss: a.align.hiddenLoss, layerwiseReduction: a.align.layerwiseReduction, ...alignment.loss, optimizer: a.align.optimizer, maxGradNorm: a.align.maxGradNorm },
-    local: { steps: a.local.steps, optimizer: a.local.optimizer, gradAccum: a.local.gradAccum, proximal: a.local.proximal ?? defaultProximal(a.name), maxGradNorm: a.local.maxGradNorm },
+    align: {
+      hiddenLoss: a.align.hiddenLoss,
+      layerwiseReduction: a.align.layerwiseReduction,
+      ...alignment.loss,
+      optimizer: a.align.optimizer,
+      maxGradNorm: a.align.maxGradNorm,
+    },
+    local: {
+      steps: a.local.steps,
+      optimizer: a.local.optimizer,
+      gradAccum: a.local.gradAccum,
+      proximal: a.local.proximal ?? defaultProximal(a.name),
+      maxGradNorm: a.local.maxGradNorm,
+    },
   };
 }
 
@@ -43,11 +54,16 @@ export function methodAsRun(cfg: RunConfig, s: AlgorithmSettings): MethodAsRun {
   const st = strategyOf(s.name);
   const aligns = st.placement(s) !== null && st.preAlignSteps(s) + st.alignSteps(s, 1) > 0;
   return {
-    align_objective: aligns ? s.alignObjective ?? null : null,
-    align_loss: aligns ? describeAlignLoss(s.align.hiddenLoss, { hiddenWeight: s.align.hiddenWeight ?? 1, lambda: s.align.lambda, mu: s.align.mu }, s.align.layerwiseReduction) : 'none',
+    align_objective: aligns ? (s.alignObjective ?? null) : null,
+    align_loss: aligns
+      ? describeAlignLoss(
+          s.align.hiddenLoss,
+          { hiddenWeight: s.align.hiddenWeight ?? 1, lambda: s.align.lambda, mu: s.align.mu },
+          s.align.layerwiseReduction,
+        )
+      : 'none',
     public_data: aligns ? resolveAlignment(s.name, cfg.algorithm.align, cfg.data.public.source).publicSource : '-',
     proximal: s.local.proximal,
-    layer_drop: s.name === 'fedavg-full' ? '-' : s.layerDrop ?? 'reference',
+    layer_drop: s.name === 'fedavg-full' ? '-' : (s.layerDrop ?? 'reference'),
   };
 }
-

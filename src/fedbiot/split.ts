@@ -48,7 +48,8 @@ export function roundHalfEven(x: number): number {
 export function uniformDropIndices(n: number, beta: number, rule: LayerDropRule = 'reference'): number[] {
   if (!Number.isInteger(n) || n < 0) throw new Error(`layer drop: block size must be a non-negative integer, got ${n}`);
   if (!(beta >= 0 && beta < 1)) throw new Error(`layer drop: drop rate must be in [0, 1), got ${beta}`);
-  if (!(LAYER_DROP_RULES as readonly string[]).includes(rule)) throw new Error(`layer drop: rule must be one of ${LAYER_DROP_RULES.join(', ')}, got '${rule}'`);
+  if (!(LAYER_DROP_RULES as readonly string[]).includes(rule))
+    throw new Error(`layer drop: rule must be one of ${LAYER_DROP_RULES.join(', ')}, got '${rule}'`);
   if (n === 0) return [];
   const k = Math.max(1, rule === 'reference' ? roundHalfEven(n * (1 - beta)) : Math.round(n * (1 - beta)));
   if (k === 1) return [0];
@@ -59,19 +60,35 @@ export function uniformDropIndices(n: number, beta: number, rule: LayerDropRule 
   return Array.from({ length: k }, (_, i) => Math.floor((i * (n - 1)) / (k - 1)));
 }
 
-export function planSplit(numLayers: number, placement: AdapterPlacement, dropRate: number, rule: LayerDropRule = 'reference'): SplitPlan {
+export function planSplit(
+  numLayers: number,
+  placement: AdapterPlacement,
+  dropRate: number,
+  rule: LayerDropRule = 'reference',
+): SplitPlan {
   const bottom = placement.kind === 'first-last' ? placement.first : 0;
   const top = placement.last;
   if (!Number.isInteger(bottom) || !Number.isInteger(top) || bottom < 0 || top < 1) {
-    throw new Error(`split: adapter layer counts must be integers (first >= 0, last >= 1), got first=${bottom} last=${top}`);
+    throw new Error(
+      `split: adapter layer counts must be integers (first >= 0, last >= 1), got first=${bottom} last=${top}`,
+    );
   }
   if (bottom + top >= numLayers) {
-    throw new Error(`split: the adapter (${bottom} + ${top} layers) must leave at least one of the model's ${numLayers} layers for the emulator`);
+    throw new Error(
+      `split: the adapter (${bottom} + ${top} layers) must leave at least one of the model's ${numLayers} layers for the emulator`,
+    );
   }
   const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
   const block = range(bottom, numLayers - top);
   const kept = uniformDropIndices(block.length, dropRate, rule).map((i) => block[i]!);
-  return { numLayers, dropRate, adapterBottom: range(0, bottom), block, emulator: kept, adapterTop: range(numLayers - top, numLayers) };
+  return {
+    numLayers,
+    dropRate,
+    adapterBottom: range(0, bottom),
+    block,
+    emulator: kept,
+    adapterTop: range(numLayers - top, numLayers),
+  };
 }
 
 /** The manifest stored beside a compressed model: which source layer each compressed layer is. */
@@ -87,9 +104,17 @@ export interface SplitManifest {
 
 export function makeManifest(plan: SplitPlan, placement: AdapterPlacement, modelHash: string): SplitManifest {
   const layers: SplitManifest['layers'] = [];
-  const push = (role: 'adapter' | 'emulator', src: number[]) => src.forEach((s) => layers.push({ index: layers.length, role, source: s }));
+  const push = (role: 'adapter' | 'emulator', src: number[]) =>
+    src.forEach((s) => layers.push({ index: layers.length, role, source: s }));
   push('adapter', plan.adapterBottom);
   push('emulator', plan.emulator);
   push('adapter', plan.adapterTop);
-  return { format: 'fedbiot-split/1', modelHash, numLayers: plan.numLayers, dropRate: plan.dropRate, placement, layers };
+  return {
+    format: 'fedbiot-split/1',
+    modelHash,
+    numLayers: plan.numLayers,
+    dropRate: plan.dropRate,
+    placement,
+    layers,
+  };
 }

@@ -47,7 +47,17 @@ export function checkpointName(completedRounds: number): string {
  * Writes the checkpoint after `completedRounds` rounds into its own folder (its record last), then
  * points latest.json at it; returns the folder's name.
  */
-export function saveCheckpoint<E>(dir: string, c: { completedRounds: number; emulatorVersion: number; adapter: LoraState; emulator: LoraState | null; clients: Map<string, LoraState>; extra: E }): string {
+export function saveCheckpoint<E>(
+  dir: string,
+  c: {
+    completedRounds: number;
+    emulatorVersion: number;
+    adapter: LoraState;
+    emulator: LoraState | null;
+    clients: Map<string, LoraState>;
+    extra: E;
+  },
+): string {
   const sub = checkpointName(c.completedRounds);
   const abs = path.join(dir, sub);
   fs.mkdirSync(abs, { recursive: true });
@@ -62,7 +72,11 @@ export function saveCheckpoint<E>(dir: string, c: { completedRounds: number; emu
   const rec: RunCheckpoint<E> = {
     completedRounds: c.completedRounds,
     emulatorVersion: c.emulatorVersion,
-    files: { adapter: path.join(sub, 'adapter.safetensors'), emulator: c.emulator ? path.join(sub, 'emulator.safetensors') : null, clients },
+    files: {
+      adapter: path.join(sub, 'adapter.safetensors'),
+      emulator: c.emulator ? path.join(sub, 'emulator.safetensors') : null,
+      clients,
+    },
     extra: c.extra,
   };
   const text = JSON.stringify(rec, null, 2);
@@ -72,8 +86,14 @@ export function saveCheckpoint<E>(dir: string, c: { completedRounds: number; emu
 }
 
 /** The latest checkpoint, or the one after `completedRounds` rounds; null when absent. */
-export function loadCheckpoint<E>(dir: string, completedRounds?: number): (RunCheckpoint<E> & { adapter: LoraState; emulator: LoraState | null; clients: Map<string, LoraState> }) | null {
-  const p = completedRounds === undefined ? path.join(dir, 'latest.json') : path.join(dir, checkpointName(completedRounds), RECORD);
+export function loadCheckpoint<E>(
+  dir: string,
+  completedRounds?: number,
+): (RunCheckpoint<E> & { adapter: LoraState; emulator: LoraState | null; clients: Map<string, LoraState> }) | null {
+  const p =
+    completedRounds === undefined
+      ? path.join(dir, 'latest.json')
+      : path.join(dir, checkpointName(completedRounds), RECORD);
   if (!fs.existsSync(p)) return null;
   let rec: RunCheckpoint<E>;
   try {

@@ -9,7 +9,18 @@
 // CompressedServer is the server's half, CompressedClient one client's. A stream's version counts
 // the states sent (0 = the all-zero state both sides start from). Resuming a run restarts the
 // streams on both sides from version 0 (the first payload is then a whole state, quantized).
-import { DeltaSender, ErrorFeedback, decodeUpload, encodeUpload, layoutOf, receiveState, CodecError, type Layout, type NamedArrays, type Compression } from '../codec/index.js';
+import {
+  DeltaSender,
+  ErrorFeedback,
+  decodeUpload,
+  encodeUpload,
+  layoutOf,
+  receiveState,
+  CodecError,
+  type Layout,
+  type NamedArrays,
+  type Compression,
+} from '../codec/index.js';
 import { mulberry32 } from '../util/rng.js';
 
 function frame(parts: (Uint8Array | null)[]): Buffer {
@@ -30,7 +41,8 @@ function unframe(buf: Uint8Array, n: number, what: string): (Uint8Array | null)[
     if (pos + 4 > buf.length) throw new CodecError(what, `part ${i} length`, 'body ends early');
     const len = new DataView(buf.buffer, buf.byteOffset + pos, 4).getUint32(0, true);
     pos += 4;
-    if (pos + len > buf.length) throw new CodecError(what, `part ${i}`, `${len} bytes announced, ${buf.length - pos} left`);
+    if (pos + len > buf.length)
+      throw new CodecError(what, `part ${i}`, `${len} bytes announced, ${buf.length - pos} left`);
     out.push(len === 0 ? null : buf.subarray(pos, pos + len));
     pos += len;
   }
@@ -45,7 +57,11 @@ export class CompressedServer {
   private readonly emulator: DeltaSender | null;
   private emulatorSource = -1;
 
-  constructor(readonly c: Compression, adapter: NamedArrays, emulator: NamedArrays | null) {
+  constructor(
+    readonly c: Compression,
+    adapter: NamedArrays,
+    emulator: NamedArrays | null,
+  ) {
     this.adapterLayout = layoutOf(adapter);
     this.emulatorLayout = emulator ? layoutOf(emulator) : null;
     this.adapter = new DeltaSender(this.adapterLayout, c.codec);
@@ -77,7 +93,11 @@ export class CompressedClient {
   private emulator: { version: number; state: NamedArrays } | null = null;
   private readonly feedback = new ErrorFeedback();
 
-  constructor(readonly c: Compression, private readonly adapterLayout: Layout, private readonly emulatorLayout: Layout | null) {}
+  constructor(
+    readonly c: Compression,
+    private readonly adapterLayout: Layout,
+    private readonly emulatorLayout: Layout | null,
+  ) {}
 
   get versions(): { adapter: number; emulator: number } {
     return { adapter: this.adapter?.version ?? 0, emulator: this.emulator?.version ?? 0 };
@@ -100,7 +120,12 @@ export class CompressedClient {
   /** The up body for the locally trained adapter; `seed` drives the stochastic rounding. */
   upload(local: NamedArrays, seed: number): Buffer {
     if (!this.adapter) throw new Error('upload before any adapter was received');
-    const bytes = encodeUpload(this.adapterLayout, local, this.adapter, { codec: this.c.codec, topk: this.c.topk, random: mulberry32(seed), feedback: this.feedback });
+    const bytes = encodeUpload(this.adapterLayout, local, this.adapter, {
+      codec: this.c.codec,
+      topk: this.c.topk,
+      random: mulberry32(seed),
+      feedback: this.feedback,
+    });
     return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
   }
 }

@@ -32,7 +32,12 @@ import { methodAsRun, settingsFromConfig, type MethodAsRun } from '../fedbiot/se
 import { evaluateModel, type EvalSpec } from '../fedbiot/evaluate.js';
 import { fedAvg } from '../fedbiot/aggregate.js';
 import { cloneState, type LoraState } from '../fedbiot/lora-state.js';
-import { RoundAggregator, type AggregateResult, type AggregatorState, type PrivacyRecord } from '../privacy/aggregator.js';
+import {
+  RoundAggregator,
+  type AggregateResult,
+  type AggregatorState,
+  type PrivacyRecord,
+} from '../privacy/aggregator.js';
 import { aggregationPlan } from '../privacy/settings.js';
 import { makeManifest } from '../fedbiot/split.js';
 import type { LlamaModel } from '../nn/llama.js';
@@ -108,9 +113,13 @@ export interface WeightedUpdate {
   state: LoraState;
 }
 
-export type Aggregator = (updates: readonly WeightedUpdate[], ctx: { round: number; reference: LoraState }) => LoraState;
+export type Aggregator = (
+  updates: readonly WeightedUpdate[],
+  ctx: { round: number; reference: LoraState },
+) => LoraState;
 
-export const fedAvgAggregator: Aggregator = (updates) => fedAvg(updates.map((u) => ({ client: u.client, samples: u.weight, state: u.state })));
+export const fedAvgAggregator: Aggregator = (updates) =>
+  fedAvg(updates.map((u) => ({ client: u.client, samples: u.weight, state: u.state })));
 
 export type FederationEvent =
   | { type: 'prepared'; entry: Record<string, unknown> }
@@ -222,7 +231,9 @@ export function sampleClients(cfg: RunConfig, round: number, available: readonly
   const perRound = cfg.clients.perRound;
   if (perRound === undefined) return all;
   const k = perRound < 1 ? Math.max(1, Math.round(perRound * all.length)) : Math.min(all.length, Math.floor(perRound));
-  return shuffle(mulberry32(deriveSeed(cfg.seed, `sample-${round}`)), all).slice(0, k).sort(byName);
+  return shuffle(mulberry32(deriveSeed(cfg.seed, `sample-${round}`)), all)
+    .slice(0, k)
+    .sort(byName);
 }
 
 export function buildEvalSpec(exp: Experiment, examples: readonly Example[]): EvalSpec {
@@ -238,7 +249,11 @@ export function buildEvalSpec(exp: Experiment, examples: readonly Example[]): Ev
   const stopIds = tok.eosId !== undefined ? [tok.eosId] : [];
   return {
     nllBatches,
-    cases: gen ? ex.map((e) => ({ promptIds: encodePrompt(e, tok, { template, maxLength: Math.max(8, maxLen - exp.cfg.eval.maxNewTokens) }) })) : [],
+    cases: gen
+      ? ex.map((e) => ({
+          promptIds: encodePrompt(e, tok, { template, maxLength: Math.max(8, maxLen - exp.cfg.eval.maxNewTokens) }),
+        }))
+      : [],
     maxNewTokens: exp.cfg.eval.maxNewTokens,
     stopIds,
     decode: (ids) => tok.decode(ids, { skipSpecial: true }),
@@ -252,7 +267,12 @@ export function roundEvalSpec(spec: EvalSpec, cfg: RunConfig): EvalSpec {
 }
 
 /** Encodes a set of examples for training or alignment; warnings go to the log, none left is an error. */
-export function encodeForTraining(exp: Experiment, examples: readonly Example[], what: string, log: (l: string) => void) {
+export function encodeForTraining(
+  exp: Experiment,
+  examples: readonly Example[],
+  what: string,
+  log: (l: string) => void,
+) {
   const template = exp.cfg.data.template ? getTemplate(exp.cfg.data.template, exp.cfg.model.path) : undefined;
   const r = encodeExamples(examples, exp.tokenizer, { maxLength: exp.cfg.data.maxLength, template });
   for (const w of r.report.warnings) log(`${what}: ${w}`);
@@ -280,17 +300,35 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
   writeAtomic(path.join(o.outDir, 'config.resolved.json'), JSON.stringify(cfg, null, 2));
 
   const pubItems = encodeForTraining(exp, exp.public, 'public data', progress.log.bind(progress));
-  const publicIt = new BatchIterator(pubItems, { batchSize: cfg.algorithm.align.batchSize, padId: resolvePadId(exp.tokenizer), seed: deriveSeed(cfg.seed, 'public') });
+  const publicIt = new BatchIterator(pubItems, {
+    batchSize: cfg.algorithm.align.batchSize,
+    padId: resolvePadId(exp.tokenizer),
+    seed: deriveSeed(cfg.seed, 'public'),
+  });
   const settings = settingsFromConfig(cfg);
   const method = methodAsRun(cfg, settings);
-  progress.log(`${settings.name}: alignment ${method.align_loss}${method.align_objective ? ` (${method.align_objective}, on ${method.public_data})` : ''}, proximal ${method.proximal}`);
+  progress.log(
+    `${settings.name}: alignment ${method.align_loss}${method.align_objective ? ` (${method.align_objective}, on ${method.public_data})` : ''}, proximal ${method.proximal}`,
+  );
   const server = new ServerAlgorithm(exp.base, settings, () => toTokenBatch(publicIt.next()!), cfg.seed);
   const strategy = server.strategy;
-  if (server.split) writeAtomic(path.join(o.outDir, 'split.json'), JSON.stringify(makeManifest(server.split.plan, server.split.placement, modelHash(exp.base)), null, 2));
+  if (server.split)
+    writeAtomic(
+      path.join(o.outDir, 'split.json'),
+      JSON.stringify(makeManifest(server.split.plan, server.split.placement, modelHash(exp.base)), null, 2),
+    );
   const evalSpec = buildEvalSpec(exp, exp.test);
   // privacy / secureAggregation / aggregation settings (src/privacy): the round's aggregation step.
   const plan = aggregationPlan(cfg);
-  const ctx: TransportContext = { cfg, exp, server, strategy, progress, codec, aggregator: new RoundAggregator(plan, cfg.seed) };
+  const ctx: TransportContext = {
+    cfg,
+    exp,
+    server,
+    strategy,
+    progress,
+    codec,
+    aggregator: new RoundAggregator(plan, cfg.seed),
+  };
 
   // Where to start: the transport's record (network: its database), else the latest checkpoint.
   let state: DriverState;
@@ -298,8 +336,14 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
   /** `local`: each client's own adapter. */
   let ownAdapters = new Map<string, LoraState>();
   const fromTransport = transport.resumePoint?.() ?? null;
-  const ck = fromTransport !== null ? loadCheckpoint<DriverState>(ckptDir, fromTransport) : o.resume ? loadCheckpoint<DriverState>(ckptDir) : null;
-  if (fromTransport !== null && !ck) throw new Error(`${ckptDir}: the checkpoint of round ${fromTransport} is missing; the state folder is damaged`);
+  const ck =
+    fromTransport !== null
+      ? loadCheckpoint<DriverState>(ckptDir, fromTransport)
+      : o.resume
+        ? loadCheckpoint<DriverState>(ckptDir)
+        : null;
+  if (fromTransport !== null && !ck)
+    throw new Error(`${ckptDir}: the checkpoint of round ${fromTransport} is missing; the state folder is damaged`);
   if (o.resume && !ck) progress.log('no checkpoint found: starting from the beginning');
   if (ck) {
     server.setAdapter(ck.adapter);
@@ -324,10 +368,31 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       progress.stop();
     }
     const emulator = server.hasEmulator ? await evaluateModel(server.clientModel(), evalSpec) : null;
-    state = { publicIterator: publicIt.getState(), bytesDown: 0, bytesUp: 0, base, emulator, stepSeconds: [], transport: transport.snapshot?.() };
-    const entry = { round: -1, algorithm: settings.name, phase: 'prepare', align_loss: preAlign, eval: { base, emulator } };
+    state = {
+      publicIterator: publicIt.getState(),
+      bytesDown: 0,
+      bytesUp: 0,
+      base,
+      emulator,
+      stepSeconds: [],
+      transport: transport.snapshot?.(),
+    };
+    const entry = {
+      round: -1,
+      algorithm: settings.name,
+      phase: 'prepare',
+      align_loss: preAlign,
+      eval: { base, emulator },
+    };
     appendMetrics(metricsPath, entry);
-    const name = saveCheckpoint(ckptDir, { completedRounds: 0, emulatorVersion: server.currentEmulatorVersion, adapter: server.adapterState(), emulator: server.emulatorState(), clients: ownAdapters, extra: state });
+    const name = saveCheckpoint(ckptDir, {
+      completedRounds: 0,
+      emulatorVersion: server.currentEmulatorVersion,
+      adapter: server.adapterState(),
+      emulator: server.emulatorState(),
+      clients: ownAdapters,
+      extra: state,
+    });
     transport.recorded?.(-1, entry, name);
     emit({ type: 'prepared', entry });
   }
@@ -336,7 +401,10 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
   try {
     const shared = strategy.adapters === 'global';
     const compressing = cfg.compression.codec !== 'none' || cfg.compression.topk !== null;
-    const compressed = compressing && shared ? new CompressedServer(cfg.compression, server.adapterState(), server.emulatorState()) : null;
+    const compressed =
+      compressing && shared
+        ? new CompressedServer(cfg.compression, server.adapterState(), server.emulatorState())
+        : null;
     for (let round = startRound; round < cfg.rounds; round++) {
       const rt0 = performance.now();
       const align = server.beginRound(round);
@@ -356,12 +424,21 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
           emit({ type: 'round-open', round, sampled: s });
           return s;
         },
-        sampleMore: (others, want, extension) => shuffle(mulberry32(deriveSeed(cfg.seed, `sample-${round}-extension-${extension}`)), [...others].sort(byName)).slice(0, want).sort(byName),
+        sampleMore: (others, want, extension) =>
+          shuffle(mulberry32(deriveSeed(cfg.seed, `sample-${round}-extension-${extension}`)), [...others].sort(byName))
+            .slice(0, want)
+            .sort(byName),
         payloadFor: (client, nonce, emulatorVersion) => {
           const p = server.payload(round, emulatorVersion);
           // `local`: each client continues from its own adapter; the server's is never shared.
           const adapter = shared ? globalAdapter : (ownAdapters.get(client) ?? server.initialAdapterState());
-          return { body: encodePayload({ round, nonce, adapter, emulator: p.emulator, emulatorVersion: p.emulatorVersion }, codec), emulatorVersion: p.emulatorVersion };
+          return {
+            body: encodePayload(
+              { round, nonce, adapter, emulator: p.emulator, emulatorVersion: p.emulatorVersion },
+              codec,
+            ),
+            emulatorVersion: p.emulatorVersion,
+          };
         },
         check: (body) => checkUpload(body, globalAdapter, { normBound: cfg.server?.normBound }),
         emit,
@@ -374,10 +451,19 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       let privacy: PrivacyRecord | null = null;
       let secure: AggregateResult['secure'] | null = null;
       if (shared) {
-        if (out.updates.length > 0 && o.hooks?.aggregate) server.setAdapter(aggregate(weigh(cfg, out.updates, progress, round), { round, reference: globalAdapter }));
+        if (out.updates.length > 0 && o.hooks?.aggregate)
+          server.setAdapter(aggregate(weigh(cfg, out.updates, progress, round), { round, reference: globalAdapter }));
         else if (out.updates.length > 0) {
-          const weighted = weigh(cfg, out.updates, progress, round).map((u) => ({ client: u.client, samples: u.weight, state: u.state }));
-          const r = await ctx.aggregator.aggregateRound({ round, start: globalAdapter, population }, weighted, o.dropAfterShares);
+          const weighted = weigh(cfg, out.updates, progress, round).map((u) => ({
+            client: u.client,
+            samples: u.weight,
+            state: u.state,
+          }));
+          const r = await ctx.aggregator.aggregateRound(
+            { round, start: globalAdapter, population },
+            weighted,
+            o.dropAfterShares,
+          );
           server.setAdapter(r.adapter);
           privacy = r.privacy;
           secure = r.secure ?? null;
@@ -388,7 +474,9 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
         server.setAdapter(globalAdapter);
       }
       // Clients that keep their own adapter talk to no server after joining: no round traffic.
-      const traffic = shared ? out.traffic : Object.fromEntries(Object.keys(out.traffic).map((c) => [c, { down: 0, up: 0 }]));
+      const traffic = shared
+        ? out.traffic
+        : Object.fromEntries(Object.keys(out.traffic).map((c) => [c, { down: 0, up: 0 }]));
       const down = Object.values(traffic).reduce((a, t) => a + t.down, 0);
       const up = Object.values(traffic).reduce((a, t) => a + t.up, 0);
       state.bytesDown += down;
@@ -397,10 +485,17 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       const order = out.updates.map((u) => u.client);
       const trainLoss = Object.fromEntries(out.updates.map((u) => [u.client, u.meanLoss]));
       const entry: Record<string, unknown> = {
-        round, algorithm: settings.name, clients: order, sampled: out.sampled, missing: out.sampled.filter((s) => !order.includes(s)),
-        train_loss: trainLoss, samples: Object.fromEntries(out.updates.map((u) => [u.client, u.reported])),
+        round,
+        algorithm: settings.name,
+        clients: order,
+        sampled: out.sampled,
+        missing: out.sampled.filter((s) => !order.includes(s)),
+        train_loss: trainLoss,
+        samples: Object.fromEntries(out.updates.map((u) => [u.client, u.reported])),
         align_loss: align ? { nmse: align.hidden, kl: align.kl, ce: align.ce, total: align.loss } : null,
-        bytes_down: down, bytes_up: up, bytes_per_client: traffic,
+        bytes_down: down,
+        bytes_up: up,
+        bytes_per_client: traffic,
         seconds: (performance.now() - rt0) / 1000,
         ...(plan.rule !== 'fedavg' || plan.clipNorm !== null ? { aggregation: cfg.aggregation } : {}),
         ...(privacy ? { privacy } : {}),
@@ -415,10 +510,19 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       const losses = Object.values(trainLoss);
       const meanLoss = losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length);
       const epsText = privacy ? `, epsilon ${privacy.epsilon === null ? 'infinite' : privacy.epsilon.toFixed(3)}` : '';
-      progress.log(`round ${round + 1}/${cfg.rounds} ${shared && out.updates.length === 0 ? 'skipped (no upload)' : 'complete'}: ${order.length}/${out.sampled.length} clients, train loss ${meanLoss.toFixed(4)}${align ? `, align nmse ${align.hidden.toFixed(4)} kl ${align.kl.toFixed(4)}` : ''}, down ${fmtBytes(down)}, up ${fmtBytes(up)}${epsText}`);
+      progress.log(
+        `round ${round + 1}/${cfg.rounds} ${shared && out.updates.length === 0 ? 'skipped (no upload)' : 'complete'}: ${order.length}/${out.sampled.length} clients, train loss ${meanLoss.toFixed(4)}${align ? `, align nmse ${align.hidden.toFixed(4)} kl ${align.kl.toFixed(4)}` : ''}, down ${fmtBytes(down)}, up ${fmtBytes(up)}${epsText}`,
+      );
       state.publicIterator = publicIt.getState();
       state.transport = transport.snapshot?.();
-      const name = saveCheckpoint(ckptDir, { completedRounds: round + 1, emulatorVersion: server.currentEmulatorVersion, adapter: server.adapterState(), emulator: server.emulatorState(), clients: ownAdapters, extra: state });
+      const name = saveCheckpoint(ckptDir, {
+        completedRounds: round + 1,
+        emulatorVersion: server.currentEmulatorVersion,
+        adapter: server.adapterState(),
+        emulator: server.emulatorState(),
+        clients: ownAdapters,
+        extra: state,
+      });
       transport.recorded?.(round, entry, name);
       emit({ type: 'round-end', round, entry });
     }
@@ -427,9 +531,17 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
     const final = await evalViews(server, evalSpec, shared ? null : ownAdapters);
     appendMetrics(metricsPath, { round: cfg.rounds - 1, algorithm: settings.name, phase: 'final', eval: final });
     const product = shared ? server.adapterState() : (ownAdapters.values().next().value ?? server.adapterState());
-    saveAdapterAsPeft(product, path.join(o.outDir, 'adapter'), { r: settings.adapterLora.r, alpha: settings.adapterLora.alpha, dropout: settings.adapterLora.dropout, baseModel: exp.modelSource });
+    saveAdapterAsPeft(product, path.join(o.outDir, 'adapter'), {
+      r: settings.adapterLora.r,
+      alpha: settings.adapterLora.alpha,
+      dropout: settings.adapterLora.dropout,
+      baseModel: exp.modelSource,
+    });
     const modelP = modelParams(server.clientModel());
-    const trainable = server.adapterLayerList().flatMap((l) => l.loraParams()).reduce((a, t) => a + t.size, 0);
+    const trainable = server
+      .adapterLayerList()
+      .flatMap((l) => l.loraParams())
+      .reduce((a, t) => a + t.size, 0);
     const summary: Summary = {
       algorithm: settings.name,
       transport: transport.kind,
@@ -447,7 +559,14 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
         model_params: modelP,
         trainable_params: trainable,
         mean_step_seconds: state.stepSeconds.reduce((a, b) => a + b, 0) / Math.max(1, state.stepSeconds.length),
-        peak_memory_mb: transport.peakActivationBytes ? clientMemoryMb(heldBytes(server.clientModel()), trainable, settings.local.optimizer, transport.peakActivationBytes()) : null,
+        peak_memory_mb: transport.peakActivationBytes
+          ? clientMemoryMb(
+              heldBytes(server.clientModel()),
+              trainable,
+              settings.local.optimizer,
+              transport.peakActivationBytes(),
+            )
+          : null,
       },
       seconds: (performance.now() - t0) / 1000,
     };
@@ -471,11 +590,18 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
  * round in which any client has no trusted count falls back to equal weights (a reported count
  * alone is never trusted).
  */
-function weigh(cfg: RunConfig, updates: readonly ReceivedUpdate[], progress: Progress, round: number): WeightedUpdate[] {
+function weigh(
+  cfg: RunConfig,
+  updates: readonly ReceivedUpdate[],
+  progress: Progress,
+  round: number,
+): WeightedUpdate[] {
   if (cfg.algorithm.weighting === 'equal') return updates.map((u) => ({ client: u.client, weight: 1, state: u.state }));
   const unknown = updates.filter((u) => u.trusted === null).map((u) => u.client);
   if (unknown.length > 0) {
-    progress.log(`round ${round + 1}: no registered data size for client(s) ${unknown.join(',')}: weighing this round's updates equally`);
+    progress.log(
+      `round ${round + 1}: no registered data size for client(s) ${unknown.join(',')}: weighing this round's updates equally`,
+    );
     return updates.map((u) => ({ client: u.client, weight: 1, state: u.state }));
   }
   return updates.map((u) => ({ client: u.client, weight: Math.min(u.reported, u.trusted!), state: u.state }));
@@ -487,7 +613,12 @@ function weigh(cfg: RunConfig, updates: readonly ReceivedUpdate[], progress: Pro
  * working memory (activations kept for backward, scratch) measured on the engine's buffer pool
  * during local training. The JavaScript runtime itself is not counted.
  */
-function clientMemoryMb(weightBytes: number, trainable: number, opt: AlgorithmSettings['local']['optimizer'], activationBytes: number): number {
+function clientMemoryMb(
+  weightBytes: number,
+  trainable: number,
+  opt: AlgorithmSettings['local']['optimizer'],
+  activationBytes: number,
+): number {
   const slots = opt.kind === 'adamw' ? 2 : (opt.momentum ?? 0) > 0 ? 1 : 0;
   return (weightBytes + trainable * (1 + slots) * 4 + activationBytes) / 1024 ** 2;
 }
@@ -513,7 +644,11 @@ function modelParams(m: LlamaModel): number {
 }
 
 /** AdapEmu and AdapFu; with clients' own adapters (local), the mean over clients of each one's views. */
-async function evalViews(server: ServerAlgorithm, spec: EvalSpec, own: Map<string, LoraState> | null): Promise<{ adapemu: EvalResult; adapfu: EvalResult }> {
+async function evalViews(
+  server: ServerAlgorithm,
+  spec: EvalSpec,
+  own: Map<string, LoraState> | null,
+): Promise<{ adapemu: EvalResult; adapfu: EvalResult }> {
   const run = async () => {
     const adapfu = await evaluateModel(server.fullModel(), spec);
     // Without an emulator (fedavg-full) the clients hold the full model: both views are one model.
@@ -525,7 +660,8 @@ async function evalViews(server: ServerAlgorithm, spec: EvalSpec, own: Map<strin
   for (const s of own.values()) {
     server.setAdapter(s);
     const r = await run();
-    for (const view of ['adapemu', 'adapfu'] as const) for (const [k, v] of Object.entries(r[view])) acc[view][k] = (acc[view][k] ?? 0) + v / own.size;
+    for (const view of ['adapemu', 'adapfu'] as const)
+      for (const [k, v] of Object.entries(r[view])) acc[view][k] = (acc[view][k] ?? 0) + v / own.size;
   }
   server.setAdapter(saved);
   return acc;
@@ -544,7 +680,9 @@ function truncateMetrics(file: string, completedRounds: number): void {
     .filter((l) => l.trim() !== '')
     .filter((l) => {
       const e = JSON.parse(l) as { round?: number; phase?: string };
-      return e.phase === 'prepare' || (e.phase === undefined && typeof e.round === 'number' && e.round < completedRounds);
+      return (
+        e.phase === 'prepare' || (e.phase === undefined && typeof e.round === 'number' && e.round < completedRounds)
+      );
     });
   writeAtomic(file, keep.map((l) => `${l}\n`).join(''));
 }

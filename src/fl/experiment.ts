@@ -46,11 +46,19 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
     const r = cfg.model.random!;
     tokenizer = new ByteTokenizer();
     const mc = makeConfig({
-      vocabSize: r.vocabSize ?? 259, hiddenSize: r.hiddenSize, intermediateSize: r.intermediateSize, numLayers: r.numLayers,
-      numHeads: r.numHeads, numKvHeads: r.numKvHeads ?? r.numHeads, maxPositionEmbeddings: r.maxPositionEmbeddings,
-      bosTokenId: tokenizer.bosId ?? null, eosTokenId: tokenizer.eosId ?? null, padTokenId: tokenizer.padId ?? null,
+      vocabSize: r.vocabSize ?? 259,
+      hiddenSize: r.hiddenSize,
+      intermediateSize: r.intermediateSize,
+      numLayers: r.numLayers,
+      numHeads: r.numHeads,
+      numKvHeads: r.numKvHeads ?? r.numHeads,
+      maxPositionEmbeddings: r.maxPositionEmbeddings,
+      bosTokenId: tokenizer.bosId ?? null,
+      eosTokenId: tokenizer.eosId ?? null,
+      padTokenId: tokenizer.padId ?? null,
     });
-    if (mc.vocabSize < 259) throw new Error(`model.random.vocabSize must be at least 259 for the byte tokenizer, got ${mc.vocabSize}`);
+    if (mc.vocabSize < 259)
+      throw new Error(`model.random.vocabSize must be at least 259 for the byte tokenizer, got ${mc.vocabSize}`);
     base = LlamaModel.random(mc, r.seed);
     modelSource = `random(seed=${r.seed})`;
   }
@@ -67,7 +75,10 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
     if (d.test) test = loadExamplesFromFile(d.test, opts).examples;
     else {
       // Hold out a seeded 10% when no test file is given.
-      const idx = shuffle(mulberry32(deriveSeed(cfg.seed, 'holdout')), train.map((_, i) => i));
+      const idx = shuffle(
+        mulberry32(deriveSeed(cfg.seed, 'holdout')),
+        train.map((_, i) => i),
+      );
       const n = Math.max(1, Math.round(train.length * 0.1));
       const held = new Set(idx.slice(0, n));
       test = train.filter((_, i) => held.has(i));
@@ -90,7 +101,8 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
   if (publicSource === 'file') {
     if (!d.public.path) throw new Error('config data.public.path: required when data.public.source is "file"');
     const loaded = loadExamplesFromFile(d.public.path, { format: 'auto', skipInvalid: true });
-    if (loaded.report.skipped > 0) warnings.push(`${d.public.path}: skipped ${loaded.report.skipped} invalid public records`);
+    if (loaded.report.skipped > 0)
+      warnings.push(`${d.public.path}: skipped ${loaded.report.skipped} invalid public records`);
     pub = loaded.examples.slice(0, d.public.size);
   } else if (publicSource === 'corpus') {
     const { buildCorpus } = await import('../data/corpus.js');
@@ -101,7 +113,14 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
       const doc = docs[Math.floor(rand() * docs.length)]!;
       const start = Math.floor(rand() * Math.max(1, doc.text.length - 400));
       const text = doc.text.slice(start, start + 400);
-      pub.push({ id: `public-${i}`, format: 'alpaca', instruction: 'Continue the text.', input: '', response: text, category: 'corpus' });
+      pub.push({
+        id: `public-${i}`,
+        format: 'alpaca',
+        instruction: 'Continue the text.',
+        input: '',
+        response: text,
+        category: 'corpus',
+      });
     }
   } else {
     // Generated instruction data, by default outside the clients' domain (the other families). A
@@ -124,26 +143,52 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
 
   const c = cfg.clients;
   const single = cfg.algorithm.name === 'offsite';
-  const spec: SplitSpec = c.split === 'iid' ? { kind: 'iid' } : c.split === 'dirichlet' ? { kind: 'dirichlet', alpha: c.alpha } : { kind: 'meta' };
+  const spec: SplitSpec =
+    c.split === 'iid'
+      ? { kind: 'iid' }
+      : c.split === 'dirichlet'
+        ? { kind: 'dirichlet', alpha: c.alpha }
+        : { kind: 'meta' };
   const categories = train.map((e) => e.category);
   const split = splitClients(categories, c.count, spec, deriveSeed(cfg.seed, 'split'));
   warnings.push(...split.warnings);
   const clients = single ? [split.clients.flat().sort((a, b) => a - b)] : split.clients;
-  return { cfg, base, tokenizer, modelSource, task, train, test, public: pub, clients, splitTable: renderSplitTable(clients, categories), warnings };
+  return {
+    cfg,
+    base,
+    tokenizer,
+    modelSource,
+    task,
+    train,
+    test,
+    public: pub,
+    clients,
+    splitTable: renderSplitTable(clients, categories),
+    warnings,
+  };
 }
 
 /** The task metric for generated outputs against the test examples. */
 export function taskScorer(task: TaskName | null, test: readonly Example[]): TaskScorer | null {
-  if (task === 'math') return async (outs) => ({ accuracy: mathAccuracy(outs, test.map((e) => e.response)).accuracy });
+  if (task === 'math')
+    return async (outs) => ({
+      accuracy: mathAccuracy(
+        outs,
+        test.map((e) => e.response),
+      ).accuracy,
+    });
   if (task === 'qa') {
     return async (outs) => {
-      const s = textScores(outs, test.map((e) => e.response));
+      const s = textScores(
+        outs,
+        test.map((e) => e.response),
+      );
       return { exact_match: s.exactMatch, rouge_l: s.rougeL };
     };
   }
   if (task === 'code') {
     return async (outs) => {
-      const tasks = test.map((e, i) => ({ id: e.id, output: outs[i]!, tests: ((e.meta?.tests as string[]) ?? []) }));
+      const tasks = test.map((e, i) => ({ id: e.id, output: outs[i]!, tests: (e.meta?.tests as string[]) ?? [] }));
       const r = await evaluateCode(tasks, { concurrency: 2 });
       return { pass_at_1: r.passAt1 };
     };

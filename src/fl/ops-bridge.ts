@@ -34,7 +34,14 @@ export function federationToOps(events: RunEvents, o: { bytesFromEntries: boolea
         break;
       }
       case 'finished':
-        events.emit({ type: 'final', line: { round: e.summary.rounds - 1, phase: 'final', eval: { adapemu: e.summary.adapemu, adapfu: e.summary.adapfu } } });
+        events.emit({
+          type: 'final',
+          line: {
+            round: e.summary.rounds - 1,
+            phase: 'final',
+            eval: { adapemu: e.summary.adapemu, adapfu: e.summary.adapfu },
+          },
+        });
         events.emit({ type: 'phase', phase: 'done', round: null });
         break;
     }
@@ -54,6 +61,7 @@ export function replayMetrics(events: RunEvents, metricsPath: string): void {
     }
     if (line.phase === 'prepare') events.emit({ type: 'prepare', line });
     else if (line.phase === 'final') events.emit({ type: 'final', line });
-    else if (typeof line.round === 'number' && line.round >= 0) events.emit({ type: 'round-complete', round: line.round, line });
+    else if (typeof line.round === 'number' && line.round >= 0)
+      events.emit({ type: 'round-complete', round: line.round, line });
   }
 }

@@ -50,7 +50,11 @@ function codecNamed(name: string | undefined, label: string): PayloadCodec {
   return c;
 }
 
-function split(records: Map<string, TensorRecord>, prefixes: readonly string[], label: string): Map<string, Map<string, TensorRecord>> {
+function split(
+  records: Map<string, TensorRecord>,
+  prefixes: readonly string[],
+  label: string,
+): Map<string, Map<string, TensorRecord>> {
   const out = new Map(prefixes.map((p) => [p, new Map<string, TensorRecord>()]));
   for (const [k, v] of records) {
     const p = prefixes.find((x) => k.startsWith(x));
@@ -72,7 +76,15 @@ export interface RoundPayloadBody {
 export function encodePayload(p: RoundPayloadBody, codec: PayloadCodec = f32Codec): Buffer {
   const m = codec.encode(p.adapter, 'adapter.');
   if (p.emulator) for (const [k, v] of codec.encode(p.emulator, 'emulator.')) m.set(k, v);
-  return serializeSafetensors(m, { metadata: { round: String(p.round), nonce: p.nonce, emulatorVersion: String(p.emulatorVersion), hasEmulator: p.emulator ? '1' : '0', codec: codec.name } });
+  return serializeSafetensors(m, {
+    metadata: {
+      round: String(p.round),
+      nonce: p.nonce,
+      emulatorVersion: String(p.emulatorVersion),
+      hasEmulator: p.emulator ? '1' : '0',
+      codec: codec.name,
+    },
+  });
 }
 
 export function decodePayload(buf: Uint8Array): RoundPayloadBody {
@@ -98,11 +110,25 @@ export interface UpdateBody {
 }
 
 export function encodeUpdate(u: UpdateBody, codec: PayloadCodec = f32Codec): Buffer {
-  return serializeSafetensors(codec.encode(u.state, ''), { metadata: { round: String(u.round), nonce: u.nonce, samples: String(u.samples), codec: codec.name } });
+  return serializeSafetensors(codec.encode(u.state, ''), {
+    metadata: { round: String(u.round), nonce: u.nonce, samples: String(u.samples), codec: codec.name },
+  });
 }
 
 /** Parses an update body; throws with a reason naming what is wrong (the caller turns it into a refusal). */
-export function decodeUpdate(buf: Uint8Array): { round: string | undefined; nonce: string | undefined; samples: string | undefined; state: Map<string, TensorRecord>; codec: PayloadCodec } {
+export function decodeUpdate(buf: Uint8Array): {
+  round: string | undefined;
+  nonce: string | undefined;
+  samples: string | undefined;
+  state: Map<string, TensorRecord>;
+  codec: PayloadCodec;
+} {
   const { tensors, metadata } = deserializeSafetensors(buf, 'upload');
-  return { round: metadata.round, nonce: metadata.nonce, samples: metadata.samples, state: tensors, codec: codecNamed(metadata.codec, 'upload') };
+  return {
+    round: metadata.round,
+    nonce: metadata.nonce,
+    samples: metadata.samples,
+    state: tensors,
+    codec: codecNamed(metadata.codec, 'upload'),
+  };
 }

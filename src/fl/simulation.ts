@@ -8,7 +8,18 @@ import { liveTensorBytes, peakTensorBytes, resetPeakTensorBytes } from '../tenso
 import { nonce as newNonce } from './net/auth.js';
 import { decodePayload, encodeUpdate } from './payload.js';
 import { clientDataSeed, clientDropoutSeed } from './seeds.js';
-import { encodeForTraining, measuredJoinBytes, runFederation, type ReceivedUpdate, type RoundExchange, type RoundOutcome, type RunOptions, type Summary, type Transport, type TransportContext } from './driver.js';
+import {
+  encodeForTraining,
+  measuredJoinBytes,
+  runFederation,
+  type ReceivedUpdate,
+  type RoundExchange,
+  type RoundOutcome,
+  type RunOptions,
+  type Summary,
+  type Transport,
+  type TransportContext,
+} from './driver.js';
 import type { Experiment } from './experiment.js';
 import { CompressedClient } from './compression.js';
 import { cloneState, firstNonFinite, stateAddScaled, stateDiff, type LoraState } from '../fedbiot/lora-state.js';
@@ -39,14 +50,30 @@ export class InProcessTransport implements Transport {
   /** With compression: each client's received states and error feedback (not checkpointed: a resumed run restarts the streams). */
   private readonly compressedClients = new Map<string, CompressedClient>();
 
-  constructor(exp: Experiment, private readonly shouldStop?: () => boolean, private readonly poison?: SimulationOptions['poison']) {
+  constructor(
+    exp: Experiment,
+    private readonly shouldStop?: () => boolean,
+    private readonly poison?: SimulationOptions['poison'],
+  ) {
     const cfg = exp.cfg;
     const padId = resolvePadId(exp.tokenizer);
     exp.clients.forEach((idx, i) => {
       if (idx.length === 0) return;
       const name = String(i);
-      const items = encodeForTraining(exp, idx.map((j) => exp.train[j]!), `client ${i}`, () => {});
-      this.iterators.set(name, new BatchIterator(items, { batchSize: cfg.algorithm.local.batchSize, padId, seed: clientDataSeed(cfg.seed, name) }));
+      const items = encodeForTraining(
+        exp,
+        idx.map((j) => exp.train[j]!),
+        `client ${i}`,
+        () => {},
+      );
+      this.iterators.set(
+        name,
+        new BatchIterator(items, {
+          batchSize: cfg.algorithm.local.batchSize,
+          padId,
+          seed: clientDataSeed(cfg.seed, name),
+        }),
+      );
       this.sizes.set(name, items.length);
     });
   }
@@ -86,11 +113,18 @@ export class InProcessTransport implements Transport {
       if (x.compressed) {
         // compressed streams: each client holds its own received states and error feedback
         const server = x.compressed;
-        cc = this.compressedClients.get(name) ?? new CompressedClient(cfg.compression, server.adapterLayout, server.emulatorLayout);
+        cc =
+          this.compressedClients.get(name) ??
+          new CompressedClient(cfg.compression, server.adapterLayout, server.emulatorLayout);
         this.compressedClients.set(name, cc);
         body = server.payloadFor(cc.versions.adapter, cc.versions.emulator);
         const r = cc.receive(body, `round ${x.round + 1} payload for client ${name}`);
-        this.client.apply({ round: x.round, adapter: cloneState(r.adapter), emulator: r.emulator ? cloneState(r.emulator) : null, emulatorVersion: this.ctx.server.currentEmulatorVersion });
+        this.client.apply({
+          round: x.round,
+          adapter: cloneState(r.adapter),
+          emulator: r.emulator ? cloneState(r.emulator) : null,
+          emulatorVersion: this.ctx.server.currentEmulatorVersion,
+        });
       } else {
         body = x.payloadFor(name, nonce, this.state.emulatorVersions[name] ?? -1).body;
         const p = decodePayload(body);
@@ -100,7 +134,11 @@ export class InProcessTransport implements Transport {
       const it = this.iterators.get(name)!;
       const live0 = liveTensorBytes();
       resetPeakTensorBytes();
-      const res = this.client.train(() => toTokenBatch(it.next()!), (_, loss) => progress.tick({ client: name, loss: loss.toFixed(4) }), clientDropoutSeed(clientDataSeed(cfg.seed, name), x.round));
+      const res = this.client.train(
+        () => toTokenBatch(it.next()!),
+        (_, loss) => progress.tick({ client: name, loss: loss.toFixed(4) }),
+        clientDropoutSeed(clientDataSeed(cfg.seed, name), x.round),
+      );
       this.state.peakActivationBytes = Math.max(this.state.peakActivationBytes, peakTensorBytes() - live0);
       const size = this.sizes.get(name)!;
       let upload = res.state;
@@ -115,17 +153,30 @@ export class InProcessTransport implements Transport {
         up = cc.upload(upload, deriveSeed(clientDataSeed(cfg.seed, name), `upload-${x.round}`));
         state = x.compressed!.readUpdate(up, `round ${x.round + 1} update from client ${name}`);
         const bad = firstNonFinite(state);
-        if (bad) throw new Error(`simulated client ${name}, round ${x.round + 1}: its update has a non-finite value in '${bad}'`);
+        if (bad)
+          throw new Error(
+            `simulated client ${name}, round ${x.round + 1}: its update has a non-finite value in '${bad}'`,
+          );
       } else {
         up = encodeUpdate({ round: x.round, nonce, samples: size, state: upload }, this.ctx.codec);
         const c = x.check(up);
-        if (!c.ok) throw new Error(`simulated client ${name}, round ${x.round + 1}: its update was refused: ${c.code}: ${c.reason}`);
+        if (!c.ok)
+          throw new Error(
+            `simulated client ${name}, round ${x.round + 1}: its update was refused: ${c.code}: ${c.reason}`,
+          );
         state = c.state;
         reported = c.samples;
       }
       traffic[name] = { down: body.length, up: up.length };
       x.emit({ type: 'update', round: x.round, client: name, bytes: up.length });
-      updates.push({ client: name, reported, trusted: size, state, meanLoss: res.meanLoss, stepSeconds: res.seconds / Math.max(1, cfg.algorithm.local.steps) });
+      updates.push({
+        client: name,
+        reported,
+        trusted: size,
+        state,
+        meanLoss: res.meanLoss,
+        stepSeconds: res.seconds / Math.max(1, cfg.algorithm.local.steps),
+      });
     }
     progress.stop();
     // simulated clients load what they receive into the server's own emulator layers: give the

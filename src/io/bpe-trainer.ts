@@ -48,7 +48,8 @@ export function countWords(texts: Iterable<string>, counts = new Map<string, num
 
 export function trainBpe(texts: Iterable<string>, opts: BpeTrainOptions): TrainedBpe {
   const base = SPECIAL_TOKENS.length + 256;
-  if (!Number.isInteger(opts.vocabSize) || opts.vocabSize < base) throw new RangeError(`vocabSize must be at least ${base}`);
+  if (!Number.isInteger(opts.vocabSize) || opts.vocabSize < base)
+    throw new RangeError(`vocabSize must be at least ${base}`);
   if (opts.vocabSize >= KEY) throw new RangeError('vocabSize too large');
   const minFreq = opts.minFrequency ?? 2;
   const wordCounts = countWords(texts);
@@ -178,18 +179,33 @@ export function trainBpe(texts: Iterable<string>, opts: BpeTrainOptions): Traine
 /** tokenizer.json (Hugging Face schema) for a trained byte-level BPE. */
 export function trainedToTokenizerJson(t: TrainedBpe): Record<string, unknown> {
   const vocab: Record<string, number> = {};
-  t.vocab.forEach((s, i) => { vocab[s] = i; });
+  t.vocab.forEach((s, i) => {
+    vocab[s] = i;
+  });
   return {
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: SPECIAL_TOKENS.map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    added_tokens: SPECIAL_TOKENS.map((content, id) => ({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
     normalizer: null,
     pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
     post_processor: {
       type: 'TemplateProcessing',
       single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-      pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '<s>', type_id: 1 } }, { Sequence: { id: 'B', type_id: 1 } }],
+      pair: [
+        { SpecialToken: { id: '<s>', type_id: 0 } },
+        { Sequence: { id: 'A', type_id: 0 } },
+        { SpecialToken: { id: '<s>', type_id: 1 } },
+        { Sequence: { id: 'B', type_id: 1 } },
+      ],
       special_tokens: { '<s>': { id: '<s>', ids: [BOS_ID], tokens: ['<s>'] } },
     },
     decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
@@ -220,7 +236,10 @@ export function trainedTokenizerConfig(): Record<string, unknown> {
     clean_up_tokenization_spaces: false,
     model_max_length: 4096,
     added_tokens_decoder: Object.fromEntries(
-      SPECIAL_TOKENS.map((content, id) => [String(id), { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true }]),
+      SPECIAL_TOKENS.map((content, id) => [
+        String(id),
+        { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true },
+      ]),
     ),
   };
 }

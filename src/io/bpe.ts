@@ -14,7 +14,11 @@ export interface MergeTable {
 /** Packs rank and merged id into one number: rank * 2^21 + id keeps both exact. */
 const ID_BITS = 2 ** 21;
 
-export function buildMergeTable(vocab: ReadonlyMap<string, number>, merges: readonly (readonly [string, string])[], where = 'tokenizer'): MergeTable {
+export function buildMergeTable(
+  vocab: ReadonlyMap<string, number>,
+  merges: readonly (readonly [string, string])[],
+  where = 'tokenizer',
+): MergeTable {
   let maxId = 0;
   for (const id of vocab.values()) maxId = Math.max(maxId, id);
   if (maxId >= ID_BITS) throw new RangeError(`${where}: vocabulary ids up to ${maxId} are not supported`);
@@ -55,8 +59,12 @@ export function bpeMerge(ids: number[], table: MergeTable): number[] {
   const hp: number[] = [];
   const less = (i: number, j: number) => hr[i]! < hr[j]! || (hr[i] === hr[j] && hp[i]! < hp[j]!);
   const swap = (i: number, j: number) => {
-    const r = hr[i]!; hr[i] = hr[j]!; hr[j] = r;
-    const p = hp[i]!; hp[i] = hp[j]!; hp[j] = p;
+    const r = hr[i]!;
+    hr[i] = hr[j]!;
+    hr[j] = r;
+    const p = hp[i]!;
+    hp[i] = hp[j]!;
+    hp[j] = p;
   };
   const push = (rank: number, pos: number) => {
     hr.push(rank);

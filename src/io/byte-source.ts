@@ -68,14 +68,26 @@ export function writeFileAtomic(path: string, write: (fd: number) => void): void
     fs.fsyncSync(fd);
     fs.closeSync(fd);
   } catch (e) {
-    try { fs.closeSync(fd); } catch { /* already closed */ }
-    try { fs.unlinkSync(tmp); } catch { /* nothing to remove */ }
+    try {
+      fs.closeSync(fd);
+    } catch {
+      /* already closed */
+    }
+    try {
+      fs.unlinkSync(tmp);
+    } catch {
+      /* nothing to remove */
+    }
     throw e;
   }
   try {
     fs.renameSync(tmp, path);
   } catch (e) {
-    try { fs.unlinkSync(tmp); } catch { /* nothing to remove */ }
+    try {
+      fs.unlinkSync(tmp);
+    } catch {
+      /* nothing to remove */
+    }
     throw e;
   }
   fsyncDir(nodePath.dirname(path));

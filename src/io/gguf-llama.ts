@@ -63,8 +63,15 @@ export function ggufToHfName(name: string): string | undefined {
  * Reorders the rows of a [nHead*headDim, cols] matrix from HF's rotate-half layout
  * to llama.cpp's interleaved layout (inverse = true undoes it).
  */
-export function permuteRotary(data: Float32Array, rows: number, cols: number, nHead: number, inverse = false): Float32Array {
-  if (rows % nHead !== 0 || (rows / nHead) % 2 !== 0) throw new RangeError(`cannot permute ${rows} rows into ${nHead} heads of even size`);
+export function permuteRotary(
+  data: Float32Array,
+  rows: number,
+  cols: number,
+  nHead: number,
+  inverse = false,
+): Float32Array {
+  if (rows % nHead !== 0 || (rows / nHead) % 2 !== 0)
+    throw new RangeError(`cannot permute ${rows} rows into ${nHead} heads of even size`);
   if (data.length !== rows * cols) throw new RangeError('data length does not match rows * cols');
   const hd = rows / nHead;
   const half = hd / 2;
@@ -116,9 +123,7 @@ export interface GgufVocab {
 }
 
 export function vocabKv(v: GgufVocab): [string, GgufValue][] {
-  const kv: [string, GgufValue][] = [
-    ['tokenizer.ggml.model', gv.str(v.model)],
-  ];
+  const kv: [string, GgufValue][] = [['tokenizer.ggml.model', gv.str(v.model)]];
   if (v.pre) kv.push(['tokenizer.ggml.pre', gv.str(v.pre)]);
   kv.push(['tokenizer.ggml.tokens', gv.arr('string', v.tokens)]);
   kv.push(['tokenizer.ggml.scores', gv.arr('f32', v.scores)]);
@@ -151,11 +156,16 @@ function archKv(c: LlamaConfig, path: string): [string, GgufValue][] {
     [`${a}.vocab_size`, gv.u32(c.vocabSize)],
   ];
   const rs = c.ropeScaling;
-  if (rs?.type === 'linear') kv.push([`${a}.rope.scaling.type`, gv.str('linear')], [`${a}.rope.scaling.factor`, gv.f32(rs.factor)]);
+  if (rs?.type === 'linear')
+    kv.push([`${a}.rope.scaling.type`, gv.str('linear')], [`${a}.rope.scaling.factor`, gv.f32(rs.factor)]);
   else if (rs?.type === 'yarn') {
     kv.push([`${a}.rope.scaling.type`, gv.str('yarn')], [`${a}.rope.scaling.factor`, gv.f32(rs.factor)]);
-    kv.push([`${a}.rope.scaling.original_context_length`, gv.u32(rs.originalMaxPositionEmbeddings ?? c.maxPositionEmbeddings)]);
-  } else if (rs?.type === 'dynamic') throw new FormatError(path, 'rope_scaling type "dynamic" has no llama.cpp counterpart; GGUF export refuses it');
+    kv.push([
+      `${a}.rope.scaling.original_context_length`,
+      gv.u32(rs.originalMaxPositionEmbeddings ?? c.maxPositionEmbeddings),
+    ]);
+  } else if (rs?.type === 'dynamic')
+    throw new FormatError(path, 'rope_scaling type "dynamic" has no llama.cpp counterpart; GGUF export refuses it');
   return kv;
 }
 
@@ -195,7 +205,8 @@ const QUANT_FILE_TYPE: Record<GgufQuant, number> = { q8_0: 7, q4_0: 2, q4_k_m: 1
  * 32-blocks to F16).
  */
 export function quantTypeFor(quant: GgufQuant, ggufName: string, cols: number): GgufQuantType | 'F16' {
-  const moreBits = ggufName === 'output.weight' || (quant === 'q4_k_m' && /\.(attn_v|ffn_down)\.weight$/.test(ggufName));
+  const moreBits =
+    ggufName === 'output.weight' || (quant === 'q4_k_m' && /\.(attn_v|ffn_down)\.weight$/.test(ggufName));
   let t: GgufQuantType = quant === 'q8_0' || moreBits ? 'Q8_0' : quant === 'q4_0' ? 'Q4_0' : 'Q4_K';
   if (cols % quantBlock(t) !== 0 && t === 'Q4_K') t = 'Q4_0';
   return cols % quantBlock(t) === 0 ? t : 'F16';
@@ -205,7 +216,10 @@ export function quantTypeFor(quant: GgufQuant, ggufName: string, cols: number): 
 export function writeLlamaGguf(path: string, o: WriteLlamaGgufOptions): void {
   const c = o.config;
   if (o.vocab.tokens.length !== c.vocabSize) {
-    throw new FormatError(path, `tokenizer has ${o.vocab.tokens.length} tokens but config.vocab_size is ${c.vocabSize}`);
+    throw new FormatError(
+      path,
+      `tokenizer has ${o.vocab.tokens.length} tokens but config.vocab_size is ${c.vocabSize}`,
+    );
   }
   const have = new Map(tensorEntries(o.tensors));
   const tensors: GgufTensorInput[] = [];
@@ -214,15 +228,25 @@ export function writeLlamaGguf(path: string, o: WriteLlamaGgufOptions): void {
   for (const [name, shape] of llamaTensorShapes(c)) {
     const t = have.get(name);
     if (!t) throw new FormatError(path, `tensor "${name}" is missing`);
-    if (t.shape.join(',') !== shape.join(',')) throw new FormatError(path, `tensor "${name}" has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
+    if (t.shape.join(',') !== shape.join(','))
+      throw new FormatError(path, `tensor "${name}" has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
     const gname = hfToGgufName(name)!;
     const base = /^blk\.\d+\.([a-z_]+)\.(?:weight|bias)$/.exec(gname)?.[1] ?? '';
     const heads = rotaryHeads(c, base);
     // computed when the writer reads it, so a large model need not be held in f32 all at once
     const data = () => (heads ? permuteRotary(t.data, shape[0]!, shape[1] ?? 1, heads) : t.data);
     const qt = o.quant && shape.length === 2 ? quantTypeFor(o.quant, gname, shape[1]!) : null;
-    if (qt && qt !== 'F16') tensors.push({ name: gname, shape, type: qt, raw: quantizeRows(qt, data(), shape[0]!, shape[1]!) });
-    else tensors.push({ name: gname, shape, type: shape.length === 1 ? 'F32' : qt ?? o.type ?? 'F32', get data() { return data(); } });
+    if (qt && qt !== 'F16')
+      tensors.push({ name: gname, shape, type: qt, raw: quantizeRows(qt, data(), shape[0]!, shape[1]!) });
+    else
+      tensors.push({
+        name: gname,
+        shape,
+        type: shape.length === 1 ? 'F32' : (qt ?? o.type ?? 'F32'),
+        get data() {
+          return data();
+        },
+      });
   }
   // LLAMA_FTYPE_ALL_F32 / MOSTLY_F16 / MOSTLY_BF16, or the quantized file type
   const fileType = o.quant ? QUANT_FILE_TYPE[o.quant] : (o.type ?? 'F32') === 'F32' ? 0 : o.type === 'F16' ? 1 : 32;
@@ -242,35 +266,52 @@ export function writeLlamaGguf(path: string, o: WriteLlamaGgufOptions): void {
 
 function num(r: GgufReader, key: string): number {
   const v = r.get(key);
-  if (typeof v !== 'number' && typeof v !== 'bigint') throw new FormatError('<gguf>', `key "${key}" missing or not a number`);
+  if (typeof v !== 'number' && typeof v !== 'bigint')
+    throw new FormatError('<gguf>', `key "${key}" missing or not a number`);
   return Number(v);
 }
 
 /** Reads a LLaMA GGUF back into a config and HF-named, HF-layout tensors. */
-export function readLlamaGguf(path: string): { config: LlamaConfig; tensors: Map<string, TensorRecord>; reader: GgufReader } {
+export function readLlamaGguf(path: string): {
+  config: LlamaConfig;
+  tensors: Map<string, TensorRecord>;
+  reader: GgufReader;
+} {
   const r = GgufReader.open(path);
   try {
     const a = r.get('general.architecture');
-    if (a !== 'llama' && a !== 'qwen2' && a !== 'qwen3') throw new FormatError(path, `general.architecture is ${JSON.stringify(a)}, expected "llama", "qwen2" or "qwen3"`);
-    if (r.get(`${a}.rope.scaling.type`) !== undefined || r.tensors.has('rope_freqs.weight')) throw new FormatError(path, 'reading rope scaling back from GGUF is not supported');
+    if (a !== 'llama' && a !== 'qwen2' && a !== 'qwen3')
+      throw new FormatError(path, `general.architecture is ${JSON.stringify(a)}, expected "llama", "qwen2" or "qwen3"`);
+    if (r.get(`${a}.rope.scaling.type`) !== undefined || r.tensors.has('rope_freqs.weight'))
+      throw new FormatError(path, 'reading rope scaling back from GGUF is not supported');
     const tokens = r.get('tokenizer.ggml.tokens');
     const heads = num(r, `${a}.attention.head_count`);
     const hidden = num(r, `${a}.embedding_length`);
-    const config = parseLlamaConfig({
-      model_type: a,
-      hidden_size: hidden,
-      intermediate_size: num(r, `${a}.feed_forward_length`),
-      num_hidden_layers: num(r, `${a}.block_count`),
-      num_attention_heads: heads,
-      num_key_value_heads: r.get(`${a}.attention.head_count_kv`) !== undefined ? num(r, `${a}.attention.head_count_kv`) : heads,
-      head_dim: r.get(`${a}.rope.dimension_count`) !== undefined ? num(r, `${a}.rope.dimension_count`) : hidden / heads,
-      rms_norm_eps: num(r, `${a}.attention.layer_norm_rms_epsilon`),
-      rope_theta: r.get(`${a}.rope.freq_base`) !== undefined ? num(r, `${a}.rope.freq_base`) : 10000,
-      vocab_size: r.get(`${a}.vocab_size`) !== undefined ? num(r, `${a}.vocab_size`) : Array.isArray(tokens) ? tokens.length : 0,
-      max_position_embeddings: num(r, `${a}.context_length`),
-      tie_word_embeddings: !r.tensors.has('output.weight'),
-      ...(a !== 'qwen2' && r.tensors.has('blk.0.attn_output.bias') ? { attention_bias: true } : {}),
-    }, path);
+    const config = parseLlamaConfig(
+      {
+        model_type: a,
+        hidden_size: hidden,
+        intermediate_size: num(r, `${a}.feed_forward_length`),
+        num_hidden_layers: num(r, `${a}.block_count`),
+        num_attention_heads: heads,
+        num_key_value_heads:
+          r.get(`${a}.attention.head_count_kv`) !== undefined ? num(r, `${a}.attention.head_count_kv`) : heads,
+        head_dim:
+          r.get(`${a}.rope.dimension_count`) !== undefined ? num(r, `${a}.rope.dimension_count`) : hidden / heads,
+        rms_norm_eps: num(r, `${a}.attention.layer_norm_rms_epsilon`),
+        rope_theta: r.get(`${a}.rope.freq_base`) !== undefined ? num(r, `${a}.rope.freq_base`) : 10000,
+        vocab_size:
+          r.get(`${a}.vocab_size`) !== undefined
+            ? num(r, `${a}.vocab_size`)
+            : Array.isArray(tokens)
+              ? tokens.length
+              : 0,
+        max_position_embeddings: num(r, `${a}.context_length`),
+        tie_word_embeddings: !r.tensors.has('output.weight'),
+        ...(a !== 'qwen2' && r.tensors.has('blk.0.attn_output.bias') ? { attention_bias: true } : {}),
+      },
+      path,
+    );
     const tensors = new Map<string, TensorRecord>();
     for (const name of r.tensors.keys()) {
       const hf = ggufToHfName(name);
@@ -325,7 +366,8 @@ export function writeLoraGguf(path: string, o: WriteLoraGgufOptions): void {
 export function readLoraGguf(path: string, baseConfig: LlamaConfig): { alpha: number; tensors: LoraTensors } {
   const r = GgufReader.open(path);
   try {
-    if (r.get('general.type') !== 'adapter' || r.get('adapter.type') !== 'lora') throw new FormatError(path, 'not a LoRA adapter GGUF');
+    if (r.get('general.type') !== 'adapter' || r.get('adapter.type') !== 'lora')
+      throw new FormatError(path, 'not a LoRA adapter GGUF');
     const alpha = Number(r.get('adapter.lora.alpha'));
     const pairs = new Map<string, { A?: TensorRecord; B?: TensorRecord }>();
     for (const name of r.tensors.keys()) {

@@ -51,7 +51,8 @@ export function quantizeRows(type: GgufQuantType, x: Float32Array, rows: number,
 /** The values of a quantized [rows, cols] matrix as f32. */
 export function dequantizeRows(type: GgufQuantType, bytes: Uint8Array, rows: number, cols: number): Float32Array {
   const want = quantBytes(type, rows, cols);
-  if (bytes.length !== want) throw new RangeError(`${type}: ${bytes.length} bytes for [${rows}, ${cols}], expected ${want}`);
+  if (bytes.length !== want)
+    throw new RangeError(`${type}: ${bytes.length} bytes for [${rows}, ${cols}], expected ${want}`);
   if (type === 'Q8_0') return decodeWeight('q8_0', bytes, rows, cols);
   if (type === 'Q4_0') return decodeWeight('q4_0', bytes, rows, cols);
   const out = new Float32Array(rows * cols);

@@ -17,13 +17,50 @@ import { FormatError, numel, type DType, type TensorRecord } from './types.js';
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as little-endian u32
 export const GGUF_DEFAULT_ALIGNMENT = 32;
 
-export type GgufScalarType = 'u8' | 'i8' | 'u16' | 'i16' | 'u32' | 'i32' | 'f32' | 'bool' | 'string' | 'u64' | 'i64' | 'f64';
+export type GgufScalarType =
+  | 'u8'
+  | 'i8'
+  | 'u16'
+  | 'i16'
+  | 'u32'
+  | 'i32'
+  | 'f32'
+  | 'bool'
+  | 'string'
+  | 'u64'
+  | 'i64'
+  | 'f64';
 const TYPE_IDS: Record<GgufScalarType | 'array', number> = {
-  u8: 0, i8: 1, u16: 2, i16: 3, u32: 4, i32: 5, f32: 6, bool: 7, string: 8, array: 9, u64: 10, i64: 11, f64: 12,
+  u8: 0,
+  i8: 1,
+  u16: 2,
+  i16: 3,
+  u32: 4,
+  i32: 5,
+  f32: 6,
+  bool: 7,
+  string: 8,
+  array: 9,
+  u64: 10,
+  i64: 11,
+  f64: 12,
 };
-const TYPE_NAMES = Object.fromEntries(Object.entries(TYPE_IDS).map(([k, v]) => [v, k])) as Record<number, GgufScalarType | 'array'>;
+const TYPE_NAMES = Object.fromEntries(Object.entries(TYPE_IDS).map(([k, v]) => [v, k])) as Record<
+  number,
+  GgufScalarType | 'array'
+>;
 const SCALAR_SIZE: Record<Exclude<GgufScalarType, 'string'>, number> = {
-  u8: 1, i8: 1, u16: 2, i16: 2, u32: 4, i32: 4, f32: 4, bool: 1, u64: 8, i64: 8, f64: 8,
+  u8: 1,
+  i8: 1,
+  u16: 2,
+  i16: 2,
+  u32: 4,
+  i32: 4,
+  f32: 4,
+  bool: 1,
+  u64: 8,
+  i64: 8,
+  f64: 8,
 };
 
 export type GgufScalar = number | bigint | boolean | string;
@@ -43,7 +80,13 @@ export const gv = {
 };
 
 /** ggml tensor types: id, elements per block, bytes per block. Float ones and gguf-quant.ts's decode. */
-interface GgmlType { name: string; id: number; block: number; bytes: number; dtype?: DType }
+interface GgmlType {
+  name: string;
+  id: number;
+  block: number;
+  bytes: number;
+  dtype?: DType;
+}
 const GGML_TYPES: GgmlType[] = [
   { name: 'F32', id: 0, block: 1, bytes: 4, dtype: 'F32' },
   { name: 'F16', id: 1, block: 1, bytes: 2, dtype: 'F16' },
@@ -98,7 +141,11 @@ class Cursor {
     return this.src.size - this.pos;
   }
   private need(n: number, what: string): number {
-    if (n > this.remaining) throw new FormatError(this.src.label, `truncated: ${what} needs ${n} bytes at offset ${this.pos}, only ${this.remaining} left`);
+    if (n > this.remaining)
+      throw new FormatError(
+        this.src.label,
+        `truncated: ${what} needs ${n} bytes at offset ${this.pos}, only ${this.remaining} left`,
+      );
     const rel = this.pos - this.winStart;
     if (rel >= 0 && rel + n <= this.win.length) return rel;
     const len = Math.min(this.remaining, Math.max(n, 1 << 20));
@@ -108,20 +155,61 @@ class Cursor {
     this.dv = new DataView(this.win.buffer);
     return 0;
   }
-  u8(what: string): number { const r = this.need(1, what); this.pos += 1; return this.dv.getUint8(r); }
-  i8(what: string): number { const r = this.need(1, what); this.pos += 1; return this.dv.getInt8(r); }
-  u16(what: string): number { const r = this.need(2, what); this.pos += 2; return this.dv.getUint16(r, true); }
-  i16(what: string): number { const r = this.need(2, what); this.pos += 2; return this.dv.getInt16(r, true); }
-  u32(what: string): number { const r = this.need(4, what); this.pos += 4; return this.dv.getUint32(r, true); }
-  i32(what: string): number { const r = this.need(4, what); this.pos += 4; return this.dv.getInt32(r, true); }
-  f32(what: string): number { const r = this.need(4, what); this.pos += 4; return this.dv.getFloat32(r, true); }
-  f64(what: string): number { const r = this.need(8, what); this.pos += 8; return this.dv.getFloat64(r, true); }
-  u64(what: string): bigint { const r = this.need(8, what); this.pos += 8; return this.dv.getBigUint64(r, true); }
-  i64(what: string): bigint { const r = this.need(8, what); this.pos += 8; return this.dv.getBigInt64(r, true); }
+  u8(what: string): number {
+    const r = this.need(1, what);
+    this.pos += 1;
+    return this.dv.getUint8(r);
+  }
+  i8(what: string): number {
+    const r = this.need(1, what);
+    this.pos += 1;
+    return this.dv.getInt8(r);
+  }
+  u16(what: string): number {
+    const r = this.need(2, what);
+    this.pos += 2;
+    return this.dv.getUint16(r, true);
+  }
+  i16(what: string): number {
+    const r = this.need(2, what);
+    this.pos += 2;
+    return this.dv.getInt16(r, true);
+  }
+  u32(what: string): number {
+    const r = this.need(4, what);
+    this.pos += 4;
+    return this.dv.getUint32(r, true);
+  }
+  i32(what: string): number {
+    const r = this.need(4, what);
+    this.pos += 4;
+    return this.dv.getInt32(r, true);
+  }
+  f32(what: string): number {
+    const r = this.need(4, what);
+    this.pos += 4;
+    return this.dv.getFloat32(r, true);
+  }
+  f64(what: string): number {
+    const r = this.need(8, what);
+    this.pos += 8;
+    return this.dv.getFloat64(r, true);
+  }
+  u64(what: string): bigint {
+    const r = this.need(8, what);
+    this.pos += 8;
+    return this.dv.getBigUint64(r, true);
+  }
+  i64(what: string): bigint {
+    const r = this.need(8, what);
+    this.pos += 8;
+    return this.dv.getBigInt64(r, true);
+  }
   /** A u64 that must fit in `max` (and a JS number). */
   count(what: string, max: number): number {
     const v = this.u64(what);
-    if (v > BigInt(max)) throw new FormatError(this.src.label, `${what} ${v} is impossible (at most ${max} fit in the rest of the file)`);
+    if (v > BigInt(max))
+      throw new FormatError(this.src.label, `${what} ${v} is impossible (at most ${max} fit in the rest of the file)`);
     return Number(v);
   }
   str(what: string): string {
@@ -146,22 +234,33 @@ export interface GgufFile {
 
 function readScalar(c: Cursor, t: GgufScalarType, what: string): GgufScalar {
   switch (t) {
-    case 'u8': return c.u8(what);
-    case 'i8': return c.i8(what);
-    case 'u16': return c.u16(what);
-    case 'i16': return c.i16(what);
-    case 'u32': return c.u32(what);
-    case 'i32': return c.i32(what);
-    case 'f32': return c.f32(what);
-    case 'f64': return c.f64(what);
-    case 'u64': return c.u64(what);
-    case 'i64': return c.i64(what);
+    case 'u8':
+      return c.u8(what);
+    case 'i8':
+      return c.i8(what);
+    case 'u16':
+      return c.u16(what);
+    case 'i16':
+      return c.i16(what);
+    case 'u32':
+      return c.u32(what);
+    case 'i32':
+      return c.i32(what);
+    case 'f32':
+      return c.f32(what);
+    case 'f64':
+      return c.f64(what);
+    case 'u64':
+      return c.u64(what);
+    case 'i64':
+      return c.i64(what);
     case 'bool': {
       const b = c.u8(what);
       if (b > 1) throw new Error(`${what}: bool value ${b} is not 0 or 1`);
       return b === 1;
     }
-    case 'string': return c.str(what);
+    case 'string':
+      return c.str(what);
   }
 }
 
@@ -239,7 +338,8 @@ export function readGgufHeader(src: ByteSource): GgufFile {
     } catch (e) {
       return fail(`tensor "${name}": ${(e as Error).message}`);
     }
-    if (ne[0]! % gt!.block !== 0) fail(`tensor "${name}": row length ${ne[0]} is not a multiple of the ${gt!.name} block size ${gt!.block}`);
+    if (ne[0]! % gt!.block !== 0)
+      fail(`tensor "${name}": row length ${ne[0]} is not a multiple of the ${gt!.name} block size ${gt!.block}`);
     const byteLength = (n / gt!.block) * gt!.bytes;
     if (!Number.isSafeInteger(byteLength)) fail(`tensor "${name}": byte size overflows`);
     tensors.set(name, { name, shape: [...ne].reverse(), type: gt!.name, offset, byteLength });
@@ -250,9 +350,11 @@ export function readGgufHeader(src: ByteSource): GgufFile {
   const sorted = [...tensors.values()].sort((a, b) => a.offset - b.offset);
   let end = 0;
   for (const t of sorted) {
-    if (t.offset < end) fail(`tensor "${t.name}" at offset ${t.offset} overlaps the previous tensor (which ends at ${end})`);
+    if (t.offset < end)
+      fail(`tensor "${t.name}" at offset ${t.offset} overlaps the previous tensor (which ends at ${end})`);
     end = t.offset + t.byteLength;
-    if (end > dataSize) fail(`tensor "${t.name}" (offset ${t.offset}, ${t.byteLength} bytes) runs past the end of the file`);
+    if (end > dataSize)
+      fail(`tensor "${t.name}" (offset ${t.offset}, ${t.byteLength} bytes) runs past the end of the file`);
   }
   return { version, kv, tensors, alignment, dataStart };
 }
@@ -353,17 +455,39 @@ class ByteBuilder {
     const b = new Uint8Array(SCALAR_SIZE[t]);
     const dv = new DataView(b.buffer);
     switch (t) {
-      case 'u8': dv.setUint8(0, v as number); break;
-      case 'i8': dv.setInt8(0, v as number); break;
-      case 'u16': dv.setUint16(0, v as number, true); break;
-      case 'i16': dv.setInt16(0, v as number, true); break;
-      case 'u32': dv.setUint32(0, v as number, true); break;
-      case 'i32': dv.setInt32(0, v as number, true); break;
-      case 'f32': dv.setFloat32(0, v as number, true); break;
-      case 'f64': dv.setFloat64(0, v as number, true); break;
-      case 'u64': dv.setBigUint64(0, BigInt(v as number | bigint), true); break;
-      case 'i64': dv.setBigInt64(0, BigInt(v as number | bigint), true); break;
-      case 'bool': dv.setUint8(0, v ? 1 : 0); break;
+      case 'u8':
+        dv.setUint8(0, v as number);
+        break;
+      case 'i8':
+        dv.setInt8(0, v as number);
+        break;
+      case 'u16':
+        dv.setUint16(0, v as number, true);
+        break;
+      case 'i16':
+        dv.setInt16(0, v as number, true);
+        break;
+      case 'u32':
+        dv.setUint32(0, v as number, true);
+        break;
+      case 'i32':
+        dv.setInt32(0, v as number, true);
+        break;
+      case 'f32':
+        dv.setFloat32(0, v as number, true);
+        break;
+      case 'f64':
+        dv.setFloat64(0, v as number, true);
+        break;
+      case 'u64':
+        dv.setBigUint64(0, BigInt(v as number | bigint), true);
+        break;
+      case 'i64':
+        dv.setBigInt64(0, BigInt(v as number | bigint), true);
+        break;
+      case 'bool':
+        dv.setUint8(0, v ? 1 : 0);
+        break;
     }
     this.push(b);
   }
@@ -377,7 +501,8 @@ class ByteBuilder {
       if (typeof v !== 'string') throw new TypeError(`expected a string, got ${typeof v}`);
       this.str(v);
     } else {
-      if (t === 'bool' ? typeof v !== 'boolean' : typeof v !== 'number' && typeof v !== 'bigint') throw new TypeError(`expected a ${t}, got ${typeof v}`);
+      if (t === 'bool' ? typeof v !== 'boolean' : typeof v !== 'number' && typeof v !== 'bigint')
+        throw new TypeError(`expected a ${t}, got ${typeof v}`);
       this.scalar(t, v);
     }
   }
@@ -386,7 +511,14 @@ class ByteBuilder {
   }
 }
 
-const GGML_WRITE_ID: Record<GgufTensorType | GgufQuantType, number> = { F32: 0, F16: 1, BF16: 30, Q8_0: 8, Q4_0: 2, Q4_K: 12 };
+const GGML_WRITE_ID: Record<GgufTensorType | GgufQuantType, number> = {
+  F32: 0,
+  F16: 1,
+  BF16: 30,
+  Q8_0: 8,
+  Q4_0: 2,
+  Q4_K: 12,
+};
 const TYPE_BYTES: Record<GgufTensorType, number> = { F32: 4, F16: 2, BF16: 2 };
 
 /** Writes a GGUF v3 file atomically. general.alignment is honoured if given (default 32). */
@@ -398,7 +530,8 @@ export function writeGguf(path: string, input: GgufWriteInput): void {
   }
   const al = kv.get('general.alignment');
   const alignment = al ? (al.value as number) : GGUF_DEFAULT_ALIGNMENT;
-  if (!Number.isInteger(alignment) || alignment <= 0 || (alignment & (alignment - 1)) !== 0) throw new FormatError(path, `bad alignment ${alignment}`);
+  if (!Number.isInteger(alignment) || alignment <= 0 || (alignment & (alignment - 1)) !== 0)
+    throw new FormatError(path, `bad alignment ${alignment}`);
   const h = new ByteBuilder();
   h.scalar('u32', GGUF_MAGIC);
   h.scalar('u32', 3);
@@ -423,9 +556,11 @@ export function writeGguf(path: string, input: GgufWriteInput): void {
   for (const t of input.tensors) {
     if (names.has(t.name)) throw new FormatError(path, `duplicate tensor "${t.name}"`);
     names.add(t.name);
-    if (t.shape.length < 1 || t.shape.length > MAX_DIMS) throw new FormatError(path, `tensor "${t.name}": ${t.shape.length} dimensions (GGUF allows 1..4)`);
+    if (t.shape.length < 1 || t.shape.length > MAX_DIMS)
+      throw new FormatError(path, `tensor "${t.name}": ${t.shape.length} dimensions (GGUF allows 1..4)`);
     const n = numel(t.shape, `tensor "${t.name}"`);
-    if (!(t.type in GGML_WRITE_ID)) throw new FormatError(path, `tensor "${t.name}": cannot write type ${String(t.type)}`);
+    if (!(t.type in GGML_WRITE_ID))
+      throw new FormatError(path, `tensor "${t.name}": cannot write type ${String(t.type)}`);
     if ('raw' in t) {
       const cols = t.shape[t.shape.length - 1]!;
       let want: number;
@@ -434,8 +569,16 @@ export function writeGguf(path: string, input: GgufWriteInput): void {
       } catch (e) {
         throw new FormatError(path, `tensor "${t.name}": ${(e as Error).message}`);
       }
-      if (t.raw.length !== want) throw new FormatError(path, `tensor "${t.name}": ${t.type} [${t.shape.join(', ')}] takes ${want} bytes, got ${t.raw.length}`);
-    } else if (n !== t.data.length) throw new FormatError(path, `tensor "${t.name}": shape [${t.shape.join(', ')}] has ${n} elements but data has ${t.data.length}`);
+      if (t.raw.length !== want)
+        throw new FormatError(
+          path,
+          `tensor "${t.name}": ${t.type} [${t.shape.join(', ')}] takes ${want} bytes, got ${t.raw.length}`,
+        );
+    } else if (n !== t.data.length)
+      throw new FormatError(
+        path,
+        `tensor "${t.name}": shape [${t.shape.join(', ')}] has ${n} elements but data has ${t.data.length}`,
+      );
     h.str(t.name);
     h.scalar('u32', t.shape.length);
     for (let d = t.shape.length - 1; d >= 0; d--) h.scalar('u64', t.shape[d]!);

@@ -52,16 +52,25 @@ export class HfModelReader {
         const weightMap = readIndex(indexPath);
         for (const shard of new Set(weightMap.values())) {
           const p = path.join(dir, shard);
-          if (!fs.existsSync(p)) throw new FormatError(indexPath, `shard "${shard}" listed in weight_map does not exist`);
+          if (!fs.existsSync(p))
+            throw new FormatError(indexPath, `shard "${shard}" listed in weight_map does not exist`);
           shards.set(shard, SafetensorsReader.open(p));
         }
         for (const [name, shard] of weightMap) {
-          if (!shards.get(shard)!.has(name)) throw new FormatError(indexPath, `tensor "${name}" is mapped to "${shard}" but that shard does not contain it`);
+          if (!shards.get(shard)!.has(name))
+            throw new FormatError(
+              indexPath,
+              `tensor "${name}" is mapped to "${shard}" but that shard does not contain it`,
+            );
           where.set(name, shard);
         }
         for (const [shard, r] of shards) {
           for (const name of r.names()) {
-            if (where.get(name) !== shard) throw new FormatError(indexPath, `tensor "${name}" in shard "${shard}" is not in the weight_map (or mapped to another shard)`);
+            if (where.get(name) !== shard)
+              throw new FormatError(
+                indexPath,
+                `tensor "${name}" in shard "${shard}" is not in the weight_map (or mapped to another shard)`,
+              );
           }
         }
       } else {
@@ -116,13 +125,19 @@ export class HfModelReader {
     for (const name of this.where.keys()) {
       // a tied head may still be stored; old checkpoints keep rotary tables (recomputed from the config)
       if (expected.has(name) || name === 'lm_head.weight' || name.endsWith('.rotary_emb.inv_freq')) continue;
-      throw new FormatError(this.dir, `tensor "${name}" is not part of a ${this.config.modelType} model with this config.json (a bias or norm the config does not declare?)`);
+      throw new FormatError(
+        this.dir,
+        `tensor "${name}" is not part of a ${this.config.modelType} model with this config.json (a bias or norm the config does not declare?)`,
+      );
     }
     for (const [name, shape] of expected) {
       if (!this.where.has(name)) throw new FormatError(this.dir, `tensor "${name}" required by config.json is missing`);
       const got = this.info(name).shape;
       if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
-        throw new FormatError(this.dir, `tensor "${name}" has shape [${got.join(', ')}], config.json implies [${shape.join(', ')}]`);
+        throw new FormatError(
+          this.dir,
+          `tensor "${name}" has shape [${got.join(', ')}], config.json implies [${shape.join(', ')}]`,
+        );
       }
     }
   }
@@ -142,12 +157,15 @@ function readJson(p: string): unknown {
 
 function readIndex(indexPath: string): Map<string, string> {
   const raw = readJson(indexPath);
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new FormatError(indexPath, 'not a JSON object');
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new FormatError(indexPath, 'not a JSON object');
   const wm = (raw as Record<string, unknown>).weight_map;
-  if (wm === null || typeof wm !== 'object' || Array.isArray(wm)) throw new FormatError(indexPath, 'weight_map missing or not an object');
+  if (wm === null || typeof wm !== 'object' || Array.isArray(wm))
+    throw new FormatError(indexPath, 'weight_map missing or not an object');
   const out = new Map<string, string>();
   for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
-    if (typeof shard !== 'string' || !shard.endsWith('.safetensors')) throw new FormatError(indexPath, `weight_map["${name}"] is not a .safetensors file name`);
+    if (typeof shard !== 'string' || !shard.endsWith('.safetensors'))
+      throw new FormatError(indexPath, `weight_map["${name}"] is not a .safetensors file name`);
     // only plain names: an index must not point outside its folder
     if (shard !== path.basename(shard) || shard.includes('\\') || shard.startsWith('.')) {
       throw new FormatError(indexPath, `weight_map["${name}"] = "${shard}" is not a plain file name in the folder`);
@@ -180,7 +198,10 @@ export function writeHfModel(dir: string, opts: WriteHfModelOptions): string[] {
       const t = have.get(name);
       if (!t) throw new FormatError(dir, `tensor "${name}" required by the config is missing`);
       if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-        throw new FormatError(dir, `tensor "${name}" has shape [${t.shape.join(', ')}], the config implies [${shape.join(', ')}]`);
+        throw new FormatError(
+          dir,
+          `tensor "${name}" has shape [${t.shape.join(', ')}], the config implies [${shape.join(', ')}]`,
+        );
       }
     }
   }
@@ -206,7 +227,10 @@ export function writeHfModel(dir: string, opts: WriteHfModelOptions): string[] {
   const meta = { format: 'pt' };
   const written: string[] = [];
   if (groups.length === 1) {
-    writeSafetensors(path.join(dir, SINGLE_FILE), groups[0]!, { ...(opts.dtype ? { dtype: opts.dtype } : {}), metadata: meta });
+    writeSafetensors(path.join(dir, SINGLE_FILE), groups[0]!, {
+      ...(opts.dtype ? { dtype: opts.dtype } : {}),
+      metadata: meta,
+    });
     written.push(SINGLE_FILE);
   } else {
     const n = groups.length;
@@ -221,11 +245,17 @@ export function writeHfModel(dir: string, opts: WriteHfModelOptions): string[] {
       }
       written.push(name);
     });
-    writeTextAtomic(path.join(dir, INDEX_FILE), JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n');
+    writeTextAtomic(
+      path.join(dir, INDEX_FILE),
+      JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2) + '\n',
+    );
   }
   // remove weights left from an earlier write so the folder is unambiguous
   for (const f of fs.readdirSync(dir)) {
-    const stale = (f === SINGLE_FILE || f === INDEX_FILE || SHARD_RE.test(f)) && !written.includes(f) && !(f === INDEX_FILE && groups.length > 1);
+    const stale =
+      (f === SINGLE_FILE || f === INDEX_FILE || SHARD_RE.test(f)) &&
+      !written.includes(f) &&
+      !(f === INDEX_FILE && groups.length > 1);
     if (stale) fs.unlinkSync(path.join(dir, f));
   }
   return written;

@@ -72,7 +72,9 @@ export async function openLlamaCpp(ggufPath: string, opts: OpenLlamaCppOptions =
       const seq = c.getSequence();
       try {
         const items: Any[] = tokens.map((t, i) =>
-          i === tokens.length - 1 ? [t, { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } }] : t,
+          i === tokens.length - 1
+            ? [t, { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } }]
+            : t,
         );
         const res = await seq.controlledEvaluate(items);
         const probs: Map<number, number> = res[tokens.length - 1]?.next?.probabilities ?? new Map();

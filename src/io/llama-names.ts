@@ -19,13 +19,20 @@ export function hfLinearShape(c: LlamaConfig, module: HfLinearModule): [number, 
   const q = c.numAttentionHeads * c.headDim;
   const kv = c.numKeyValueHeads * c.headDim;
   switch (module) {
-    case 'q_proj': return [q, c.hiddenSize];
-    case 'k_proj': return [kv, c.hiddenSize];
-    case 'v_proj': return [kv, c.hiddenSize];
-    case 'o_proj': return [c.hiddenSize, q];
-    case 'gate_proj': return [c.intermediateSize, c.hiddenSize];
-    case 'up_proj': return [c.intermediateSize, c.hiddenSize];
-    case 'down_proj': return [c.hiddenSize, c.intermediateSize];
+    case 'q_proj':
+      return [q, c.hiddenSize];
+    case 'k_proj':
+      return [kv, c.hiddenSize];
+    case 'v_proj':
+      return [kv, c.hiddenSize];
+    case 'o_proj':
+      return [c.hiddenSize, q];
+    case 'gate_proj':
+      return [c.intermediateSize, c.hiddenSize];
+    case 'up_proj':
+      return [c.intermediateSize, c.hiddenSize];
+    case 'down_proj':
+      return [c.hiddenSize, c.intermediateSize];
   }
 }
 
@@ -56,7 +63,10 @@ export function llamaTensorShapes(c: LlamaConfig): Map<string, number[]> {
     for (const mod of [...HF_ATTN_MODULES, ...HF_MLP_MODULES]) {
       const shape = hfLinearShape(c, mod);
       m.set(`model.${hfModulePath(l, mod)}.weight`, shape);
-      if ((f.qkvBias && mod !== 'o_proj' && (HF_ATTN_MODULES as readonly string[]).includes(mod)) || (f.oBias && mod === 'o_proj')) {
+      if (
+        (f.qkvBias && mod !== 'o_proj' && (HF_ATTN_MODULES as readonly string[]).includes(mod)) ||
+        (f.oBias && mod === 'o_proj')
+      ) {
         m.set(`model.${hfModulePath(l, mod)}.bias`, [shape[0]]);
       }
     }

@@ -73,29 +73,38 @@ export function parseLoraConfig(raw: unknown, file = ADAPTER_CONFIG): LoraConfig
     throw new FormatError(file, `field "${f}": ${m}`);
   };
   if (r.peft_type !== 'LORA') bad('peft_type', `expected "LORA", got ${JSON.stringify(r.peft_type)}`);
-  if (r.task_type !== undefined && r.task_type !== null && r.task_type !== 'CAUSAL_LM') bad('task_type', `expected "CAUSAL_LM", got ${JSON.stringify(r.task_type)}`);
-  if (typeof r.r !== 'number' || !Number.isSafeInteger(r.r) || r.r <= 0) bad('r', `must be a positive integer, got ${JSON.stringify(r.r)}`);
+  if (r.task_type !== undefined && r.task_type !== null && r.task_type !== 'CAUSAL_LM')
+    bad('task_type', `expected "CAUSAL_LM", got ${JSON.stringify(r.task_type)}`);
+  if (typeof r.r !== 'number' || !Number.isSafeInteger(r.r) || r.r <= 0)
+    bad('r', `must be a positive integer, got ${JSON.stringify(r.r)}`);
   const alpha = r.lora_alpha ?? 8;
-  if (typeof alpha !== 'number' || !Number.isFinite(alpha) || alpha <= 0) bad('lora_alpha', `must be a positive number, got ${JSON.stringify(alpha)}`);
+  if (typeof alpha !== 'number' || !Number.isFinite(alpha) || alpha <= 0)
+    bad('lora_alpha', `must be a positive number, got ${JSON.stringify(alpha)}`);
   const dropout = r.lora_dropout ?? 0;
-  if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1)) bad('lora_dropout', `must be in [0, 1), got ${JSON.stringify(dropout)}`);
+  if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1))
+    bad('lora_dropout', `must be in [0, 1), got ${JSON.stringify(dropout)}`);
   const tm = r.target_modules;
-  if (typeof tm === 'string') bad('target_modules', 'regular-expression targets are not supported; list the module names');
-  if (!Array.isArray(tm) || tm.length === 0 || tm.some((m) => typeof m !== 'string' || !m)) bad('target_modules', 'must be a non-empty list of module names');
+  if (typeof tm === 'string')
+    bad('target_modules', 'regular-expression targets are not supported; list the module names');
+  if (!Array.isArray(tm) || tm.length === 0 || tm.some((m) => typeof m !== 'string' || !m))
+    bad('target_modules', 'must be a non-empty list of module names');
   if ((r.bias ?? 'none') !== 'none') bad('bias', `only "none" is supported, got ${JSON.stringify(r.bias)}`);
   if (r.fan_in_fan_out === true) bad('fan_in_fan_out', 'true is not supported for LLaMA linear layers');
   if (r.use_dora === true) bad('use_dora', 'DoRA adapters are not supported');
   for (const f of ['rank_pattern', 'alpha_pattern'] as const) {
     const v = r[f];
-    if (v !== undefined && v !== null && (typeof v !== 'object' || Object.keys(v).length > 0)) bad(f, 'per-module ranks/alphas are not supported');
+    if (v !== undefined && v !== null && (typeof v !== 'object' || Object.keys(v).length > 0))
+      bad(f, 'per-module ranks/alphas are not supported');
   }
   if (r.use_rslora === true) bad('use_rslora', 'rank-stabilised scaling is not supported');
   let layers: number[] | undefined;
   const lt = r.layers_to_transform;
   if (typeof lt === 'number') layers = [lt];
   else if (Array.isArray(lt)) layers = lt as number[];
-  else if (lt !== undefined && lt !== null) bad('layers_to_transform', 'must be an integer, a list of integers or null');
-  if (layers?.some((l) => typeof l !== 'number' || !Number.isSafeInteger(l) || l < 0)) bad('layers_to_transform', 'must hold non-negative integers');
+  else if (lt !== undefined && lt !== null)
+    bad('layers_to_transform', 'must be an integer, a list of integers or null');
+  if (layers?.some((l) => typeof l !== 'number' || !Number.isSafeInteger(l) || l < 0))
+    bad('layers_to_transform', 'must hold non-negative integers');
   const base = r.base_model_name_or_path ?? null;
   if (base !== null && typeof base !== 'string') bad('base_model_name_or_path', 'must be a string or null');
   return {
@@ -145,7 +154,10 @@ export function readPeftAdapter(dir: string, opts: ReadPeftOptions = {}): { conf
   const wPath = path.join(dir, ADAPTER_WEIGHTS);
   if (!fs.existsSync(wPath)) {
     const hasBin = fs.existsSync(path.join(dir, 'adapter_model.bin'));
-    throw new FormatError(wPath, hasBin ? 'missing (only the pickle adapter_model.bin exists, which is not supported)' : 'missing');
+    throw new FormatError(
+      wPath,
+      hasBin ? 'missing (only the pickle adapter_model.bin exists, which is not supported)' : 'missing',
+    );
   }
   const reader = SafetensorsReader.open(wPath);
   const halves = new Map<string, Partial<LoraPair>>();
@@ -163,7 +175,8 @@ export function readPeftAdapter(dir: string, opts: ReadPeftOptions = {}): { conf
   }
   const tensors: LoraTensors = new Map();
   for (const [mp, h] of halves) {
-    if (!h.A || !h.B) throw new FormatError(wPath, `module "${mp}" has lora_${h.A ? 'A' : 'B'} but no lora_${h.A ? 'B' : 'A'}`);
+    if (!h.A || !h.B)
+      throw new FormatError(wPath, `module "${mp}" has lora_${h.A ? 'A' : 'B'} but no lora_${h.A ? 'B' : 'A'}`);
     tensors.set(mp, { A: h.A, B: h.B });
   }
   validatePairs(wPath, config, tensors, opts.baseConfig);
@@ -187,24 +200,42 @@ function validatePairs(file: string, c: LoraConfig, t: LoraTensors, base?: Llama
     if (!m) throw new FormatError(file, `module path "${mp}" is not like "layers.N.self_attn.q_proj"`);
     const layer = Number(m[1]);
     const mod = m[3]!;
-    const group = (HF_ATTN_MODULES as readonly string[]).includes(mod) ? 'self_attn' : (HF_MLP_MODULES as readonly string[]).includes(mod) ? 'mlp' : undefined;
+    const group = (HF_ATTN_MODULES as readonly string[]).includes(mod)
+      ? 'self_attn'
+      : (HF_MLP_MODULES as readonly string[]).includes(mod)
+        ? 'mlp'
+        : undefined;
     if (group !== m[2]) throw new FormatError(file, `module "${mp}": "${mod}" is not a LLaMA ${m[2]} linear layer`);
-    if (!c.targetModules.includes(mod)) throw new FormatError(file, `module "${mp}": "${mod}" is not in target_modules [${c.targetModules.join(', ')}]`);
-    if (c.layersToTransform && !c.layersToTransform.includes(layer)) throw new FormatError(file, `module "${mp}": layer ${layer} is not in layers_to_transform`);
-    if (base && layer >= base.numHiddenLayers) throw new FormatError(file, `module "${mp}": the base model has only ${base.numHiddenLayers} layers`);
-    if (A.shape.length !== 2 || B.shape.length !== 2) throw new FormatError(file, `module "${mp}": lora_A and lora_B must be matrices`);
-    if (A.shape[0] !== c.r) throw new FormatError(file, `module "${mp}": lora_A has shape [${A.shape.join(', ')}], expected [r=${c.r}, in]`);
-    if (B.shape[1] !== c.r) throw new FormatError(file, `module "${mp}": lora_B has shape [${B.shape.join(', ')}], expected [out, r=${c.r}]`);
-    for (const [n, x] of [['lora_A', A], ['lora_B', B]] as const) {
-      if (x.data.length !== x.shape[0]! * x.shape[1]!) throw new FormatError(file, `module "${mp}": ${n} data length does not match its shape`);
+    if (!c.targetModules.includes(mod))
+      throw new FormatError(file, `module "${mp}": "${mod}" is not in target_modules [${c.targetModules.join(', ')}]`);
+    if (c.layersToTransform && !c.layersToTransform.includes(layer))
+      throw new FormatError(file, `module "${mp}": layer ${layer} is not in layers_to_transform`);
+    if (base && layer >= base.numHiddenLayers)
+      throw new FormatError(file, `module "${mp}": the base model has only ${base.numHiddenLayers} layers`);
+    if (A.shape.length !== 2 || B.shape.length !== 2)
+      throw new FormatError(file, `module "${mp}": lora_A and lora_B must be matrices`);
+    if (A.shape[0] !== c.r)
+      throw new FormatError(file, `module "${mp}": lora_A has shape [${A.shape.join(', ')}], expected [r=${c.r}, in]`);
+    if (B.shape[1] !== c.r)
+      throw new FormatError(file, `module "${mp}": lora_B has shape [${B.shape.join(', ')}], expected [out, r=${c.r}]`);
+    for (const [n, x] of [
+      ['lora_A', A],
+      ['lora_B', B],
+    ] as const) {
+      if (x.data.length !== x.shape[0]! * x.shape[1]!)
+        throw new FormatError(file, `module "${mp}": ${n} data length does not match its shape`);
     }
     if (base) {
       const [out, inp] = hfLinearShape(base, mod as HfLinearModule);
       if (A.shape[1] !== inp || B.shape[0] !== out) {
-        throw new FormatError(file, `module "${mp}": LoRA maps ${A.shape[1]} -> ${B.shape[0]} but the base layer maps ${inp} -> ${out}`);
+        throw new FormatError(
+          file,
+          `module "${mp}": LoRA maps ${A.shape[1]} -> ${B.shape[0]} but the base layer maps ${inp} -> ${out}`,
+        );
       }
     }
     seenTargets.add(mod);
   }
-  for (const tm of c.targetModules) if (!seenTargets.has(tm)) throw new FormatError(file, `target module "${tm}" has no LoRA weights`);
+  for (const tm of c.targetModules)
+    if (!seenTargets.has(tm)) throw new FormatError(file, `target module "${tm}" has no LoRA weights`);
 }

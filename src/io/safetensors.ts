@@ -49,7 +49,8 @@ export function readSafetensorsHeader(src: ByteSource): SafetensorsHeader {
   const lenBytes = new Uint8Array(8);
   src.read(0, lenBytes);
   const n = new DataView(lenBytes.buffer).getBigUint64(0, true);
-  if (n > BigInt(MAX_HEADER_BYTES)) throw new FormatError(file, `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+  if (n > BigInt(MAX_HEADER_BYTES))
+    throw new FormatError(file, `header length ${n} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   const headerLen = Number(n);
   if (headerLen < 2) throw new FormatError(file, `header length ${headerLen} is too small`);
   if (8 + headerLen > src.size) {
@@ -71,7 +72,8 @@ export function readSafetensorsHeader(src: ByteSource): SafetensorsHeader {
   } catch (e) {
     throw new FormatError(file, `header JSON is invalid: ${(e as Error).message}`);
   }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new FormatError(file, 'header is not a JSON object');
+  if (json === null || typeof json !== 'object' || Array.isArray(json))
+    throw new FormatError(file, 'header is not a JSON object');
   const dataStart = 8 + headerLen;
   const dataSize = src.size - dataStart;
   const entries = new Map<string, SafetensorsEntry>();
@@ -87,8 +89,13 @@ export function readSafetensorsHeader(src: ByteSource): SafetensorsHeader {
   const sorted = [...entries.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
   let pos = 0;
   for (const e of sorted) {
-    if (e.begin < pos) throw new FormatError(file, `tensor "${e.name}": data_offsets [${e.begin}, ${e.end}] overlap another tensor`);
-    if (e.begin > pos) throw new FormatError(file, `tensor "${e.name}": gap in the data buffer before offset ${e.begin} (previous data ends at ${pos})`);
+    if (e.begin < pos)
+      throw new FormatError(file, `tensor "${e.name}": data_offsets [${e.begin}, ${e.end}] overlap another tensor`);
+    if (e.begin > pos)
+      throw new FormatError(
+        file,
+        `tensor "${e.name}": gap in the data buffer before offset ${e.begin} (previous data ends at ${pos})`,
+      );
     pos = e.end;
   }
   if (pos !== dataSize) {
@@ -98,7 +105,8 @@ export function readSafetensorsHeader(src: ByteSource): SafetensorsHeader {
 }
 
 function validateMetadata(file: string, raw: unknown): Record<string, string> {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new FormatError(file, '__metadata__ is not an object');
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new FormatError(file, '__metadata__ is not an object');
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
     if (typeof v !== 'string') throw new FormatError(file, `__metadata__["${k}"] is not a string`);
@@ -114,13 +122,15 @@ function validateEntry(file: string, name: string, raw: unknown, dataSize: numbe
   if (name.length === 0) bad('empty tensor name');
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return bad('entry is not an object');
   const r = raw as Record<string, unknown>;
-  for (const k of Object.keys(r)) if (k !== 'dtype' && k !== 'shape' && k !== 'data_offsets') bad(`unexpected field "${k}"`);
+  for (const k of Object.keys(r))
+    if (k !== 'dtype' && k !== 'shape' && k !== 'data_offsets') bad(`unexpected field "${k}"`);
   if (!isDType(r.dtype)) return bad(`unknown dtype ${JSON.stringify(r.dtype)}`);
   const dtype = r.dtype;
   if (!Array.isArray(r.shape)) return bad('shape is not an array');
   const shape = r.shape as unknown[];
   if (shape.length > 16) bad(`shape has ${shape.length} dimensions`);
-  for (const d of shape) if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) bad(`bad dimension ${JSON.stringify(d)} in shape`);
+  for (const d of shape)
+    if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) bad(`bad dimension ${JSON.stringify(d)} in shape`);
   let count: number;
   try {
     count = numel(shape as number[]);
@@ -130,7 +140,14 @@ function validateEntry(file: string, name: string, raw: unknown, dataSize: numbe
   const off = r.data_offsets;
   if (!Array.isArray(off) || off.length !== 2) return bad('data_offsets is not a [begin, end] pair');
   const [begin, end] = off as unknown[];
-  if (typeof begin !== 'number' || typeof end !== 'number' || !Number.isSafeInteger(begin) || !Number.isSafeInteger(end) || begin < 0 || end < 0) {
+  if (
+    typeof begin !== 'number' ||
+    typeof end !== 'number' ||
+    !Number.isSafeInteger(begin) ||
+    !Number.isSafeInteger(end) ||
+    begin < 0 ||
+    end < 0
+  ) {
     return bad(`data_offsets ${JSON.stringify(off)} are not non-negative integers`);
   }
   if (end < begin) bad(`data_offsets [${begin}, ${end}] end before they begin`);
@@ -233,7 +250,8 @@ const isLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export function tensorEntries(t: TensorInput): [string, TensorRecord][] {
   if (t instanceof Map) return [...(t as ReadonlyMap<string, TensorRecord>).entries()];
-  if (Symbol.iterator in (t as object)) return [...(t as Iterable<readonly [string, TensorRecord]>)].map(([k, v]) => [k, v]);
+  if (Symbol.iterator in (t as object))
+    return [...(t as Iterable<readonly [string, TensorRecord]>)].map(([k, v]) => [k, v]);
   return Object.entries(t as Record<string, TensorRecord>);
 }
 
@@ -246,13 +264,18 @@ interface Planned {
 }
 
 /** Validates the tensors and lays out the header; shared by the file and buffer writers. */
-function plan(label: string, tensors: TensorInput, opts: SafetensorsWriteOptions): { header: Uint8Array; items: Planned[]; dataSize: number } {
+function plan(
+  label: string,
+  tensors: TensorInput,
+  opts: SafetensorsWriteOptions,
+): { header: Uint8Array; items: Planned[]; dataSize: number } {
   const items: Planned[] = [];
   const seen = new Set<string>();
   let pos = 0;
   const json: Record<string, unknown> = {};
   if (opts.metadata) {
-    for (const [k, v] of Object.entries(opts.metadata)) if (typeof v !== 'string') throw new FormatError(label, `metadata "${k}" is not a string`);
+    for (const [k, v] of Object.entries(opts.metadata))
+      if (typeof v !== 'string') throw new FormatError(label, `metadata "${k}" is not a string`);
     json.__metadata__ = opts.metadata;
   }
   for (const [name, rec] of tensorEntries(tensors)) {
@@ -268,7 +291,10 @@ function plan(label: string, tensors: TensorInput, opts: SafetensorsWriteOptions
       throw new FormatError(label, `tensor "${name}": ${(e as Error).message}`);
     }
     if (n !== rec.data.length) {
-      throw new FormatError(label, `tensor "${name}": shape [${rec.shape.join(', ')}] has ${n} elements but data has ${rec.data.length}`);
+      throw new FormatError(
+        label,
+        `tensor "${name}": shape [${rec.shape.join(', ')}] has ${n} elements but data has ${rec.data.length}`,
+      );
     }
     const bytes = n * DTYPE_BYTES[dtype];
     items.push({ name, rec, dtype, begin: pos, end: pos + bytes });
@@ -326,7 +352,10 @@ export function serializeSafetensors(tensors: TensorInput, opts: SafetensorsWrit
 }
 
 /** Parses an in-memory safetensors buffer, decoding every tensor. */
-export function deserializeSafetensors(buf: Uint8Array, label = '<buffer>'): { tensors: Map<string, TensorRecord>; metadata: Record<string, string> } {
+export function deserializeSafetensors(
+  buf: Uint8Array,
+  label = '<buffer>',
+): { tensors: Map<string, TensorRecord>; metadata: Record<string, string> } {
   const r = SafetensorsReader.fromBuffer(buf, label);
   return { tensors: r.loadAll(), metadata: r.metadata };
 }

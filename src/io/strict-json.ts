@@ -27,21 +27,41 @@ export function parseStrictJson(text: string): unknown {
     for (;;) {
       if (i >= text.length) fail('unterminated string');
       const c = text.charCodeAt(i);
-      if (c === 0x22) { out += text.slice(runStart, i); i++; return out; }
+      if (c === 0x22) {
+        out += text.slice(runStart, i);
+        i++;
+        return out;
+      }
       if (c < 0x20) fail('control character in string');
       if (c === 0x5c) {
         out += text.slice(runStart, i);
         const e = text[i + 1];
         i += 2;
         switch (e) {
-          case '"': out += '"'; break;
-          case '\\': out += '\\'; break;
-          case '/': out += '/'; break;
-          case 'b': out += '\b'; break;
-          case 'f': out += '\f'; break;
-          case 'n': out += '\n'; break;
-          case 'r': out += '\r'; break;
-          case 't': out += '\t'; break;
+          case '"':
+            out += '"';
+            break;
+          case '\\':
+            out += '\\';
+            break;
+          case '/':
+            out += '/';
+            break;
+          case 'b':
+            out += '\b';
+            break;
+          case 'f':
+            out += '\f';
+            break;
+          case 'n':
+            out += '\n';
+            break;
+          case 'r':
+            out += '\r';
+            break;
+          case 't':
+            out += '\t';
+            break;
           case 'u': {
             const h = text.slice(i, i + 4);
             if (!/^[0-9a-fA-F]{4}$/.test(h)) fail('bad \\u escape');
@@ -49,7 +69,8 @@ export function parseStrictJson(text: string): unknown {
             i += 4;
             break;
           }
-          default: fail('bad escape');
+          default:
+            fail('bad escape');
         }
         runStart = i;
       } else i++;
@@ -70,7 +91,10 @@ export function parseStrictJson(text: string): unknown {
       const obj: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
       const seen = new Set<string>();
       ws();
-      if (text[i] === '}') { i++; return obj; }
+      if (text[i] === '}') {
+        i++;
+        return obj;
+      }
       for (;;) {
         ws();
         if (text[i] !== '"') fail('expected a key');
@@ -82,8 +106,14 @@ export function parseStrictJson(text: string): unknown {
         i++;
         obj[k] = value(depth + 1);
         ws();
-        if (text[i] === ',') { i++; continue; }
-        if (text[i] === '}') { i++; return obj; }
+        if (text[i] === ',') {
+          i++;
+          continue;
+        }
+        if (text[i] === '}') {
+          i++;
+          return obj;
+        }
         fail('expected "," or "}"');
       }
     }
@@ -91,19 +121,37 @@ export function parseStrictJson(text: string): unknown {
       i++;
       const arr: unknown[] = [];
       ws();
-      if (text[i] === ']') { i++; return arr; }
+      if (text[i] === ']') {
+        i++;
+        return arr;
+      }
       for (;;) {
         arr.push(value(depth + 1));
         ws();
-        if (text[i] === ',') { i++; continue; }
-        if (text[i] === ']') { i++; return arr; }
+        if (text[i] === ',') {
+          i++;
+          continue;
+        }
+        if (text[i] === ']') {
+          i++;
+          return arr;
+        }
         fail('expected "," or "]"');
       }
     }
     if (c === '"') return str();
-    if (text.startsWith('true', i)) { i += 4; return true; }
-    if (text.startsWith('false', i)) { i += 5; return false; }
-    if (text.startsWith('null', i)) { i += 4; return null; }
+    if (text.startsWith('true', i)) {
+      i += 4;
+      return true;
+    }
+    if (text.startsWith('false', i)) {
+      i += 5;
+      return false;
+    }
+    if (text.startsWith('null', i)) {
+      i += 4;
+      return null;
+    }
     return num();
   };
   const v = value(0);

@@ -68,11 +68,28 @@ export function toJsRegexSource(src: string): string {
       let inClass = false;
       while (j < src.length && depth > 0) {
         const ch = src[j]!;
-        if (ch === '\\') { inner += ch + (src[j + 1] ?? ''); j += 2; continue; }
-        if (inClass) { if (ch === ']') inClass = false; inner += ch; j++; continue; }
-        if (ch === '[') { inClass = true; inner += ch; j++; continue; }
+        if (ch === '\\') {
+          inner += ch + (src[j + 1] ?? '');
+          j += 2;
+          continue;
+        }
+        if (inClass) {
+          if (ch === ']') inClass = false;
+          inner += ch;
+          j++;
+          continue;
+        }
+        if (ch === '[') {
+          inClass = true;
+          inner += ch;
+          j++;
+          continue;
+        }
         if (ch === '(') depth++;
-        if (ch === ')') { depth--; if (depth === 0) break; }
+        if (ch === ')') {
+          depth--;
+          if (depth === 0) break;
+        }
         inner += /[a-zA-Z]/.test(ch) ? `[${ch.toLowerCase()}${ch.toUpperCase()}]` : ch;
         j++;
       }
@@ -110,7 +127,9 @@ function buildNormalizer(n: unknown, where: string): Normalizer {
   const o = n as Json;
   switch (o.type) {
     case 'Sequence': {
-      const parts = ((o.normalizers as unknown[]) ?? []).map((x, i) => buildNormalizer(x, `${where}.normalizers[${i}]`));
+      const parts = ((o.normalizers as unknown[]) ?? []).map((x, i) =>
+        buildNormalizer(x, `${where}.normalizers[${i}]`),
+      );
       return (s) => parts.reduce((acc, f) => f(acc), s);
     }
     case 'Prepend': {
@@ -122,7 +141,10 @@ function buildNormalizer(n: unknown, where: string): Normalizer {
       const content = String(o.content);
       return (s) => s.replace(re, () => content);
     }
-    case 'NFC': case 'NFD': case 'NFKC': case 'NFKD': {
+    case 'NFC':
+    case 'NFD':
+    case 'NFKC':
+    case 'NFKD': {
       const form = o.type;
       return (s) => s.normalize(form);
     }
@@ -167,7 +189,10 @@ function splitBy(s: string, re: RegExp, behavior: string, invert: boolean): stri
       let cur = '';
       for (const [m, t] of spans) {
         cur += t;
-        if (m) { out.push(cur); cur = ''; }
+        if (m) {
+          out.push(cur);
+          cur = '';
+        }
       }
       if (cur) out.push(cur);
       break;
@@ -175,7 +200,10 @@ function splitBy(s: string, re: RegExp, behavior: string, invert: boolean): stri
     case 'MergedWithNext': {
       let cur = '';
       for (const [m, t] of spans) {
-        if (m && cur) { out.push(cur); cur = ''; }
+        if (m && cur) {
+          out.push(cur);
+          cur = '';
+        }
         cur += t;
       }
       if (cur) out.push(cur);
@@ -186,7 +214,11 @@ function splitBy(s: string, re: RegExp, behavior: string, invert: boolean): stri
       let curM: boolean | undefined;
       for (const [m, t] of spans) {
         if (curM === m) cur += t;
-        else { if (cur) out.push(cur); cur = t; curM = m; }
+        else {
+          if (cur) out.push(cur);
+          cur = t;
+          curM = m;
+        }
       }
       if (cur) out.push(cur);
       break;
@@ -215,12 +247,15 @@ function buildPreTok(p: unknown, where: string, info: PreTokInfo): PreTok {
   const o = p as Json;
   switch (o.type) {
     case 'Sequence': {
-      const parts = ((o.pretokenizers as unknown[]) ?? []).map((x, i) => buildPreTok(x, `${where}.pretokenizers[${i}]`, info));
+      const parts = ((o.pretokenizers as unknown[]) ?? []).map((x, i) =>
+        buildPreTok(x, `${where}.pretokenizers[${i}]`, info),
+      );
       return (pieces, first) => parts.reduce((acc, f) => f(acc, first), pieces);
     }
     case 'Metaspace': {
       const rep = String(o.replacement ?? '▁');
-      const scheme = typeof o.prepend_scheme === 'string' ? o.prepend_scheme : o.add_prefix_space === false ? 'never' : 'always';
+      const scheme =
+        typeof o.prepend_scheme === 'string' ? o.prepend_scheme : o.add_prefix_space === false ? 'never' : 'always';
       const split = o.split !== false;
       return (pieces, first) =>
         pieces.flatMap((s, i) => {
@@ -300,7 +335,10 @@ function buildDecoder(d: unknown, where: string): Decoder {
         for (const t of tokens) {
           const m = BYTE_TOKEN_RE.exec(t);
           if (m) bytes.push(parseInt(m[1]!, 16));
-          else { flush(); out.push(t); }
+          else {
+            flush();
+            out.push(t);
+          }
         }
         flush();
         return out;
@@ -322,7 +360,8 @@ function buildDecoder(d: unknown, where: string): Decoder {
     }
     case 'Metaspace': {
       const rep = String(o.replacement ?? '▁');
-      const scheme = typeof o.prepend_scheme === 'string' ? o.prepend_scheme : o.add_prefix_space === false ? 'never' : 'always';
+      const scheme =
+        typeof o.prepend_scheme === 'string' ? o.prepend_scheme : o.add_prefix_space === false ? 'never' : 'always';
       return (t) =>
         t.map((s, i) => {
           const r = s.replaceAll(rep, ' ');
@@ -382,18 +421,25 @@ export class HfTokenizer implements Tokenizer {
   private readonly suffix: number[];
   private readonly cache = new Map<string, number[]>();
 
-  constructor(json: unknown, config: unknown = {}, readonly source = 'tokenizer.json') {
+  constructor(
+    json: unknown,
+    config: unknown = {},
+    readonly source = 'tokenizer.json',
+  ) {
     const where = source;
     if (!json || typeof json !== 'object') throw new FormatError(where, 'not a JSON object');
     const j = json as Json;
     const model = j.model as Json;
     if (!model || typeof model !== 'object') throw new FormatError(where, 'missing "model"');
-    if (model.type !== undefined && model.type !== 'BPE') throw new FormatError(where, `model type ${JSON.stringify(model.type)} is not supported (only BPE)`);
-    if (model.continuing_subword_prefix || model.end_of_word_suffix) throw new FormatError(where, 'BPE continuing_subword_prefix / end_of_word_suffix are not supported');
+    if (model.type !== undefined && model.type !== 'BPE')
+      throw new FormatError(where, `model type ${JSON.stringify(model.type)} is not supported (only BPE)`);
+    if (model.continuing_subword_prefix || model.end_of_word_suffix)
+      throw new FormatError(where, 'BPE continuing_subword_prefix / end_of_word_suffix are not supported');
     const v = model.vocab as Record<string, unknown>;
     if (!v || typeof v !== 'object' || Array.isArray(v)) throw new FormatError(where, 'model.vocab is not an object');
     for (const [tok, id] of Object.entries(v)) {
-      if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0) throw new FormatError(where, `vocab id of ${JSON.stringify(tok)} is not a non-negative integer`);
+      if (typeof id !== 'number' || !Number.isSafeInteger(id) || id < 0)
+        throw new FormatError(where, `vocab id of ${JSON.stringify(tok)} is not a non-negative integer`);
       this.vocab.set(tok, id);
       this.idToTok[id] = tok;
     }
@@ -404,7 +450,8 @@ export class HfTokenizer implements Tokenizer {
         if (sp < 0) throw new FormatError(where, `merge #${i} ${JSON.stringify(m)} is not "a b"`);
         return [m.slice(0, sp), m.slice(sp + 1)];
       }
-      if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string') return [m[0], m[1]];
+      if (Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string')
+        return [m[0], m[1]];
       throw new FormatError(where, `merge #${i} is neither "a b" nor ["a", "b"]`);
     });
     try {
@@ -419,8 +466,15 @@ export class HfTokenizer implements Tokenizer {
 
     this.added = ((j.added_tokens as unknown[]) ?? []).map((a, i) => {
       const o = a as Json;
-      if (typeof o?.content !== 'string' || typeof o.id !== 'number' || o.content.length === 0) throw new FormatError(where, `added_tokens[${i}] is malformed`);
-      const t: AddedToken = { id: o.id, content: o.content, special: o.special === true, lstrip: o.lstrip === true, rstrip: o.rstrip === true };
+      if (typeof o?.content !== 'string' || typeof o.id !== 'number' || o.content.length === 0)
+        throw new FormatError(where, `added_tokens[${i}] is malformed`);
+      const t: AddedToken = {
+        id: o.id,
+        content: o.content,
+        special: o.special === true,
+        lstrip: o.lstrip === true,
+        rstrip: o.rstrip === true,
+      };
       this.idToTok[t.id] = t.content;
       if (!this.vocab.has(t.content)) this.vocab.set(t.content, t.id);
       this.addedById.set(t.id, t);
@@ -435,7 +489,10 @@ export class HfTokenizer implements Tokenizer {
       this.byteIds = [];
       for (let b = 0; b < 256; b++) {
         const id = this.vocab.get(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`);
-        if (id === undefined) { this.byteIds = undefined; break; }
+        if (id === undefined) {
+          this.byteIds = undefined;
+          break;
+        }
         this.byteIds.push(id);
       }
     }
@@ -453,11 +510,22 @@ export class HfTokenizer implements Tokenizer {
     this.unkId = idOf(specialName(cfg.unk_token) ?? unkTok);
     // BOS/EOS: tokenizer_config names them; otherwise guess from common spellings
     const firstOf = (...names: string[]) => names.map((n) => this.vocab.get(n)).find((x) => x !== undefined);
-    this.bosId = cfg.bos_token !== undefined ? idOf(specialName(cfg.bos_token)) : firstOf('<s>', '<|begin_of_text|>', '<|endoftext|>');
-    this.eosId = cfg.eos_token !== undefined ? idOf(specialName(cfg.eos_token)) : firstOf('</s>', '<|end_of_text|>', '<|endoftext|>');
+    this.bosId =
+      cfg.bos_token !== undefined
+        ? idOf(specialName(cfg.bos_token))
+        : firstOf('<s>', '<|begin_of_text|>', '<|endoftext|>');
+    this.eosId =
+      cfg.eos_token !== undefined
+        ? idOf(specialName(cfg.eos_token))
+        : firstOf('</s>', '<|end_of_text|>', '<|endoftext|>');
     this.padId = idOf(specialName(cfg.pad_token));
     const tpl = cfg.chat_template;
-    this.chatTemplate = typeof tpl === 'string' ? tpl : Array.isArray(tpl) ? ((tpl.find((t) => (t as Json)?.name === 'default') as Json | undefined)?.template as string | undefined) : undefined;
+    this.chatTemplate =
+      typeof tpl === 'string'
+        ? tpl
+        : Array.isArray(tpl)
+          ? ((tpl.find((t) => (t as Json)?.name === 'default') as Json | undefined)?.template as string | undefined)
+          : undefined;
 
     const fromTemplate = this.templateSpecials(j.post_processor);
     if (typeof cfg.add_bos_token === 'boolean' || typeof cfg.add_eos_token === 'boolean') {
@@ -490,11 +558,16 @@ export class HfTokenizer implements Tokenizer {
     const suffix: number[] = [];
     let seenSeq = false;
     for (const item of o.single as Json[]) {
-      if (item.Sequence) { seenSeq = true; continue; }
+      if (item.Sequence) {
+        seenSeq = true;
+        continue;
+      }
       const st = item.SpecialToken as Json | undefined;
       if (!st) continue;
       const spec = (o.special_tokens as Json | undefined)?.[st.id as string] as Json | undefined;
-      const ids = Array.isArray(spec?.ids) ? (spec!.ids as number[]) : [this.vocab.get(st.id as string)].filter((x): x is number => x !== undefined);
+      const ids = Array.isArray(spec?.ids)
+        ? (spec!.ids as number[])
+        : [this.vocab.get(st.id as string)].filter((x): x is number => x !== undefined);
       (seenSeq ? suffix : prefix).push(...ids);
     }
     return { prefix, suffix };
@@ -536,7 +609,10 @@ export class HfTokenizer implements Tokenizer {
     for (const piece of this.preTok([norm], isFirst)) {
       if (!piece) continue;
       const cached = this.cache.get(piece);
-      if (cached) { out.push(...cached); continue; }
+      if (cached) {
+        out.push(...cached);
+        continue;
+      }
       const ids = this.encodeWord(piece);
       if (piece.length < 64) {
         if (this.cache.size > 50_000) this.cache.clear();
@@ -552,7 +628,10 @@ export class HfTokenizer implements Tokenizer {
       if (id !== undefined) return [id];
     }
     const chars = Array.from(word);
-    const merged = bpeMerge(chars.map((c) => this.vocab.get(c) ?? -1), this.table);
+    const merged = bpeMerge(
+      chars.map((c) => this.vocab.get(c) ?? -1),
+      this.table,
+    );
     // map back: -1 entries are single characters missing from the vocabulary
     const out: number[] = [];
     let ci = 0;
@@ -572,7 +651,9 @@ export class HfTokenizer implements Tokenizer {
         if (!(this.fuseUnk && unkPending)) out.push(this.unkId);
         unkPending = true;
       } else {
-        throw new Error(`${this.source}: character ${JSON.stringify(ch)} is not in the vocabulary and there is no unk token`);
+        throw new Error(
+          `${this.source}: character ${JSON.stringify(ch)} is not in the vocabulary and there is no unk token`,
+        );
       }
     }
     return out;
@@ -638,12 +719,26 @@ export class HfTokenizer implements Tokenizer {
       const seen = new Set<number>();
       this.merges.forEach(([a, b], rank) => {
         const id = this.vocab.get(a + b)!;
-        if (!seen.has(id)) { seen.add(id); scores[id] = -rank - 1; }
+        if (!seen.has(id)) {
+          seen.add(id);
+          scores[id] = -rank - 1;
+        }
       });
       return { model: 'llama', scores, ...common };
     }
-    const pre = this.preInfo.gpt2Regex && this.preInfo.splitRegexes.length === 0 ? 'gpt-2' : this.preInfo.splitRegexes.some((r) => r.includes('\\p{N}{1,3}')) ? 'llama-bpe' : 'default';
-    return { model: 'gpt2', pre, scores: new Array<number>(n).fill(0), merges: this.merges.map(([a, b]) => `${a} ${b}`), ...common };
+    const pre =
+      this.preInfo.gpt2Regex && this.preInfo.splitRegexes.length === 0
+        ? 'gpt-2'
+        : this.preInfo.splitRegexes.some((r) => r.includes('\\p{N}{1,3}'))
+          ? 'llama-bpe'
+          : 'default';
+    return {
+      model: 'gpt2',
+      pre,
+      scores: new Array<number>(n).fill(0),
+      merges: this.merges.map(([a, b]) => `${a} ${b}`),
+      ...common,
+    };
   }
 }
 
@@ -655,7 +750,9 @@ export function tokenizerFromJson(json: unknown, config?: unknown, source?: stri
 export function loadTokenizer(dir: string): HfTokenizer {
   const tPath = path.join(dir, 'tokenizer.json');
   if (!fs.existsSync(tPath)) {
-    const hint = fs.existsSync(path.join(dir, 'tokenizer.model')) ? ' (only a SentencePiece tokenizer.model is present; convert it to tokenizer.json)' : '';
+    const hint = fs.existsSync(path.join(dir, 'tokenizer.model'))
+      ? ' (only a SentencePiece tokenizer.model is present; convert it to tokenizer.json)'
+      : '';
     throw new FormatError(tPath, `missing${hint}`);
   }
   const read = (p: string): unknown => {

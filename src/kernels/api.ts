@@ -30,11 +30,25 @@ export interface Kernels<A extends FArr = Float32Array> {
    * beta = 0 means C is overwritten (its old content, even NaN, is ignored).
    */
   gemm(p: {
-    transA: boolean; transB: boolean; M: number; N: number; K: number; alpha: number;
-    A: A; aOff: number; lda: number; strideA: number;
-    B: A; bOff: number; ldb: number; strideB: number;
+    transA: boolean;
+    transB: boolean;
+    M: number;
+    N: number;
+    K: number;
+    alpha: number;
+    A: A;
+    aOff: number;
+    lda: number;
+    strideA: number;
+    B: A;
+    bOff: number;
+    ldb: number;
+    strideB: number;
     beta: number;
-    C: A; cOff: number; ldc: number; strideC: number;
+    C: A;
+    cOff: number;
+    ldc: number;
+    strideC: number;
     batch: number;
   }): void;
 
@@ -48,9 +62,20 @@ export interface Kernels<A extends FArr = Float32Array> {
    * beta = 0 overwrites Y (old content, even NaN, is ignored).
    */
   weightGemm(p: {
-    format: WeightFormat; W: Uint8Array; N: number; K: number; transW: boolean;
-    M: number; alpha: number; X: A; xOff: number; ldx: number;
-    beta: number; Y: A; yOff: number; ldy: number;
+    format: WeightFormat;
+    W: Uint8Array;
+    N: number;
+    K: number;
+    transW: boolean;
+    M: number;
+    alpha: number;
+    X: A;
+    xOff: number;
+    ldx: number;
+    beta: number;
+    Y: A;
+    yOff: number;
+    ldy: number;
   }): void;
 
   // ---- elementwise (n = length) ------------------------------------------------------------
@@ -102,14 +127,39 @@ export interface Kernels<A extends FArr = Float32Array> {
    * probs ([B, H, T, S]) receives P, saved for backward.
    */
   attentionForward(p: {
-    q: A; k: A; v: A; out: A; probs: A; keyMask: A | null;
-    B: number; T: number; S: number; H: number; Hkv: number; Dh: number;
-    qOffset: number; scale: number; causal: boolean;
+    q: A;
+    k: A;
+    v: A;
+    out: A;
+    probs: A;
+    keyMask: A | null;
+    B: number;
+    T: number;
+    S: number;
+    H: number;
+    Hkv: number;
+    Dh: number;
+    qOffset: number;
+    scale: number;
+    causal: boolean;
   }): void;
   /** Accumulates dq, dk, dv from dOut using the saved probs. */
   attentionBackward(p: {
-    dOut: A; q: A; k: A; v: A; probs: A; dq: A; dk: A; dv: A;
-    B: number; T: number; S: number; H: number; Hkv: number; Dh: number; scale: number;
+    dOut: A;
+    q: A;
+    k: A;
+    v: A;
+    probs: A;
+    dq: A;
+    dk: A;
+    dv: A;
+    B: number;
+    T: number;
+    S: number;
+    H: number;
+    Hkv: number;
+    Dh: number;
+    scale: number;
   }): void;
 
   // ---- activations ------------------------------------------------------------------------
@@ -136,18 +186,52 @@ export interface Kernels<A extends FArr = Float32Array> {
    * backward; rows with targets[i] == ignoreIndex get lse computed anyway) and returns
    * { sum: sum over kept rows of (lse - logits[target]), count: number of kept rows }.
    */
-  crossEntropyForward(logits: A, targets: Int32Array, lse: A, N: number, V: number, ignoreIndex: number): { sum: number; count: number };
+  crossEntropyForward(
+    logits: A,
+    targets: Int32Array,
+    lse: A,
+    N: number,
+    V: number,
+    ignoreIndex: number,
+  ): { sum: number; count: number };
   /** dLogits[i] += gradScale * (softmax(logits[i]) - onehot(target)) for kept rows. */
-  crossEntropyBackward(logits: A, targets: Int32Array, lse: A, dLogits: A, N: number, V: number, ignoreIndex: number, gradScale: number): void;
+  crossEntropyBackward(
+    logits: A,
+    targets: Int32Array,
+    lse: A,
+    dLogits: A,
+    N: number,
+    V: number,
+    ignoreIndex: number,
+    gradScale: number,
+  ): void;
 
   /**
    * KL(p_T || p_S) per row, p_T = softmax(teacher / 1), p_S = softmax(student).
    * teacherIsProbs: teacher holds probabilities instead of logits. rowWeight (optional, [N]) scales
    * each row (0 masks padding). Returns sum_i w_i * KL_i. Writes studentLse[N] for backward.
    */
-  klForward(teacher: A, student: A, studentLse: A, rowWeight: A | null, N: number, V: number, teacherIsProbs: boolean): number;
+  klForward(
+    teacher: A,
+    student: A,
+    studentLse: A,
+    rowWeight: A | null,
+    N: number,
+    V: number,
+    teacherIsProbs: boolean,
+  ): number;
   /** dStudent[i] += gradScale * w_i * (p_S - p_T). */
-  klBackward(teacher: A, student: A, studentLse: A, rowWeight: A | null, dStudent: A, N: number, V: number, teacherIsProbs: boolean, gradScale: number): void;
+  klBackward(
+    teacher: A,
+    student: A,
+    studentLse: A,
+    rowWeight: A | null,
+    dStudent: A,
+    N: number,
+    V: number,
+    teacherIsProbs: boolean,
+    gradScale: number,
+  ): void;
 
   /**
    * Normalised MSE: sum((t - s)^2) / sum(t^2) (equal to mean/mean), over n elements.
@@ -159,9 +243,31 @@ export interface Kernels<A extends FArr = Float32Array> {
 
   // ---- optimisers (in place over one parameter array) ---------------------------------------
   /** AdamW with decoupled weight decay and bias correction; step is 1-based. */
-  adamwStep(p: { param: A; grad: A; m: A; v: A; n: number; lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number; gradScale: number }): void;
+  adamwStep(p: {
+    param: A;
+    grad: A;
+    m: A;
+    v: A;
+    n: number;
+    lr: number;
+    beta1: number;
+    beta2: number;
+    eps: number;
+    weightDecay: number;
+    step: number;
+    gradScale: number;
+  }): void;
   /** SGD with optional momentum (buf may be null when momentum = 0) and weight decay. */
-  sgdStep(p: { param: A; grad: A; buf: A | null; n: number; lr: number; momentum: number; weightDecay: number; gradScale: number }): void;
+  sgdStep(p: {
+    param: A;
+    grad: A;
+    buf: A | null;
+    n: number;
+    lr: number;
+    momentum: number;
+    weightDecay: number;
+    gradScale: number;
+  }): void;
 
   // ---- threads -----------------------------------------------------------------------------
   /** Threads used by kernels and BLAS (never both at once). */

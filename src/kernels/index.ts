@@ -17,7 +17,9 @@ export function getKernels(): Kernels<Float32Array> {
   if (native) return native;
   if (!warned) {
     warned = true;
-    console.warn(`fedbiot: native kernels unavailable (${nativeLoadError()}); using the slow TypeScript reference kernels.`);
+    console.warn(
+      `fedbiot: native kernels unavailable (${nativeLoadError()}); using the slow TypeScript reference kernels.`,
+    );
   }
   return referenceKernels<Float32Array>();
 }

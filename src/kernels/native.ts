@@ -46,10 +46,44 @@ interface Addon {
   softmaxBackward(dOut: F, y: F, dx: F, N: number, V: number): void;
   logSoftmaxForward(x: F, out: F, N: number, V: number): void;
   logSoftmaxBackward(dOut: F, y: F, dx: F, N: number, V: number): void;
-  crossEntropyForward(logits: F, targets: Int32Array, lse: F, N: number, V: number, ignoreIndex: number): [number, number];
-  crossEntropyBackward(logits: F, targets: Int32Array, lse: F, dLogits: F, N: number, V: number, ignoreIndex: number, gradScale: number): void;
-  klForward(teacher: F, student: F, studentLse: F, rowWeight: F | null, N: number, V: number, teacherIsProbs: boolean): number;
-  klBackward(teacher: F, student: F, studentLse: F, rowWeight: F | null, dStudent: F, N: number, V: number, teacherIsProbs: boolean, gradScale: number): void;
+  crossEntropyForward(
+    logits: F,
+    targets: Int32Array,
+    lse: F,
+    N: number,
+    V: number,
+    ignoreIndex: number,
+  ): [number, number];
+  crossEntropyBackward(
+    logits: F,
+    targets: Int32Array,
+    lse: F,
+    dLogits: F,
+    N: number,
+    V: number,
+    ignoreIndex: number,
+    gradScale: number,
+  ): void;
+  klForward(
+    teacher: F,
+    student: F,
+    studentLse: F,
+    rowWeight: F | null,
+    N: number,
+    V: number,
+    teacherIsProbs: boolean,
+  ): number;
+  klBackward(
+    teacher: F,
+    student: F,
+    studentLse: F,
+    rowWeight: F | null,
+    dStudent: F,
+    N: number,
+    V: number,
+    teacherIsProbs: boolean,
+    gradScale: number,
+  ): void;
   nmseForward(student: F, teacher: F, n: number): [number, number];
   nmseBackward(student: F, teacher: F, dStudent: F, n: number, denom: number, gradScale: number): void;
   adamwStep(...args: unknown[]): void;
@@ -68,7 +102,8 @@ function packageRoot(): string {
   for (;;) {
     if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'binding.gyp'))) return dir;
     const up = dirname(dir);
-    if (up === dir) throw new Error('package root (package.json + binding.gyp) not found above ' + fileURLToPath(import.meta.url));
+    if (up === dir)
+      throw new Error('package root (package.json + binding.gyp) not found above ' + fileURLToPath(import.meta.url));
     dir = up;
   }
 }
@@ -134,11 +169,45 @@ function wrap(n: Addon): Kernels<Float32Array> {
   return {
     name: 'native',
     gemm: (p) =>
-      n.gemm(p.transA, p.transB, p.M, p.N, p.K, p.alpha, p.A, p.aOff, p.lda, p.strideA, p.B, p.bOff, p.ldb, p.strideB,
-        p.beta, p.C, p.cOff, p.ldc, p.strideC, p.batch),
+      n.gemm(
+        p.transA,
+        p.transB,
+        p.M,
+        p.N,
+        p.K,
+        p.alpha,
+        p.A,
+        p.aOff,
+        p.lda,
+        p.strideA,
+        p.B,
+        p.bOff,
+        p.ldb,
+        p.strideB,
+        p.beta,
+        p.C,
+        p.cOff,
+        p.ldc,
+        p.strideC,
+        p.batch,
+      ),
     weightGemm: (p) =>
-      n.weightGemm(weightFormatId(p.format), p.W, p.N, p.K, p.transW, p.M, p.alpha, p.X, p.xOff, p.ldx, p.beta, p.Y,
-        p.yOff, p.ldy),
+      n.weightGemm(
+        weightFormatId(p.format),
+        p.W,
+        p.N,
+        p.K,
+        p.transW,
+        p.M,
+        p.alpha,
+        p.X,
+        p.xOff,
+        p.ldx,
+        p.beta,
+        p.Y,
+        p.yOff,
+        p.ldy,
+      ),
     add: (a, b, out, len) => n.add(a, b, out, len),
     mul: (a, b, out, len) => n.mul(a, b, out, len),
     axpy: (alpha, x, y, len) => n.axpy(alpha, x, y, len),
@@ -152,8 +221,23 @@ function wrap(n: Addon): Kernels<Float32Array> {
     ropeForward: (x, out, f, B, T, H, Dh, pos) => n.ropeForward(x, out, f, B, T, H, Dh, pos),
     ropeBackward: (d, dx, f, B, T, H, Dh, pos) => n.ropeBackward(d, dx, f, B, T, H, Dh, pos),
     attentionForward: (p) =>
-      n.attentionForward(p.q, p.k, p.v, p.out, p.probs, p.keyMask, p.B, p.T, p.S, p.H, p.Hkv, p.Dh, p.qOffset, p.scale,
-        p.causal),
+      n.attentionForward(
+        p.q,
+        p.k,
+        p.v,
+        p.out,
+        p.probs,
+        p.keyMask,
+        p.B,
+        p.T,
+        p.S,
+        p.H,
+        p.Hkv,
+        p.Dh,
+        p.qOffset,
+        p.scale,
+        p.causal,
+      ),
     attentionBackward: (p) =>
       n.attentionBackward(p.dOut, p.q, p.k, p.v, p.probs, p.dq, p.dk, p.dv, p.B, p.T, p.S, p.H, p.Hkv, p.Dh, p.scale),
     swigluForward: (g, u, out, len) => n.swigluForward(g, u, out, len),

@@ -61,7 +61,8 @@ export function referenceKernels<A extends FArr>(): Kernels<A> {
       // Widen W once (row by row), in double, then the plain triple loop.
       const W = new Float64Array(N * K);
       for (let n = 0; n < N; n++) decodeWeightRow(p.format, p.W, K, n, W, n * K);
-      const outCols = p.transW ? N : K, inner = p.transW ? K : N;
+      const outCols = p.transW ? N : K,
+        inner = p.transW ? K : N;
       for (let i = 0; i < M; i++) {
         for (let j = 0; j < outCols; j++) {
           let s = 0;
@@ -142,8 +143,10 @@ export function referenceKernels<A extends FArr>(): Kernels<A> {
             const o = ((b * T + t) * H + h) * Dh;
             for (let i = 0; i < half; i++) {
               const th = pos * invFreq[i]!;
-              const c = Math.cos(th), s = Math.sin(th);
-              const x1 = x[o + i]!, x2 = x[o + i + half]!; // read both first: out may alias x
+              const c = Math.cos(th),
+                s = Math.sin(th);
+              const x1 = x[o + i]!,
+                x2 = x[o + i + half]!; // read both first: out may alias x
               out[o + i] = x1 * c - x2 * s;
               out[o + i + half] = x2 * c + x1 * s;
             }
@@ -160,8 +163,10 @@ export function referenceKernels<A extends FArr>(): Kernels<A> {
             const o = ((b * T + t) * H + h) * Dh;
             for (let i = 0; i < half; i++) {
               const th = pos * invFreq[i]!;
-              const c = Math.cos(th), s = Math.sin(th);
-              const g1 = dOut[o + i]!, g2 = dOut[o + i + half]!;
+              const c = Math.cos(th),
+                s = Math.sin(th);
+              const g1 = dOut[o + i]!,
+                g2 = dOut[o + i + half]!;
               dx[o + i] = dx[o + i]! + g1 * c + g2 * s;
               dx[o + i + half] = dx[o + i + half]! - g1 * s + g2 * c;
             }
@@ -248,7 +253,8 @@ export function referenceKernels<A extends FArr>(): Kernels<A> {
     },
     swigluBackward(dOut, gate, up, dGate, dUp, n) {
       for (let i = 0; i < n; i++) {
-        const g = gate[i]!, sg = sigmoid(g);
+        const g = gate[i]!,
+          sg = sigmoid(g);
         const silu = g * sg;
         const dsilu = sg * (1 + g * (1 - sg));
         dGate[i] = dGate[i]! + dOut[i]! * up[i]! * dsilu;
@@ -267,7 +273,8 @@ export function referenceKernels<A extends FArr>(): Kernels<A> {
 
     softmaxForward(x, out, N, V) {
       for (let i = 0; i < N; i++) {
-        const o = i * V, m = rowMax(x, o, V);
+        const o = i * V,
+          m = rowMax(x, o, V);
         let z = 0;
         for (let j = 0; j < V; j++) z += Math.exp(x[o + j]! - m);
         for (let j = 0; j < V; j++) out[o + j] = Math.exp(x[o + j]! - m) / z;
@@ -283,7 +290,8 @@ export function referenceKernels<A extends FArr>(): Kernels<A> {
     },
     logSoftmaxForward(x, out, N, V) {
       for (let i = 0; i < N; i++) {
-        const o = i * V, lse = logSumExp(x, o, V);
+        const o = i * V,
+          lse = logSumExp(x, o, V);
         for (let j = 0; j < V; j++) out[o + j] = x[o + j]! - lse;
       }
     },
@@ -297,7 +305,8 @@ export function referenceKernels<A extends FArr>(): Kernels<A> {
     },
 
     crossEntropyForward(logits, targets, lse, N, V, ignoreIndex) {
-      let sum = 0, count = 0;
+      let sum = 0,
+        count = 0;
       for (let i = 0; i < N; i++) {
         lse[i] = logSumExp(logits, i * V, V);
         const t = targets[i]!;
@@ -358,7 +367,8 @@ export function referenceKernels<A extends FArr>(): Kernels<A> {
     },
 
     nmseForward(student, teacher, n) {
-      let num = 0, denom = 0;
+      let num = 0,
+        denom = 0;
       for (let i = 0; i < n; i++) {
         const d = teacher[i]! - student[i]!;
         num += d * d;

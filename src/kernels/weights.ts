@@ -22,9 +22,13 @@ export const QBLOCK = 32;
 /** Bytes one row of K values takes in a format (throws when K does not fit the format's blocks). */
 export function weightRowBytes(format: WeightFormat, K: number): number {
   switch (format) {
-    case 'f32': return 4 * K;
-    case 'bf16': case 'f16': return 2 * K;
-    case 'q8_0': case 'q4_0':
+    case 'f32':
+      return 4 * K;
+    case 'bf16':
+    case 'f16':
+      return 2 * K;
+    case 'q8_0':
+    case 'q4_0':
       if (K % QBLOCK !== 0) throw new Error(`${format} weight: in features ${K} is not a multiple of ${QBLOCK}`);
       return (K / QBLOCK) * (format === 'q8_0' ? 34 : 18);
   }
@@ -50,7 +54,8 @@ export function encodeWeight(format: WeightFormat, w: ArrayLike<number>, N: numb
   const out = new Uint8Array(N * rowBytes);
   const dv = new DataView(out.buffer);
   for (let n = 0; n < N; n++) {
-    const base = n * rowBytes, src = n * K;
+    const base = n * rowBytes,
+      src = n * K;
     switch (format) {
       case 'f32':
         for (let k = 0; k < K; k++) dv.setFloat32(base + 4 * k, w[src + k]!, true);
@@ -63,23 +68,31 @@ export function encodeWeight(format: WeightFormat, w: ArrayLike<number>, N: numb
         break;
       case 'q8_0':
         for (let b = 0; b < K / QBLOCK; b++) {
-          const o = base + b * 34, s = src + b * QBLOCK;
+          const o = base + b * 34,
+            s = src + b * QBLOCK;
           let amax = 0;
           for (let j = 0; j < QBLOCK; j++) amax = Math.max(amax, Math.abs(w[s + j]!));
-          const d = Math.fround(amax / 127), id = d ? 1 / d : 0;
+          const d = Math.fround(amax / 127),
+            id = d ? 1 / d : 0;
           dv.setUint16(o, f32ToF16(d), true);
           for (let j = 0; j < QBLOCK; j++) dv.setInt8(o + 2 + j, roundAway(Math.fround(w[s + j]! * id)));
         }
         break;
       case 'q4_0':
         for (let b = 0; b < K / QBLOCK; b++) {
-          const o = base + b * 18, s = src + b * QBLOCK;
-          let amax = 0, max = 0;
+          const o = base + b * 18,
+            s = src + b * QBLOCK;
+          let amax = 0,
+            max = 0;
           for (let j = 0; j < QBLOCK; j++) {
             const v = w[s + j]!;
-            if (Math.abs(v) > amax) { amax = Math.abs(v); max = v; }
+            if (Math.abs(v) > amax) {
+              amax = Math.abs(v);
+              max = v;
+            }
           }
-          const d = Math.fround(max / -8), id = d ? 1 / d : 0;
+          const d = Math.fround(max / -8),
+            id = d ? 1 / d : 0;
           dv.setUint16(o, f32ToF16(d), true);
           const q = (v: number) => Math.min(15, Math.trunc(Math.fround(v * id) + 8.5));
           for (let j = 0; j < QBLOCK / 2; j++) out[o + 2 + j] = q(w[s + j]!) | (q(w[s + j + QBLOCK / 2]!) << 4);
@@ -96,7 +109,14 @@ function roundAway(v: number): number {
 }
 
 /** Widens row n of a stored [N, K] weight into out[outOff .. outOff + K). */
-export function decodeWeightRow(format: WeightFormat, bytes: Uint8Array, K: number, n: number, out: { [i: number]: number }, outOff = 0): void {
+export function decodeWeightRow(
+  format: WeightFormat,
+  bytes: Uint8Array,
+  K: number,
+  n: number,
+  out: { [i: number]: number },
+  outOff = 0,
+): void {
   const rowBytes = weightRowBytes(format, K);
   const dv = new DataView(bytes.buffer, bytes.byteOffset + n * rowBytes, rowBytes);
   switch (format) {

@@ -25,7 +25,8 @@ const MODULE_RE = /^model\.layers\.(\d+)\.(?:self_attn|mlp)\.([a-z_]+)\.lora_A\.
 /** Reads the PEFT adapter in `dir`, attaches LoRA to the model's layers and loads its weights. */
 export function attachPeftAdapter(model: LlamaModel, dir: string): AttachedAdapter {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`adapter folder ${dir} does not exist`);
-  if (!fs.existsSync(path.join(dir, ADAPTER_CONFIG))) throw new Error(`${dir} is not a PEFT adapter folder: ${path.join(dir, ADAPTER_CONFIG)} is missing`);
+  if (!fs.existsSync(path.join(dir, ADAPTER_CONFIG)))
+    throw new Error(`${dir} is not a PEFT adapter folder: ${path.join(dir, ADAPTER_CONFIG)} is missing`);
   const a = loadPeftAsState(dir, model.config);
   const spec = { r: a.r, alpha: a.alpha, dropout: a.dropout };
   const rand = mulberry32(0);
@@ -35,11 +36,16 @@ export function attachPeftAdapter(model: LlamaModel, dir: string): AttachedAdapt
     if (!m) continue;
     const li = Number(m[1]);
     const mod = m[2] as LinearName;
-    const layer = model.layers.find((l) => l.sourceIndex === li && l.prefix === `model.layers.${li}`) ?? model.layers[li];
+    const layer =
+      model.layers.find((l) => l.sourceIndex === li && l.prefix === `model.layers.${li}`) ?? model.layers[li];
     if (!layer) throw new Error(`${where}: LoRA for layer ${li} but the model has ${model.layers.length} layers`);
-    if (!(LINEAR_NAMES as readonly string[]).includes(mod)) throw new Error(`${where}: '${mod}' is not a LLaMA linear layer`);
+    if (!(LINEAR_NAMES as readonly string[]).includes(mod))
+      throw new Error(`${where}: '${mod}' is not a LLaMA linear layer`);
     const lin = layer.linears[mod];
-    if (lin.lora) throw new Error(`${where}: ${lin.name} already carries a LoRA adapter (attach one adapter at a time, or merge first)`);
+    if (lin.lora)
+      throw new Error(
+        `${where}: ${lin.name} already carries a LoRA adapter (attach one adapter at a time, or merge first)`,
+      );
     lin.attachLora(spec, rand);
   }
   loadLora(model.layers, a.state, where);
@@ -64,11 +70,17 @@ export function currentLora(model: LlamaModel): LoraState {
 export function checkModelFolder(dir: string, flag = '--model'): void {
   if (!fs.existsSync(dir)) throw new Error(`${flag} ${dir}: folder does not exist`);
   if (!fs.statSync(dir).isDirectory()) throw new Error(`${flag} ${dir}: not a folder`);
-  if (!fs.existsSync(path.join(dir, 'config.json'))) throw new Error(`${flag} ${dir}: ${path.join(dir, 'config.json')} is missing (expected a Hugging Face model folder)`);
+  if (!fs.existsSync(path.join(dir, 'config.json')))
+    throw new Error(
+      `${flag} ${dir}: ${path.join(dir, 'config.json')} is missing (expected a Hugging Face model folder)`,
+    );
 }
 
 /** Loads a model folder (and optionally a PEFT adapter onto it) for inference. */
-export function loadModelWithAdapter(modelDir: string, adapterDir?: string): { model: LlamaModel; adapter: AttachedAdapter | null } {
+export function loadModelWithAdapter(
+  modelDir: string,
+  adapterDir?: string,
+): { model: LlamaModel; adapter: AttachedAdapter | null } {
   checkModelFolder(modelDir);
   const model = loadHfModel(modelDir);
   let adapter: AttachedAdapter | null = null;

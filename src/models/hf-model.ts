@@ -12,22 +12,45 @@ import { FrozenWeight } from '../tensor/frozen.js';
 import type { Weight } from '../tensor/ops.js';
 import type { WeightFormat } from '../kernels/weights.js';
 import { fromValues } from '../tensor/engine.js';
-import { DecoderLayer, LlamaModel, LINEAR_NAMES, linearPath, widened, type LayerExtras, type LinearName } from '../nn/llama.js';
+import {
+  DecoderLayer,
+  LlamaModel,
+  LINEAR_NAMES,
+  linearPath,
+  widened,
+  type LayerExtras,
+  type LinearName,
+} from '../nn/llama.js';
 import { familyTensors } from '../io/llama-names.js';
 import { makeConfig, type ModelConfig } from '../nn/config.js';
 import type { LoraState } from '../fedbiot/lora-state.js';
 
 export function toModelConfig(c: LlamaConfig, file = 'config.json'): ModelConfig {
-  if (c.hiddenAct !== 'silu') throw new Error(`${file}: hidden_act '${c.hiddenAct}' is not supported (LLaMA uses silu)`);
+  if (c.hiddenAct !== 'silu')
+    throw new Error(`${file}: hidden_act '${c.hiddenAct}' is not supported (LLaMA uses silu)`);
   if (c.mlpBias) throw new Error(`${file}: mlp_bias is not supported`);
-  const eos = Array.isArray(c.eosTokenId) ? c.eosTokenId[0] ?? null : c.eosTokenId ?? null;
+  const eos = Array.isArray(c.eosTokenId) ? (c.eosTokenId[0] ?? null) : (c.eosTokenId ?? null);
   const f = familyTensors(c);
   return makeConfig({
-    vocabSize: c.vocabSize, hiddenSize: c.hiddenSize, intermediateSize: c.intermediateSize, numLayers: c.numHiddenLayers,
-    numHeads: c.numAttentionHeads, numKvHeads: c.numKeyValueHeads, headDim: c.headDim, rmsNormEps: c.rmsNormEps,
-    ropeTheta: c.ropeTheta, maxPositionEmbeddings: c.maxPositionEmbeddings, tieWordEmbeddings: c.tieWordEmbeddings,
-    bosTokenId: c.bosTokenId ?? null, eosTokenId: eos, padTokenId: c.padTokenId ?? null,
-    family: c.modelType, ropeScaling: c.ropeScaling, qkvBias: f.qkvBias, oBias: f.oBias, qkNorm: f.qkNorm,
+    vocabSize: c.vocabSize,
+    hiddenSize: c.hiddenSize,
+    intermediateSize: c.intermediateSize,
+    numLayers: c.numHiddenLayers,
+    numHeads: c.numAttentionHeads,
+    numKvHeads: c.numKeyValueHeads,
+    headDim: c.headDim,
+    rmsNormEps: c.rmsNormEps,
+    ropeTheta: c.ropeTheta,
+    maxPositionEmbeddings: c.maxPositionEmbeddings,
+    tieWordEmbeddings: c.tieWordEmbeddings,
+    bosTokenId: c.bosTokenId ?? null,
+    eosTokenId: eos,
+    padTokenId: c.padTokenId ?? null,
+    family: c.modelType,
+    ropeScaling: c.ropeScaling,
+    qkvBias: f.qkvBias,
+    oBias: f.oBias,
+    qkNorm: f.qkNorm,
     slidingWindow: c.slidingWindow ?? null,
   });
 }
@@ -36,9 +59,17 @@ export function toLlamaConfig(c: ModelConfig): LlamaConfig {
   const family = c.family ?? 'llama';
   return makeLlamaConfig({
     modelType: family,
-    hiddenSize: c.hiddenSize, intermediateSize: c.intermediateSize, numHiddenLayers: c.numLayers, numAttentionHeads: c.numHeads,
-    numKeyValueHeads: c.numKvHeads, headDim: c.headDim, rmsNormEps: c.rmsNormEps, ropeTheta: c.ropeTheta, vocabSize: c.vocabSize,
-    tieWordEmbeddings: c.tieWordEmbeddings, maxPositionEmbeddings: c.maxPositionEmbeddings,
+    hiddenSize: c.hiddenSize,
+    intermediateSize: c.intermediateSize,
+    numHiddenLayers: c.numLayers,
+    numAttentionHeads: c.numHeads,
+    numKeyValueHeads: c.numKvHeads,
+    headDim: c.headDim,
+    rmsNormEps: c.rmsNormEps,
+    ropeTheta: c.ropeTheta,
+    vocabSize: c.vocabSize,
+    tieWordEmbeddings: c.tieWordEmbeddings,
+    maxPositionEmbeddings: c.maxPositionEmbeddings,
     ropeScaling: c.ropeScaling ?? null,
     attentionBias: (family === 'llama' || family === 'qwen3') && !!c.oBias,
     ...(family === 'mistral' ? { slidingWindow: c.slidingWindow ?? null } : {}),
@@ -78,7 +109,10 @@ export function loadHfModel(dir: string, opts: LoadHfModelOptions = {}): LlamaMo
     const layers: DecoderLayer[] = [];
     for (let i = 0; i < cfg.numLayers; i++) {
       const p = `model.layers.${i}`;
-      const lin = Object.fromEntries(LINEAR_NAMES.map((n) => [n, getWeight(`${linearPath(p, n)}.weight`)])) as Record<LinearName, Weight>;
+      const lin = Object.fromEntries(LINEAR_NAMES.map((n) => [n, getWeight(`${linearPath(p, n)}.weight`)])) as Record<
+        LinearName,
+        Weight
+      >;
       const extras: LayerExtras = {};
       const biased = LINEAR_NAMES.filter((n) => reader.has(`${linearPath(p, n)}.bias`));
       if (biased.length > 0) extras.bias = Object.fromEntries(biased.map((n) => [n, get(`${linearPath(p, n)}.bias`)]));
@@ -86,7 +120,16 @@ export function loadHfModel(dir: string, opts: LoadHfModelOptions = {}): LlamaMo
         extras.qNorm = get(`${p}.self_attn.q_norm.weight`);
         extras.kNorm = get(`${p}.self_attn.k_norm.weight`);
       }
-      layers.push(new DecoderLayer(p, i, get(`${p}.input_layernorm.weight`), get(`${p}.post_attention_layernorm.weight`), lin, extras));
+      layers.push(
+        new DecoderLayer(
+          p,
+          i,
+          get(`${p}.input_layernorm.weight`),
+          get(`${p}.post_attention_layernorm.weight`),
+          lin,
+          extras,
+        ),
+      );
     }
     const norm = get('model.norm.weight');
     const head = cfg.tieWordEmbeddings || !reader.has('lm_head.weight') ? embed : getWeight('lm_head.weight');
@@ -100,12 +143,23 @@ export function loadHfModel(dir: string, opts: LoadHfModelOptions = {}): LlamaMo
  * Writes the model's base weights (LoRA not included: merge first to bake it in). `source` is the
  * config.json the model was read from: its layout and the fields the engine does not model are kept.
  */
-export function saveHfModel(model: LlamaModel, dir: string, opts: { dtype?: DType; maxShardBytes?: number; source?: LlamaConfig } = {}): void {
+export function saveHfModel(
+  model: LlamaModel,
+  dir: string,
+  opts: { dtype?: DType; maxShardBytes?: number; source?: LlamaConfig } = {},
+): void {
   fs.mkdirSync(dir, { recursive: true });
   const dtype = opts.dtype ?? storedDtype(model);
   // records widen a stored-format weight when the writer reads it, one tensor at a time
   const tensors = new Map<string, TensorRecord>();
-  for (const [name, w] of model.baseWeights()) tensors.set(name, { dtype, shape: [...w.shape], get data() { return widened(w).data; } });
+  for (const [name, w] of model.baseWeights())
+    tensors.set(name, {
+      dtype,
+      shape: [...w.shape],
+      get data() {
+        return widened(w).data;
+      },
+    });
   const own = toLlamaConfig(model.config);
   const config: LlamaConfig = opts.source
     ? { ...opts.source, numHiddenLayers: own.numHiddenLayers, tieWordEmbeddings: own.tieWordEmbeddings }
@@ -130,7 +184,11 @@ function splitLoraName(name: string): [string, 'A' | 'B'] {
 }
 
 /** Writes an adapter state (names under model.layers.N, i.e. full-model layer indices) as PEFT. */
-export function saveAdapterAsPeft(state: LoraState, dir: string, spec: { r: number; alpha: number; dropout: number; baseModel: string | null }): void {
+export function saveAdapterAsPeft(
+  state: LoraState,
+  dir: string,
+  spec: { r: number; alpha: number; dropout: number; baseModel: string | null },
+): void {
   const pairs: LoraTensors = new Map();
   const layers = new Set<number>();
   const modules = new Set<string>();
@@ -143,13 +201,23 @@ export function saveAdapterAsPeft(state: LoraState, dir: string, spec: { r: numb
     modules.add(mp.split('.').pop()!);
   }
   writePeftAdapter(dir, {
-    config: { r: spec.r, loraAlpha: spec.alpha, loraDropout: spec.dropout, targetModules: [...modules].sort(), baseModelNameOrPath: spec.baseModel, layersToTransform: [...layers].sort((a, b) => a - b) },
+    config: {
+      r: spec.r,
+      loraAlpha: spec.alpha,
+      loraDropout: spec.dropout,
+      targetModules: [...modules].sort(),
+      baseModelNameOrPath: spec.baseModel,
+      layersToTransform: [...layers].sort((a, b) => a - b),
+    },
     tensors: pairs,
   });
 }
 
 /** Reads a PEFT adapter folder into a LoRA state plus its spec. */
-export function loadPeftAsState(dir: string, base?: ModelConfig): { state: LoraState; r: number; alpha: number; dropout: number; targets: LinearName[]; layers: number[] } {
+export function loadPeftAsState(
+  dir: string,
+  base?: ModelConfig,
+): { state: LoraState; r: number; alpha: number; dropout: number; targets: LinearName[]; layers: number[] } {
   const { config, tensors } = readPeftAdapter(dir, base ? { baseConfig: toLlamaConfig(base) } : {});
   const state: LoraState = new Map();
   const layers = new Set<number>();
@@ -159,6 +227,16 @@ export function loadPeftAsState(dir: string, base?: ModelConfig): { state: LoraS
     layers.add(Number(/layers\.(\d+)/.exec(mp)![1]));
   }
   const targets = config.targetModules.filter((t): t is LinearName => (LINEAR_NAMES as readonly string[]).includes(t));
-  if (targets.length !== config.targetModules.length) throw new Error(`${dir}: target_modules ${JSON.stringify(config.targetModules)} include modules a LLaMA model does not have`);
-  return { state, r: config.r, alpha: config.loraAlpha, dropout: config.loraDropout, targets, layers: [...layers].sort((a, b) => a - b) };
+  if (targets.length !== config.targetModules.length)
+    throw new Error(
+      `${dir}: target_modules ${JSON.stringify(config.targetModules)} include modules a LLaMA model does not have`,
+    );
+  return {
+    state,
+    r: config.r,
+    alpha: config.loraAlpha,
+    dropout: config.loraDropout,
+    targets,
+    layers: [...layers].sort((a, b) => a - b),
+  };
 }

@@ -25,7 +25,8 @@ export function storeModelWeights(model: LlamaModel, format: WeightFormat): Llam
   const tied = model.lmHead === model.embedTokens;
   model.embedTokens = storeWeight(model.embedTokens, format, 'model.embed_tokens.weight');
   model.lmHead = tied ? model.embedTokens : storeWeight(model.lmHead, format, 'lm_head.weight');
-  for (const l of model.layers) for (const n of LINEAR_NAMES) l.linears[n].weight = storeWeight(l.linears[n].weight, format, l.linears[n].name);
+  for (const l of model.layers)
+    for (const n of LINEAR_NAMES) l.linears[n].weight = storeWeight(l.linears[n].weight, format, l.linears[n].name);
   return model;
 }
 

@@ -36,7 +36,10 @@ export interface ModelConfig {
 }
 
 /** Fills defaults (head dim, kv heads) and checks the numbers fit together. */
-export function makeConfig(c: Partial<ModelConfig> & Pick<ModelConfig, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads'>): ModelConfig {
+export function makeConfig(
+  c: Partial<ModelConfig> &
+    Pick<ModelConfig, 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads'>,
+): ModelConfig {
   const cfg: ModelConfig = {
     numKvHeads: c.numHeads,
     headDim: c.hiddenSize / c.numHeads,
@@ -59,17 +62,30 @@ export function makeConfig(c: Partial<ModelConfig> & Pick<ModelConfig, 'vocabSiz
 }
 
 export function validateConfig(c: ModelConfig, where = 'model config'): void {
-  const posInt = ['vocabSize', 'hiddenSize', 'intermediateSize', 'numLayers', 'numHeads', 'numKvHeads', 'headDim', 'maxPositionEmbeddings'] as const;
+  const posInt = [
+    'vocabSize',
+    'hiddenSize',
+    'intermediateSize',
+    'numLayers',
+    'numHeads',
+    'numKvHeads',
+    'headDim',
+    'maxPositionEmbeddings',
+  ] as const;
   for (const k of posInt) {
     const v = c[k];
     if (!Number.isInteger(v) || v <= 0) throw new Error(`${where}: ${k} must be a positive integer, got ${v}`);
   }
-  if (c.numHeads % c.numKvHeads !== 0) throw new Error(`${where}: numHeads ${c.numHeads} must be a multiple of numKvHeads ${c.numKvHeads}`);
+  if (c.numHeads % c.numKvHeads !== 0)
+    throw new Error(`${where}: numHeads ${c.numHeads} must be a multiple of numKvHeads ${c.numKvHeads}`);
   if (c.headDim % 2 !== 0) throw new Error(`${where}: headDim ${c.headDim} must be even for rotary embeddings`);
-  if (!(c.rmsNormEps > 0 && c.rmsNormEps < 1)) throw new Error(`${where}: rmsNormEps must be in (0, 1), got ${c.rmsNormEps}`);
+  if (!(c.rmsNormEps > 0 && c.rmsNormEps < 1))
+    throw new Error(`${where}: rmsNormEps must be in (0, 1), got ${c.rmsNormEps}`);
   if (!(c.ropeTheta > 0)) throw new Error(`${where}: ropeTheta must be positive, got ${c.ropeTheta}`);
-  if (c.family !== undefined && !MODEL_FAMILIES.includes(c.family)) throw new Error(`${where}: family must be one of ${MODEL_FAMILIES.join(', ')}, got ${c.family}`);
-  if (c.slidingWindow != null && !(Number.isInteger(c.slidingWindow) && c.slidingWindow > 0)) throw new Error(`${where}: slidingWindow must be a positive integer or null, got ${c.slidingWindow}`);
+  if (c.family !== undefined && !MODEL_FAMILIES.includes(c.family))
+    throw new Error(`${where}: family must be one of ${MODEL_FAMILIES.join(', ')}, got ${c.family}`);
+  if (c.slidingWindow != null && !(Number.isInteger(c.slidingWindow) && c.slidingWindow > 0))
+    throw new Error(`${where}: slidingWindow must be a positive integer or null, got ${c.slidingWindow}`);
 }
 
 export function countParameters(c: ModelConfig): number {

@@ -24,7 +24,11 @@ export function argmax(x: ArrayLike<number>): number {
 }
 
 /** Samples from logits with temperature, top-k and top-p (nucleus) filtering. */
-export function sampleLogits(logits: ArrayLike<number>, o: { temperature: number; topK?: number; topP?: number }, rand: Random): number {
+export function sampleLogits(
+  logits: ArrayLike<number>,
+  o: { temperature: number; topK?: number; topP?: number },
+  rand: Random,
+): number {
   const V = logits.length;
   const idx = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]!);
   const k = o.topK && o.topK > 0 ? Math.min(o.topK, V) : V;
@@ -57,7 +61,10 @@ export function sampleLogits(logits: ArrayLike<number>, o: { temperature: number
 export function generate(model: LlamaModel, promptIds: number[], o: SamplingOptions): number[] {
   if (promptIds.length === 0) throw new Error('generate: the prompt is empty (no tokens)');
   const capacity = Math.min(model.config.maxPositionEmbeddings, promptIds.length + o.maxNewTokens);
-  if (promptIds.length >= capacity) throw new Error(`generate: prompt of ${promptIds.length} tokens leaves no room under the context length ${model.config.maxPositionEmbeddings}`);
+  if (promptIds.length >= capacity)
+    throw new Error(
+      `generate: prompt of ${promptIds.length} tokens leaves no room under the context length ${model.config.maxPositionEmbeddings}`,
+    );
   const cache = new KVCache(model.layers.length, capacity, model.config.numKvHeads * model.config.headDim);
   const stop = new Set(o.stopIds ?? (model.config.eosTokenId !== null ? [model.config.eosTokenId] : []));
   const greedy = o.greedy || !o.temperature || o.temperature <= 0;
@@ -66,7 +73,9 @@ export function generate(model: LlamaModel, promptIds: number[], o: SamplingOpti
   let logits = model.lastLogits(Int32Array.from(promptIds), cache);
   tape.reset();
   while (out.length < o.maxNewTokens) {
-    const next = greedy ? argmax(logits) : sampleLogits(logits, { temperature: o.temperature!, topK: o.topK, topP: o.topP }, rand);
+    const next = greedy
+      ? argmax(logits)
+      : sampleLogits(logits, { temperature: o.temperature!, topK: o.topK, topP: o.topP }, rand);
     out.push(next);
     o.onToken?.(next);
     if (stop.has(next) || cache.length >= capacity) break;
@@ -81,14 +90,22 @@ export function generate(model: LlamaModel, promptIds: number[], o: SamplingOpti
  * decoded together, so each weight matrix is read once per step for the whole batch instead of once
  * per row. Returns the new ids of each row (up to and including its stop token).
  */
-export function generateGreedyBatch(model: LlamaModel, prompts: readonly number[][], o: { maxNewTokens: number; stopIds?: number[] }): number[][] {
+export function generateGreedyBatch(
+  model: LlamaModel,
+  prompts: readonly number[][],
+  o: { maxNewTokens: number; stopIds?: number[] },
+): number[][] {
   const B = prompts.length;
   if (B === 0) return [];
-  if (B === 1) return [generate(model, prompts[0]!, { maxNewTokens: o.maxNewTokens, greedy: true, stopIds: o.stopIds })];
+  if (B === 1)
+    return [generate(model, prompts[0]!, { maxNewTokens: o.maxNewTokens, greedy: true, stopIds: o.stopIds })];
   const P = Math.max(...prompts.map((p) => p.length));
   if (prompts.some((p) => p.length === 0)) throw new Error('generate: a prompt is empty (no tokens)');
   const capacity = Math.min(model.config.maxPositionEmbeddings, P + o.maxNewTokens);
-  if (P >= capacity) throw new Error(`generate: prompt of ${P} tokens leaves no room under the context length ${model.config.maxPositionEmbeddings}`);
+  if (P >= capacity)
+    throw new Error(
+      `generate: prompt of ${P} tokens leaves no room under the context length ${model.config.maxPositionEmbeddings}`,
+    );
   const cache = new KVCache(model.layers.length, capacity, model.config.numKvHeads * model.config.headDim, B);
   const mask = new Float32Array(B * capacity);
   const ids = new Int32Array(B * P);

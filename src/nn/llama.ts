@@ -61,7 +61,9 @@ export class DecoderLayer {
 
   /** The same layer (norms and extras shared, no LoRA) with each linear weight stored as `weightOf` says (e.g. quantized). */
   withWeights(prefix: string, weightOf: (name: string, w: Weight) => Weight): DecoderLayer {
-    const w = Object.fromEntries(LINEAR_NAMES.map((n) => [n, weightOf(this.linears[n].name, this.linears[n].weight)])) as Record<LinearName, Weight>;
+    const w = Object.fromEntries(
+      LINEAR_NAMES.map((n) => [n, weightOf(this.linears[n].name, this.linears[n].weight)]),
+    ) as Record<LinearName, Weight>;
     return new DecoderLayer(prefix, this.sourceIndex, this.attnNorm, this.mlpNorm, w, this.extras);
   }
 
@@ -135,7 +137,12 @@ export class KVCache {
   /** [batch * capacity] additive mask (0 keep, -Infinity padding), or null when nothing is padded. */
   keyMask: Float32Array | null = null;
   length = 0;
-  constructor(public readonly numLayers: number, public readonly capacity: number, public readonly kvDim: number, public readonly batch = 1) {
+  constructor(
+    public readonly numLayers: number,
+    public readonly capacity: number,
+    public readonly kvDim: number,
+    public readonly batch = 1,
+  ) {
     this.k = Array.from({ length: numLayers }, () => alloc(batch * capacity * kvDim));
     this.v = Array.from({ length: numLayers }, () => alloc(batch * capacity * kvDim));
   }
@@ -182,7 +189,8 @@ export class LlamaModel {
     validateConfig(config);
     const rand = mulberry32(seed);
     const c = config;
-    const mat = (rows: number, cols: number, name: string) => Tensor.param(fillNormal(rand, alloc(rows * cols), std), [rows, cols], name, false);
+    const mat = (rows: number, cols: number, name: string) =>
+      Tensor.param(fillNormal(rand, alloc(rows * cols), std), [rows, cols], name, false);
     const ones = (n: number, name: string) => Tensor.param(alloc(n).fill(1), [n], name, false);
     const embed = mat(c.vocabSize, c.hiddenSize, 'model.embed_tokens.weight');
     const qd = c.numHeads * c.headDim;
@@ -190,7 +198,10 @@ export class LlamaModel {
     const layers: DecoderLayer[] = [];
     for (let i = 0; i < c.numLayers; i++) {
       const p = `model.layers.${i}`;
-      const norms = [ones(c.hiddenSize, `${p}.input_layernorm.weight`), ones(c.hiddenSize, `${p}.post_attention_layernorm.weight`)] as const;
+      const norms = [
+        ones(c.hiddenSize, `${p}.input_layernorm.weight`),
+        ones(c.hiddenSize, `${p}.post_attention_layernorm.weight`),
+      ] as const;
       const linears = {
         q_proj: mat(qd, c.hiddenSize, `${p}.self_attn.q_proj.weight`),
         k_proj: mat(kvd, c.hiddenSize, `${p}.self_attn.k_proj.weight`),
@@ -225,7 +236,13 @@ export class LlamaModel {
 
   /** The same frozen embedding/norm/head with another list of layers (shares everything). */
   withLayers(layers: DecoderLayer[]): LlamaModel {
-    return new LlamaModel({ ...this.config, numLayers: layers.length }, this.embedTokens, layers, this.finalNorm, this.lmHead);
+    return new LlamaModel(
+      { ...this.config, numLayers: layers.length },
+      this.embedTokens,
+      layers,
+      this.finalNorm,
+      this.lmHead,
+    );
   }
 
   // ---- forward pieces --------------------------------------------------------------------------
@@ -238,7 +255,10 @@ export class LlamaModel {
     const out = new Tensor(alloc(ids.length * D), [B, T, D], { name: 'embedding' });
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
-      if (id < 0 || id >= V) throw new Error(`embedding: token id ${id} at position ${i} is outside the vocabulary [0, ${V}) of '${table.name}'`);
+      if (id < 0 || id >= V)
+        throw new Error(
+          `embedding: token id ${id} at position ${i} is outside the vocabulary [0, ${V}) of '${table.name}'`,
+        );
       decodeWeightRow(table.format, table.bytes, D, id, out.data, i * D);
     }
     return out;
@@ -252,14 +272,17 @@ export class LlamaModel {
     const cache = ctx.cache ?? null;
     const posOffset = cache ? cache.length : 0;
     if (c.slidingWindow != null && posOffset + T > c.slidingWindow) {
-      throw new Error(`sequence of ${posOffset + T} positions exceeds the model's sliding_window ${c.slidingWindow}: sliding-window attention is not implemented; use sequences of at most ${c.slidingWindow} tokens`);
+      throw new Error(
+        `sequence of ${posOffset + T} positions exceeds the model's sliding_window ${c.slidingWindow}: sliding-window attention is not implemented; use sequences of at most ${c.slidingWindow} tokens`,
+      );
     }
     const { invFreq, attentionScale } = this.ropeFor(posOffset + T);
     let qIn = L.q_proj.forward(h);
     let kIn = L.k_proj.forward(h);
     // Qwen3: RMSNorm over each head's vector before the rotation.
     if (layer.extras.qNorm) qIn = rmsnorm(qIn.view([B * T * c.numHeads, c.headDim]), layer.extras.qNorm, c.rmsNormEps);
-    if (layer.extras.kNorm) kIn = rmsnorm(kIn.view([B * T * c.numKvHeads, c.headDim]), layer.extras.kNorm, c.rmsNormEps);
+    if (layer.extras.kNorm)
+      kIn = rmsnorm(kIn.view([B * T * c.numKvHeads, c.headDim]), layer.extras.kNorm, c.rmsNormEps);
     let q = rope(qIn, invFreq, { B, T, H: c.numHeads, Dh: c.headDim }, posOffset);
     // YaRN scales cos and sin, i.e. every score, by attentionScale^2: folded into the queries.
     if (attentionScale !== 1) q = scale(q, attentionScale * attentionScale, 'rope.attention_scale');
@@ -269,7 +292,8 @@ export class LlamaModel {
     let keyMask = ctx.keyMask ?? null;
     if (cache) {
       if (B !== cache.batch) throw new Error(`KV cache holds batch ${cache.batch}, the input has batch ${B}`);
-      if (posOffset + T > cache.capacity) throw new Error(`KV cache full: ${posOffset} + ${T} tokens exceed its capacity ${cache.capacity}`);
+      if (posOffset + T > cache.capacity)
+        throw new Error(`KV cache full: ${posOffset} + ${T} tokens exceed its capacity ${cache.capacity}`);
       const kv = cache.kvDim;
       const cap = cache.capacity;
       for (let b = 0; b < B; b++) {
@@ -290,7 +314,13 @@ export class LlamaModel {
         keyMask = cache.keyMask;
       }
     }
-    const a = attention(q, k, v, { B, T, S, H: c.numHeads, Hkv: c.numKvHeads, Dh: c.headDim }, { keyMask, qOffset: posOffset });
+    const a = attention(
+      q,
+      k,
+      v,
+      { B, T, S, H: c.numHeads, Hkv: c.numKvHeads, Dh: c.headDim },
+      { keyMask, qOffset: posOffset },
+    );
     const x2 = add(x, L.o_proj.forward(a), 'resid.attn');
     const h2 = rmsnorm(x2, layer.mlpNorm, c.rmsNormEps);
     const m = L.down_proj.forward(swiglu(L.gate_proj.forward(h2), L.up_proj.forward(h2)));
@@ -308,7 +338,9 @@ export class LlamaModel {
     let prevTransient = false;
     layers.forEach((layer, i) => {
       const frozen = !tape.enabled || (!h.requiresGrad && !layer.hasTrainable());
-      const out = frozen ? tape.transient(() => this.layerForward(layer, h, ctx, firstIndex + i)) : this.layerForward(layer, h, ctx, firstIndex + i);
+      const out = frozen
+        ? tape.transient(() => this.layerForward(layer, h, ctx, firstIndex + i))
+        : this.layerForward(layer, h, ctx, firstIndex + i);
       // The previous output was made here and only fed this layer: free it unless a backward reads it.
       if (frozen && prevTransient) h.dispose();
       prevTransient = frozen;
@@ -333,7 +365,11 @@ export class LlamaModel {
 
   // ---- parameters ------------------------------------------------------------------------------
 
-  attachLora(spec: LoraSpec & { targets: readonly LinearName[] }, seed: number, layers: DecoderLayer[] = this.layers): void {
+  attachLora(
+    spec: LoraSpec & { targets: readonly LinearName[] },
+    seed: number,
+    layers: DecoderLayer[] = this.layers,
+  ): void {
     const rand: Random = mulberry32(seed);
     for (const layer of layers) for (const t of spec.targets) layer.linears[t].attachLora(spec, rand);
   }

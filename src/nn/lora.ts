@@ -32,9 +32,15 @@ export class LoraLinear {
    * The weight is a Tensor (f32) or a FrozenWeight kept in its stored 16-bit format, widened inside
    * the gemm. An optional frozen bias [out] (Qwen2's q/k/v projections) is never trained.
    */
-  constructor(public readonly name: string, public weight: Weight, public readonly bias: Tensor | null = null) {
+  constructor(
+    public readonly name: string,
+    public weight: Weight,
+    public readonly bias: Tensor | null = null,
+  ) {
     if (bias && (bias.shape.length !== 1 || bias.size !== weight.shape[0])) {
-      throw new Error(`${name}: bias '${bias.name}' has shape [${bias.shape.join(', ')}], the weight needs [${weight.shape[0]}]`);
+      throw new Error(
+        `${name}: bias '${bias.name}' has shape [${bias.shape.join(', ')}], the weight needs [${weight.shape[0]}]`,
+      );
     }
   }
 
@@ -48,7 +54,8 @@ export class LoraLinear {
 
   /** Attaches fresh LoRA factors (A ~ U(-1/sqrt(in), 1/sqrt(in)) as PEFT's default init, B = 0). */
   attachLora(spec: LoraSpec, rand: Random): LoraFactors {
-    if (!Number.isInteger(spec.r) || spec.r <= 0) throw new Error(`LoRA on ${this.name}: rank must be a positive integer, got ${spec.r}`);
+    if (!Number.isInteger(spec.r) || spec.r <= 0)
+      throw new Error(`LoRA on ${this.name}: rank must be a positive integer, got ${spec.r}`);
     const bound = 1 / Math.sqrt(this.inFeatures);
     const a = alloc(spec.r * this.inFeatures);
     for (let i = 0; i < a.length; i++) a[i] = (rand() * 2 - 1) * bound;
@@ -61,7 +68,9 @@ export class LoraLinear {
   setLora(f: LoraFactors, spec: LoraSpec): void {
     const r = f.A.shape[0]!;
     if (f.A.shape[1] !== this.inFeatures || f.B.shape[0] !== this.outFeatures || f.B.shape[1] !== r || r !== spec.r) {
-      throw new Error(`LoRA on ${this.name}: A ${JSON.stringify(f.A.shape)} / B ${JSON.stringify(f.B.shape)} do not fit weight ${JSON.stringify(this.weight.shape)} with rank ${spec.r}`);
+      throw new Error(
+        `LoRA on ${this.name}: A ${JSON.stringify(f.A.shape)} / B ${JSON.stringify(f.B.shape)} do not fit weight ${JSON.stringify(this.weight.shape)} with rank ${spec.r}`,
+      );
     }
     this.lora = f;
     this.loraScale = spec.alpha / spec.r;
@@ -74,7 +83,8 @@ export class LoraLinear {
     if (!this.lora || this.merged) y = linear(x, this.weight, this.name);
     else {
       // Inverted dropout on the LoRA branch's input only.
-      const mask = this.dropoutRandom && this.loraDropout > 0 ? dropoutMask(x.size, this.loraDropout, this.dropoutRandom) : null;
+      const mask =
+        this.dropoutRandom && this.loraDropout > 0 ? dropoutMask(x.size, this.loraDropout, this.dropoutRandom) : null;
       y = loraLinear(x, this.weight, this.lora.A, this.lora.B, this.loraScale, mask, this.name);
     }
     // A frozen bias is added in place: the linear ops' backward passes do not read their output.
@@ -127,7 +137,8 @@ export class LoraLinear {
 
   /** The weight as an f32 Tensor: a FrozenWeight is widened once and replaced (merging writes into it). */
   thaw(): Tensor {
-    if (this.weight instanceof FrozenWeight) this.weight = Tensor.param(this.weight.toFloat32(), [...this.weight.shape], this.weight.name, false);
+    if (this.weight instanceof FrozenWeight)
+      this.weight = Tensor.param(this.weight.toFloat32(), [...this.weight.shape], this.weight.name, false);
     return this.weight;
   }
 

@@ -42,10 +42,14 @@ export class Optimizer {
   steps = 0;
   lastGradNorm = 0;
 
-  constructor(params: Tensor[], public readonly opts: OptimizerOptions) {
+  constructor(
+    params: Tensor[],
+    public readonly opts: OptimizerOptions,
+  ) {
     this.params = params.filter((p) => p.requiresGrad);
     if (this.params.length === 0) throw new Error('optimizer: no trainable parameters were given');
-    if (!(opts.lr >= 0) || !Number.isFinite(opts.lr)) throw new Error(`optimizer: lr must be a finite non-negative number, got ${opts.lr}`);
+    if (!(opts.lr >= 0) || !Number.isFinite(opts.lr))
+      throw new Error(`optimizer: lr must be a finite non-negative number, got ${opts.lr}`);
   }
 
   /** Moment buffers by parameter name (for checkpoints). */
@@ -65,7 +69,8 @@ export class Optimizer {
       const m = s.get(`${p.name}.m`);
       if (!m) continue;
       const v = s.get(`${p.name}.v`) ?? null;
-      if (m.length !== p.size || (v && v.length !== p.size)) throw new Error(`optimizer state for '${p.name}' has the wrong size`);
+      if (m.length !== p.size || (v && v.length !== p.size))
+        throw new Error(`optimizer state for '${p.name}' has the wrong size`);
       this.state.set(p, { m: Float32Array.from(m), v: v ? Float32Array.from(v) : null });
     }
     this.steps = steps;
@@ -89,7 +94,8 @@ export class Optimizer {
     let gradScale = 1 / acc;
     const norm = o.gradNorm ?? this.gradNorm(gradScale);
     this.lastGradNorm = norm;
-    if (!Number.isFinite(norm)) throw new Error(`optimizer: gradient norm is ${norm} (non-finite gradients); step skipped`);
+    if (!Number.isFinite(norm))
+      throw new Error(`optimizer: gradient norm is ${norm} (non-finite gradients); step skipped`);
     if (o.maxGradNorm && o.maxGradNorm > 0 && norm > o.maxGradNorm) gradScale *= o.maxGradNorm / (norm + 1e-6);
     this.steps++;
     const lr = o.lr ?? this.opts.lr;
@@ -99,14 +105,32 @@ export class Optimizer {
       if (this.opts.kind === 'adamw') {
         if (!st) this.state.set(p, (st = { m: alloc(p.size), v: alloc(p.size) }));
         k.adamwStep({
-          param: p.data, grad: p.grad, m: st.m, v: st.v!, n: p.size, lr,
-          beta1: this.opts.beta1 ?? 0.9, beta2: this.opts.beta2 ?? 0.999, eps: this.opts.eps ?? 1e-8,
-          weightDecay: this.opts.weightDecay ?? 0, step: this.steps, gradScale,
+          param: p.data,
+          grad: p.grad,
+          m: st.m,
+          v: st.v!,
+          n: p.size,
+          lr,
+          beta1: this.opts.beta1 ?? 0.9,
+          beta2: this.opts.beta2 ?? 0.999,
+          eps: this.opts.eps ?? 1e-8,
+          weightDecay: this.opts.weightDecay ?? 0,
+          step: this.steps,
+          gradScale,
         });
       } else {
         const mom = this.opts.momentum ?? 0;
         if (!st && mom > 0) this.state.set(p, (st = { m: alloc(p.size), v: null }));
-        k.sgdStep({ param: p.data, grad: p.grad, buf: mom > 0 ? st!.m : null, n: p.size, lr, momentum: mom, weightDecay: this.opts.weightDecay ?? 0, gradScale });
+        k.sgdStep({
+          param: p.data,
+          grad: p.grad,
+          buf: mom > 0 ? st!.m : null,
+          n: p.size,
+          lr,
+          momentum: mom,
+          weightDecay: this.opts.weightDecay ?? 0,
+          gradScale,
+        });
       }
     }
   }

@@ -19,7 +19,13 @@ export type RopeScaling =
       mscaleAllDim?: number;
       truncate?: boolean;
     }
-  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
+  | {
+      type: 'llama3';
+      factor: number;
+      lowFreqFactor: number;
+      highFreqFactor: number;
+      originalMaxPositionEmbeddings: number;
+    };
 
 export interface RopeTables {
   invFreq: Float32Array;
@@ -38,7 +44,13 @@ function baseInvFreq(theta: number, dim: number, factor = 1): Float32Array {
  * Inverse frequencies for head dimension `dim`. `seqLen` (positions in use, for dynamic NTK only)
  * above maxPositionEmbeddings raises the base as transformers' dynamic rope does.
  */
-export function ropeTables(theta: number, dim: number, scaling: RopeScaling | null | undefined, maxPositionEmbeddings: number, seqLen = 0): RopeTables {
+export function ropeTables(
+  theta: number,
+  dim: number,
+  scaling: RopeScaling | null | undefined,
+  maxPositionEmbeddings: number,
+  seqLen = 0,
+): RopeTables {
   if (!scaling) return { invFreq: baseInvFreq(theta, dim), attentionScale: 1 };
   switch (scaling.type) {
     case 'linear':
@@ -71,7 +83,10 @@ export function ropeTables(theta: number, dim: number, scaling: RopeScaling | nu
       const getMscale = (s: number, m = 1) => (s <= 1 ? 1 : 0.1 * m * Math.log(s) + 1);
       let attentionScale = scaling.attentionFactor;
       if (attentionScale === undefined) {
-        attentionScale = scaling.mscale && scaling.mscaleAllDim ? getMscale(scaleFactor, scaling.mscale) / getMscale(scaleFactor, scaling.mscaleAllDim) : getMscale(scaleFactor);
+        attentionScale =
+          scaling.mscale && scaling.mscaleAllDim
+            ? getMscale(scaleFactor, scaling.mscale) / getMscale(scaleFactor, scaling.mscaleAllDim)
+            : getMscale(scaleFactor);
       }
       const correctionDim = (rot: number) => (dim * Math.log(origMax / (rot * 2 * Math.PI))) / (2 * Math.log(theta));
       let low = correctionDim(scaling.betaFast ?? 32);

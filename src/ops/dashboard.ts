@@ -31,8 +31,14 @@ const hash = (s: string) => `'sha256-${createHash('sha256').update(s, 'utf8').di
 
 /** The page's Content-Security-Policy: its own script and style (by hash), SSE to itself, nothing else. */
 export const DASHBOARD_CSP = [
-  "default-src 'none'", `script-src ${hash(SCRIPT)}`, `style-src ${hash(STYLE)}`, "connect-src 'self'", "img-src 'self' data:",
-  "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'",
+  "default-src 'none'",
+  `script-src ${hash(SCRIPT)}`,
+  `style-src ${hash(STYLE)}`,
+  "connect-src 'self'",
+  "img-src 'self' data:",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
 ].join('; ');
 
 export function dashboardTitle(s: RunSnapshot): string {
@@ -50,14 +56,51 @@ function cards(s: RunSnapshot, now: number): string {
   const active = s.clients.filter((c) => c.lastSeen !== null && now - c.lastSeen <= seenWindow).length;
   const refused = Object.values(s.refusals).reduce((a, b) => a + b, 0);
   const eps = s.privacy.at(-1);
-  const round = s.currentRound !== null ? `round ${s.currentRound + 1} open` : s.completedRounds >= s.rounds && s.rounds > 0 ? 'all rounds done' : 'between rounds';
+  const round =
+    s.currentRound !== null
+      ? `round ${s.currentRound + 1} open`
+      : s.completedRounds >= s.rounds && s.rounds > 0
+        ? 'all rounds done'
+        : 'between rounds';
   return `<div class="cards">${[
-    card('rounds', 'rounds completed', `${s.completedRounds} / ${s.rounds}`, round, ` data-completed-rounds="${s.completedRounds}"`),
+    card(
+      'rounds',
+      'rounds completed',
+      `${s.completedRounds} / ${s.rounds}`,
+      round,
+      ` data-completed-rounds="${s.completedRounds}"`,
+    ),
     card('phase', 'phase', s.phase, s.deadline ? `deadline ${fmtAgo(s.deadline, now)}` : ''),
-    card('clients', s.mode === 'server' ? `clients active (${s.activeSeconds} s)` : 'clients', s.mode === 'server' ? `${active} / ${s.clients.length}` : String(s.clients.length), `${s.clients.filter((c) => c.sampled).length} sampled now`),
-    card('traffic', 'traffic down / up', `${fmtBytes(s.traffic.down)} / ${fmtBytes(s.traffic.up)}`, `model downloads ${fmtBytes(s.traffic.join)}`),
-    card('refusals', 'refusals', String(refused), Object.entries(s.refusals).map(([k, v]) => `${k} ${v}`).join(', ')),
-    ...(eps ? [card('epsilon', 'privacy epsilon', eps.epsilon.toFixed(3), `after round ${eps.round + 1}${eps.delta !== undefined ? `, delta ${eps.delta.toExponential(1)}` : ''}`)] : []),
+    card(
+      'clients',
+      s.mode === 'server' ? `clients active (${s.activeSeconds} s)` : 'clients',
+      s.mode === 'server' ? `${active} / ${s.clients.length}` : String(s.clients.length),
+      `${s.clients.filter((c) => c.sampled).length} sampled now`,
+    ),
+    card(
+      'traffic',
+      'traffic down / up',
+      `${fmtBytes(s.traffic.down)} / ${fmtBytes(s.traffic.up)}`,
+      `model downloads ${fmtBytes(s.traffic.join)}`,
+    ),
+    card(
+      'refusals',
+      'refusals',
+      String(refused),
+      Object.entries(s.refusals)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', '),
+    ),
+    ...(eps
+      ? [
+          card(
+            'epsilon',
+            'privacy epsilon',
+            eps.epsilon.toFixed(3),
+            `after round ${eps.round + 1}${eps.delta !== undefined ? `, delta ${eps.delta.toExponential(1)}` : ''}`,
+          ),
+        ]
+      : []),
     card('elapsed', 'running for', fmtDuration((now - s.startedAt) / 1000), `updated ${fmtAgo(s.updatedAt, now)}`),
   ].join('')}</div>`;
 }
@@ -65,8 +108,18 @@ function cards(s: RunSnapshot, now: number): string {
 function clientsTable(s: RunSnapshot, now: number): string {
   if (!s.clients.length) return '<p class="missing" data-missing="clients">No client has been heard from yet.</p>';
   const th = ['client', 'sampled now', 'last seen', 'uploads', 'refusals', 'down', 'up', 'model download'];
-  const rows = s.clients.map((c) => `<tr data-client="${esc(c.name)}"><th scope="row">${esc(c.name)}</th><td class="${c.sampled ? 'yes' : 'no'}">${c.sampled ? 'yes' : 'no'}</td><td>${esc(fmtAgo(c.lastSeen, now))}</td>${
-    [String(c.uploads), String(c.refusals), fmtBytes(c.bytesDown), fmtBytes(c.bytesUp), fmtBytes(c.bytesJoin)].map((v) => `<td class="num">${esc(v)}</td>`).join('')}</tr>`);
+  const rows = s.clients.map(
+    (c) =>
+      `<tr data-client="${esc(c.name)}"><th scope="row">${esc(c.name)}</th><td class="${c.sampled ? 'yes' : 'no'}">${c.sampled ? 'yes' : 'no'}</td><td>${esc(fmtAgo(c.lastSeen, now))}</td>${[
+        String(c.uploads),
+        String(c.refusals),
+        fmtBytes(c.bytesDown),
+        fmtBytes(c.bytesUp),
+        fmtBytes(c.bytesJoin),
+      ]
+        .map((v) => `<td class="num">${esc(v)}</td>`)
+        .join('')}</tr>`,
+  );
   return `<table class="clients"><thead><tr>${th.map((h) => `<th scope="col">${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
@@ -74,18 +127,34 @@ function roundsTable(s: RunSnapshot): string {
   const rounds = s.lines.filter((l) => num(l.round) !== null && (l.round as number) >= 0 && !l.phase);
   if (!rounds.length) return '<p class="missing" data-missing="rounds">No round completed yet.</p>';
   const eps = new Map(s.privacy.map((p) => [p.round, p.epsilon]));
-  const th = ['round', 'uploads', 'train loss', 'align NMSE', 'align KL', 'eval NLL (AdapFu)', 'down', 'up', 'time', ...(eps.size ? ['epsilon'] : [])];
+  const th = [
+    'round',
+    'uploads',
+    'train loss',
+    'align NMSE',
+    'align KL',
+    'eval NLL (AdapFu)',
+    'down',
+    'up',
+    'time',
+    ...(eps.size ? ['epsilon'] : []),
+  ];
   const rows = rounds.map((l) => {
     const r = l.round as number;
-    const losses = Object.values((l.train_loss ?? {}) as Record<string, unknown>).map(num).filter((v): v is number => v !== null);
+    const losses = Object.values((l.train_loss ?? {}) as Record<string, unknown>)
+      .map(num)
+      .filter((v): v is number => v !== null);
     const align = (l.align_loss ?? null) as Record<string, unknown> | null;
     const ev = (l.eval ?? null) as { adapfu?: Record<string, unknown> } | null;
     const sampled = Array.isArray(l.sampled) ? l.sampled.length : losses.length;
     const cells = [
       `${Array.isArray(l.clients) ? l.clients.length : losses.length} / ${sampled}${l.skipped ? ' (skipped)' : ''}`,
       fmtMetric(losses.length ? losses.reduce((a, b) => a + b, 0) / losses.length : null),
-      fmtMetric(num(align?.nmse ?? align?.hidden)), fmtMetric(num(align?.kl)), fmtMetric(num(ev?.adapfu?.nll)),
-      num(l.bytes_down) === null ? '-' : fmtBytes(l.bytes_down as number), num(l.bytes_up) === null ? '-' : fmtBytes(l.bytes_up as number),
+      fmtMetric(num(align?.nmse ?? align?.hidden)),
+      fmtMetric(num(align?.kl)),
+      fmtMetric(num(ev?.adapfu?.nll)),
+      num(l.bytes_down) === null ? '-' : fmtBytes(l.bytes_down as number),
+      num(l.bytes_up) === null ? '-' : fmtBytes(l.bytes_up as number),
       num(l.seconds) === null ? '-' : fmtDuration(l.seconds as number),
       ...(eps.size ? [eps.has(r) ? eps.get(r)!.toFixed(3) : '-'] : []),
     ];
@@ -97,7 +166,15 @@ function roundsTable(s: RunSnapshot): string {
 function privacyChart(s: RunSnapshot): string {
   if (!s.privacy.length) return '';
   const title = 'Privacy: epsilon spent after each round';
-  const chart = lineChart({ id: 'epsilon', title, xLabel: 'round', yLabel: 'epsilon', xInteger: true, yFromZero: true, series: [{ name: 'epsilon', color: '#CC79A7', points: s.privacy.map((p) => ({ x: p.round + 1, y: p.epsilon })) }] });
+  const chart = lineChart({
+    id: 'epsilon',
+    title,
+    xLabel: 'round',
+    yLabel: 'epsilon',
+    xInteger: true,
+    yFromZero: true,
+    series: [{ name: 'epsilon', color: '#CC79A7', points: s.privacy.map((p) => ({ x: p.round + 1, y: p.epsilon })) }],
+  });
   return `<figure><figcaption><h3>${esc(title)}</h3></figcaption>${chart}</figure>`;
 }
 
@@ -108,11 +185,16 @@ export function renderLive(s: RunSnapshot, now = Date.now()): string {
   return [
     `<p class="meta">${esc(s.mode === 'server' ? 'deployment' : 'simulation')} · algorithm ${esc(s.algorithm)} · phase <span class="phase" data-phase="${esc(s.phase)}">${esc(s.phase)}</span> · started ${esc(fmtTime(s.startedAt))}</p>`,
     cards(s, now),
-    '<h2>Clients</h2>', clientsTable(s, now),
-    '<h2>Rounds</h2>', roundsTable(s),
-    '<h2>Training</h2>', `<div class="charts">${trainLossChart([method], col)}${bytesChart([method])}${privacyChart(s)}</div>`,
-    '<h2>Emulator alignment</h2>', `<div class="charts">${alignCharts([method], col)}</div>`,
-    '<h2>Evaluation</h2>', `<div class="charts">${evalCharts([method], col)}</div>`,
+    '<h2>Clients</h2>',
+    clientsTable(s, now),
+    '<h2>Rounds</h2>',
+    roundsTable(s),
+    '<h2>Training</h2>',
+    `<div class="charts">${trainLossChart([method], col)}${bytesChart([method])}${privacyChart(s)}</div>`,
+    '<h2>Emulator alignment</h2>',
+    `<div class="charts">${alignCharts([method], col)}</div>`,
+    '<h2>Evaluation</h2>',
+    `<div class="charts">${evalCharts([method], col)}</div>`,
   ].join('\n');
 }
 

@@ -7,7 +7,14 @@ export type MetricsLine = Record<string, unknown>;
 
 export type RunEvent =
   /** The run is known: its shape, and where it stands (a resumed run starts past round 0). */
-  | { type: 'run'; mode: 'simulation' | 'server'; algorithm: string; rounds: number; completedRounds: number; clients: string[] }
+  | {
+      type: 'run';
+      mode: 'simulation' | 'server';
+      algorithm: string;
+      rounds: number;
+      completedRounds: number;
+      clients: string[];
+    }
   /** What the run is doing: preparing, aligning, waiting-clients, open, closing, training, evaluating, done... */
   | { type: 'phase'; phase: string; round: number | null }
   | { type: 'round-open'; round: number; sampled: string[]; deadline?: number }

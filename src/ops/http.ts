@@ -40,7 +40,9 @@ export interface OpsOptions {
 function refuse(res: http.ServerResponse, browser: boolean, reason: string): void {
   const body = JSON.stringify({ error: 'unauthorized', reason });
   res.writeHead(401, {
-    'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store',
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
     // Makes a browser ask for the credential (any user name, the admin token as password).
     ...(browser ? { 'www-authenticate': 'Basic realm="fedbiot dashboard", charset="UTF-8"' } : {}),
   });
@@ -73,7 +75,11 @@ export class OpsEndpoints {
     if (p === '/metrics') {
       if (!this.o.metricsPublic && !this.check(req, res, false)) return true;
       const text = await this.o.metrics.text();
-      res.writeHead(200, { 'content-type': this.o.metrics.contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+      res.writeHead(200, {
+        'content-type': this.o.metrics.contentType,
+        'content-length': Buffer.byteLength(text),
+        'cache-control': 'no-store',
+      });
       res.end(req.method === 'HEAD' ? undefined : text);
       return true;
     }
@@ -81,15 +87,24 @@ export class OpsEndpoints {
       if (!this.check(req, res, true)) return true;
       const html = renderDashboard(this.o.state.snapshot());
       res.writeHead(200, {
-        'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html), 'cache-control': 'no-store',
-        'content-security-policy': DASHBOARD_CSP, 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer',
+        'content-type': 'text/html; charset=utf-8',
+        'content-length': Buffer.byteLength(html),
+        'cache-control': 'no-store',
+        'content-security-policy': DASHBOARD_CSP,
+        'x-content-type-options': 'nosniff',
+        'referrer-policy': 'no-referrer',
       });
       res.end(req.method === 'HEAD' ? undefined : html);
       return true;
     }
     if (p === '/dashboard/events') {
       if (!this.check(req, res, true)) return true;
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-store',
+        connection: 'keep-alive',
+        'x-accel-buffering': 'no',
+      });
       res.write('retry: 2000\n\n');
       this.streams.add(res);
       req.socket.setTimeout(0);
@@ -102,7 +117,9 @@ export class OpsEndpoints {
 
   private check(req: http.IncomingMessage, res: http.ServerResponse, browser: boolean): boolean {
     if (this.o.isAdmin(req)) return true;
-    const reason = req.headers.authorization ? 'not an admin token' : 'missing admin token (Bearer, or Basic with the token as password)';
+    const reason = req.headers.authorization
+      ? 'not an admin token'
+      : 'missing admin token (Bearer, or Basic with the token as password)';
     this.o.onRefused?.(req, reason);
     refuse(res, browser, reason);
     return false;
@@ -110,7 +127,14 @@ export class OpsEndpoints {
 
   private message(): string {
     const s = this.o.state.snapshot();
-    return JSON.stringify({ title: dashboardTitle(s), completedRounds: s.completedRounds, rounds: s.rounds, phase: s.phase, currentRound: s.currentRound, html: renderLive(s) });
+    return JSON.stringify({
+      title: dashboardTitle(s),
+      completedRounds: s.completedRounds,
+      rounds: s.rounds,
+      phase: s.phase,
+      currentRound: s.currentRound,
+      html: renderLive(s),
+    });
   }
 
   private send(res: http.ServerResponse, data: string): void {
@@ -137,22 +161,27 @@ export class OpsEndpoints {
  * The operations endpoints on their own HTTP server (for `fedbiot simulate --dashboard`): listens on
  * `host` (localhost by default) and answers only GET /dashboard, /dashboard/events and /metrics.
  */
-export async function serveOps(o: Omit<OpsOptions, 'isAdmin'> & { host?: string; port?: number }): Promise<{ url: string; close: () => Promise<void> }> {
+export async function serveOps(
+  o: Omit<OpsOptions, 'isAdmin'> & { host?: string; port?: number },
+): Promise<{ url: string; close: () => Promise<void> }> {
   const ops = new OpsEndpoints({ ...o, isAdmin: () => true, metricsPublic: true });
   const srv = http.createServer((req, res) => {
-    ops.handle(req, res).then((done) => {
-      if (done) return;
-      if (req.url === '/' || req.url === '') {
-        res.writeHead(302, { location: '/dashboard' });
-        res.end();
-        return;
-      }
-      res.writeHead(404, { 'content-type': 'text/plain' });
-      res.end('not found: try /dashboard or /metrics\n');
-    }, (e: unknown) => {
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
-      res.end(String((e as Error).message));
-    });
+    ops.handle(req, res).then(
+      (done) => {
+        if (done) return;
+        if (req.url === '/' || req.url === '') {
+          res.writeHead(302, { location: '/dashboard' });
+          res.end();
+          return;
+        }
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('not found: try /dashboard or /metrics\n');
+      },
+      (e: unknown) => {
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end(String((e as Error).message));
+      },
+    );
   });
   await new Promise<void>((resolve, reject) => {
     srv.once('error', reject);
@@ -162,10 +191,11 @@ export async function serveOps(o: Omit<OpsOptions, 'isAdmin'> & { host?: string;
   const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
   return {
     url: `http://${host}:${a.port}`,
-    close: () => new Promise<void>((r) => {
-      ops.close();
-      srv.close(() => r());
-      srv.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((r) => {
+        ops.close();
+        srv.close(() => r());
+        srv.closeAllConnections();
+      }),
   };
 }

@@ -15,8 +15,18 @@ export const LOG_LEVELS: readonly LevelWithSilent[] = ['fatal', 'error', 'warn',
 const REDACTED = '[redacted]';
 /** Keys whose values never reach a log line, at the top level or one level down (req.headers.* too). */
 const REDACT_PATHS = [
-  'token', '*.token', 'password', '*.password', 'authorization', '*.authorization', 'cookie', '*.cookie',
-  'req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie',
+  'token',
+  '*.token',
+  'password',
+  '*.password',
+  'authorization',
+  '*.authorization',
+  'cookie',
+  '*.cookie',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers.authorization',
+  'headers.cookie',
 ];
 const CREDENTIALS = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/gi;
 
@@ -42,27 +52,37 @@ export function createLogger(o: LoggerOptions = {}): Logger {
   const stream = o.stream ?? process.stdout;
   const format = o.format ?? 'pretty';
   const secrets = new Set<string>();
-  const dest = format === 'json'
-    ? stream
-    : pretty({
-      destination: stream, sync: true, colorize: (stream as NodeJS.WriteStream).isTTY === true,
-      // A readable line ends with its message (role is for collectors, which read JSON).
-      translateTime: 'UTC:yyyy-mm-dd HH:MM:ss.l', ignore: 'pid,hostname,role', singleLine: true,
-    });
-  const logger = pino({
-    level: o.level ?? 'info',
-    base: o.base ?? null,
-    timestamp: pino.stdTimeFunctions.isoTime,
-    formatters: { level: (label) => ({ level: label }) },
-    redact: { paths: REDACT_PATHS, censor: REDACTED },
-    hooks: {
-      // Message text is free-form: scrub credentials and registered secrets from string arguments.
-      logMethod(args, method) {
-        const clean = args.map((a: unknown) => (typeof a === 'string' ? scrubText(a, secrets) : a)) as Parameters<typeof method>;
-        return method.apply(this, clean);
+  const dest =
+    format === 'json'
+      ? stream
+      : pretty({
+          destination: stream,
+          sync: true,
+          colorize: (stream as NodeJS.WriteStream).isTTY === true,
+          // A readable line ends with its message (role is for collectors, which read JSON).
+          translateTime: 'UTC:yyyy-mm-dd HH:MM:ss.l',
+          ignore: 'pid,hostname,role',
+          singleLine: true,
+        });
+  const logger = pino(
+    {
+      level: o.level ?? 'info',
+      base: o.base ?? null,
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      redact: { paths: REDACT_PATHS, censor: REDACTED },
+      hooks: {
+        // Message text is free-form: scrub credentials and registered secrets from string arguments.
+        logMethod(args, method) {
+          const clean = args.map((a: unknown) => (typeof a === 'string' ? scrubText(a, secrets) : a)) as Parameters<
+            typeof method
+          >;
+          return method.apply(this, clean);
+        },
       },
     },
-  }, dest);
+    dest,
+  );
   secretsOf.set(logger, secrets);
   return logger;
 }
@@ -87,7 +107,8 @@ export function lineLogger(logger: Logger): (line: string) => void {
 /** The request's id: a well-formed incoming X-Request-Id, else a new one; echoed in the reply. */
 export function requestId(req: http.IncomingMessage, res: http.ServerResponse): string {
   const given = req.headers['x-request-id'];
-  const id = typeof given === 'string' && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : randomBytes(8).toString('hex');
+  const id =
+    typeof given === 'string' && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : randomBytes(8).toString('hex');
   if (!res.headersSent) res.setHeader('x-request-id', id);
   return id;
 }
@@ -103,7 +124,13 @@ export function requestLogger(logger: Logger, req: http.IncomingMessage, res: ht
   const t0 = performance.now();
   const pathOnly = (req.url ?? '/').split('?')[0];
   res.once('finish', () => {
-    const fields = { method: req.method, path: pathOnly, status: res.statusCode, ms: Math.round(performance.now() - t0), remote: req.socket.remoteAddress };
+    const fields = {
+      method: req.method,
+      path: pathOnly,
+      status: res.statusCode,
+      ms: Math.round(performance.now() - t0),
+      remote: req.socket.remoteAddress,
+    };
     if (res.statusCode >= 400) log.warn(fields, 'request failed');
     else log.debug(fields, 'request');
   });
@@ -118,6 +145,7 @@ export function parseLogFormat(v: string | undefined, what = '--log-format'): Lo
 
 export function parseLogLevel(v: string | undefined, what = '--log-level'): LevelWithSilent {
   const l = v ?? process.env.FEDBIOT_LOG_LEVEL ?? 'info';
-  if (!LOG_LEVELS.includes(l as LevelWithSilent)) throw new Error(`${what}: expected one of ${LOG_LEVELS.join(', ')}, got '${l}'`);
+  if (!LOG_LEVELS.includes(l as LevelWithSilent))
+    throw new Error(`${what}: expected one of ${LOG_LEVELS.join(', ')}, got '${l}'`);
   return l as LevelWithSilent;
 }

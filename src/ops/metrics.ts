@@ -10,7 +10,6 @@ export class RunMetrics {
   private readonly roundsCompleted: Gauge;
   private readonly roundsTotal: Gauge;
   private readonly currentRound: Gauge;
-  private readonly clientsConnected: Gauge;
   private readonly uploads: Counter;
   private readonly refusals: Counter;
   private readonly bytes: Counter;
@@ -22,29 +21,81 @@ export class RunMetrics {
   private readonly lastSeen = new Map<string, number>();
 
   /** `activeSeconds`: a client counts as connected when heard from within this window. */
-  constructor(private readonly activeSeconds = 60, o: { processMetrics?: boolean } = {}) {
+  constructor(
+    private readonly activeSeconds = 60,
+    o: { processMetrics?: boolean } = {},
+  ) {
     const registers = [this.registry];
     if (o.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'fedbiot_' });
-    this.roundsCompleted = new Gauge({ name: 'fedbiot_rounds_completed', help: 'Rounds completed (aggregated or skipped) so far', registers });
+    this.roundsCompleted = new Gauge({
+      name: 'fedbiot_rounds_completed',
+      help: 'Rounds completed (aggregated or skipped) so far',
+      registers,
+    });
     this.roundsTotal = new Gauge({ name: 'fedbiot_rounds_total', help: 'Rounds the run is configured for', registers });
-    this.currentRound = new Gauge({ name: 'fedbiot_current_round', help: 'The open round (1-based); 0 between rounds', registers });
+    this.currentRound = new Gauge({
+      name: 'fedbiot_current_round',
+      help: 'The open round (1-based); 0 between rounds',
+      registers,
+    });
     const seen = this.lastSeen;
     const win = () => this.activeSeconds * 1000;
-    this.clientsConnected = new Gauge({
-      name: 'fedbiot_clients_connected', help: 'Clients heard from within the active window (server.activeSeconds)', registers,
+    // Registered for its collect(): the value is computed at scrape time, so no field holds it.
+    new Gauge({
+      name: 'fedbiot_clients_connected',
+      help: 'Clients heard from within the active window (server.activeSeconds)',
+      registers,
       collect() {
         const now = Date.now();
         this.set([...seen.values()].filter((t) => now - t <= win()).length);
       },
     });
-    this.uploads = new Counter({ name: 'fedbiot_uploads_total', help: 'Accepted client uploads', labelNames: ['client'], registers });
-    this.refusals = new Counter({ name: 'fedbiot_refusals_total', help: 'Refused requests and uploads, by reason', labelNames: ['reason'], registers });
-    this.bytes = new Counter({ name: 'fedbiot_bytes_total', help: 'Bytes moved: down (round payloads), up (uploads), join (compressed model downloads)', labelNames: ['direction'], registers });
-    this.roundSeconds = new Histogram({ name: 'fedbiot_round_duration_seconds', help: 'Wall time of each round, from alignment to aggregation', buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600], registers });
-    this.trainLoss = new Gauge({ name: 'fedbiot_train_loss', help: "Mean of the clients' local training loss in the last completed round", registers });
-    this.alignLoss = new Gauge({ name: 'fedbiot_align_loss', help: 'Emulator alignment loss of the last round that aligned, by term', labelNames: ['term'], registers });
-    this.evalMetric = new Gauge({ name: 'fedbiot_eval', help: 'The last evaluation, by view (base, emulator, adapemu, adapfu) and metric', labelNames: ['view', 'metric'], registers });
-    this.epsilon = new Gauge({ name: 'fedbiot_privacy_epsilon', help: 'Differential privacy epsilon spent so far (when enabled)', registers });
+    this.uploads = new Counter({
+      name: 'fedbiot_uploads_total',
+      help: 'Accepted client uploads',
+      labelNames: ['client'],
+      registers,
+    });
+    this.refusals = new Counter({
+      name: 'fedbiot_refusals_total',
+      help: 'Refused requests and uploads, by reason',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.bytes = new Counter({
+      name: 'fedbiot_bytes_total',
+      help: 'Bytes moved: down (round payloads), up (uploads), join (compressed model downloads)',
+      labelNames: ['direction'],
+      registers,
+    });
+    this.roundSeconds = new Histogram({
+      name: 'fedbiot_round_duration_seconds',
+      help: 'Wall time of each round, from alignment to aggregation',
+      buckets: [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600],
+      registers,
+    });
+    this.trainLoss = new Gauge({
+      name: 'fedbiot_train_loss',
+      help: "Mean of the clients' local training loss in the last completed round",
+      registers,
+    });
+    this.alignLoss = new Gauge({
+      name: 'fedbiot_align_loss',
+      help: 'Emulator alignment loss of the last round that aligned, by term',
+      labelNames: ['term'],
+      registers,
+    });
+    this.evalMetric = new Gauge({
+      name: 'fedbiot_eval',
+      help: 'The last evaluation, by view (base, emulator, adapemu, adapfu) and metric',
+      labelNames: ['view', 'metric'],
+      registers,
+    });
+    this.epsilon = new Gauge({
+      name: 'fedbiot_privacy_epsilon',
+      help: 'Differential privacy epsilon spent so far (when enabled)',
+      registers,
+    });
     for (const d of ['down', 'up', 'join']) this.bytes.inc({ direction: d }, 0);
     this.currentRound.set(0);
   }
@@ -76,7 +127,9 @@ export class RunMetrics {
         const l = e.line;
         const secs = num(l.seconds);
         if (secs !== null) this.roundSeconds.observe(secs);
-        const losses = Object.values((l.train_loss ?? {}) as Record<string, unknown>).map(num).filter((v): v is number => v !== null);
+        const losses = Object.values((l.train_loss ?? {}) as Record<string, unknown>)
+          .map(num)
+          .filter((v): v is number => v !== null);
         if (losses.length) this.trainLoss.set(losses.reduce((a, b) => a + b, 0) / losses.length);
         this.setAlign(l.align_loss);
         this.setEval(l.eval);
@@ -104,7 +157,12 @@ export class RunMetrics {
     if (!a || typeof a !== 'object') return;
     const o = a as Record<string, unknown>;
     // Round entries say nmse, the prepare line says hidden (same term).
-    for (const [term, v] of [['nmse', o.nmse ?? o.hidden], ['kl', o.kl], ['ce', o.ce], ['total', o.total ?? o.loss]] as const) {
+    for (const [term, v] of [
+      ['nmse', o.nmse ?? o.hidden],
+      ['kl', o.kl],
+      ['ce', o.ce],
+      ['total', o.total ?? o.loss],
+    ] as const) {
       const x = num(v);
       if (x !== null) this.alignLoss.set({ term }, x);
     }

@@ -10,7 +10,9 @@ export interface RunOps {
   metrics: RunMetrics;
 }
 
-export function createRunOps(o: { activeSeconds?: number; processMetrics?: boolean; onError?: (e: unknown) => void } = {}): RunOps {
+export function createRunOps(
+  o: { activeSeconds?: number; processMetrics?: boolean; onError?: (e: unknown) => void } = {},
+): RunOps {
   const events = new RunEvents(o.onError);
   const state = new RunState(o.activeSeconds);
   const metrics = new RunMetrics(o.activeSeconds, { processMetrics: o.processMetrics });

@@ -46,15 +46,37 @@ export class RunState {
 
   constructor(activeSeconds = 60, now = Date.now()) {
     this.s = {
-      mode: 'simulation', algorithm: '', rounds: 0, completedRounds: 0, currentRound: null, phase: 'starting', startedAt: now, updatedAt: now,
-      deadline: null, activeSeconds, clients: [], refusals: {}, traffic: { down: 0, up: 0, join: 0 }, lines: [], privacy: [],
+      mode: 'simulation',
+      algorithm: '',
+      rounds: 0,
+      completedRounds: 0,
+      currentRound: null,
+      phase: 'starting',
+      startedAt: now,
+      updatedAt: now,
+      deadline: null,
+      activeSeconds,
+      clients: [],
+      refusals: {},
+      traffic: { down: 0, up: 0, join: 0 },
+      lines: [],
+      privacy: [],
     };
   }
 
   private client(name: string): ClientView {
     let c = this.clients.get(name);
     if (!c) {
-      c = { name, lastSeen: null, uploads: 0, refusals: 0, sampled: this.sampled.includes(name), bytesDown: 0, bytesUp: 0, bytesJoin: 0 };
+      c = {
+        name,
+        lastSeen: null,
+        uploads: 0,
+        refusals: 0,
+        sampled: this.sampled.includes(name),
+        bytesDown: 0,
+        bytesUp: 0,
+        bytesJoin: 0,
+      };
       this.clients.set(name, c);
     }
     return c;
@@ -65,7 +87,12 @@ export class RunState {
     s.updatedAt = now;
     switch (e.type) {
       case 'run':
-        Object.assign(s, { mode: e.mode, algorithm: e.algorithm, rounds: e.rounds, completedRounds: e.completedRounds });
+        Object.assign(s, {
+          mode: e.mode,
+          algorithm: e.algorithm,
+          rounds: e.rounds,
+          completedRounds: e.completedRounds,
+        });
         for (const c of e.clients) this.client(c);
         break;
       case 'phase':
@@ -100,7 +127,16 @@ export class RunState {
         this.roundLines.set(e.round, e.line);
         // A run with differential privacy says its epsilon on each round's line.
         const p = e.line.privacy as { epsilon?: unknown; delta?: unknown } | undefined;
-        if (p && typeof p.epsilon === 'number') this.apply({ type: 'privacy', round: e.round, epsilon: p.epsilon, ...(typeof p.delta === 'number' ? { delta: p.delta } : {}) }, now);
+        if (p && typeof p.epsilon === 'number')
+          this.apply(
+            {
+              type: 'privacy',
+              round: e.round,
+              epsilon: p.epsilon,
+              ...(typeof p.delta === 'number' ? { delta: p.delta } : {}),
+            },
+            now,
+          );
         s.completedRounds = Math.max(s.completedRounds, e.round + 1);
         s.currentRound = null;
         s.deadline = null;
@@ -114,7 +150,10 @@ export class RunState {
         this.final = e.line;
         break;
       case 'privacy':
-        s.privacy = [...s.privacy.filter((p) => p.round !== e.round), { round: e.round, epsilon: e.epsilon, ...(e.delta !== undefined ? { delta: e.delta } : {}) }].sort((a, b) => a.round - b.round);
+        s.privacy = [
+          ...s.privacy.filter((p) => p.round !== e.round),
+          { round: e.round, epsilon: e.epsilon, ...(e.delta !== undefined ? { delta: e.delta } : {}) },
+        ].sort((a, b) => a.round - b.round);
         break;
     }
   }

@@ -96,7 +96,9 @@ export async function runPretrain(cfg: PretrainConfig, outDir: string, progress:
       picked.push(t);
       chars += t.length;
     }
-    progress.log(`training a ${cfg.tokenizer.vocabSize}-token byte-level BPE on ${(chars / 1e6).toFixed(1)} M characters`);
+    progress.log(
+      `training a ${cfg.tokenizer.vocabSize}-token byte-level BPE on ${(chars / 1e6).toFixed(1)} M characters`,
+    );
     tok = writeTrainedTokenizer(work, trainBpe(picked, { vocabSize: cfg.tokenizer.vocabSize }));
   }
 
@@ -106,29 +108,55 @@ export async function runPretrain(cfg: PretrainConfig, outDir: string, progress:
   let train: Int32Array;
   let val: Int32Array;
   if (fs.existsSync(trainBin) && fs.existsSync(valBin)) {
-    const rd = (f: string) => { const b = fs.readFileSync(f); return new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4).slice(); };
+    const rd = (f: string) => {
+      const b = fs.readFileSync(f);
+      return new Int32Array(b.buffer, b.byteOffset, b.byteLength / 4).slice();
+    };
     train = rd(trainBin);
     val = rd(valBin);
   } else {
     texts ??= await pretrainTexts(cfg);
-    const order = shuffle(mulberry32(deriveSeed(cfg.seed, 'documents')), texts.map((_, i) => i));
+    const order = shuffle(
+      mulberry32(deriveSeed(cfg.seed, 'documents')),
+      texts.map((_, i) => i),
+    );
     const nVal = Math.max(1, Math.round(order.length * cfg.data.validationFraction));
     progress.log(`tokenizing ${texts.length} documents`);
-    val = encodeStream(tok, order.slice(0, nVal).map((i) => texts![i]!));
-    train = encodeStream(tok, order.slice(nVal).map((i) => texts![i]!));
+    val = encodeStream(
+      tok,
+      order.slice(0, nVal).map((i) => texts![i]!),
+    );
+    train = encodeStream(
+      tok,
+      order.slice(nVal).map((i) => texts![i]!),
+    );
     writeAtomic(trainBin, new Uint8Array(train.buffer));
     writeAtomic(valBin, new Uint8Array(val.buffer));
   }
   const T = tc.seqLen;
-  if (train.length <= T + 1 || val.length <= T + 1) throw new Error(`pretrain: the token streams (${train.length} train, ${val.length} validation) are shorter than seqLen ${T}`);
-  progress.log(`${(train.length / 1e6).toFixed(2)} M training tokens, ${(val.length / 1e3).toFixed(0)} k validation tokens`);
+  if (train.length <= T + 1 || val.length <= T + 1)
+    throw new Error(
+      `pretrain: the token streams (${train.length} train, ${val.length} validation) are shorter than seqLen ${T}`,
+    );
+  progress.log(
+    `${(train.length / 1e6).toFixed(2)} M training tokens, ${(val.length / 1e3).toFixed(0)} k validation tokens`,
+  );
 
   // 3. Model and optimisers (decay on matrices only), from the checkpoint when there is one.
   const m = cfg.model;
   const mc = makeConfig({
-    vocabSize: tok.vocabSize, hiddenSize: m.hiddenSize, intermediateSize: m.intermediateSize, numLayers: m.numLayers, numHeads: m.numHeads,
-    numKvHeads: m.numKvHeads ?? m.numHeads, maxPositionEmbeddings: m.maxPositionEmbeddings, ropeTheta: m.ropeTheta, tieWordEmbeddings: m.tieWordEmbeddings,
-    bosTokenId: tok.bosId ?? null, eosTokenId: tok.eosId ?? null, padTokenId: tok.padId ?? null,
+    vocabSize: tok.vocabSize,
+    hiddenSize: m.hiddenSize,
+    intermediateSize: m.intermediateSize,
+    numLayers: m.numLayers,
+    numHeads: m.numHeads,
+    numKvHeads: m.numKvHeads ?? m.numHeads,
+    maxPositionEmbeddings: m.maxPositionEmbeddings,
+    ropeTheta: m.ropeTheta,
+    tieWordEmbeddings: m.tieWordEmbeddings,
+    bosTokenId: tok.bosId ?? null,
+    eosTokenId: tok.eosId ?? null,
+    padTokenId: tok.padId ?? null,
   });
   const ckptDir = path.join(work, 'checkpoint');
   const statePath = path.join(work, 'state.json');
@@ -148,7 +176,14 @@ export async function runPretrain(cfg: PretrainConfig, outDir: string, progress:
   for (const p of params) p.requiresGrad = true;
   const matrices = params.filter((p) => p.shape.length === 2);
   const vectors = params.filter((p) => p.shape.length !== 2);
-  const optW = new Optimizer(matrices, { kind: 'adamw', lr: tc.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: tc.weightDecay });
+  const optW = new Optimizer(matrices, {
+    kind: 'adamw',
+    lr: tc.lr,
+    beta1: 0.9,
+    beta2: 0.95,
+    eps: 1e-8,
+    weightDecay: tc.weightDecay,
+  });
   const optN = new Optimizer(vectors, { kind: 'adamw', lr: tc.lr, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0 });
   const optPath = path.join(work, 'optimizer.safetensors');
   if (step > 0 && fs.existsSync(optPath)) {
@@ -163,7 +198,9 @@ export async function runPretrain(cfg: PretrainConfig, outDir: string, progress:
     }
   }
   const nParams = countParameters(mc);
-  progress.log(`model: ${mc.numLayers} layers, d=${mc.hiddenSize}, ffn ${mc.intermediateSize}, ${mc.numHeads} heads, vocab ${mc.vocabSize}: ${(nParams / 1e6).toFixed(2)} M parameters`);
+  progress.log(
+    `model: ${mc.numLayers} layers, d=${mc.hiddenSize}, ffn ${mc.intermediateSize}, ${mc.numHeads} heads, vocab ${mc.vocabSize}: ${(nParams / 1e6).toFixed(2)} M parameters`,
+  );
 
   const evalStarts = (() => {
     const r = mulberry32(deriveSeed(cfg.seed, 'val-windows'));
@@ -181,7 +218,8 @@ export async function runPretrain(cfg: PretrainConfig, outDir: string, progress:
   const saveCheckpoint = () => {
     saveHfModel(model, ckptDir);
     const opt = new Map<string, TensorRecord>();
-    for (const o of [optW, optN]) for (const [k, v] of o.exportState()) opt.set(k, { dtype: 'F32', shape: [v.length], data: v });
+    for (const o of [optW, optN])
+      for (const [k, v] of o.exportState()) opt.set(k, { dtype: 'F32', shape: [v.length], data: v });
     writeSafetensors(optPath, opt);
     writeAtomic(statePath, JSON.stringify({ step, history }));
   };
@@ -213,7 +251,9 @@ export async function runPretrain(cfg: PretrainConfig, outDir: string, progress:
     if (step % tc.evalEvery === 0 || step === lastStep) {
       lastVal = valLoss();
       entry.val = lastVal;
-      progress.log(`step ${step}: train ${lastTrain.toFixed(4)}, validation ${lastVal.toFixed(4)}, lr ${lr.toExponential(2)}, ${(((step - stepStart) * tc.batchSize * T) / ((performance.now() - tStart) / 1000)).toFixed(0)} tokens/s`);
+      progress.log(
+        `step ${step}: train ${lastTrain.toFixed(4)}, validation ${lastVal.toFixed(4)}, lr ${lr.toExponential(2)}, ${(((step - stepStart) * tc.batchSize * T) / ((performance.now() - tStart) / 1000)).toFixed(0)} tokens/s`,
+      );
     }
     history.push(entry);
     progress.tick({ loss: lastTrain.toFixed(3) });
@@ -228,14 +268,27 @@ export async function runPretrain(cfg: PretrainConfig, outDir: string, progress:
 
   // 4. The released folder: F16 weights, tokenizer, model card, training log.
   saveHfModel(model, outDir, { dtype: 'F16' });
-  for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(work, f), path.join(outDir, f));
+  for (const f of ['tokenizer.json', 'tokenizer_config.json'])
+    fs.copyFileSync(path.join(work, f), path.join(outDir, f));
   fs.writeFileSync(path.join(outDir, 'training_log.jsonl'), history.map((h) => JSON.stringify(h)).join('\n') + '\n');
-  const result: PretrainResult = { steps: step, trainLoss: lastTrain, valLoss: lastVal, parameters: nParams, tokensSeen: step * tc.batchSize * T, seconds: (performance.now() - t0) / 1000 };
+  const result: PretrainResult = {
+    steps: step,
+    trainLoss: lastTrain,
+    valLoss: lastVal,
+    parameters: nParams,
+    tokensSeen: step * tc.batchSize * T,
+    seconds: (performance.now() - t0) / 1000,
+  };
   fs.writeFileSync(path.join(outDir, 'README.md'), modelCard(cfg, mc, result, train.length));
   return result;
 }
 
-function modelCard(cfg: PretrainConfig, mc: ReturnType<typeof makeConfig>, r: PretrainResult, trainTokens: number): string {
+function modelCard(
+  cfg: PretrainConfig,
+  mc: ReturnType<typeof makeConfig>,
+  r: PretrainResult,
+  trainTokens: number,
+): string {
   return `# fedbiot base model
 
 A small LLaMA-architecture model trained from scratch by \`fedbiot pretrain\`, as the default base model

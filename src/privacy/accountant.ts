@@ -10,7 +10,22 @@
 import { logErfc } from '../util/normal.js';
 
 /** The orders TensorFlow Privacy's DP-SGD analysis uses: a good cover for the usual regimes. */
-export const DEFAULT_ORDERS: readonly number[] = [1.25, 1.5, 1.75, 2, 2.25, 2.5, 3, 3.5, 4, 4.5, ...Array.from({ length: 59 }, (_, i) => 5 + i), 128, 256, 512];
+export const DEFAULT_ORDERS: readonly number[] = [
+  1.25,
+  1.5,
+  1.75,
+  2,
+  2.25,
+  2.5,
+  3,
+  3.5,
+  4,
+  4.5,
+  ...Array.from({ length: 59 }, (_, i) => 5 + i),
+  128,
+  256,
+  512,
+];
 
 function logAdd(a: number, b: number): number {
   const lo = Math.min(a, b);
@@ -90,7 +105,11 @@ export function computeRdp(q: number, z: number, steps: number, orders: readonly
  * The smallest epsilon over the orders for this delta: eps = rdp + log1p(-1/a) - log(delta a)/(a - 1)
  * (Canonne, Kamath, Steinke 2020, Proposition 12), and 0 where the KL bound already gives delta.
  */
-export function epsilonFromRdp(orders: readonly number[], rdp: readonly number[], delta: number): { epsilon: number; order: number } {
+export function epsilonFromRdp(
+  orders: readonly number[],
+  rdp: readonly number[],
+  delta: number,
+): { epsilon: number; order: number } {
   if (!(delta > 0 && delta < 1)) throw new Error(`accountant: delta must be in (0, 1), got ${delta}`);
   if (orders.length !== rdp.length) throw new Error('accountant: orders and RDP values differ in length');
   let best = { epsilon: Infinity, order: orders[0] ?? NaN };
@@ -106,7 +125,13 @@ export function epsilonFromRdp(orders: readonly number[], rdp: readonly number[]
 }
 
 /** Epsilon after `steps` rounds at sampling rate q and noise multiplier z. */
-export function epsilonFor(q: number, z: number, steps: number, delta: number, orders: readonly number[] = DEFAULT_ORDERS): { epsilon: number; order: number } {
+export function epsilonFor(
+  q: number,
+  z: number,
+  steps: number,
+  delta: number,
+  orders: readonly number[] = DEFAULT_ORDERS,
+): { epsilon: number; order: number } {
   return epsilonFromRdp(orders, computeRdp(q, z, steps, orders), delta);
 }
 
@@ -114,14 +139,21 @@ export function epsilonFor(q: number, z: number, steps: number, delta: number, o
  * The smallest noise multiplier whose epsilon after `steps` rounds is at most targetEpsilon
  * (bisection on z; epsilon falls as z grows). Within 1e-6 (relative) of the exact value, rounded up.
  */
-export function noiseForEpsilon(targetEpsilon: number, q: number, steps: number, delta: number, orders: readonly number[] = DEFAULT_ORDERS): number {
+export function noiseForEpsilon(
+  targetEpsilon: number,
+  q: number,
+  steps: number,
+  delta: number,
+  orders: readonly number[] = DEFAULT_ORDERS,
+): number {
   if (!(targetEpsilon > 0)) throw new Error(`accountant: target epsilon must be positive, got ${targetEpsilon}`);
   let lo = 0;
   let hi = 1;
   while (epsilonFor(q, hi, steps, delta, orders).epsilon > targetEpsilon) {
     lo = hi;
     hi *= 2;
-    if (hi > 1e6) throw new Error(`accountant: no noise multiplier up to 1e6 reaches epsilon ${targetEpsilon} (delta ${delta})`);
+    if (hi > 1e6)
+      throw new Error(`accountant: no noise multiplier up to 1e6 reaches epsilon ${targetEpsilon} (delta ${delta})`);
   }
   while (hi - lo > 1e-6 * hi) {
     const mid = (lo + hi) / 2;
@@ -135,7 +167,10 @@ export function noiseForEpsilon(targetEpsilon: number, q: number, steps: number,
 export class RdpAccountant {
   rdp: number[];
 
-  constructor(readonly orders: readonly number[] = DEFAULT_ORDERS, rdp?: readonly number[]) {
+  constructor(
+    readonly orders: readonly number[] = DEFAULT_ORDERS,
+    rdp?: readonly number[],
+  ) {
     this.rdp = rdp ? [...rdp] : orders.map(() => 0);
     if (this.rdp.length !== orders.length) throw new Error('accountant: saved RDP values do not match the orders');
   }

@@ -18,7 +18,9 @@ export function updateNoiseMultiplier(z: number, countStddev: number): number {
   if (z === 0) return 0;
   const rest = z ** -2 - (2 * countStddev) ** -2;
   if (!(rest > 0)) {
-    throw new Error(`privacy.adaptiveClip.countStddev ${countStddev} is too small for noiseMultiplier ${z}: the count alone would spend the whole budget (need countStddev > ${(z / 2).toFixed(4)})`);
+    throw new Error(
+      `privacy.adaptiveClip.countStddev ${countStddev} is too small for noiseMultiplier ${z}: the count alone would spend the whole budget (need countStddev > ${(z / 2).toFixed(4)})`,
+    );
   }
   return rest ** -0.5;
 }

@@ -39,14 +39,25 @@ export interface AggregateResult {
   adapter: LoraState;
   privacy: PrivacyRecord | null;
   /** Secure aggregation's round report (simulation): survivors, dropped, protocol bytes and seconds. */
-  secure?: { survivors: number; dropped: string[]; bytes_up: number; bytes_down: number; seconds: number; clamped: number };
+  secure?: {
+    survivors: number;
+    dropped: string[];
+    bytes_up: number;
+    bytes_down: number;
+    seconds: number;
+    clamped: number;
+  };
 }
 
 export class RoundAggregator {
   private clip: number;
   private readonly accountant: RdpAccountant | null;
 
-  constructor(readonly plan: AggregationPlan, private readonly seed: number, saved?: AggregatorState) {
+  constructor(
+    readonly plan: AggregationPlan,
+    private readonly seed: number,
+    saved?: AggregatorState,
+  ) {
     this.clip = saved?.clip ?? plan.privacy?.clip ?? 0;
     this.accountant = plan.privacy ? new RdpAccountant(undefined, saved?.rdp) : null;
   }
@@ -98,14 +109,35 @@ export class RoundAggregator {
    * in-process over the uploads (`dropAfterShares` vanish after the share phase) and the server
    * half sees only the sum; otherwise the plain rule runs.
    */
-  async aggregateRound(ctx: RoundContext, updates: readonly ClientUpdate[], dropAfterShares: readonly string[] = []): Promise<AggregateResult> {
+  async aggregateRound(
+    ctx: RoundContext,
+    updates: readonly ClientUpdate[],
+    dropAfterShares: readonly string[] = [],
+  ): Promise<AggregateResult> {
     const secure = this.plan.secure;
     if (!secure) return this.aggregate(ctx, updates);
     const t0 = performance.now();
     const uniform = this.plan.privacy !== null;
-    const r = await simulateSecureRound({ round: ctx.round, start: ctx.start, uploads: updates, settings: secure, uniform, dropAfterShares });
+    const r = await simulateSecureRound({
+      round: ctx.round,
+      start: ctx.start,
+      uploads: updates,
+      settings: secure,
+      uniform,
+      dropAfterShares,
+    });
     const out = this.aggregateSum(ctx, r.sum, r.divisor, r.survivors.length);
-    return { ...out, secure: { survivors: r.survivors.length, dropped: r.dropped, bytes_up: r.bytesUp, bytes_down: r.bytesDown, seconds: (performance.now() - t0) / 1000, clamped: r.clamped } };
+    return {
+      ...out,
+      secure: {
+        survivors: r.survivors.length,
+        dropped: r.dropped,
+        bytes_up: r.bytesUp,
+        bytes_down: r.bytesDown,
+        seconds: (performance.now() - t0) / 1000,
+        clamped: r.clamped,
+      },
+    };
   }
 
   /** Server side: the new global adapter from the uploads (plain, not masked). */
@@ -130,7 +162,12 @@ export class RoundAggregator {
         return { ...u, state: stateAddScaled(ctx.start, d) };
       });
     }
-    const adapter = this.plan.rule === 'median' ? coordinateMedian(states) : this.plan.rule === 'trimmed-mean' ? trimmedMean(states, this.plan.trim) : fedAvg(states);
+    const adapter =
+      this.plan.rule === 'median'
+        ? coordinateMedian(states)
+        : this.plan.rule === 'trimmed-mean'
+          ? trimmedMean(states, this.plan.trim)
+          : fedAvg(states);
     return { adapter, privacy: p ? this.charge(p.mode === 'local' ? 1 : undefined) : null };
   }
 
@@ -170,7 +207,13 @@ export class RoundAggregator {
     const q = rate ?? p.samplingRate;
     this.accountant!.step(q, p.noiseMultiplier);
     const eps = this.accountant!.epsilon(p.delta);
-    return { epsilon: Number.isFinite(eps) ? eps : null, delta: p.delta, clip: this.clip, noise_multiplier: p.noiseMultiplier, noise_std: p.updateNoiseMultiplier * this.clip };
+    return {
+      epsilon: Number.isFinite(eps) ? eps : null,
+      delta: p.delta,
+      clip: this.clip,
+      noise_multiplier: p.noiseMultiplier,
+      noise_std: p.updateNoiseMultiplier * this.clip,
+    };
   }
 }
 

@@ -82,30 +82,78 @@ export function privacyConfigProblems(c: PrivacyInputs): Array<[string, string]>
   const agg = c.aggregation;
   const m = clientsPerRound(c.clients.count, c.clients.perRound);
   if (c.algorithm.name === 'local' && (p || secure || agg.rule !== 'fedavg' || agg.clipNorm !== undefined)) {
-    out.push(['algorithm.name', 'algorithm local has no aggregation: privacy, secureAggregation and aggregation settings do not apply to it']);
+    out.push([
+      'algorithm.name',
+      'algorithm local has no aggregation: privacy, secureAggregation and aggregation settings do not apply to it',
+    ]);
   }
-  if (agg.trim !== undefined && agg.rule !== 'trimmed-mean') out.push(['aggregation.trim', `trim applies to rule trimmed-mean only (rule is ${agg.rule})`]);
+  if (agg.trim !== undefined && agg.rule !== 'trimmed-mean')
+    out.push(['aggregation.trim', `trim applies to rule trimmed-mean only (rule is ${agg.rule})`]);
   if (agg.rule === 'trimmed-mean') {
     const trim = agg.trim ?? DEFAULT_TRIM;
-    if (Math.floor(trim * m) < 1) out.push(['aggregation.trim', `trim ${trim} of ${m} clients per round drops none (floor(trim * clients) = 0): the trimmed mean would be the plain mean; raise trim to at least ${(1 / m).toFixed(3)}`]);
+    if (Math.floor(trim * m) < 1)
+      out.push([
+        'aggregation.trim',
+        `trim ${trim} of ${m} clients per round drops none (floor(trim * clients) = 0): the trimmed mean would be the plain mean; raise trim to at least ${(1 / m).toFixed(3)}`,
+      ]);
   }
   if (secure) {
-    if (agg.rule !== 'fedavg') out.push(['secureAggregation', `secure aggregation reveals only the sum of the updates, so aggregation.rule ${agg.rule} (which needs every update) is impossible with it; use rule fedavg`]);
-    if (agg.clipNorm !== undefined) out.push(['aggregation.clipNorm', 'the server cannot clip updates it cannot see: with secureAggregation the bound is secureAggregation.range per coordinate (or privacy.clip, applied by the clients)']);
-    if (m < 2) out.push(['secureAggregation', `secure aggregation needs at least 2 clients per round (this config samples ${m}): with one, the sum is the update`]);
+    if (agg.rule !== 'fedavg')
+      out.push([
+        'secureAggregation',
+        `secure aggregation reveals only the sum of the updates, so aggregation.rule ${agg.rule} (which needs every update) is impossible with it; use rule fedavg`,
+      ]);
+    if (agg.clipNorm !== undefined)
+      out.push([
+        'aggregation.clipNorm',
+        'the server cannot clip updates it cannot see: with secureAggregation the bound is secureAggregation.range per coordinate (or privacy.clip, applied by the clients)',
+      ]);
+    if (m < 2)
+      out.push([
+        'secureAggregation',
+        `secure aggregation needs at least 2 clients per round (this config samples ${m}): with one, the sum is the update`,
+      ]);
   }
   if (p) {
-    if (p.noiseMultiplier === undefined && p.targetEpsilon === undefined) out.push(['privacy', 'give privacy.noiseMultiplier or privacy.targetEpsilon']);
-    if (p.noiseMultiplier !== undefined && p.targetEpsilon !== undefined) out.push(['privacy.targetEpsilon', 'give privacy.noiseMultiplier or privacy.targetEpsilon, not both (the target decides the noise)']);
-    if (agg.rule !== 'fedavg') out.push(['aggregation.rule', `differential privacy calibrates its noise to the sum of clipped updates; rule ${agg.rule} has another sensitivity: use rule fedavg with privacy`]);
-    if (agg.clipNorm !== undefined) out.push(['aggregation.clipNorm', 'with privacy the updates are clipped to privacy.clip; aggregation.clipNorm would be a second clip']);
-    if (p.adaptiveClip !== false && p.mode === 'local') out.push(['privacy.adaptiveClip', 'adaptive clipping learns the clip norm from the clients\' norms on the server: it exists for mode central only']);
-    if (p.adaptiveClip !== false && secure) out.push(['privacy.adaptiveClip', 'adaptive clipping needs each client\'s clipped/unclipped bit, which secure aggregation hides: use a fixed privacy.clip with secureAggregation']);
+    if (p.noiseMultiplier === undefined && p.targetEpsilon === undefined)
+      out.push(['privacy', 'give privacy.noiseMultiplier or privacy.targetEpsilon']);
+    if (p.noiseMultiplier !== undefined && p.targetEpsilon !== undefined)
+      out.push([
+        'privacy.targetEpsilon',
+        'give privacy.noiseMultiplier or privacy.targetEpsilon, not both (the target decides the noise)',
+      ]);
+    if (agg.rule !== 'fedavg')
+      out.push([
+        'aggregation.rule',
+        `differential privacy calibrates its noise to the sum of clipped updates; rule ${agg.rule} has another sensitivity: use rule fedavg with privacy`,
+      ]);
+    if (agg.clipNorm !== undefined)
+      out.push([
+        'aggregation.clipNorm',
+        'with privacy the updates are clipped to privacy.clip; aggregation.clipNorm would be a second clip',
+      ]);
+    if (p.adaptiveClip !== false && p.mode === 'local')
+      out.push([
+        'privacy.adaptiveClip',
+        "adaptive clipping learns the clip norm from the clients' norms on the server: it exists for mode central only",
+      ]);
+    if (p.adaptiveClip !== false && secure)
+      out.push([
+        'privacy.adaptiveClip',
+        "adaptive clipping needs each client's clipped/unclipped bit, which secure aggregation hides: use a fixed privacy.clip with secureAggregation",
+      ]);
     if (secure && typeof c.secureAggregation === 'object' && c.secureAggregation.range < p.clip) {
       // Each coordinate of a clipped update is at most clip in size, so a range below clip clamps.
-      out.push(['secureAggregation.range', `range ${c.secureAggregation.range} is below privacy.clip ${p.clip}: clipped updates would be clamped further`]);
+      out.push([
+        'secureAggregation.range',
+        `range ${c.secureAggregation.range} is below privacy.clip ${p.clip}: clipped updates would be clamped further`,
+      ]);
     }
-    if (p.delta >= 1 / Math.max(1, c.clients.count)) out.push(['privacy.delta', `delta ${p.delta} is not below 1/${c.clients.count} (one over the number of clients): such a guarantee allows publishing a client's data outright`]);
+    if (p.delta >= 1 / Math.max(1, c.clients.count))
+      out.push([
+        'privacy.delta',
+        `delta ${p.delta} is not below 1/${c.clients.count} (one over the number of clients): such a guarantee allows publishing a client's data outright`,
+      ]);
   }
   return out;
 }
@@ -134,7 +182,8 @@ export interface AggregationPlan {
 /** Resolves the config into what the aggregation step runs (solves targetEpsilon here, once). */
 export function aggregationPlan(c: PrivacyInputs): AggregationPlan {
   const problems = privacyConfigProblems(c);
-  if (problems.length) throw new Error(`invalid privacy settings:\n${problems.map(([k, r]) => `  ${k}: ${r}`).join('\n')}`);
+  if (problems.length)
+    throw new Error(`invalid privacy settings:\n${problems.map(([k, r]) => `  ${k}: ${r}`).join('\n')}`);
   const m = clientsPerRound(c.clients.count, c.clients.perRound);
   const p = c.privacy;
   let privacy: ResolvedPrivacy | null = null;
@@ -142,11 +191,35 @@ export function aggregationPlan(c: PrivacyInputs): AggregationPlan {
     // Local DP: the server sees each upload, so sampling hides nothing from it: q = 1.
     const q = p.mode === 'local' ? 1 : m / c.clients.count;
     const z = p.noiseMultiplier ?? noiseForEpsilon(p.targetEpsilon!, q, c.rounds, p.delta);
-    const a: { targetQuantile?: number; learningRate?: number; countStddev?: number } | null = p.adaptiveClip === false ? null : p.adaptiveClip === true ? {} : p.adaptiveClip;
-    const adaptive = a ? { targetQuantile: a.targetQuantile ?? 0.5, learningRate: a.learningRate ?? 0.2, countStddev: a.countStddev ?? Math.max(m / 20, z) } : null;
-    privacy = { mode: p.mode, noiseMultiplier: z, updateNoiseMultiplier: adaptive ? updateNoiseMultiplier(z, adaptive.countStddev) : z, clip: p.clip, adaptive, delta: p.delta, samplingRate: q };
+    const a: { targetQuantile?: number; learningRate?: number; countStddev?: number } | null =
+      p.adaptiveClip === false ? null : p.adaptiveClip === true ? {} : p.adaptiveClip;
+    const adaptive = a
+      ? {
+          targetQuantile: a.targetQuantile ?? 0.5,
+          learningRate: a.learningRate ?? 0.2,
+          countStddev: a.countStddev ?? Math.max(m / 20, z),
+        }
+      : null;
+    privacy = {
+      mode: p.mode,
+      noiseMultiplier: z,
+      updateNoiseMultiplier: adaptive ? updateNoiseMultiplier(z, adaptive.countStddev) : z,
+      clip: p.clip,
+      adaptive,
+      delta: p.delta,
+      samplingRate: q,
+    };
   }
   const s = c.secureAggregation;
-  const secure = s === false ? null : { range: s === true ? Math.max(1, p?.clip ?? 0) : s.range, threshold: s === true ? 0.5 : s.threshold ?? 0.5 };
-  return { rule: c.aggregation.rule, trim: c.aggregation.trim ?? DEFAULT_TRIM, clipNorm: c.aggregation.clipNorm ?? null, privacy, secure };
+  const secure =
+    s === false
+      ? null
+      : { range: s === true ? Math.max(1, p?.clip ?? 0) : s.range, threshold: s === true ? 0.5 : (s.threshold ?? 0.5) };
+  return {
+    rule: c.aggregation.rule,
+    trim: c.aggregation.trim ?? DEFAULT_TRIM,
+    clipNorm: c.aggregation.clipNorm ?? null,
+    privacy,
+    secure,
+  };
 }

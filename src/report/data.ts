@@ -110,7 +110,13 @@ export function readMethod(dir: string, name?: string, summary?: SummaryLike | n
  * One method's series from parsed metrics lines (a run folder's metrics.jsonl, or the lines a live
  * run has emitted so far: the dashboard draws the same charts from them).
  */
-export function methodFromLines(name: string, lines: unknown[], summary: SummaryLike | null = null, notes: string[] = [], source = 'metrics'): MethodData {
+export function methodFromLines(
+  name: string,
+  lines: unknown[],
+  summary: SummaryLike | null = null,
+  notes: string[] = [],
+  source = 'metrics',
+): MethodData {
   const data: MethodData = { name, summary, preAlign: null, prepareEval: null, rounds: [], final: null, notes };
   let bad = 0;
   const byRound = new Map<number, RoundRow>();
@@ -128,7 +134,11 @@ export function methodFromLines(name: string, lines: unknown[], summary: Summary
       const ev = isObj(e.eval) ? e.eval : {};
       data.final = { round: round ?? -1, adapemu: metrics(ev.adapemu), adapfu: metrics(ev.adapfu) };
     } else if (round !== null && round >= 0) {
-      const losses = isObj(e.train_loss) ? Object.values(e.train_loss).map(num).filter((v): v is number => v !== null) : [];
+      const losses = isObj(e.train_loss)
+        ? Object.values(e.train_loss)
+            .map(num)
+            .filter((v): v is number => v !== null)
+        : [];
       const ev = isObj(e.eval) ? { adapemu: metrics(e.eval.adapemu), adapfu: metrics(e.eval.adapfu) } : null;
       // A resumed run may repeat a round: the last line wins.
       byRound.set(round, {
@@ -172,7 +182,16 @@ export function readDemo(dir: string): { methods: MethodData[]; notes: string[] 
     const safe = !/[/\\]/.test(s.algorithm) && s.algorithm !== '..' && s.algorithm !== '.';
     const sub = path.join(dir, s.algorithm);
     if (safe && fs.existsSync(path.join(sub, 'metrics.jsonl'))) methods.push(readMethod(sub, s.algorithm, s));
-    else methods.push({ name: s.algorithm, summary: s, preAlign: null, prepareEval: null, rounds: [], final: null, notes: ['no per-round metrics found'] });
+    else
+      methods.push({
+        name: s.algorithm,
+        summary: s,
+        preAlign: null,
+        prepareEval: null,
+        rounds: [],
+        final: null,
+        notes: ['no per-round metrics found'],
+      });
   }
   for (const ent of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
     if (!ent.isDirectory() || seen.has(ent.name)) continue;

@@ -20,7 +20,6 @@ function byteUnit(max: number): { div: number; name: string } {
   return { div: 1024 ** 3, name: 'GiB' };
 }
 
-
 /** What the table shows for one method: the summary where there is one, else what metrics.jsonl says. */
 interface Row {
   name: string;
@@ -48,7 +47,9 @@ function rowOf(m: MethodData): Row {
   const down = rounds.map((r) => r.bytesDown).filter((v): v is number => v !== null);
   const up = rounds.map((r) => r.bytesUp).filter((v): v is number => v !== null);
   const nRounds = finite(s?.rounds) ?? rounds.length;
-  const total = finite(s?.bytes_total) ?? (down.length || up.length ? down.reduce((a, b) => a + b, 0) + up.reduce((a, b) => a + b, 0) : null);
+  const total =
+    finite(s?.bytes_total) ??
+    (down.length || up.length ? down.reduce((a, b) => a + b, 0) + up.reduce((a, b) => a + b, 0) : null);
   return {
     name: m.name,
     base: s?.base ?? m.prepareEval?.base ?? null,
@@ -64,7 +65,10 @@ function rowOf(m: MethodData): Row {
     trainable: finite(s?.client?.trainable_params),
     held: finite(s?.client?.model_params),
     seconds: finite(s?.seconds),
-    alignment: typeof s?.method?.align_loss === 'string' ? `${s.method.align_loss}${s.method.public_data === 'corpus' ? ' (corpus)' : ''}` : null,
+    alignment:
+      typeof s?.method?.align_loss === 'string'
+        ? `${s.method.align_loss}${s.method.public_data === 'corpus' ? ' (corpus)' : ''}`
+        : null,
     proximal: finite(s?.method?.proximal),
   };
 }
@@ -77,14 +81,29 @@ function comparisonTable(rows: Row[]): string {
   const dash = '<td class="num">-</td>'.repeat(3);
   const body: string[] = [];
   const withBase = rows.find((r) => r.base);
-  if (withBase) body.push(`<tr class="ref" data-ref="base"><th scope="row">base model</th><td>full</td>${cells(withBase.base)}${dash}</tr>`);
+  if (withBase)
+    body.push(
+      `<tr class="ref" data-ref="base"><th scope="row">base model</th><td>full</td>${cells(withBase.base)}${dash}</tr>`,
+    );
   const withEmu = rows.find((r) => r.emulator);
-  if (withEmu) body.push(`<tr class="ref" data-ref="emulator"><th scope="row">emulator (${esc(withEmu.name)})</th><td>compressed</td>${cells(withEmu.emulator)}${dash}</tr>`);
+  if (withEmu)
+    body.push(
+      `<tr class="ref" data-ref="emulator"><th scope="row">emulator (${esc(withEmu.name)})</th><td>compressed</td>${cells(withEmu.emulator)}${dash}</tr>`,
+    );
   for (const r of rows) {
-    const cost = [r.stepSeconds === null ? '-' : r.stepSeconds.toFixed(3), r.memoryMb === null ? '-' : r.memoryMb.toFixed(0), r.bytesPerRound === null ? '-' : fmtBytes(r.bytesPerRound)]
-      .map((c) => `<td class="num">${esc(c)}</td>`).join('');
-    body.push(`<tr class="method" data-method="${esc(r.name)}" data-view="AdapEmu"><th scope="row" rowspan="2">${esc(r.name)}</th><td>AdapEmu</td>${cells(r.adapemu)}${cost}</tr>`);
-    body.push(`<tr class="method second" data-method="${esc(r.name)}" data-view="AdapFu"><td>AdapFu</td>${cells(r.adapfu)}${cost}</tr>`);
+    const cost = [
+      r.stepSeconds === null ? '-' : r.stepSeconds.toFixed(3),
+      r.memoryMb === null ? '-' : r.memoryMb.toFixed(0),
+      r.bytesPerRound === null ? '-' : fmtBytes(r.bytesPerRound),
+    ]
+      .map((c) => `<td class="num">${esc(c)}</td>`)
+      .join('');
+    body.push(
+      `<tr class="method" data-method="${esc(r.name)}" data-view="AdapEmu"><th scope="row" rowspan="2">${esc(r.name)}</th><td>AdapEmu</td>${cells(r.adapemu)}${cost}</tr>`,
+    );
+    body.push(
+      `<tr class="method second" data-method="${esc(r.name)}" data-view="AdapFu"><td>AdapFu</td>${cells(r.adapfu)}${cost}</tr>`,
+    );
   }
   return `<table class="comparison"><thead><tr>${th.map((h) => `<th scope="col">${esc(h)}</th>`).join('')}</tr></thead><tbody>${body.join('')}</tbody></table>`;
 }
@@ -92,8 +111,21 @@ function comparisonTable(rows: Row[]): string {
 function costTable(rows: Row[]): string {
   const n = (v: number | null) => (v === null ? '-' : v.toLocaleString('en-US'));
   const b = (v: number | null) => (v === null ? '-' : fmtBytes(v));
-  const body = rows.map((r) => `<tr data-method="${esc(r.name)}"><th scope="row">${esc(r.name)}</th>${[b(r.bytesDown), b(r.bytesUp), b(r.bytesJoin), n(r.held), n(r.trainable), r.seconds === null ? '-' : r.seconds.toFixed(1), r.alignment ?? '-', r.proximal === null ? '-' : String(r.proximal)].map((c) => `<td class="num">${esc(c)}</td>`).join('')}</tr>`);
-  const th = ['method', 'down (total)', 'up (total)', 'join / client', 'params held', 'params trained', 'run s', 'alignment loss', 'proximal'];
+  const body = rows.map(
+    (r) =>
+      `<tr data-method="${esc(r.name)}"><th scope="row">${esc(r.name)}</th>${[b(r.bytesDown), b(r.bytesUp), b(r.bytesJoin), n(r.held), n(r.trainable), r.seconds === null ? '-' : r.seconds.toFixed(1), r.alignment ?? '-', r.proximal === null ? '-' : String(r.proximal)].map((c) => `<td class="num">${esc(c)}</td>`).join('')}</tr>`,
+  );
+  const th = [
+    'method',
+    'down (total)',
+    'up (total)',
+    'join / client',
+    'params held',
+    'params trained',
+    'run s',
+    'alignment loss',
+    'proximal',
+  ];
   return `<table class="cost"><thead><tr>${th.map((h) => `<th scope="col">${esc(h)}</th>`).join('')}</tr></thead><tbody>${body.join('')}</tbody></table>`;
 }
 
@@ -112,29 +144,54 @@ export function colours(methods: MethodData[]): Map<string, string> {
 export function trainLossChart(methods: MethodData[], col: Map<string, string>): string {
   const title = 'Train loss per round (mean over clients)';
   const series: LineSeries[] = methods
-    .map((m) => ({ name: m.name, color: col.get(m.name)!, points: m.rounds.filter((r) => r.trainLoss !== null).map((r) => ({ x: r.round + 1, y: r.trainLoss! })) }))
+    .map((m) => ({
+      name: m.name,
+      color: col.get(m.name)!,
+      points: m.rounds.filter((r) => r.trainLoss !== null).map((r) => ({ x: r.round + 1, y: r.trainLoss! })),
+    }))
     .filter((s) => s.points.length);
   if (!series.length) return missing(title, 'train-loss', 'No per-round train loss recorded.');
   const without = methods.filter((m) => !series.some((s) => s.name === m.name)).map((m) => m.name);
-  return figure(title, lineChart({ id: 'train-loss', title, xLabel: 'round', yLabel: 'train loss', series, xInteger: true }),
-    without.length ? `No train loss for: ${without.join(', ')}.` : undefined);
+  return figure(
+    title,
+    lineChart({ id: 'train-loss', title, xLabel: 'round', yLabel: 'train loss', series, xInteger: true }),
+    without.length ? `No train loss for: ${without.join(', ')}.` : undefined,
+  );
 }
 
 export function alignCharts(methods: MethodData[], col: Map<string, string>): string {
   const out: string[] = [];
-  for (const [key, label] of [['nmse', 'hidden-state NMSE'], ['kl', 'KL divergence']] as const) {
+  for (const [key, label] of [
+    ['nmse', 'hidden-state NMSE'],
+    ['kl', 'KL divergence'],
+  ] as const) {
     const title = `Emulator alignment loss per round: ${label}`;
-    const series: LineSeries[] = methods.map((m) => {
-      const points = m.rounds.filter((r) => r.align).map((r) => ({ x: r.round + 1, y: r.align![key] }));
-      if (m.preAlign) points.unshift({ x: 0, y: m.preAlign[key] });
-      return { name: m.name, color: col.get(m.name)!, points: points.filter((p) => Number.isFinite(p.y)) };
-    }).filter((s) => s.points.length && methods.find((m) => m.name === s.name)!.rounds.some((r) => r.align));
+    const series: LineSeries[] = methods
+      .map((m) => {
+        const points = m.rounds.filter((r) => r.align).map((r) => ({ x: r.round + 1, y: r.align![key] }));
+        if (m.preAlign) points.unshift({ x: 0, y: m.preAlign[key] });
+        return { name: m.name, color: col.get(m.name)!, points: points.filter((p) => Number.isFinite(p.y)) };
+      })
+      .filter((s) => s.points.length && methods.find((m) => m.name === s.name)!.rounds.some((r) => r.align));
     if (!series.length) {
       out.push(missing(title, `align-${key}`, 'No method aligned its emulator during the rounds (only FedBiOT does).'));
       continue;
     }
-    out.push(figure(title, lineChart({ id: `align-${key}`, title, xLabel: 'round ("pre": pre-alignment on the server)', yLabel: key, series, xInteger: true, xTickLabel: (x) => (x === 0 ? 'pre' : String(x)) }),
-      'Rounds without an alignment step are left out.'));
+    out.push(
+      figure(
+        title,
+        lineChart({
+          id: `align-${key}`,
+          title,
+          xLabel: 'round ("pre": pre-alignment on the server)',
+          yLabel: key,
+          series,
+          xInteger: true,
+          xTickLabel: (x) => (x === 0 ? 'pre' : String(x)),
+        }),
+        'Rounds without an alignment step are left out.',
+      ),
+    );
   }
   return out.join('');
 }
@@ -144,23 +201,49 @@ export function evalCharts(methods: MethodData[], col: Map<string, string>): str
   const evaluated = methods.filter((m) => m.rounds.some((r) => r.eval));
   const notEvaluated = methods.filter((m) => !evaluated.includes(m)).map((m) => m.name);
   if (!evaluated.length) {
-    return missing(title, 'eval', `No per-round evaluation in this run (${notEvaluated.join(', ') || 'no method'}: evaluated only after the last round — see the table; set eval.every to evaluate during training).`);
+    return missing(
+      title,
+      'eval',
+      `No per-round evaluation in this run (${notEvaluated.join(', ') || 'no method'}: evaluated only after the last round — see the table; set eval.every to evaluate during training).`,
+    );
   }
-  const keys = [...new Set(evaluated.flatMap((m) => m.rounds.flatMap((r) => [...Object.keys(r.eval?.adapfu ?? {}), ...Object.keys(r.eval?.adapemu ?? {})])))];
+  const keys = [
+    ...new Set(
+      evaluated.flatMap((m) =>
+        m.rounds.flatMap((r) => [...Object.keys(r.eval?.adapfu ?? {}), ...Object.keys(r.eval?.adapemu ?? {})]),
+      ),
+    ),
+  ];
   const out: string[] = [];
   for (const k of keys) {
     const series: LineSeries[] = [];
     for (const m of evaluated) {
       for (const view of ['adapfu', 'adapemu'] as const) {
-        const points = m.rounds.filter((r) => r.eval?.[view]?.[k] !== undefined).map((r) => ({ x: r.round + 1, y: r.eval![view]![k]! }));
+        const points = m.rounds
+          .filter((r) => r.eval?.[view]?.[k] !== undefined)
+          .map((r) => ({ x: r.round + 1, y: r.eval![view]![k]! }));
         const fin = m.final?.[view]?.[k];
-        if (fin !== undefined && m.final && !points.some((p) => p.x === m.final!.round + 1)) points.push({ x: m.final.round + 1, y: fin });
-        if (points.length) series.push({ name: `${m.name} ${view === 'adapfu' ? 'AdapFu' : 'AdapEmu'}`, color: col.get(m.name)!, dashed: view === 'adapemu', points });
+        if (fin !== undefined && m.final && !points.some((p) => p.x === m.final!.round + 1))
+          points.push({ x: m.final.round + 1, y: fin });
+        if (points.length)
+          series.push({
+            name: `${m.name} ${view === 'adapfu' ? 'AdapFu' : 'AdapEmu'}`,
+            color: col.get(m.name)!,
+            dashed: view === 'adapemu',
+            points,
+          });
       }
     }
     const t = `${k} per round (solid: AdapFu, dashed: AdapEmu)`;
-    out.push(figure(t, lineChart({ id: `eval-${k}`, title: t, xLabel: 'round', yLabel: k, series, xInteger: true }),
-      notEvaluated.length ? `Evaluated only after the last round (see the table): ${notEvaluated.join(', ')}.` : undefined));
+    out.push(
+      figure(
+        t,
+        lineChart({ id: `eval-${k}`, title: t, xLabel: 'round', yLabel: k, series, xInteger: true }),
+        notEvaluated.length
+          ? `Evaluated only after the last round (see the table): ${notEvaluated.join(', ')}.`
+          : undefined,
+      ),
+    );
   }
   return out.join('');
 }
@@ -168,12 +251,31 @@ export function evalCharts(methods: MethodData[], col: Map<string, string>): str
 export function bytesChart(methods: MethodData[]): string {
   const title = 'Traffic per round (down: server to clients, up: clients to server)';
   const groups = methods
-    .map((m) => ({ label: m.name, bars: m.rounds.filter((r) => r.bytesDown !== null || r.bytesUp !== null).map((r) => ({ label: `round ${r.round + 1}`, segments: [r.bytesDown ?? 0, r.bytesUp ?? 0] })) }))
+    .map((m) => ({
+      label: m.name,
+      bars: m.rounds
+        .filter((r) => r.bytesDown !== null || r.bytesUp !== null)
+        .map((r) => ({ label: `round ${r.round + 1}`, segments: [r.bytesDown ?? 0, r.bytesUp ?? 0] })),
+    }))
     .filter((g) => g.bars.length);
   if (!groups.length) return missing(title, 'bytes', 'No per-round traffic recorded.');
   const max = Math.max(...groups.flatMap((g) => g.bars.map((b) => b.segments[0]! + b.segments[1]!)));
   const unit = byteUnit(max);
-  return figure(title, barChart({ id: 'bytes', title, xLabel: 'method (one bar per round)', yLabel: `${unit.name} per round`, groups, unit, stack: [{ name: 'down', color: '#0072B2' }, { name: 'up', color: '#E69F00' }] }));
+  return figure(
+    title,
+    barChart({
+      id: 'bytes',
+      title,
+      xLabel: 'method (one bar per round)',
+      yLabel: `${unit.name} per round`,
+      groups,
+      unit,
+      stack: [
+        { name: 'down', color: '#0072B2' },
+        { name: 'up', color: '#E69F00' },
+      ],
+    }),
+  );
 }
 
 export const CSS = `
@@ -270,7 +372,8 @@ export function writeReport(dir: string): string {
 
 /** Writes RUNDIR/report.html for one `fedbiot simulate` output folder; returns its path. */
 export function writeRunReport(runDir: string): string {
-  if (!fs.existsSync(runDir) || !fs.statSync(runDir).isDirectory()) throw new Error(`report: '${runDir}' is not a folder`);
+  if (!fs.existsSync(runDir) || !fs.statSync(runDir).isDirectory())
+    throw new Error(`report: '${runDir}' is not a folder`);
   const m = readMethod(runDir);
   const html = renderReport(`FedBiOT run report: ${m.name}`, runMeta(runDir, [m]), [m]);
   const out = path.join(runDir, 'report.html');

@@ -3,11 +3,25 @@
 
 /** Escapes text for HTML/XML element content and attribute values. */
 export function esc(s: unknown): string {
-  return String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  return String(s).replace(
+    /[&<>"']/g,
+    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
+  );
 }
 
 /** Okabe-Ito colours (colour-blind safe), then a few extra. */
-export const PALETTE = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#7F7F7F', '#000000', '#8C564B', '#BCBD22'];
+export const PALETTE = [
+  '#0072B2',
+  '#D55E00',
+  '#009E73',
+  '#CC79A7',
+  '#E69F00',
+  '#56B4E9',
+  '#7F7F7F',
+  '#000000',
+  '#8C564B',
+  '#BCBD22',
+];
 
 export interface Ticks {
   lo: number;
@@ -96,7 +110,12 @@ function fmtNum(v: number): string {
 }
 
 /** Legend items laid out in rows below the plot; returns the markup and its height. */
-function legend(items: { name: string; color: string; dashed?: boolean; swatch: 'line' | 'box' }[], x0: number, y0: number, width: number): { svg: string; height: number } {
+function legend(
+  items: { name: string; color: string; dashed?: boolean; swatch: 'line' | 'box' }[],
+  x0: number,
+  y0: number,
+  width: number,
+): { svg: string; height: number } {
   const parts: string[] = [];
   let x = x0;
   let y = y0;
@@ -106,9 +125,10 @@ function legend(items: { name: string; color: string; dashed?: boolean; swatch: 
       x = x0;
       y += LEGEND_ROW;
     }
-    const sw = it.swatch === 'line'
-      ? `<line x1="${x}" y1="${y}" x2="${x + 24}" y2="${y}" stroke="${esc(it.color)}" stroke-width="2.5"${it.dashed ? ' stroke-dasharray="6 4"' : ''}/>`
-      : `<rect x="${x + 6}" y="${y - 6}" width="12" height="12" fill="${esc(it.color)}"/>`;
+    const sw =
+      it.swatch === 'line'
+        ? `<line x1="${x}" y1="${y}" x2="${x + 24}" y2="${y}" stroke="${esc(it.color)}" stroke-width="2.5"${it.dashed ? ' stroke-dasharray="6 4"' : ''}/>`
+        : `<rect x="${x + 6}" y="${y - 6}" width="12" height="12" fill="${esc(it.color)}"/>`;
     parts.push(`<g class="legend-item">${sw}<text x="${x + 30}" y="${y + 4}">${esc(it.name)}</text></g>`);
     x += w;
   }
@@ -119,23 +139,37 @@ function frame(spec: ChartCommon, width: number, height: number, body: string): 
   return `<svg class="chart" data-chart="${esc(spec.id)}" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="${esc(spec.title)}"><title>${esc(spec.title)}</title>${body}</svg>`;
 }
 
-function axes(spec: ChartCommon, plotW: number, plotH: number, xTicks: { pos: number; label: string }[], yTicks: { pos: number; label: string }[]): string {
+function axes(
+  spec: ChartCommon,
+  plotW: number,
+  plotH: number,
+  xTicks: { pos: number; label: string }[],
+  yTicks: { pos: number; label: string }[],
+): string {
   const x0 = M.left;
   const y0 = M.top + plotH;
   const out: string[] = [];
   for (const t of yTicks) {
     out.push(`<line class="grid" x1="${x0}" y1="${t.pos.toFixed(1)}" x2="${x0 + plotW}" y2="${t.pos.toFixed(1)}"/>`);
     out.push(`<line class="tick" x1="${x0 - 5}" y1="${t.pos.toFixed(1)}" x2="${x0}" y2="${t.pos.toFixed(1)}"/>`);
-    out.push(`<text class="tick-label" x="${x0 - 8}" y="${(t.pos + 4).toFixed(1)}" text-anchor="end">${esc(t.label)}</text>`);
+    out.push(
+      `<text class="tick-label" x="${x0 - 8}" y="${(t.pos + 4).toFixed(1)}" text-anchor="end">${esc(t.label)}</text>`,
+    );
   }
   for (const t of xTicks) {
     out.push(`<line class="tick" x1="${t.pos.toFixed(1)}" y1="${y0}" x2="${t.pos.toFixed(1)}" y2="${y0 + 5}"/>`);
-    out.push(`<text class="tick-label" x="${t.pos.toFixed(1)}" y="${y0 + 18}" text-anchor="middle">${esc(t.label)}</text>`);
+    out.push(
+      `<text class="tick-label" x="${t.pos.toFixed(1)}" y="${y0 + 18}" text-anchor="middle">${esc(t.label)}</text>`,
+    );
   }
   out.push(`<line class="axis" x1="${x0}" y1="${M.top}" x2="${x0}" y2="${y0}"/>`);
   out.push(`<line class="axis" x1="${x0}" y1="${y0}" x2="${x0 + plotW}" y2="${y0}"/>`);
-  out.push(`<text class="axis-label" x="${x0 + plotW / 2}" y="${y0 + 38}" text-anchor="middle">${esc(spec.xLabel)}</text>`);
-  out.push(`<text class="axis-label" transform="translate(14 ${M.top + plotH / 2}) rotate(-90)" text-anchor="middle">${esc(spec.yLabel)}</text>`);
+  out.push(
+    `<text class="axis-label" x="${x0 + plotW / 2}" y="${y0 + 38}" text-anchor="middle">${esc(spec.xLabel)}</text>`,
+  );
+  out.push(
+    `<text class="axis-label" transform="translate(14 ${M.top + plotH / 2}) rotate(-90)" text-anchor="middle">${esc(spec.yLabel)}</text>`,
+  );
   return out.join('');
 }
 
@@ -144,7 +178,10 @@ export function lineChart(spec: LineChartSpec): string {
   const width = spec.width ?? 560;
   const plotH = (spec.height ?? 300) - M.top - M.bottom;
   const plotW = width - M.left - M.right;
-  const series = spec.series.map((s) => ({ ...s, points: s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y)) }));
+  const series = spec.series.map((s) => ({
+    ...s,
+    points: s.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y)),
+  }));
   const all = series.flatMap((s) => s.points);
   const xs = all.map((p) => p.x);
   const ys = all.map((p) => p.y);
@@ -179,10 +216,22 @@ export function lineChart(spec: LineChartSpec): string {
     if (!s.points.length) continue;
     const pts = s.points.map((p) => `${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(' ');
     const dash = s.dashed ? ' stroke-dasharray="6 4"' : '';
-    const marks = s.points.map((p) => `<circle cx="${sx(p.x).toFixed(1)}" cy="${sy(p.y).toFixed(1)}" r="3.2" fill="${esc(s.color)}"><title>${esc(`${s.name}: ${p.x} → ${p.y.toPrecision(5)}`)}</title></circle>`).join('');
-    lines.push(`<g class="series" data-series="${esc(s.name)}"><polyline points="${pts}" fill="none" stroke="${esc(s.color)}" stroke-width="2"${dash}/>${marks}</g>`);
+    const marks = s.points
+      .map(
+        (p) =>
+          `<circle cx="${sx(p.x).toFixed(1)}" cy="${sy(p.y).toFixed(1)}" r="3.2" fill="${esc(s.color)}"><title>${esc(`${s.name}: ${p.x} → ${p.y.toPrecision(5)}`)}</title></circle>`,
+      )
+      .join('');
+    lines.push(
+      `<g class="series" data-series="${esc(s.name)}"><polyline points="${pts}" fill="none" stroke="${esc(s.color)}" stroke-width="2"${dash}/>${marks}</g>`,
+    );
   }
-  const lg = legend(series.map((s) => ({ name: s.name, color: s.color, dashed: s.dashed, swatch: 'line' as const })), M.left, M.top + plotH + M.bottom + 4, plotW);
+  const lg = legend(
+    series.map((s) => ({ name: s.name, color: s.color, dashed: s.dashed, swatch: 'line' as const })),
+    M.left,
+    M.top + plotH + M.bottom + 4,
+    plotW,
+  );
   const height = M.top + plotH + M.bottom + lg.height + 6;
   return frame(spec, width, height, axes(spec, plotW, plotH, xTicks, yTicks) + lines.join('') + lg.svg);
 }
@@ -208,7 +257,9 @@ export function barChart(spec: BarChartSpec): string {
   const plotH = (spec.height ?? 300) - M.top - M.bottom;
   const plotW = width - M.left - M.right;
   const div = spec.unit?.div ?? 1;
-  const totals = spec.groups.flatMap((g) => g.bars.map((b) => b.segments.reduce((a, v) => a + (Number.isFinite(v) ? v : 0), 0) / div));
+  const totals = spec.groups.flatMap((g) =>
+    g.bars.map((b) => b.segments.reduce((a, v) => a + (Number.isFinite(v) ? v : 0), 0) / div),
+  );
   const yt = niceTicks(0, totals.length ? Math.max(...totals, 0) : 1, 5);
   const sy = (y: number) => M.top + plotH - ((y - yt.lo) / (yt.hi - yt.lo || 1)) * plotH;
   const groupW = plotW / Math.max(1, spec.groups.length);
@@ -229,12 +280,24 @@ export function barChart(spec: BarChartSpec): string {
         acc += val;
         const part = spec.stack[si];
         const tip = `${g.label}, ${b.label}, ${part?.name ?? si}: ${fmtNum(Number(val.toFixed(3)))}${spec.unit ? ' ' + spec.unit.name : ''}`;
-        out.push(`<rect x="${(x + 0.5).toFixed(1)}" y="${top.toFixed(1)}" width="${Math.max(0.5, barW - 1).toFixed(1)}" height="${Math.max(0, h).toFixed(1)}" fill="${esc(part?.color ?? '#888')}"><title>${esc(tip)}</title></rect>`);
+        out.push(
+          `<rect x="${(x + 0.5).toFixed(1)}" y="${top.toFixed(1)}" width="${Math.max(0.5, barW - 1).toFixed(1)}" height="${Math.max(0, h).toFixed(1)}" fill="${esc(part?.color ?? '#888')}"><title>${esc(tip)}</title></rect>`,
+        );
       });
     });
   });
   const yTicks = yt.values.map((v) => ({ pos: sy(v), label: fmtTick(v, yt.step) }));
-  const lg = legend(spec.stack.map((s) => ({ name: s.name, color: s.color, swatch: 'box' as const })), M.left, M.top + plotH + M.bottom + 4, plotW);
+  const lg = legend(
+    spec.stack.map((s) => ({ name: s.name, color: s.color, swatch: 'box' as const })),
+    M.left,
+    M.top + plotH + M.bottom + 4,
+    plotW,
+  );
   const height = M.top + plotH + M.bottom + lg.height + 6;
-  return frame(spec, width, height, axes(spec, plotW, plotH, xTicks, yTicks) + `<g class="bars">${out.join('')}</g>` + lg.svg);
+  return frame(
+    spec,
+    width,
+    height,
+    axes(spec, plotW, plotH, xTicks, yTicks) + `<g class="bars">${out.join('')}</g>` + lg.svg,
+  );
 }

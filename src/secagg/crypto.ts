@@ -16,22 +16,33 @@ export function x25519KeyPair(): KeyPair {
   const { publicKey, privateKey } = crypto.generateKeyPairSync('x25519');
   const pub = publicKey.export({ format: 'jwk' });
   const priv = privateKey.export({ format: 'jwk' });
-  return { publicKey: new Uint8Array(Buffer.from(pub.x!, 'base64url')), privateKey: new Uint8Array(Buffer.from(priv.d!, 'base64url')) };
+  return {
+    publicKey: new Uint8Array(Buffer.from(pub.x!, 'base64url')),
+    privateKey: new Uint8Array(Buffer.from(priv.d!, 'base64url')),
+  };
 }
 
 /** X25519(myPrivate, theirPublic), then HKDF-SHA256 bound to a context label: a 32-byte key. */
 export function agree(myPrivate: Uint8Array, theirPublic: Uint8Array, context: string): Uint8Array {
-  if (theirPublic.length !== 32) throw new Error(`secure aggregation: a public key must be 32 bytes, got ${theirPublic.length}`);
+  if (theirPublic.length !== 32)
+    throw new Error(`secure aggregation: a public key must be 32 bytes, got ${theirPublic.length}`);
   const x = Buffer.from(theirPublic).toString('base64url');
   const pub = crypto.createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' });
-  const priv = crypto.createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', x: publicOf(myPrivate), d: Buffer.from(myPrivate).toString('base64url') }, format: 'jwk' });
+  const priv = crypto.createPrivateKey({
+    key: { kty: 'OKP', crv: 'X25519', x: publicOf(myPrivate), d: Buffer.from(myPrivate).toString('base64url') },
+    format: 'jwk',
+  });
   const shared = crypto.diffieHellman({ privateKey: priv, publicKey: pub });
   return new Uint8Array(crypto.hkdfSync('sha256', shared, Buffer.alloc(0), context, 32));
 }
 
 function publicOf(privateKey: Uint8Array): string {
   // JWK import of a private key wants its public half; derive it from the private scalar.
-  const k = crypto.createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), Buffer.from(privateKey)]), format: 'der', type: 'pkcs8' });
+  const k = crypto.createPrivateKey({
+    key: Buffer.concat([Buffer.from('302e020100300506032b656e04220420', 'hex'), Buffer.from(privateKey)]),
+    format: 'der',
+    type: 'pkcs8',
+  });
   return crypto.createPublicKey(k).export({ format: 'jwk' }).x!;
 }
 
@@ -59,7 +70,10 @@ export function open(key: Uint8Array, sealed: string, aad: string): Uint8Array {
 
 /** t-of-n Shamir shares of a secret (GF(256), audited `shamir-secret-sharing`). */
 export async function shareSecret(secret: Uint8Array, n: number, t: number): Promise<Uint8Array[]> {
-  if (n < 2 || t < 2 || t > n || n > 255) throw new Error(`secure aggregation: cannot share among ${n} clients with threshold ${t} (need 2 <= t <= n <= 255)`);
+  if (n < 2 || t < 2 || t > n || n > 255)
+    throw new Error(
+      `secure aggregation: cannot share among ${n} clients with threshold ${t} (need 2 <= t <= n <= 255)`,
+    );
   return split(Uint8Array.from(secret), n, t); // the library wants a plain Uint8Array, not a Buffer
 }
 

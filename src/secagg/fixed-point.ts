@@ -10,14 +10,20 @@ export interface FixedPoint {
 }
 
 export function fixedPoint(range: number, clients: number): FixedPoint {
-  if (!(range > 0) || !(clients >= 1)) throw new Error(`fixedPoint: range must be > 0 and clients >= 1 (got ${range}, ${clients})`);
+  if (!(range > 0) || !(clients >= 1))
+    throw new Error(`fixedPoint: range must be > 0 and clients >= 1 (got ${range}, ${clients})`);
   const scale = Math.floor(2 ** 29 / (clients * range));
   if (scale < 1) throw new Error(`fixedPoint: range ${range} over ${clients} clients does not fit 32-bit fixed point`);
   return { scale, bound: clients * (Math.round(range * scale) + 1) };
 }
 
 /** Clamps, rounds and wraps into uint32; returns how many values were clamped. */
-export function encodeFixed(values: ArrayLike<number>, range: number, fp: FixedPoint, out = new Uint32Array(values.length)): { encoded: Uint32Array; clamped: number } {
+export function encodeFixed(
+  values: ArrayLike<number>,
+  range: number,
+  fp: FixedPoint,
+  out = new Uint32Array(values.length),
+): { encoded: Uint32Array; clamped: number } {
   let clamped = 0;
   for (let i = 0; i < values.length; i++) {
     let v = values[i]!;
@@ -38,7 +44,10 @@ export function decodeFixedSum(sum: Uint32Array, fp: FixedPoint): Float64Array {
     if (Math.abs(q) > fp.bound) outside++;
     out[i] = q / fp.scale;
   }
-  if (outside > 0) throw new Error(`secure aggregation: ${outside} of ${sum.length} coordinates of the unmasked sum lie outside the range honest clients can reach; a client sent out-of-range values, the round's aggregate is refused`);
+  if (outside > 0)
+    throw new Error(
+      `secure aggregation: ${outside} of ${sum.length} coordinates of the unmasked sum lie outside the range honest clients can reach; a client sent out-of-range values, the round's aggregate is refused`,
+    );
   return out;
 }
 

@@ -16,7 +16,18 @@
 //   subtracts them: it learns the survivors' sum and nothing about any single x_u. A client never
 //   reveals both shares of one peer, and refuses an unmask request below the threshold.
 import * as crypto from 'node:crypto';
-import { agree, b64, combineShares, expandMask, open, seal, shareSecret, unb64, x25519KeyPair, type KeyPair } from './crypto.js';
+import {
+  agree,
+  b64,
+  combineShares,
+  expandMask,
+  open,
+  seal,
+  shareSecret,
+  unb64,
+  x25519KeyPair,
+  type KeyPair,
+} from './crypto.js';
 import { addMod32 } from './fixed-point.js';
 
 export interface Advertise {
@@ -97,7 +108,10 @@ export class SecAggClient {
     const keys = new Set(roster.entries.flatMap((e) => [e.cPk, e.sPk]));
     if (keys.size !== 2 * names.length) fail(this.name, 'the roster repeats a public key');
     if (roster.threshold < 2 || roster.threshold > names.length || roster.threshold <= names.length / 2) {
-      fail(this.name, `threshold ${roster.threshold} of ${names.length} is not a majority: a server could unmask single clients`);
+      fail(
+        this.name,
+        `threshold ${roster.threshold} of ${names.length} is not a majority: a server could unmask single clients`,
+      );
     }
     this.roster = roster;
     this.b = new Uint8Array(crypto.randomBytes(32));
@@ -109,9 +123,19 @@ export class SecAggClient {
         this.held.set(this.name, { s: sShares[k]!, b: bShares[k]! });
         return;
       }
-      const key = agree(this.c.privateKey, unb64(e.cPk, `${e.client}'s c key`), pairLabel(roster.nonce, 'box', this.name, e.client));
-      const body = new TextEncoder().encode(JSON.stringify({ from: this.name, to: e.client, s: b64(sShares[k]!), b: b64(bShares[k]!) }));
-      envelopes.push({ from: this.name, to: e.client, box: seal(key, body, `${roster.nonce}/${this.name}/${e.client}`) });
+      const key = agree(
+        this.c.privateKey,
+        unb64(e.cPk, `${e.client}'s c key`),
+        pairLabel(roster.nonce, 'box', this.name, e.client),
+      );
+      const body = new TextEncoder().encode(
+        JSON.stringify({ from: this.name, to: e.client, s: b64(sShares[k]!), b: b64(bShares[k]!) }),
+      );
+      envelopes.push({
+        from: this.name,
+        to: e.client,
+        box: seal(key, body, `${roster.nonce}/${this.name}/${e.client}`),
+      });
     });
     return { client: this.name, envelopes };
   }
@@ -119,40 +143,62 @@ export class SecAggClient {
   /** Opens the envelopes addressed to this client and masks its input. */
   maskedInput(delivered: readonly Envelope[], input: Uint32Array): Uint32Array {
     const roster = this.roster ?? fail(this.name, 'masked input before the share phase');
-    if (input.length !== roster.length) fail(this.name, `input has ${input.length} words, the round expects ${roster.length}`);
+    if (input.length !== roster.length)
+      fail(this.name, `input has ${input.length} words, the round expects ${roster.length}`);
     const byName = new Map(roster.entries.map((e) => [e.client, e]));
     for (const env of delivered) {
       const e = byName.get(env.from);
-      if (!e || env.to !== this.name || env.from === this.name) fail(this.name, `an envelope from '${env.from}' to '${env.to}' does not belong here`);
-      const key = agree(this.c.privateKey, unb64(e.cPk, `${e.client}'s c key`), pairLabel(roster.nonce, 'box', this.name, e.client));
+      if (!e || env.to !== this.name || env.from === this.name)
+        fail(this.name, `an envelope from '${env.from}' to '${env.to}' does not belong here`);
+      const key = agree(
+        this.c.privateKey,
+        unb64(e.cPk, `${e.client}'s c key`),
+        pairLabel(roster.nonce, 'box', this.name, e.client),
+      );
       let m: { from: string; to: string; s: string; b: string };
       try {
-        m = JSON.parse(new TextDecoder().decode(open(key, env.box, `${roster.nonce}/${env.from}/${this.name}`))) as typeof m;
+        m = JSON.parse(
+          new TextDecoder().decode(open(key, env.box, `${roster.nonce}/${env.from}/${this.name}`)),
+        ) as typeof m;
       } catch {
         fail(this.name, `the envelope from '${env.from}' does not open (tampered or for another round)`);
       }
-      if (m.from !== env.from || m.to !== this.name) fail(this.name, `the envelope from '${env.from}' names another sender or receiver`);
+      if (m.from !== env.from || m.to !== this.name)
+        fail(this.name, `the envelope from '${env.from}' names another sender or receiver`);
       this.held.set(env.from, { s: unb64(m.s, 's share'), b: unb64(m.b, 'b share') });
     }
     this.senders = [...this.held.keys()];
-    if (this.senders.length < roster.threshold) fail(this.name, `only ${this.senders.length} clients shared their keys, below the threshold ${roster.threshold}`);
+    if (this.senders.length < roster.threshold)
+      fail(this.name, `only ${this.senders.length} clients shared their keys, below the threshold ${roster.threshold}`);
     const y = Uint32Array.from(input);
     addMod32(y, expandMask(this.b!, y.length));
     for (const v of this.senders) {
       if (v === this.name) continue;
-      addMod32(y, pairMask(this.s.privateKey, unb64(byName.get(v)!.sPk, `${v}'s s key`), roster.nonce, this.name, v, y.length), this.name < v ? 1 : -1);
+      addMod32(
+        y,
+        pairMask(this.s.privateKey, unb64(byName.get(v)!.sPk, `${v}'s s key`), roster.nonce, this.name, v, y.length),
+        this.name < v ? 1 : -1,
+      );
     }
     return y;
   }
 
   unmask(req: UnmaskRequest): UnmaskResponse {
     const roster = this.roster ?? fail(this.name, 'unmask request before the share phase');
-    if (!req.survivors.includes(this.name)) fail(this.name, 'the unmask request does not count this client among the survivors');
-    if (req.survivors.length < roster.threshold) fail(this.name, `the unmask request has ${req.survivors.length} survivors, below the threshold ${roster.threshold}`);
+    if (!req.survivors.includes(this.name))
+      fail(this.name, 'the unmask request does not count this client among the survivors');
+    if (req.survivors.length < roster.threshold)
+      fail(
+        this.name,
+        `the unmask request has ${req.survivors.length} survivors, below the threshold ${roster.threshold}`,
+      );
     const out: UnmaskResponse = { client: this.name, sShares: {}, bShares: {} };
     const both = req.survivors.filter((c) => req.dropped.includes(c));
     if (both.length) fail(this.name, `the unmask request counts ${both.join(',')} as both survived and dropped`);
-    for (const [kind, list] of [['s', req.dropped], ['b', req.survivors]] as const) {
+    for (const [kind, list] of [
+      ['s', req.dropped],
+      ['b', req.survivors],
+    ] as const) {
       for (const who of list) {
         const h = this.held.get(who);
         if (!h) fail(this.name, `no share of '${who}' (it did not share its keys)`);
@@ -167,7 +213,14 @@ export class SecAggClient {
   }
 }
 
-function pairMask(myPrivate: Uint8Array, theirPublic: Uint8Array, nonce: string, me: string, them: string, n: number): Uint32Array {
+function pairMask(
+  myPrivate: Uint8Array,
+  theirPublic: Uint8Array,
+  nonce: string,
+  me: string,
+  them: string,
+  n: number,
+): Uint32Array {
   return expandMask(agree(myPrivate, theirPublic, pairLabel(nonce, 'mask', me, them)), n);
 }
 
@@ -181,12 +234,23 @@ export class SecAggServer {
   private request: UnmaskRequest | null = null;
   private readonly responses = new Map<string, UnmaskResponse>();
 
-  constructor(readonly round: number, readonly nonce: string, readonly length: number, private readonly thresholdFraction = 0.5) {}
+  constructor(
+    readonly round: number,
+    readonly nonce: string,
+    readonly length: number,
+    private readonly thresholdFraction = 0.5,
+  ) {}
 
   addAdvertise(a: Advertise): void {
     if (this.roster) fail('server', `advertisement from '${a.client}' after the roster was fixed`);
-    if (!(Number.isInteger(a.samples) && a.samples > 0)) fail('server', `client '${a.client}' advertised ${a.samples} samples`);
-    for (const [what, k] of [['c', a.cPk], ['s', a.sPk]] as const) if (unb64(k, `${a.client}'s ${what} key`).length !== 32) fail('server', `client '${a.client}' advertised a ${what} key that is not 32 bytes`);
+    if (!(Number.isInteger(a.samples) && a.samples > 0))
+      fail('server', `client '${a.client}' advertised ${a.samples} samples`);
+    for (const [what, k] of [
+      ['c', a.cPk],
+      ['s', a.sPk],
+    ] as const)
+      if (unb64(k, `${a.client}'s ${what} key`).length !== 32)
+        fail('server', `client '${a.client}' advertised a ${what} key that is not 32 bytes`);
     this.ads.set(a.client, a);
   }
 
@@ -194,8 +258,18 @@ export class SecAggServer {
   fixRoster(): Roster {
     if (this.roster) return this.roster;
     const entries = [...this.ads.values()].sort((x, y) => (x.client < y.client ? -1 : 1));
-    if (entries.length < 2) fail('server', `round ${this.round + 1}: ${entries.length} client(s) advertised keys; secure aggregation needs at least 2`);
-    this.roster = { round: this.round, nonce: this.nonce, threshold: thresholdFor(entries.length, this.thresholdFraction), length: this.length, entries };
+    if (entries.length < 2)
+      fail(
+        'server',
+        `round ${this.round + 1}: ${entries.length} client(s) advertised keys; secure aggregation needs at least 2`,
+      );
+    this.roster = {
+      round: this.round,
+      nonce: this.nonce,
+      threshold: thresholdFor(entries.length, this.thresholdFraction),
+      length: this.length,
+      entries,
+    };
     return this.roster;
   }
 
@@ -205,10 +279,12 @@ export class SecAggServer {
     if (!r.entries.some((e) => e.client === u.client)) fail('server', `'${u.client}' is not on the roster`);
     for (const env of u.envelopes) {
       if (env.from !== u.client) fail('server', `'${u.client}' sent an envelope claiming to be from '${env.from}'`);
-      if (!r.entries.some((e) => e.client === env.to)) fail('server', `'${u.client}' addressed an envelope to '${env.to}', who is not on the roster`);
+      if (!r.entries.some((e) => e.client === env.to))
+        fail('server', `'${u.client}' addressed an envelope to '${env.to}', who is not on the roster`);
     }
     this.shared.add(u.client);
-    for (const env of u.envelopes) this.envelopes.set(env.to, [...(this.envelopes.get(env.to) ?? []).filter((e) => e.from !== u.client), env]);
+    for (const env of u.envelopes)
+      this.envelopes.set(env.to, [...(this.envelopes.get(env.to) ?? []).filter((e) => e.from !== u.client), env]);
   }
 
   /** The envelopes for one client, from the clients that shared (fixes who is in phase 2 from the first call). */
@@ -223,7 +299,8 @@ export class SecAggServer {
   addMasked(client: string, y: Uint32Array): void {
     if (!this.shared.has(client)) fail('server', `masked input from '${client}', who did not share its keys`);
     if (this.request) fail('server', `masked input from '${client}' after unmasking began: late inputs are refused`);
-    if (y.length !== this.length) fail('server', `masked input from '${client}' has ${y.length} words, expected ${this.length}`);
+    if (y.length !== this.length)
+      fail('server', `masked input from '${client}' has ${y.length} words, expected ${this.length}`);
     this.masked.set(client, y);
   }
 
@@ -232,14 +309,19 @@ export class SecAggServer {
     if (this.request) return this.request;
     const r = this.roster ?? fail('server', 'unmasking before the roster');
     const survivors = [...this.masked.keys()].sort();
-    if (survivors.length < r.threshold) fail('server', `round ${this.round + 1}: ${survivors.length} masked inputs, below the threshold ${r.threshold}: the round cannot be unmasked`);
+    if (survivors.length < r.threshold)
+      fail(
+        'server',
+        `round ${this.round + 1}: ${survivors.length} masked inputs, below the threshold ${r.threshold}: the round cannot be unmasked`,
+      );
     this.request = { survivors, dropped: this.sharedClients.filter((c) => !this.masked.has(c)) };
     return this.request;
   }
 
   addUnmask(res: UnmaskResponse): void {
     const req = this.request ?? fail('server', 'unmask response before the request');
-    if (!req.survivors.includes(res.client)) fail('server', `unmask response from '${res.client}', who is not a survivor`);
+    if (!req.survivors.includes(res.client))
+      fail('server', `unmask response from '${res.client}', who is not a survivor`);
     this.responses.set(res.client, res);
   }
 
@@ -251,11 +333,16 @@ export class SecAggServer {
   async sum(): Promise<{ sum: Uint32Array; survivors: string[]; dropped: string[] }> {
     const req = this.request ?? fail('server', 'sum before the unmask request');
     const r = this.roster!;
-    if (this.responses.size < r.threshold) fail('server', `round ${this.round + 1}: ${this.responses.size} unmask responses, below the threshold ${r.threshold}`);
+    if (this.responses.size < r.threshold)
+      fail(
+        'server',
+        `round ${this.round + 1}: ${this.responses.size} unmask responses, below the threshold ${r.threshold}`,
+      );
     const byName = new Map(r.entries.map((e) => [e.client, e]));
     const gather = async (kind: 'sShares' | 'bShares', who: string) => {
       const shares = [...this.responses.values()].map((x) => x[kind][who]).filter((s): s is string => s !== undefined);
-      if (shares.length < r.threshold) fail('server', `only ${shares.length} shares to rebuild '${who}', below the threshold ${r.threshold}`);
+      if (shares.length < r.threshold)
+        fail('server', `only ${shares.length} shares to rebuild '${who}', below the threshold ${r.threshold}`);
       return combineShares(shares.map((s) => unb64(s, 'share')));
     };
     const total = new Uint32Array(this.length);
@@ -264,7 +351,12 @@ export class SecAggServer {
     for (const d of req.dropped) {
       const sk = await gather('sShares', d);
       // Each survivor v added +-PRG(s_vd) for the dropped d; remove exactly what it added.
-      for (const v of req.survivors) addMod32(total, pairMask(sk, unb64(byName.get(v)!.sPk, `${v}'s s key`), this.nonce, d, v, this.length), v < d ? -1 : 1);
+      for (const v of req.survivors)
+        addMod32(
+          total,
+          pairMask(sk, unb64(byName.get(v)!.sPk, `${v}'s s key`), this.nonce, d, v, this.length),
+          v < d ? -1 : 1,
+        );
     }
     return { sum: total, survivors: req.survivors, dropped: req.dropped };
   }

@@ -35,7 +35,13 @@ export function rosterFixedPoint(roster: Roster, s: SecureSettings): FixedPoint 
 }
 
 /** weight * (trained - start), each value clamped to [-range, range] first, in fixed point. */
-export function encodeUpdate(start: LoraState, trained: LoraState, weight: number, s: SecureSettings, fp: FixedPoint): { encoded: Uint32Array; clamped: number } {
+export function encodeUpdate(
+  start: LoraState,
+  trained: LoraState,
+  weight: number,
+  s: SecureSettings,
+  fp: FixedPoint,
+): { encoded: Uint32Array; clamped: number } {
   const d = stateDiff(trained, start, 'secure upload');
   const flat = new Float64Array(stateLength(d));
   let o = 0;
@@ -81,8 +87,12 @@ export interface SecureRoundResult {
  * (their masks are then removed with the survivors' shares).
  */
 export async function simulateSecureRound(o: {
-  round: number; start: LoraState; uploads: ReadonlyArray<{ client: string; samples: number; state: LoraState }>;
-  settings: SecureSettings; uniform: boolean; dropAfterShares?: readonly string[];
+  round: number;
+  start: LoraState;
+  uploads: ReadonlyArray<{ client: string; samples: number; state: LoraState }>;
+  settings: SecureSettings;
+  uniform: boolean;
+  dropAfterShares?: readonly string[];
 }): Promise<SecureRoundResult> {
   const n = stateLength(o.start);
   const server = new SecAggServer(o.round, crypto.randomBytes(16).toString('hex'), n, o.settings.threshold);
@@ -108,7 +118,13 @@ export async function simulateSecureRound(o: {
     if (o.dropAfterShares?.includes(u.client)) continue;
     const env = server.deliveries(u.client);
     down += json(env);
-    const { encoded, clamped: c } = encodeUpdate(o.start, u.state, clientWeight(roster, u.client, o.uniform), o.settings, fp);
+    const { encoded, clamped: c } = encodeUpdate(
+      o.start,
+      u.state,
+      clientWeight(roster, u.client, o.uniform),
+      o.settings,
+      fp,
+    );
     clamped += c;
     const y = clients.get(u.client)!.maskedInput(env, encoded);
     up += y.byteLength;
@@ -123,7 +139,13 @@ export async function simulateSecureRound(o: {
   }
   const res = await server.sum();
   return {
-    sum: decodeSum(res.sum, fp, o.start), divisor: survivorWeight(roster, res.survivors, o.uniform),
-    survivors: res.survivors, dropped: res.dropped, bytesUp: up, bytesDown: down, clamped, stored: server.masked,
+    sum: decodeSum(res.sum, fp, o.start),
+    divisor: survivorWeight(roster, res.survivors, o.uniform),
+    survivors: res.survivors,
+    dropped: res.dropped,
+    bytesUp: up,
+    bytesDown: down,
+    clamped,
+    stored: server.masked,
   };
 }

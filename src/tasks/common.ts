@@ -69,17 +69,21 @@ export function assembleSplits(
   if (drafts.length < need) {
     // Keep the train/test ratio when the space is too small.
     nTest = Math.round((drafts.length * testSize) / need);
-    warnings.push(`${name}: only ${drafts.length} distinct prompts for ${need} requested; split ${drafts.length - nTest}/${nTest}`);
+    warnings.push(
+      `${name}: only ${drafts.length} distinct prompts for ${need} requested; split ${drafts.length - nTest}/${nTest}`,
+    );
   }
-  const toExample = (split: string) => (d: Draft, i: number): Example => ({
-    id: `${name}-${split}-${i}`,
-    format: 'alpaca',
-    instruction: d.instruction,
-    input: d.input ?? '',
-    response: d.response,
-    category: d.category,
-    ...(d.meta ? { meta: d.meta } : {}),
-  });
+  const toExample =
+    (split: string) =>
+    (d: Draft, i: number): Example => ({
+      id: `${name}-${split}-${i}`,
+      format: 'alpaca',
+      instruction: d.instruction,
+      input: d.input ?? '',
+      response: d.response,
+      category: d.category,
+      ...(d.meta ? { meta: d.meta } : {}),
+    });
   return {
     name,
     test: drafts.slice(0, nTest).map(toExample('test')),

@@ -8,7 +8,14 @@ import type { TaskSplits } from './common.js';
 
 /** One Alpaca-form JSON line; meta fields are spread after the standard ones. */
 export function toAlpacaRecord(ex: Example): Record<string, unknown> {
-  return { id: ex.id, instruction: ex.instruction, input: ex.input, output: ex.response, category: ex.category, ...(ex.meta ?? {}) };
+  return {
+    id: ex.id,
+    instruction: ex.instruction,
+    input: ex.input,
+    output: ex.response,
+    category: ex.category,
+    ...(ex.meta ?? {}),
+  };
 }
 
 export function toJsonl(examples: readonly Example[]): string {

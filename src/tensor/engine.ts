@@ -28,7 +28,10 @@ export class BufferPool {
   /** Bytes taken and not yet given back (activations, scratch), and their high-water mark. */
   private bytesLive = 0;
   private bytesPeak = 0;
-  constructor(private readonly Arr: ArrayCtor, private readonly maxBytes = defaultPoolBytes()) {}
+  constructor(
+    private readonly Arr: ArrayCtor,
+    private readonly maxBytes = defaultPoolBytes(),
+  ) {}
 
   take(n: number, zero: boolean): Float32Array {
     this.bytesLive += n * this.Arr.BYTES_PER_ELEMENT;
@@ -48,7 +51,8 @@ export class BufferPool {
     if (buf.length < 1024) return; // small arrays are cheap: let the GC have them
     if (buf.byteLength > this.maxBytes) return;
     let list = this.free.get(buf.length);
-    if (list) this.free.delete(buf.length); // re-inserted below: Map order is recency of return
+    if (list)
+      this.free.delete(buf.length); // re-inserted below: Map order is recency of return
     else list = [];
     this.free.set(buf.length, list);
     for (const [n, stale] of this.free) {

@@ -14,16 +14,28 @@ export class FrozenWeight {
    * bytes: N rows of K values in `format` (layouts in src/kernels/weights.ts), e.g. a safetensors
    * BF16 tensor's bytes as they are, or a GGUF Q8_0 / Q4_0 tensor's blocks. Not copied.
    */
-  constructor(readonly format: WeightFormat, readonly bytes: Uint8Array, shape: readonly [number, number], public name: string) {
+  constructor(
+    readonly format: WeightFormat,
+    readonly bytes: Uint8Array,
+    shape: readonly [number, number],
+    public name: string,
+  ) {
     const [N, K] = shape;
-    if (!Number.isInteger(N) || !Number.isInteger(K) || N <= 0 || K <= 0) throw new Error(`frozen weight '${name}': bad shape ${shapeStr(shape)}`);
+    if (!Number.isInteger(N) || !Number.isInteger(K) || N <= 0 || K <= 0)
+      throw new Error(`frozen weight '${name}': bad shape ${shapeStr(shape)}`);
     const want = N * weightRowBytes(format, K);
-    if (bytes.length !== want) throw new Error(`frozen weight '${name}' ${shapeStr(shape)} ${format}: ${bytes.length} bytes, expected ${want}`);
+    if (bytes.length !== want)
+      throw new Error(`frozen weight '${name}' ${shapeStr(shape)} ${format}: ${bytes.length} bytes, expected ${want}`);
     this.shape = [N, K];
   }
 
   /** Encodes an f32 matrix [N, K] (rounding / quantizing as weights.ts says). */
-  static encode(format: WeightFormat, values: ArrayLike<number>, shape: readonly [number, number], name: string): FrozenWeight {
+  static encode(
+    format: WeightFormat,
+    values: ArrayLike<number>,
+    shape: readonly [number, number],
+    name: string,
+  ): FrozenWeight {
     return new FrozenWeight(format, encodeWeight(format, values, shape[0], shape[1]), shape, name);
   }
 

@@ -35,15 +35,67 @@ export type Weight = Tensor | FrozenWeight;
  * Y[M, N] = alpha X[M, K] W^T + beta Y (transW) or Y[M, K] = alpha X[M, N] W + beta Y (!transW),
  * for either kind of weight: f32 tensors through gemm, stored formats through weightGemm.
  */
-function weightProduct(w: Weight, transW: boolean, M: number, alpha: number, X: Float32Array, ldx: number, beta: number, Y: Float32Array, ldy: number): void {
+function weightProduct(
+  w: Weight,
+  transW: boolean,
+  M: number,
+  alpha: number,
+  X: Float32Array,
+  ldx: number,
+  beta: number,
+  Y: Float32Array,
+  ldy: number,
+): void {
   const k = kernels();
   const [N, K] = w.shape as [number, number];
   if (w instanceof FrozenWeight) {
     k.weightGemm({ format: w.format, W: w.bytes, N, K, transW, M, alpha, X, xOff: 0, ldx, beta, Y, yOff: 0, ldy });
   } else if (transW) {
-    k.gemm({ transA: false, transB: true, M, N, K, alpha, A: X, aOff: 0, lda: ldx, strideA: 0, B: w.data, bOff: 0, ldb: K, strideB: 0, beta, C: Y, cOff: 0, ldc: ldy, strideC: 0, batch: 1 });
+    k.gemm({
+      transA: false,
+      transB: true,
+      M,
+      N,
+      K,
+      alpha,
+      A: X,
+      aOff: 0,
+      lda: ldx,
+      strideA: 0,
+      B: w.data,
+      bOff: 0,
+      ldb: K,
+      strideB: 0,
+      beta,
+      C: Y,
+      cOff: 0,
+      ldc: ldy,
+      strideC: 0,
+      batch: 1,
+    });
   } else {
-    k.gemm({ transA: false, transB: false, M, N: K, K: N, alpha, A: X, aOff: 0, lda: ldx, strideA: 0, B: w.data, bOff: 0, ldb: K, strideB: 0, beta, C: Y, cOff: 0, ldc: ldy, strideC: 0, batch: 1 });
+    k.gemm({
+      transA: false,
+      transB: false,
+      M,
+      N: K,
+      K: N,
+      alpha,
+      A: X,
+      aOff: 0,
+      lda: ldx,
+      strideA: 0,
+      B: w.data,
+      bOff: 0,
+      ldb: K,
+      strideB: 0,
+      beta,
+      C: Y,
+      cOff: 0,
+      ldc: ldy,
+      strideC: 0,
+      batch: 1,
+    });
   }
 }
 
@@ -51,7 +103,11 @@ function checkWeight(op: string, x: Tensor, w: Weight): [number, number] {
   const K = lastDim(x);
   if (w.shape.length !== 2) fail(op, `weight '${w.name}' must be 2-D [out, in], got ${shapeStr(w.shape)}`);
   const [N, Kw] = w.shape as [number, number];
-  if (Kw !== K) fail(op, `input '${x.name}' ${shapeStr(x.shape)} does not match weight '${w.name}' ${shapeStr(w.shape)} (in features ${Kw})`);
+  if (Kw !== K)
+    fail(
+      op,
+      `input '${x.name}' ${shapeStr(x.shape)} does not match weight '${w.name}' ${shapeStr(w.shape)} (in features ${Kw})`,
+    );
   return [N, K];
 }
 
@@ -71,7 +127,28 @@ export function linear(x: Tensor, w: Weight, name = 'linear'): Tensor {
     if (x.requiresGrad) weightProduct(w, false, M, 1, dy, N, 1, x.gradBuffer(), K);
     if (w instanceof Tensor && w.requiresGrad) {
       // dW[N,K] += dy^T[N,M] @ x[M,K]
-      kernels().gemm({ transA: true, transB: false, M: N, N: K, K: M, alpha: 1, A: dy, aOff: 0, lda: N, strideA: 0, B: x.data, bOff: 0, ldb: K, strideB: 0, beta: 1, C: w.gradBuffer(), cOff: 0, ldc: K, strideC: 0, batch: 1 });
+      kernels().gemm({
+        transA: true,
+        transB: false,
+        M: N,
+        N: K,
+        K: M,
+        alpha: 1,
+        A: dy,
+        aOff: 0,
+        lda: N,
+        strideA: 0,
+        B: x.data,
+        bOff: 0,
+        ldb: K,
+        strideB: 0,
+        beta: 1,
+        C: w.gradBuffer(),
+        cOff: 0,
+        ldc: K,
+        strideC: 0,
+        batch: 1,
+      });
     }
   });
   return out;
@@ -83,42 +160,164 @@ export function linear(x: Tensor, w: Weight, name = 'linear'): Tensor {
  * writes y with three gemms (the last accumulating with beta = 1), instead of separate linear,
  * scale and add ops.
  */
-export function loraLinear(x: Tensor, w: Weight, a: Tensor, b: Tensor, scaleV: number, dropMask: Float32Array | null, name = 'lora_linear'): Tensor {
+export function loraLinear(
+  x: Tensor,
+  w: Weight,
+  a: Tensor,
+  b: Tensor,
+  scaleV: number,
+  dropMask: Float32Array | null,
+  name = 'lora_linear',
+): Tensor {
   const [N, K] = checkWeight('loraLinear', x, w);
   const r = a.shape[0]!;
   if (a.shape.length !== 2 || a.shape[1] !== K || b.shape.length !== 2 || b.shape[0] !== N || b.shape[1] !== r) {
-    fail('loraLinear', `LoRA factors '${a.name}' ${shapeStr(a.shape)} / '${b.name}' ${shapeStr(b.shape)} do not fit weight ${shapeStr(w.shape)}`);
+    fail(
+      'loraLinear',
+      `LoRA factors '${a.name}' ${shapeStr(a.shape)} / '${b.name}' ${shapeStr(b.shape)} do not fit weight ${shapeStr(w.shape)}`,
+    );
   }
   const M = x.size / K;
   const k = kernels();
   let xd = x.data;
   if (dropMask) {
-    if (dropMask.length !== x.size) fail('loraLinear', `dropout mask has ${dropMask.length} values for input ${shapeStr(x.shape)}`);
+    if (dropMask.length !== x.size)
+      fail('loraLinear', `dropout mask has ${dropMask.length} values for input ${shapeStr(x.shape)}`);
     xd = saved(x.size, `${name}.xdrop`);
     k.mul(x.data, dropMask, xd, x.size);
   }
   const h = saved(M * r, `${name}.h`);
   const out = result([...x.shape.slice(0, -1), N], w instanceof FrozenWeight ? [x, a, b] : [x, w, a, b], name);
-  const g = (p: { tA: boolean; tB: boolean; M: number; N: number; K: number; alpha: number; A: Float32Array; lda: number; B: Float32Array; ldb: number; beta: number; C: Float32Array; ldc: number }) =>
-    k.gemm({ transA: p.tA, transB: p.tB, M: p.M, N: p.N, K: p.K, alpha: p.alpha, A: p.A, aOff: 0, lda: p.lda, strideA: 0, B: p.B, bOff: 0, ldb: p.ldb, strideB: 0, beta: p.beta, C: p.C, cOff: 0, ldc: p.ldc, strideC: 0, batch: 1 });
+  const g = (p: {
+    tA: boolean;
+    tB: boolean;
+    M: number;
+    N: number;
+    K: number;
+    alpha: number;
+    A: Float32Array;
+    lda: number;
+    B: Float32Array;
+    ldb: number;
+    beta: number;
+    C: Float32Array;
+    ldc: number;
+  }) =>
+    k.gemm({
+      transA: p.tA,
+      transB: p.tB,
+      M: p.M,
+      N: p.N,
+      K: p.K,
+      alpha: p.alpha,
+      A: p.A,
+      aOff: 0,
+      lda: p.lda,
+      strideA: 0,
+      B: p.B,
+      bOff: 0,
+      ldb: p.ldb,
+      strideB: 0,
+      beta: p.beta,
+      C: p.C,
+      cOff: 0,
+      ldc: p.ldc,
+      strideC: 0,
+      batch: 1,
+    });
   weightProduct(w, true, M, 1, x.data, K, 0, out.data, N);
   g({ tA: false, tB: true, M, N: r, K, alpha: 1, A: xd, lda: K, B: a.data, ldb: K, beta: 0, C: h, ldc: r });
   g({ tA: false, tB: true, M, N, K: r, alpha: scaleV, A: h, lda: r, B: b.data, ldb: r, beta: 1, C: out.data, ldc: N });
   onBackward(out, () => {
     const dy = out.grad!;
-    if (w instanceof Tensor && w.requiresGrad) g({ tA: true, tB: false, M: N, N: K, K: M, alpha: 1, A: dy, lda: N, B: x.data, ldb: K, beta: 1, C: w.gradBuffer(), ldc: K });
-    if (b.requiresGrad) g({ tA: true, tB: false, M: N, N: r, K: M, alpha: scaleV, A: dy, lda: N, B: h, ldb: r, beta: 1, C: b.gradBuffer(), ldc: r });
+    if (w instanceof Tensor && w.requiresGrad)
+      g({
+        tA: true,
+        tB: false,
+        M: N,
+        N: K,
+        K: M,
+        alpha: 1,
+        A: dy,
+        lda: N,
+        B: x.data,
+        ldb: K,
+        beta: 1,
+        C: w.gradBuffer(),
+        ldc: K,
+      });
+    if (b.requiresGrad)
+      g({
+        tA: true,
+        tB: false,
+        M: N,
+        N: r,
+        K: M,
+        alpha: scaleV,
+        A: dy,
+        lda: N,
+        B: h,
+        ldb: r,
+        beta: 1,
+        C: b.gradBuffer(),
+        ldc: r,
+      });
     const needDh = a.requiresGrad || x.requiresGrad;
     const dh = needDh ? take(M * r) : null;
-    if (dh) g({ tA: false, tB: false, M, N: r, K: N, alpha: scaleV, A: dy, lda: N, B: b.data, ldb: r, beta: 0, C: dh, ldc: r });
-    if (a.requiresGrad) g({ tA: true, tB: false, M: r, N: K, K: M, alpha: 1, A: dh!, lda: r, B: xd, ldb: K, beta: 1, C: a.gradBuffer(), ldc: K });
+    if (dh)
+      g({
+        tA: false,
+        tB: false,
+        M,
+        N: r,
+        K: N,
+        alpha: scaleV,
+        A: dy,
+        lda: N,
+        B: b.data,
+        ldb: r,
+        beta: 0,
+        C: dh,
+        ldc: r,
+      });
+    if (a.requiresGrad)
+      g({
+        tA: true,
+        tB: false,
+        M: r,
+        N: K,
+        K: M,
+        alpha: 1,
+        A: dh!,
+        lda: r,
+        B: xd,
+        ldb: K,
+        beta: 1,
+        C: a.gradBuffer(),
+        ldc: K,
+      });
     if (x.requiresGrad) {
       const dx = x.gradBuffer();
       weightProduct(w, false, M, 1, dy, N, 1, dx, K);
-      if (!dropMask) g({ tA: false, tB: false, M, N: K, K: r, alpha: 1, A: dh!, lda: r, B: a.data, ldb: K, beta: 1, C: dx, ldc: K });
+      if (!dropMask)
+        g({ tA: false, tB: false, M, N: K, K: r, alpha: 1, A: dh!, lda: r, B: a.data, ldb: K, beta: 1, C: dx, ldc: K });
       else {
         const tmp = take(x.size);
-        g({ tA: false, tB: false, M, N: K, K: r, alpha: 1, A: dh!, lda: r, B: a.data, ldb: K, beta: 0, C: tmp, ldc: K });
+        g({
+          tA: false,
+          tB: false,
+          M,
+          N: K,
+          K: r,
+          alpha: 1,
+          A: dh!,
+          lda: r,
+          B: a.data,
+          ldb: K,
+          beta: 0,
+          C: tmp,
+          ldc: K,
+        });
         k.mul(tmp, dropMask, tmp, x.size);
         k.axpy(1, tmp, dx, x.size);
         release(tmp);
@@ -133,7 +332,8 @@ export function loraLinear(x: Tensor, w: Weight, a: Tensor, b: Tensor, scaleV: n
 export function matmul(a: Tensor, b: Tensor, opts: { transA?: boolean; transB?: boolean } = {}): Tensor {
   const tA = opts.transA ?? false;
   const tB = opts.transB ?? false;
-  if (a.shape.length < 2 || b.shape.length < 2) fail('matmul', `needs at least 2-D inputs, got ${shapeStr(a.shape)} and ${shapeStr(b.shape)}`);
+  if (a.shape.length < 2 || b.shape.length < 2)
+    fail('matmul', `needs at least 2-D inputs, got ${shapeStr(a.shape)} and ${shapeStr(b.shape)}`);
   const ar = a.shape.length;
   const br = b.shape.length;
   const batchA = numel(a.shape.slice(0, -2));
@@ -145,21 +345,134 @@ export function matmul(a: Tensor, b: Tensor, opts: { transA?: boolean; transB?: 
   const K = tA ? a0 : a1;
   const Kb = tB ? b1 : b0;
   const N = tB ? b0 : b1;
-  if (K !== Kb) fail('matmul', `inner dimensions differ: ${shapeStr(a.shape)}${tA ? '^T' : ''} @ ${shapeStr(b.shape)}${tB ? '^T' : ''}`);
+  if (K !== Kb)
+    fail(
+      'matmul',
+      `inner dimensions differ: ${shapeStr(a.shape)}${tA ? '^T' : ''} @ ${shapeStr(b.shape)}${tB ? '^T' : ''}`,
+    );
   const batch = batchA;
   const out = result([...a.shape.slice(0, -2), M, N], [a, b], 'matmul');
   const k = kernels();
-  k.gemm({ transA: tA, transB: tB, M, N, K, alpha: 1, A: a.data, aOff: 0, lda: a1, strideA: a0 * a1, B: b.data, bOff: 0, ldb: b1, strideB: b0 * b1, beta: 0, C: out.data, cOff: 0, ldc: N, strideC: M * N, batch });
+  k.gemm({
+    transA: tA,
+    transB: tB,
+    M,
+    N,
+    K,
+    alpha: 1,
+    A: a.data,
+    aOff: 0,
+    lda: a1,
+    strideA: a0 * a1,
+    B: b.data,
+    bOff: 0,
+    ldb: b1,
+    strideB: b0 * b1,
+    beta: 0,
+    C: out.data,
+    cOff: 0,
+    ldc: N,
+    strideC: M * N,
+    batch,
+  });
   onBackward(out, () => {
     const dy = out.grad!;
     if (a.requiresGrad) {
       // dA = dY @ op(B)^T  (or its transpose when A was transposed)
-      if (!tA) k.gemm({ transA: false, transB: !tB, M, N: K, K: N, alpha: 1, A: dy, aOff: 0, lda: N, strideA: M * N, B: b.data, bOff: 0, ldb: b1, strideB: b0 * b1, beta: 1, C: a.gradBuffer(), cOff: 0, ldc: K, strideC: M * K, batch });
-      else k.gemm({ transA: tB, transB: true, M: K, N: M, K: N, alpha: 1, A: b.data, aOff: 0, lda: b1, strideA: b0 * b1, B: dy, bOff: 0, ldb: N, strideB: M * N, beta: 1, C: a.gradBuffer(), cOff: 0, ldc: M, strideC: M * K, batch });
+      if (!tA)
+        k.gemm({
+          transA: false,
+          transB: !tB,
+          M,
+          N: K,
+          K: N,
+          alpha: 1,
+          A: dy,
+          aOff: 0,
+          lda: N,
+          strideA: M * N,
+          B: b.data,
+          bOff: 0,
+          ldb: b1,
+          strideB: b0 * b1,
+          beta: 1,
+          C: a.gradBuffer(),
+          cOff: 0,
+          ldc: K,
+          strideC: M * K,
+          batch,
+        });
+      else
+        k.gemm({
+          transA: tB,
+          transB: true,
+          M: K,
+          N: M,
+          K: N,
+          alpha: 1,
+          A: b.data,
+          aOff: 0,
+          lda: b1,
+          strideA: b0 * b1,
+          B: dy,
+          bOff: 0,
+          ldb: N,
+          strideB: M * N,
+          beta: 1,
+          C: a.gradBuffer(),
+          cOff: 0,
+          ldc: M,
+          strideC: M * K,
+          batch,
+        });
     }
     if (b.requiresGrad) {
-      if (!tB) k.gemm({ transA: !tA, transB: false, M: K, N, K: M, alpha: 1, A: a.data, aOff: 0, lda: a1, strideA: a0 * a1, B: dy, bOff: 0, ldb: N, strideB: M * N, beta: 1, C: b.gradBuffer(), cOff: 0, ldc: N, strideC: K * N, batch });
-      else k.gemm({ transA: true, transB: tA, M: N, N: K, K: M, alpha: 1, A: dy, aOff: 0, lda: N, strideA: M * N, B: a.data, bOff: 0, ldb: a1, strideB: a0 * a1, beta: 1, C: b.gradBuffer(), cOff: 0, ldc: K, strideC: K * N, batch });
+      if (!tB)
+        k.gemm({
+          transA: !tA,
+          transB: false,
+          M: K,
+          N,
+          K: M,
+          alpha: 1,
+          A: a.data,
+          aOff: 0,
+          lda: a1,
+          strideA: a0 * a1,
+          B: dy,
+          bOff: 0,
+          ldb: N,
+          strideB: M * N,
+          beta: 1,
+          C: b.gradBuffer(),
+          cOff: 0,
+          ldc: N,
+          strideC: K * N,
+          batch,
+        });
+      else
+        k.gemm({
+          transA: true,
+          transB: tA,
+          M: N,
+          N: K,
+          K: M,
+          alpha: 1,
+          A: dy,
+          aOff: 0,
+          lda: N,
+          strideA: M * N,
+          B: a.data,
+          bOff: 0,
+          ldb: a1,
+          strideB: a0 * a1,
+          beta: 1,
+          C: b.gradBuffer(),
+          cOff: 0,
+          ldc: K,
+          strideC: K * N,
+          batch,
+        });
     }
   });
   return out;
@@ -253,12 +566,15 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
 
 /** Rows of table [V, D] picked by ids: [...idsShape, D]. Ids are checked against V. */
 export function embedding(table: Tensor, ids: Int32Array, idsShape: Shape): Tensor {
-  if (table.shape.length !== 2) fail('embedding', `table '${table.name}' must be 2-D [vocab, dim], got ${shapeStr(table.shape)}`);
+  if (table.shape.length !== 2)
+    fail('embedding', `table '${table.name}' must be 2-D [vocab, dim], got ${shapeStr(table.shape)}`);
   const [V, D] = table.shape as [number, number];
-  if (numel(idsShape) !== ids.length) fail('embedding', `ids length ${ids.length} does not match shape ${shapeStr(idsShape)}`);
+  if (numel(idsShape) !== ids.length)
+    fail('embedding', `ids length ${ids.length} does not match shape ${shapeStr(idsShape)}`);
   for (let i = 0; i < ids.length; i++) {
     const id = ids[i]!;
-    if (id < 0 || id >= V) fail('embedding', `token id ${id} at position ${i} is outside the vocabulary [0, ${V}) of '${table.name}'`);
+    if (id < 0 || id >= V)
+      fail('embedding', `token id ${id} at position ${i} is outside the vocabulary [0, ${V}) of '${table.name}'`);
   }
   const out = result([...idsShape, D], [table], 'embedding');
   const k = kernels();
@@ -271,24 +587,41 @@ export function embedding(table: Tensor, ids: Int32Array, idsShape: Shape): Tens
 
 export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
   const D = lastDim(x);
-  if (w.size !== D || w.shape.length !== 1) fail('rmsnorm', `weight '${w.name}' ${shapeStr(w.shape)} does not match input '${x.name}' ${shapeStr(x.shape)}`);
+  if (w.size !== D || w.shape.length !== 1)
+    fail('rmsnorm', `weight '${w.name}' ${shapeStr(w.shape)} does not match input '${x.name}' ${shapeStr(x.shape)}`);
   const N = rows(x);
   const out = result(x.shape, [x, w], 'rmsnorm');
   const rstd = saved(N, 'rmsnorm.rstd');
   const k = kernels();
   k.rmsnormForward(x.data, w.data, out.data, rstd, N, D, eps);
   onBackward(out, () => {
-    k.rmsnormBackward(out.grad!, x.data, w.data, rstd, x.requiresGrad ? x.gradBuffer() : null, w.requiresGrad ? w.gradBuffer() : null, N, D);
+    k.rmsnormBackward(
+      out.grad!,
+      x.data,
+      w.data,
+      rstd,
+      x.requiresGrad ? x.gradBuffer() : null,
+      w.requiresGrad ? w.gradBuffer() : null,
+      N,
+      D,
+    );
   });
   return out;
 }
 
 /** Rotary embeddings on x viewed as [B, T, H, Dh], positions posOffset .. posOffset + T - 1. */
-export function rope(x: Tensor, invFreq: Float32Array, dims: { B: number; T: number; H: number; Dh: number }, posOffset = 0): Tensor {
+export function rope(
+  x: Tensor,
+  invFreq: Float32Array,
+  dims: { B: number; T: number; H: number; Dh: number },
+  posOffset = 0,
+): Tensor {
   const { B, T, H, Dh } = dims;
   for (const [n, v] of Object.entries(dims)) checkInt('rope', n, v);
-  if (B * T * H * Dh !== x.size) fail('rope', `input '${x.name}' ${shapeStr(x.shape)} is not [B=${B}, T=${T}, H=${H}, Dh=${Dh}]`);
-  if (Dh % 2 !== 0 || invFreq.length !== Dh / 2) fail('rope', `head dim ${Dh} must be even with ${Dh / 2} inverse frequencies, got ${invFreq.length}`);
+  if (B * T * H * Dh !== x.size)
+    fail('rope', `input '${x.name}' ${shapeStr(x.shape)} is not [B=${B}, T=${T}, H=${H}, Dh=${Dh}]`);
+  if (Dh % 2 !== 0 || invFreq.length !== Dh / 2)
+    fail('rope', `head dim ${Dh} must be even with ${Dh / 2} inverse frequencies, got ${invFreq.length}`);
   const out = result(x.shape, [x], 'rope');
   const k = kernels();
   k.ropeForward(x.data, out.data, invFreq, B, T, H, Dh, posOffset);
@@ -301,33 +634,81 @@ export function rope(x: Tensor, invFreq: Float32Array, dims: { B: number; T: num
 // ---- attention ---------------------------------------------------------------------------------
 
 export interface AttentionDims {
-  B: number; T: number; S: number; H: number; Hkv: number; Dh: number;
+  B: number;
+  T: number;
+  S: number;
+  H: number;
+  Hkv: number;
+  Dh: number;
 }
 
 /**
  * Causal grouped-query attention. q [B, T, H*Dh], k and v [B, S, Hkv*Dh] (or any shape with those
  * element counts); keyMask [B, S] is added to the scores (0 keep, -Infinity hide: padding).
  */
-export function attention(q: Tensor, kT: Tensor, v: Tensor, dims: AttentionDims, opts: { keyMask?: Float32Array | null; qOffset?: number; causal?: boolean } = {}): Tensor {
+export function attention(
+  q: Tensor,
+  kT: Tensor,
+  v: Tensor,
+  dims: AttentionDims,
+  opts: { keyMask?: Float32Array | null; qOffset?: number; causal?: boolean } = {},
+): Tensor {
   const { B, T, S, H, Hkv, Dh } = dims;
   for (const [n, val] of Object.entries(dims)) checkInt('attention', n, val);
   if (H % Hkv !== 0) fail('attention', `query heads ${H} must be a multiple of kv heads ${Hkv}`);
-  if (q.size !== B * T * H * Dh) fail('attention', `q '${q.name}' ${shapeStr(q.shape)} is not [B=${B}, T=${T}, H=${H}, Dh=${Dh}]`);
-  if (kT.size !== B * S * Hkv * Dh) fail('attention', `k '${kT.name}' ${shapeStr(kT.shape)} is not [B=${B}, S=${S}, Hkv=${Hkv}, Dh=${Dh}]`);
-  if (v.size !== B * S * Hkv * Dh) fail('attention', `v '${v.name}' ${shapeStr(v.shape)} is not [B=${B}, S=${S}, Hkv=${Hkv}, Dh=${Dh}]`);
+  if (q.size !== B * T * H * Dh)
+    fail('attention', `q '${q.name}' ${shapeStr(q.shape)} is not [B=${B}, T=${T}, H=${H}, Dh=${Dh}]`);
+  if (kT.size !== B * S * Hkv * Dh)
+    fail('attention', `k '${kT.name}' ${shapeStr(kT.shape)} is not [B=${B}, S=${S}, Hkv=${Hkv}, Dh=${Dh}]`);
+  if (v.size !== B * S * Hkv * Dh)
+    fail('attention', `v '${v.name}' ${shapeStr(v.shape)} is not [B=${B}, S=${S}, Hkv=${Hkv}, Dh=${Dh}]`);
   const keyMask = opts.keyMask ?? null;
-  if (keyMask && keyMask.length !== B * S) fail('attention', `keyMask has ${keyMask.length} entries, expected B*S = ${B * S}`);
+  if (keyMask && keyMask.length !== B * S)
+    fail('attention', `keyMask has ${keyMask.length} entries, expected B*S = ${B * S}`);
   const qOffset = opts.qOffset ?? 0;
   const causal = opts.causal ?? true;
-  if (causal && qOffset + T > S) fail('attention', `causal attention needs S >= qOffset + T, got S=${S}, qOffset=${qOffset}, T=${T}`);
+  if (causal && qOffset + T > S)
+    fail('attention', `causal attention needs S >= qOffset + T, got S=${S}, qOffset=${qOffset}, T=${T}`);
   const out = result([B, T, H * Dh], [q, kT, v], 'attention');
   const probs = saved(B * H * T * S, 'attention.probs');
   const scaleV = 1 / Math.sqrt(Dh);
   const k = kernels();
-  k.attentionForward({ q: q.data, k: kT.data, v: v.data, out: out.data, probs, keyMask, B, T, S, H, Hkv, Dh, qOffset, scale: scaleV, causal });
+  k.attentionForward({
+    q: q.data,
+    k: kT.data,
+    v: v.data,
+    out: out.data,
+    probs,
+    keyMask,
+    B,
+    T,
+    S,
+    H,
+    Hkv,
+    Dh,
+    qOffset,
+    scale: scaleV,
+    causal,
+  });
   onBackward(out, () => {
     const grads = [q, kT, v].map((t) => (t.requiresGrad ? t.gradBuffer() : take(t.size, true)));
-    k.attentionBackward({ dOut: out.grad!, q: q.data, k: kT.data, v: v.data, probs, dq: grads[0]!, dk: grads[1]!, dv: grads[2]!, B, T, S, H, Hkv, Dh, scale: scaleV });
+    k.attentionBackward({
+      dOut: out.grad!,
+      q: q.data,
+      k: kT.data,
+      v: v.data,
+      probs,
+      dq: grads[0]!,
+      dk: grads[1]!,
+      dv: grads[2]!,
+      B,
+      T,
+      S,
+      H,
+      Hkv,
+      Dh,
+      scale: scaleV,
+    });
     [q, kT, v].forEach((t, i) => {
       if (!t.requiresGrad) release(grads[i]!);
     });
@@ -350,7 +731,8 @@ function scalar(inputs: Tensor[], name: string, value: number): Tensor {
 export function crossEntropy(logits: Tensor, targets: Int32Array, ignoreIndex = -100): Tensor & { count: number } {
   const V = lastDim(logits);
   const N = rows(logits);
-  if (targets.length !== N) fail('crossEntropy', `${targets.length} targets for logits ${shapeStr(logits.shape)} (${N} rows)`);
+  if (targets.length !== N)
+    fail('crossEntropy', `${targets.length} targets for logits ${shapeStr(logits.shape)} (${N} rows)`);
   for (let i = 0; i < N; i++) {
     const t = targets[i]!;
     if (t !== ignoreIndex && (t < 0 || t >= V)) fail('crossEntropy', `target ${t} at row ${i} is outside [0, ${V})`);
@@ -361,7 +743,8 @@ export function crossEntropy(logits: Tensor, targets: Int32Array, ignoreIndex = 
   const out = scalar([logits], 'crossEntropy', count > 0 ? sum / count : 0) as Tensor & { count: number };
   out.count = count;
   onBackward(out, () => {
-    if (count > 0 && logits.requiresGrad) k.crossEntropyBackward(logits.data, targets, lse, logits.gradBuffer(), N, V, ignoreIndex, out.grad![0]! / count);
+    if (count > 0 && logits.requiresGrad)
+      k.crossEntropyBackward(logits.data, targets, lse, logits.gradBuffer(), N, V, ignoreIndex, out.grad![0]! / count);
   });
   return out;
 }
@@ -370,10 +753,18 @@ export function crossEntropy(logits: Tensor, targets: Int32Array, ignoreIndex = 
  * Mean over weighted rows of KL(p_teacher || p_student); teacher is a constant (logits, or
  * probabilities with teacherIsProbs). rowWeight masks padding (0) and the mean divides by its sum.
  */
-export function klDivergence(teacher: Float32Array, student: Tensor, opts: { rowWeight?: Float32Array | null; teacherIsProbs?: boolean } = {}): Tensor {
+export function klDivergence(
+  teacher: Float32Array,
+  student: Tensor,
+  opts: { rowWeight?: Float32Array | null; teacherIsProbs?: boolean } = {},
+): Tensor {
   const V = lastDim(student);
   const N = rows(student);
-  if (teacher.length !== student.size) fail('klDivergence', `teacher has ${teacher.length} values, student '${student.name}' ${shapeStr(student.shape)} has ${student.size}`);
+  if (teacher.length !== student.size)
+    fail(
+      'klDivergence',
+      `teacher has ${teacher.length} values, student '${student.name}' ${shapeStr(student.shape)} has ${student.size}`,
+    );
   const w = opts.rowWeight ?? null;
   if (w && w.length !== N) fail('klDivergence', `rowWeight has ${w.length} entries for ${N} rows`);
   let wsum = N;
@@ -386,26 +777,43 @@ export function klDivergence(teacher: Float32Array, student: Tensor, opts: { row
   const total = k.klForward(teacher, student.data, lse, w, N, V, opts.teacherIsProbs ?? false);
   const out = scalar([student], 'kl', wsum > 0 ? total / wsum : 0);
   onBackward(out, () => {
-    if (wsum > 0 && student.requiresGrad) k.klBackward(teacher, student.data, lse, w, student.gradBuffer(), N, V, opts.teacherIsProbs ?? false, out.grad![0]! / wsum);
+    if (wsum > 0 && student.requiresGrad)
+      k.klBackward(
+        teacher,
+        student.data,
+        lse,
+        w,
+        student.gradBuffer(),
+        N,
+        V,
+        opts.teacherIsProbs ?? false,
+        out.grad![0]! / wsum,
+      );
   });
   return out;
 }
 
 /** sum((t - s)^2) / sum(t^2) against a constant teacher. */
 export function nmse(student: Tensor, teacher: Float32Array): Tensor {
-  if (teacher.length !== student.size) fail('nmse', `teacher has ${teacher.length} values, student '${student.name}' ${shapeStr(student.shape)} has ${student.size}`);
+  if (teacher.length !== student.size)
+    fail(
+      'nmse',
+      `teacher has ${teacher.length} values, student '${student.name}' ${shapeStr(student.shape)} has ${student.size}`,
+    );
   const k = kernels();
   const { value, denom } = k.nmseForward(student.data, teacher, student.size);
   const out = scalar([student], 'nmse', value);
   onBackward(out, () => {
-    if (student.requiresGrad && denom > 0) k.nmseBackward(student.data, teacher, student.gradBuffer(), student.size, denom, out.grad![0]!);
+    if (student.requiresGrad && denom > 0)
+      k.nmseBackward(student.data, teacher, student.gradBuffer(), student.size, denom, out.grad![0]!);
   });
   return out;
 }
 
 /** 1 - mean over rows of cos(s_i, t_i), rows over the last dimension. */
 export function cosineLoss(student: Tensor, teacher: Float32Array): Tensor {
-  if (teacher.length !== student.size) fail('cosineLoss', `teacher has ${teacher.length} values, student has ${student.size}`);
+  if (teacher.length !== student.size)
+    fail('cosineLoss', `teacher has ${teacher.length} values, student has ${student.size}`);
   const D = lastDim(student);
   const N = rows(student);
   const s = student.data;
@@ -414,7 +822,9 @@ export function cosineLoss(student: Tensor, teacher: Float32Array): Tensor {
   const nt = new Float64Array(N);
   let total = 0;
   for (let i = 0; i < N; i++) {
-    let dot = 0, ss = 0, tt = 0;
+    let dot = 0,
+      ss = 0,
+      tt = 0;
     for (let j = i * D; j < (i + 1) * D; j++) {
       dot += s[j]! * teacher[j]!;
       ss += s[j]! * s[j]!;
@@ -433,7 +843,7 @@ export function cosineLoss(student: Tensor, teacher: Float32Array): Tensor {
     for (let i = 0; i < N; i++) {
       // d cos / d s = t / (|s||t|) - cos * s / |s|^2
       const a = -go / N / (ns[i]! * nt[i]!);
-      const b = (go / N) * cos[i]! / (ns[i]! * ns[i]!);
+      const b = ((go / N) * cos[i]!) / (ns[i]! * ns[i]!);
       for (let j = i * D; j < (i + 1) * D; j++) g[j]! += a * teacher[j]! + b * s[j]!;
     }
   });
@@ -442,7 +852,8 @@ export function cosineLoss(student: Tensor, teacher: Float32Array): Tensor {
 
 /** sum((x - anchor)^2): the proximal term's building block; anchor is a constant. */
 export function squaredDistance(x: Tensor, anchor: Float32Array): Tensor {
-  if (anchor.length !== x.size) fail('squaredDistance', `anchor has ${anchor.length} values, '${x.name}' ${shapeStr(x.shape)} has ${x.size}`);
+  if (anchor.length !== x.size)
+    fail('squaredDistance', `anchor has ${anchor.length} values, '${x.name}' ${shapeStr(x.shape)} has ${x.size}`);
   const d = x.data;
   let total = 0;
   for (let i = 0; i < x.size; i++) {
@@ -466,7 +877,11 @@ export function weightedSum(terms: readonly (readonly [Tensor, number])[], name 
     if (t.size !== 1) fail('weightedSum', `term '${t.name}' is not a scalar: ${shapeStr(t.shape)}`);
     v += w * t.data[0]!;
   }
-  const out = scalar(terms.map(([t]) => t), name, v);
+  const out = scalar(
+    terms.map(([t]) => t),
+    name,
+    v,
+  );
   onBackward(out, () => {
     const go = out.grad![0]!;
     for (const [t, w] of terms) if (t.requiresGrad) t.gradBuffer()[0]! += w * go;

@@ -38,10 +38,16 @@ export class Tensor {
   /** Intermediates return their storage to the pool when disposed. */
   readonly pooled: boolean;
 
-  constructor(data: Float32Array, shape: Shape, opts: { requiresGrad?: boolean; name?: string; pooled?: boolean; base?: Tensor } = {}) {
+  constructor(
+    data: Float32Array,
+    shape: Shape,
+    opts: { requiresGrad?: boolean; name?: string; pooled?: boolean; base?: Tensor } = {},
+  ) {
     const n = numel(shape);
     if (data.length !== n) {
-      throw new Error(`Tensor ${opts.name ?? ''}: data length ${data.length} does not match shape ${shapeStr(shape)} (${n} elements)`);
+      throw new Error(
+        `Tensor ${opts.name ?? ''}: data length ${data.length} does not match shape ${shapeStr(shape)} (${n} elements)`,
+      );
     }
     this.shape = [...shape];
     this.size = n;
@@ -63,7 +69,10 @@ export class Tensor {
 
   get data(): Float32Array {
     if (this.base) return this.base.data;
-    if (!this._data) throw new Error(`tensor '${this.name}' ${shapeStr(this.shape)} was used after it was released (it belonged to an earlier step)`);
+    if (!this._data)
+      throw new Error(
+        `tensor '${this.name}' ${shapeStr(this.shape)} was used after it was released (it belonged to an earlier step)`,
+      );
     return this._data;
   }
 
@@ -122,7 +131,8 @@ export class Tensor {
 
   /** The single value of a one-element tensor. */
   item(): number {
-    if (this.size !== 1) throw new Error(`item() of '${this.name}' needs one element, it has shape ${shapeStr(this.shape)}`);
+    if (this.size !== 1)
+      throw new Error(`item() of '${this.name}' needs one element, it has shape ${shapeStr(this.shape)}`);
     return this.data[0]!;
   }
 

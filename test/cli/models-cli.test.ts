@@ -17,15 +17,28 @@ import { readPeftAdapter } from '../../src/io/peft.js';
 import { saveCheckpoint } from '../../src/fl/checkpoint.js';
 import { generate } from '../../src/nn/generate.js';
 import { IncrementalDecoder } from '../../src/cli/generate.js';
-import { logitsOf, maxAbsDiff, randomizeLoraB, saveFixtureFolder, tinyModel, tinyTokenizer, tmpDir } from '../models/fixture.js';
+import {
+  logitsOf,
+  maxAbsDiff,
+  randomizeLoraB,
+  saveFixtureFolder,
+  tinyModel,
+  tinyTokenizer,
+  tmpDir,
+} from '../models/fixture.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/run-dev.ts'), ...args], { cwd: root, env: { ...process.env, FEDBIOT_THREADS: '1' } }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', path.join(root, 'src/cli/run-dev.ts'), ...args],
+      { cwd: root, env: { ...process.env, FEDBIOT_THREADS: '1' } },
+      (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -78,14 +91,45 @@ test('score --json: one JSON object; tokens with BOS; nll equals an in-process c
 });
 
 test('generate --greedy: deterministic, equal to the engine, streamed text decodes the tokens', async () => {
-  const args = ['generate', '--model', modelDir, '--prompt', 'It was the best of times', '--max-new-tokens', '24', '--greedy'];
+  const args = [
+    'generate',
+    '--model',
+    modelDir,
+    '--prompt',
+    'It was the best of times',
+    '--max-new-tokens',
+    '24',
+    '--greedy',
+  ];
   const [a, b] = await Promise.all([cli(args), cli(args)]);
   assert.equal(a.code, 0, a.stderr);
   assert.equal(a.stdout, b.stdout);
   const { tok } = tinyTokenizer();
-  const ids = generate(loadHfModel(modelDir), tok.encode('It was the best of times'), { maxNewTokens: 24, greedy: true, stopIds: [tok.eosId!] });
+  const ids = generate(loadHfModel(modelDir), tok.encode('It was the best of times'), {
+    maxNewTokens: 24,
+    greedy: true,
+    stopIds: [tok.eosId!],
+  });
   assert.equal(a.stdout, tok.decode(ids, { skipSpecial: true }) + '\n');
-  const s = await cli(['generate', '--model', modelDir, '--adapter', adapterDir, '--prompt', 'We the people', '--max-new-tokens', '8', '--temperature', '0.8', '--top-p', '0.9', '--top-k', '40', '--seed', '5']);
+  const s = await cli([
+    'generate',
+    '--model',
+    modelDir,
+    '--adapter',
+    adapterDir,
+    '--prompt',
+    'We the people',
+    '--max-new-tokens',
+    '8',
+    '--temperature',
+    '0.8',
+    '--top-p',
+    '0.9',
+    '--top-k',
+    '40',
+    '--seed',
+    '5',
+  ]);
   assert.equal(s.code, 0, s.stderr);
   const bad = await cli(['generate', '--model', modelDir, '--prompt', 'x', '--top-p', '2']);
   assert.notEqual(bad.code, 0);
@@ -111,7 +155,8 @@ test('export merge: the merged folder scores like model + adapter; tokenizer cop
   const out = path.join(tmpDir(), 'merged');
   const r = await cli(['export', 'merge', '--model', modelDir, '--adapter', adapterDir, '--out', out]);
   assert.equal(r.code, 0, r.stderr);
-  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) assert.ok(fs.existsSync(path.join(out, f)), f);
+  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'])
+    assert.ok(fs.existsSync(path.join(out, f)), f);
   const [sm, sa] = await Promise.all([
     cli(['score', '--model', out, '--text', TEXT, '--json']),
     cli(['score', '--model', modelDir, '--adapter', adapterDir, '--text', TEXT, '--json']),
@@ -122,7 +167,18 @@ test('export merge: the merged folder scores like model + adapter; tokenizer cop
   // merging changes only float rounding: 1e-5 relative on the mean NLL
   assert.ok(Math.abs(jm.nll - ja.nll) < 1e-5 * ja.nll, `merged ${jm.nll} vs adapter ${ja.nll}`);
   const out16 = path.join(tmpDir(), 'merged16');
-  const r16 = await cli(['export', 'merge', '--model', modelDir, '--adapter', adapterDir, '--out', out16, '--dtype', 'bf16']);
+  const r16 = await cli([
+    'export',
+    'merge',
+    '--model',
+    modelDir,
+    '--adapter',
+    adapterDir,
+    '--out',
+    out16,
+    '--dtype',
+    'bf16',
+  ]);
   assert.equal(r16.code, 0, r16.stderr);
   assert.equal(JSON.parse(fs.readFileSync(path.join(out16, 'config.json'), 'utf8')).torch_dtype, 'bfloat16');
 });
@@ -141,7 +197,20 @@ test('export gguf: merged by default, or base + LoRA GGUF with --adapter-out; we
 
   const b = path.join(dir, 'base.gguf');
   const lo = path.join(dir, 'lora.gguf');
-  const r2 = await cli(['export', 'gguf', '--model', modelDir, '--adapter', adapterDir, '--out', b, '--adapter-out', lo, '--dtype', 'f16']);
+  const r2 = await cli([
+    'export',
+    'gguf',
+    '--model',
+    modelDir,
+    '--adapter',
+    adapterDir,
+    '--out',
+    b,
+    '--adapter-out',
+    lo,
+    '--dtype',
+    'f16',
+  ]);
   assert.equal(r2.code, 0, r2.stderr);
   const gb = readLlamaGguf(b);
   gb.reader.close();
@@ -171,8 +240,18 @@ test('export peft: from a finished run (adapter/) and from a checkpoint', async 
   assert.equal(maxAbsDiff(logitsOf(m, ids), logitsOf(withLora, ids)), 0);
 
   const run2 = tmpDir();
-  saveCheckpoint(path.join(run2, 'checkpoints'), { completedRounds: 3, emulatorVersion: 1, adapter: captureLora(withLora.layers), emulator: null, clients: new Map(), extra: {} });
-  fs.writeFileSync(path.join(run2, 'config.resolved.json'), JSON.stringify({ algorithm: { adapterLora: { r: 4, alpha: 16, dropout: 0 } }, model: {} }));
+  saveCheckpoint(path.join(run2, 'checkpoints'), {
+    completedRounds: 3,
+    emulatorVersion: 1,
+    adapter: captureLora(withLora.layers),
+    emulator: null,
+    clients: new Map(),
+    extra: {},
+  });
+  fs.writeFileSync(
+    path.join(run2, 'config.resolved.json'),
+    JSON.stringify({ algorithm: { adapterLora: { r: 4, alpha: 16, dropout: 0 } }, model: {} }),
+  );
   const out2 = path.join(tmpDir(), 'peft2');
   const r2 = await cli(['export', 'peft', '--run', run2, '--out', out2]);
   assert.equal(r2.code, 0, r2.stderr);
@@ -192,7 +271,10 @@ test('errors name the flag and the file', async () => {
   const wider = saveFixtureFolder(tinyModel(9, { hiddenSize: 48 }));
   const misfit = await cli(['score', '--model', wider, '--adapter', adapterDir, '--text', 'x y', '--json']);
   assert.equal(misfit.code, 1);
-  assert.match(misfit.stderr, /--adapter .*adapter_model\.safetensors.*LoRA maps 32 -> 32 but the base layer maps 48 -> 48/);
+  assert.match(
+    misfit.stderr,
+    /--adapter .*adapter_model\.safetensors.*LoRA maps 32 -> 32 but the base layer maps 48 -> 48/,
+  );
   const noTok = tmpDir();
   fs.copyFileSync(path.join(modelDir, 'config.json'), path.join(noTok, 'config.json'));
   fs.copyFileSync(path.join(modelDir, 'model.safetensors'), path.join(noTok, 'model.safetensors'));

@@ -18,7 +18,10 @@ test('progress: plain lines with elapsed time and ETA when not a TTY', async () 
   p.stop();
   p.log('done');
   const lines = out.trim().split('\n');
-  assert.deepEqual(lines.map((l) => l.split(':')[0]), ['round 1/2', 'round 1/2', 'round 1/2', 'round 1/2', 'done']);
+  assert.deepEqual(
+    lines.map((l) => l.split(':')[0]),
+    ['round 1/2', 'round 1/2', 'round 1/2', 'round 1/2', 'done'],
+  );
   for (const l of lines.slice(0, 4)) assert.match(l, /^round 1\/2: \d\/8, \d+ ms elapsed, eta \d+ ms loss=\d\.\d\d$/);
   assert.ok(!out.includes('\x1b['), 'no terminal escape codes');
 });

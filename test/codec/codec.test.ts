@@ -5,8 +5,28 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { crc32 } from 'node:zlib';
 import {
-  quantizeBlocks, dequantizeBlocks, blockScales, topK, topKCount, ErrorFeedback, makeLayout, layoutOf, encodeTensors, decodeTensors,
-  subtractStates, addStates, negotiate, localOffer, CodecError, DeltaSender, receiveState, encodeUpload, decodeUpload, zeroState, type NamedArrays, type QuantBits,
+  quantizeBlocks,
+  dequantizeBlocks,
+  blockScales,
+  topK,
+  topKCount,
+  ErrorFeedback,
+  makeLayout,
+  layoutOf,
+  encodeTensors,
+  decodeTensors,
+  subtractStates,
+  addStates,
+  negotiate,
+  localOffer,
+  CodecError,
+  DeltaSender,
+  receiveState,
+  encodeUpload,
+  decodeUpload,
+  zeroState,
+  type NamedArrays,
+  type QuantBits,
 } from '../../src/codec/index.js';
 import { mulberry32, fillNormal } from '../../src/util/rng.js';
 
@@ -57,9 +77,13 @@ for (const bits of [8, 4] as QuantBits[]) {
     }
     const scale = blockScales(quantizeBlocks(xs, bits, bs))[0]!;
     // the mean of 400 draws is within ~4 standard errors (step / (2 sqrt(400))) of x
-    for (let i = 0; i < 64; i++) assert.ok(Math.abs(mean[i]! - xs[i]!) < scale * 0.1, `entry ${i}: mean ${mean[i]} vs ${xs[i]}`);
+    for (let i = 0; i < 64; i++)
+      assert.ok(Math.abs(mean[i]! - xs[i]!) < scale * 0.1, `entry ${i}: mean ${mean[i]} vs ${xs[i]}`);
     // seeded: the same seed gives the same codes
-    assert.deepEqual(quantizeBlocks(xs, bits, bs, mulberry32(9)).codes, quantizeBlocks(xs, bits, bs, mulberry32(9)).codes);
+    assert.deepEqual(
+      quantizeBlocks(xs, bits, bs, mulberry32(9)).codes,
+      quantizeBlocks(xs, bits, bs, mulberry32(9)).codes,
+    );
   });
 }
 
@@ -91,7 +115,12 @@ test('error feedback carries exactly what top-k and quantization dropped into th
     const update = randn(400, 100 + r, 0.01);
     update.forEach((v, i) => (wantedTotal[i] += v));
     const before = fb.get('w') ?? new Float32Array(400);
-    const enc = encodeTensors(layout, new Map([['w', { shape: [400], data: update }]]), 'delta', r, { codec: 'q4', topk: 0.1, feedback: fb, random: mulberry32(r) });
+    const enc = encodeTensors(layout, new Map([['w', { shape: [400], data: update }]]), 'delta', r, {
+      codec: 'q4',
+      topk: 0.1,
+      feedback: fb,
+      random: mulberry32(r),
+    });
     const got = decodeTensors(enc.bytes, layout, 'test').tensors.get('w')!.data;
     assert.deepEqual(got, enc.received.get('w')!.data, 'the sender knows what the receiver decodes');
     // the new residual is (update + old residual) - received, entry by entry
@@ -105,7 +134,8 @@ test('error feedback carries exactly what top-k and quantization dropped into th
   const res = fb.get('w')!;
   for (let i = 0; i < 400; i++) assert.ok(Math.abs(sent[i]! + res[i]! - wantedTotal[i]!) < 1e-6, `entry ${i}`);
   // without feedback the dropped mass is simply lost: a large share of the total never arrives
-  const lost = wantedTotal.reduce((a, v, i) => a + Math.abs(v - sent[i]!), 0) / wantedTotal.reduce((a, v) => a + Math.abs(v), 0);
+  const lost =
+    wantedTotal.reduce((a, v, i) => a + Math.abs(v - sent[i]!), 0) / wantedTotal.reduce((a, v) => a + Math.abs(v), 0);
   assert.ok(lost > 0.1, 'the residual is significant (the test would catch a feedback that stores nothing)');
   const restored = ErrorFeedback.fromState(fb.state());
   assert.deepEqual(restored.get('w'), res);
@@ -132,15 +162,21 @@ test('wire format round-trips every codec within its error; deltas add back to t
         for (let i = 0; i < t.data.length; i++) {
           if (topk !== null && got.data[i] === 0 && t.data[i] !== 0) continue;
           kept++;
-          assert.ok(Math.abs(got.data[i]! - t.data[i]!) <= step * 0.5 * (1 + 1e-5) + (topk !== null ? step * 0.5 : 0), `${codec}/${topk} ${name}[${i}]`);
+          assert.ok(
+            Math.abs(got.data[i]! - t.data[i]!) <= step * 0.5 * (1 + 1e-5) + (topk !== null ? step * 0.5 : 0),
+            `${codec}/${topk} ${name}[${i}]`,
+          );
         }
-        if (topk !== null && t.data.some((v) => v !== 0)) assert.ok(kept <= Math.ceil(topk * t.data.length) + t.data.filter((v) => v === 0).length);
+        if (topk !== null && t.data.some((v) => v !== 0))
+          assert.ok(kept <= Math.ceil(topk * t.data.length) + t.data.filter((v) => v === 0).length);
       }
-      if (codec === 'none' && topk === null) for (const [name, t] of a) assert.deepEqual(dec.tensors.get(name)!.data, t.data, 'none is lossless');
+      if (codec === 'none' && topk === null)
+        for (const [name, t] of a) assert.deepEqual(dec.tensors.get(name)!.data, t.data, 'none is lossless');
     }
   }
   // sizes: q8 ~ 4x and q4 ~ 7x smaller than f32; zero tensors cost only their 8-byte entry
-  const size = (codec: 'none' | 'q8' | 'q4', topk: number | null = null) => encodeTensors(layout, a, 'full', 0, { codec, topk }).bytes.length;
+  const size = (codec: 'none' | 'q8' | 'q4', topk: number | null = null) =>
+    encodeTensors(layout, a, 'full', 0, { codec, topk }).bytes.length;
   assert.ok(size('none') / size('q8') > 3.7, `q8 ratio ${size('none') / size('q8')}`);
   assert.ok(size('none') / size('q4') > 6.5, `q4 ratio ${size('none') / size('q4')}`);
   assert.ok(size('none') / size('q4', 0.1) > 15, `q4 top-10% ratio ${size('none') / size('q4', 0.1)}`);
@@ -150,7 +186,9 @@ test('wire format round-trips every codec within its error; deltas add back to t
   assert.equal(dec.kind, 'delta');
   assert.equal(dec.base, 7);
   const back = addStates(a, dec.tensors);
-  for (const [name, t] of b) for (let i = 0; i < t.data.length; i++) assert.ok(Math.abs(back.get(name)!.data[i]! - t.data[i]!) <= Math.abs(t.data[i]!) * 1e-6 + 1e-9);
+  for (const [name, t] of b)
+    for (let i = 0; i < t.data.length; i++)
+      assert.ok(Math.abs(back.get(name)!.data[i]! - t.data[i]!) <= Math.abs(t.data[i]!) * 1e-6 + 1e-9);
 });
 
 test('malformed payloads are refused with the field at fault', () => {
@@ -169,24 +207,54 @@ test('malformed payloads are refused with the field at fault', () => {
     return seal ? reseal(b) : b;
   };
   const refuse = (b: Uint8Array, field: RegExp, l = layout) => {
-    assert.throws(() => decodeTensors(b, l, 'update from client 3'), (e: unknown) => {
-      assert.ok(e instanceof CodecError, String(e));
-      assert.match(e.message, /^update from client 3: /);
-      assert.match(e.message.slice('update from client 3: '.length), field);
-      return true;
-    });
+    assert.throws(
+      () => decodeTensors(b, l, 'update from client 3'),
+      (e: unknown) => {
+        assert.ok(e instanceof CodecError, String(e));
+        assert.match(e.message, /^update from client 3: /);
+        assert.match(e.message.slice('update from client 3: '.length), field);
+        return true;
+      },
+    );
   };
   refuse(good.subarray(0, 10), /header/);
-  refuse(edit((_, b) => (b[0] = 0x47)), /magic/);
-  refuse(edit((_, b) => (b[4] = 9)), /version/);
-  refuse(edit((_, b) => (b[30] ^= 0x10), false), /crc32/);
-  refuse(edit((_, b) => (b[5] = 4)), /kind/);
+  refuse(
+    edit((_, b) => (b[0] = 0x47)),
+    /magic/,
+  );
+  refuse(
+    edit((_, b) => (b[4] = 9)),
+    /version/,
+  );
+  refuse(
+    edit((_, b) => (b[30] ^= 0x10), false),
+    /crc32/,
+  );
+  refuse(
+    edit((_, b) => (b[5] = 4)),
+    /kind/,
+  );
   refuse(good, /layout/, makeLayout([['other', [3]]]));
-  refuse(edit((dv) => dv.setUint32(16, 3, true)), /tensor count/);
-  refuse(edit((dv) => dv.setUint16(20, 9, true)), /index/);
-  refuse(edit((_, b) => (b[22] = 7)), /encoding/);
-  refuse(edit((_, b) => (b[23] = 5)), /sparsity/);
-  refuse(edit((dv) => dv.setUint32(24, 10_000, true)), /entries/);
+  refuse(
+    edit((dv) => dv.setUint32(16, 3, true)),
+    /tensor count/,
+  );
+  refuse(
+    edit((dv) => dv.setUint16(20, 9, true)),
+    /index/,
+  );
+  refuse(
+    edit((_, b) => (b[22] = 7)),
+    /encoding/,
+  );
+  refuse(
+    edit((_, b) => (b[23] = 5)),
+    /sparsity/,
+  );
+  refuse(
+    edit((dv) => dv.setUint32(24, 10_000, true)),
+    /entries/,
+  );
   refuse(reseal(good.subarray(0, good.length - 9)), /codes|trailer|values|scales/);
   refuse(reseal(Uint8Array.from([...good.subarray(0, good.length - 4), 0, 0, 0, 0, 0])), /trailer/);
   // the second tensor's index repeated: appears twice
@@ -215,12 +283,21 @@ test('negotiation: the server proposes from its config, a peer lacking the codec
   const ag = negotiate({ codec: 'q8', topk: null }, localOffer(), { adapter: 12345 }, 'client 3');
   assert.equal(ag.codec, 'q8');
   assert.equal(ag.layouts.adapter, 12345);
-  assert.throws(() => negotiate({ codec: 'q4', topk: null }, { formats: [1], codecs: ['none', 'q8'], topk: true }, {}, 'client 3'), /client 3: cannot use codec 'q4'/);
-  assert.throws(() => negotiate({ codec: 'q8', topk: 0.1 }, { formats: [1], codecs: ['none', 'q8'], topk: false }, {}, 'client 3'), /top-k/);
-  assert.throws(() => negotiate({ codec: 'none', topk: null }, { formats: [2], codecs: ['none'], topk: false }, {}, 'client 3'), /formats/);
+  assert.throws(
+    () => negotiate({ codec: 'q4', topk: null }, { formats: [1], codecs: ['none', 'q8'], topk: true }, {}, 'client 3'),
+    /client 3: cannot use codec 'q4'/,
+  );
+  assert.throws(
+    () => negotiate({ codec: 'q8', topk: 0.1 }, { formats: [1], codecs: ['none', 'q8'], topk: false }, {}, 'client 3'),
+    /top-k/,
+  );
+  assert.throws(
+    () => negotiate({ codec: 'none', topk: null }, { formats: [2], codecs: ['none'], topk: false }, {}, 'client 3'),
+    /formats/,
+  );
 });
 
-test('delta streams: receivers on the chain hold exactly the sender\'s state; laggards catch up losslessly', () => {
+test("delta streams: receivers on the chain hold exactly the sender's state; laggards catch up losslessly", () => {
   const layout = layoutOf(state(1));
   const sender = new DeltaSender(layout, 'q4');
   let onChain: { version: number; state: NamedArrays } | null = null;
@@ -231,9 +308,12 @@ test('delta streams: receivers on the chain hold exactly the sender\'s state; la
     sender.advance(target);
     onChain = receiveState(layout, onChain, sender.payloadFor(onChain?.version ?? 0)!, 'payload');
     assert.equal(onChain.version, sender.version);
-    for (const [k, t] of sender.held) assert.deepEqual(onChain.state.get(k)!.data, t.data, `version ${sender.version}: '${k}' bit for bit`);
+    for (const [k, t] of sender.held)
+      assert.deepEqual(onChain.state.get(k)!.data, t.data, `version ${sender.version}: '${k}' bit for bit`);
     // the held state tracks the target within one q4 step of the latest delta (errors do not pile up)
-    const err = Math.max(...[...target].map(([k, t]) => Math.max(...t.data.map((x, i) => Math.abs(x - sender.held.get(k)!.data[i]!)))));
+    const err = Math.max(
+      ...[...target].map(([k, t]) => Math.max(...t.data.map((x, i) => Math.abs(x - sender.held.get(k)!.data[i]!)))),
+    );
     assert.ok(err < 0.01, `version ${sender.version}: held is ${err} from the target`);
   }
   assert.equal(sender.payloadFor(sender.version), null, 'nothing to send to a current client');
@@ -243,11 +323,19 @@ test('delta streams: receivers on the chain hold exactly the sender\'s state; la
   // a delta for another base is refused
   const stale = { version: 2, state: zeroState(layout) };
   sender.advance(state(3));
-  assert.throws(() => receiveState(layout, stale, sender.payloadFor(5)!, 'payload'), /base: a delta from version 5, but version 2 is held/);
+  assert.throws(
+    () => receiveState(layout, stale, sender.payloadFor(5)!, 'payload'),
+    /base: a delta from version 5, but version 2 is held/,
+  );
   // uploads: the server reads held + delta
   const local = addStates(onChain!.state, state(20, 0.003));
   const bytes = encodeUpload(layout, local, onChain!, { codec: 'q8', random: mulberry32(1) });
   const got = decodeUpload(layout, bytes, onChain!, 'upload');
-  for (const [k, t] of local) for (let i = 0; i < t.data.length; i++) assert.ok(Math.abs(got.get(k)!.data[i]! - t.data[i]!) < 0.003 / 127 * 5 + 1e-7);
-  assert.throws(() => decodeUpload(layout, bytes, { version: 9, state: onChain!.state }, 'upload'), /base: made against version 5/);
+  for (const [k, t] of local)
+    for (let i = 0; i < t.data.length; i++)
+      assert.ok(Math.abs(got.get(k)!.data[i]! - t.data[i]!) < (0.003 / 127) * 5 + 1e-7);
+  assert.throws(
+    () => decodeUpload(layout, bytes, { version: 9, state: onChain!.state }, 'upload'),
+    /base: made against version 5/,
+  );
 });

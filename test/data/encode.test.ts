@@ -7,7 +7,15 @@ import { BatchIterator, collate, resolvePadId } from '../../src/data/batch.js';
 import { IGNORE_INDEX, type Example } from '../../src/data/types.js';
 
 const tok = new CharTokenizer();
-const ex = (over: Partial<Example> = {}): Example => ({ id: 'x', format: 'alpaca', instruction: 'Add.', input: '', response: 'ok', category: 'c', ...over });
+const ex = (over: Partial<Example> = {}): Example => ({
+  id: 'x',
+  format: 'alpaca',
+  instruction: 'Add.',
+  input: '',
+  response: 'ok',
+  category: 'c',
+  ...over,
+});
 
 test('Alpaca template, with and without input, exact text', () => {
   assert.equal(
@@ -72,12 +80,22 @@ test('truncation keeps the prompt start, cuts the response tail and its eos; cou
 });
 
 test('encodePrompt cuts from the left so the answer cue survives', () => {
-  const ids = encodePrompt(ex({ instruction: 'abcdef' }), tok, { template: customTemplate('{instruction}'), maxLength: 4 });
+  const ids = encodePrompt(ex({ instruction: 'abcdef' }), tok, {
+    template: customTemplate('{instruction}'),
+    maxLength: 4,
+  });
   assert.deepEqual(ids, [1, ...tok.encode('def')]);
 });
 
 test('collate: right padding, -100 labels, mask, loss-token count', () => {
-  const a = { id: 'a', category: 'c', inputIds: [1, 10, 11, 2], labels: [-100, -100, 11, 2], promptLength: 2, truncated: false };
+  const a = {
+    id: 'a',
+    category: 'c',
+    inputIds: [1, 10, 11, 2],
+    labels: [-100, -100, 11, 2],
+    promptLength: 2,
+    truncated: false,
+  };
   const b = { id: 'b', category: 'c', inputIds: [1, 12], labels: [-100, 12], promptLength: 1, truncated: false };
   const batch = collate([a, b], { padId: resolvePadId(tok) });
   assert.equal(batch.seqLen, 4);
@@ -90,8 +108,16 @@ test('collate: right padding, -100 labels, mask, loss-token count', () => {
 });
 
 test('BatchIterator: deterministic per seed, covers each epoch once, cycles, restores state', () => {
-  const items = Array.from({ length: 10 }, (_, i) => ({ id: `e${i}`, category: 'c', inputIds: [1, 3 + i], labels: [-100, 3 + i], promptLength: 1, truncated: false }));
-  const ids = (seed: number, steps: number) => [...new BatchIterator(items, { batchSize: 4, padId: 0, seed }).take(steps)].map((b) => b.ids);
+  const items = Array.from({ length: 10 }, (_, i) => ({
+    id: `e${i}`,
+    category: 'c',
+    inputIds: [1, 3 + i],
+    labels: [-100, 3 + i],
+    promptLength: 1,
+    truncated: false,
+  }));
+  const ids = (seed: number, steps: number) =>
+    [...new BatchIterator(items, { batchSize: 4, padId: 0, seed }).take(steps)].map((b) => b.ids);
   assert.deepEqual(ids(7, 9), ids(7, 9));
   assert.notDeepEqual(ids(7, 3), ids(8, 3));
   const run = ids(7, 9);
@@ -109,10 +135,15 @@ test('BatchIterator: deterministic per seed, covers each epoch once, cycles, res
   const rest = [...it.take(4)].map((b) => b.ids);
   const again = new BatchIterator(items, { batchSize: 4, padId: 0, seed: 7 });
   again.setState(saved);
-  assert.deepEqual([...again.take(4)].map((b) => b.ids), rest);
+  assert.deepEqual(
+    [...again.take(4)].map((b) => b.ids),
+    rest,
+  );
   // Without cycling the iterator ends after one epoch; dropLast drops the short batch.
   assert.equal([...new BatchIterator(items, { batchSize: 4, padId: 0, cycle: false })].length, 3);
   assert.equal([...new BatchIterator(items, { batchSize: 4, padId: 0, cycle: false, dropLast: true })].length, 2);
-  const ordered = [...new BatchIterator(items, { batchSize: 5, padId: 0, cycle: false, shuffle: false })].map((b) => b.ids);
+  const ordered = [...new BatchIterator(items, { batchSize: 5, padId: 0, cycle: false, shuffle: false })].map(
+    (b) => b.ids,
+  );
   assert.deepEqual(ordered[0], ['e0', 'e1', 'e2', 'e3', 'e4']);
 });

@@ -14,7 +14,13 @@ test('alpaca JSONL: fields, empty input, Dolly spellings, extra fields kept in m
   assert.deepEqual(
     examples.map((e) => [e.format, e.instruction, e.input, e.response, e.category]),
     [
-      ['alpaca', 'Give three tips for staying healthy.', '', 'Eat well, sleep enough, and move every day.', 'brainstorming'],
+      [
+        'alpaca',
+        'Give three tips for staying healthy.',
+        '',
+        'Eat well, sleep enough, and move every day.',
+        'brainstorming',
+      ],
       ['alpaca', 'Translate to French.', 'Good morning', 'Bonjour', 'translation'],
       ['alpaca', 'Summarize the text.', 'The cat sat on the mat all day.', 'A cat sat on a mat.', 'summarization'],
     ],
@@ -50,42 +56,63 @@ test('chat JSONL: prompt is everything before the last assistant turn', () => {
 });
 
 test('JSON array with mixed forms: per-record detection and line numbers of elements', () => {
-  assert.throws(() => loadExamplesFromFile(fx('mixed-array.json')), (e: unknown) => {
-    assert.ok(e instanceof DataError);
-    assert.equal(e.line, 9);
-    assert.equal(e.field, 'output');
-    assert.match(e.message, /mixed-array\.json:9: field "output": expected a string, got number/);
-    return true;
-  });
+  assert.throws(
+    () => loadExamplesFromFile(fx('mixed-array.json')),
+    (e: unknown) => {
+      assert.ok(e instanceof DataError);
+      assert.equal(e.line, 9);
+      assert.equal(e.field, 'output');
+      assert.match(e.message, /mixed-array\.json:9: field "output": expected a string, got number/);
+      return true;
+    },
+  );
   const { examples, report } = loadExamplesFromFile(fx('mixed-array.json'), { skipInvalid: true });
-  assert.deepEqual(examples.map((e) => e.format), ['alpaca', 'gsm8k', 'chat']);
-  assert.deepEqual(examples.map((e) => e.id), ['mixed-array:2', 'mixed-array:3', 'mixed-array:8']);
+  assert.deepEqual(
+    examples.map((e) => e.format),
+    ['alpaca', 'gsm8k', 'chat'],
+  );
+  assert.deepEqual(
+    examples.map((e) => e.id),
+    ['mixed-array:2', 'mixed-array:3', 'mixed-array:8'],
+  );
   assert.equal(report.skipped, 1);
 });
 
 test('malformed JSONL: error names file, line and field; skipInvalid counts and reports', () => {
   assert.throws(() => loadExamplesFromFile(fx('malformed.jsonl')), /malformed\.jsonl:2: field "output": missing/);
   const { examples, report } = loadExamplesFromFile(fx('malformed.jsonl'), { skipInvalid: true });
-  assert.deepEqual(examples.map((e) => e.response), ['ok', 'yes']);
+  assert.deepEqual(
+    examples.map((e) => e.response),
+    ['ok', 'yes'],
+  );
   assert.equal(report.total, 6);
   assert.equal(report.loaded, 2);
   assert.equal(report.skipped, 4);
-  assert.deepEqual(report.invalid.map((x) => [x.line, x.field]), [
-    [2, 'output'],
-    [3, 'answer'],
-    [4, '<json>'],
-    [5, 'messages[0].role'],
-  ]);
+  assert.deepEqual(
+    report.invalid.map((x) => [x.line, x.field]),
+    [
+      [2, 'output'],
+      [3, 'answer'],
+      [4, '<json>'],
+      [5, 'messages[0].role'],
+    ],
+  );
 });
 
-test('forced format: a record lacking that form\'s fields is an error', () => {
+test("forced format: a record lacking that form's fields is an error", () => {
   const text = '{"instruction": "a", "output": "b"}\n';
-  assert.throws(() => parseExamplesText(text, { format: 'gsm8k', fileName: 'x.jsonl' }), /x\.jsonl:1: field "question": missing/);
+  assert.throws(
+    () => parseExamplesText(text, { format: 'gsm8k', fileName: 'x.jsonl' }),
+    /x\.jsonl:1: field "question": missing/,
+  );
   assert.equal(parseExamplesText(text, { format: 'alpaca' }).examples.length, 1);
 });
 
 test('invalid JSON array reports a line', () => {
-  assert.throws(() => parseExamplesText('[\n{"a": 1},\n{oops}\n]', { fileName: 'bad.json' }), /bad\.json:3: field "<json>"/);
+  assert.throws(
+    () => parseExamplesText('[\n{"a": 1},\n{oops}\n]', { fileName: 'bad.json' }),
+    /bad\.json:3: field "<json>"/,
+  );
 });
 
 const SHARED = fileURLToPath(new URL('../../../shared/data/gsm8k/train.jsonl', import.meta.url));

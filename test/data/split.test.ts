@@ -1,6 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseSplitSpec, renderSplitTable, splitClients, splitDirichlet, splitIid, splitMeta } from '../../src/data/split.js';
+import {
+  parseSplitSpec,
+  renderSplitTable,
+  splitClients,
+  splitDirichlet,
+  splitIid,
+  splitMeta,
+} from '../../src/data/split.js';
 
 // 8 categories of varying size, 400 examples.
 const CATS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
@@ -8,12 +15,19 @@ const categories = Array.from({ length: 400 }, (_, i) => CATS[(i * 7 + (i % 3)) 
 
 function assertPartition(clients: number[][], n: number): void {
   const all = clients.flat().sort((x, y) => x - y);
-  assert.deepEqual(all, Array.from({ length: n }, (_, i) => i), 'every example exactly once');
+  assert.deepEqual(
+    all,
+    Array.from({ length: n }, (_, i) => i),
+    'every example exactly once',
+  );
 }
 
 test('iid: near-equal sizes, a partition, deterministic per seed', () => {
   const s = splitIid(403, 4, 1);
-  assert.deepEqual(s.clients.map((c) => c.length), [101, 101, 101, 100]);
+  assert.deepEqual(
+    s.clients.map((c) => c.length),
+    [101, 101, 101, 100],
+  );
   assertPartition(s.clients, 403);
   assert.deepEqual(splitIid(403, 4, 1), s);
   assert.notDeepEqual(splitIid(403, 4, 2).clients, s.clients);
@@ -39,7 +53,10 @@ test('dirichlet: a partition, deterministic, skewed for small alpha and mixed fo
   assertPartition(small.clients, 400);
   assertPartition(large.clients, 400);
   assert.deepEqual(splitDirichlet(categories, 5, 0.05, 3), small);
-  assert.ok(small.clients.every((c) => c.length > 0), 'no empty client');
+  assert.ok(
+    small.clients.every((c) => c.length > 0),
+    'no empty client',
+  );
   assert.ok(dominance(small.clients) > 0.6, `small alpha should concentrate categories (${dominance(small.clients)})`);
   assert.ok(dominance(large.clients) < 0.25, `large alpha should mix categories (${dominance(large.clients)})`);
 });
@@ -60,7 +77,9 @@ test('meta: one category per client, grouped categories, and explicit groups', (
   const three = splitMeta(categories, 3, 0);
   assertPartition(three.clients, 400);
   const catSets = three.clients.map((c) => new Set(c.map((i) => categories[i])));
-  for (let x = 0; x < 3; x++) for (let y = x + 1; y < 3; y++) for (const k of catSets[x]!) assert.ok(!catSets[y]!.has(k), 'categories not shared');
+  for (let x = 0; x < 3; x++)
+    for (let y = x + 1; y < 3; y++)
+      for (const k of catSets[x]!) assert.ok(!catSets[y]!.has(k), 'categories not shared');
   const more = splitMeta(categories, 11, 0);
   assertPartition(more.clients, 400);
   assert.ok(more.clients.every((c) => c.length > 0 && new Set(c.map((i) => categories[i])).size === 1));
@@ -80,7 +99,13 @@ test('splitClients and parseSplitSpec dispatch', () => {
 
 test('renderSplitTable shows sizes and category mix with totals', () => {
   const cats = ['x', 'x', 'y', 'z', 'z', 'z'];
-  const table = renderSplitTable([[0, 1, 2], [3, 4, 5]], cats);
+  const table = renderSplitTable(
+    [
+      [0, 1, 2],
+      [3, 4, 5],
+    ],
+    cats,
+  );
   const lines = table.split('\n');
   assert.match(lines[0]!, /client\s+size\s+z\s+x\s+y/);
   assert.match(lines[2]!, /^0\s+3\s+0\s+2\s+1$/);

@@ -29,10 +29,16 @@ test('math answer extraction edge cases', () => {
 });
 
 test('math accuracy: numeric comparison against numbers or GSM8K answers', () => {
-  const r = mathAccuracy(['#### 18', 'I think 3.0', 'dunno', '#### 1,000'], [18, 'so 3\n#### 3', '#### 5', 'x\n#### 1000']);
+  const r = mathAccuracy(
+    ['#### 18', 'I think 3.0', 'dunno', '#### 1,000'],
+    [18, 'so 3\n#### 3', '#### 5', 'x\n#### 1000'],
+  );
   assert.equal(r.correct, 3);
   assert.equal(r.accuracy, 0.75);
-  assert.deepEqual(r.items.map((x) => x.predicted), [18, 3, null, 1000]);
+  assert.deepEqual(
+    r.items.map((x) => x.predicted),
+    [18, 3, null, 1000],
+  );
   assert.throws(() => mathAccuracy(['1'], []));
 });
 
@@ -83,11 +89,23 @@ test('perplexity from summed NLL and token counts', () => {
 });
 
 test('scoreTask dispatches math and qa', async () => {
-  const ex = (over: Partial<Example>): Example => ({ id: 'e', format: 'alpaca', instruction: 'q', input: '', response: '', category: 'c', ...over });
+  const ex = (over: Partial<Example>): Example => ({
+    id: 'e',
+    format: 'alpaca',
+    instruction: 'q',
+    input: '',
+    response: '',
+    category: 'c',
+    ...over,
+  });
   assert.equal(goldNumber(ex({ meta: { finalAnswer: '1,200' } })), 1200);
   assert.equal(goldNumber(ex({ response: 'x\n#### 9' })), 9);
   const m = await scoreTask('math', [ex({ meta: { answer: 12 } }), ex({ response: '#### 3' })], ['so #### 12', '4']);
   assert.equal(m.task === 'math' && m.accuracy, 0.5);
-  const q = await scoreTask('qa', [ex({ response: 'Saint Paul', meta: { answers: ['Saint Paul', 'St. Paul'] } })], ['St. Paul']);
+  const q = await scoreTask(
+    'qa',
+    [ex({ response: 'Saint Paul', meta: { answers: ['Saint Paul', 'St. Paul'] } })],
+    ['St. Paul'],
+  );
   assert.equal(q.task === 'qa' && q.exactMatch, 1);
 });

@@ -37,7 +37,9 @@ test('layer drop, reference rule: n = 9 at beta 0.5 keeps [0, 2, 5, 8]; the spec
 });
 
 test('layer drop, reference rule: equal to the reference formula computed in Python for all 790 (n, beta) cases', () => {
-  const fixture = JSON.parse(fs.readFileSync(root('test/fixtures/layer-drop/reference.json'), 'utf8')) as { cases: { n: number; beta: number; kept: number[] | null }[] };
+  const fixture = JSON.parse(fs.readFileSync(root('test/fixtures/layer-drop/reference.json'), 'utf8')) as {
+    cases: { n: number; beta: number; kept: number[] | null }[];
+  };
   assert.equal(fixture.cases.length, 790);
   let differFromSpec = 0;
   let notRunnable = 0;
@@ -52,12 +54,18 @@ test('layer drop, reference rule: equal to the reference formula computed in Pyt
   assert.equal(notRunnable, 38);
   assert.equal(differFromSpec, 36);
   // The paper's LLaMA-7B grid: both rules agree.
-  for (const n of [28, 30]) for (const beta of [0.1, 0.2, 0.3, 0.5]) assert.deepEqual(uniformDropIndices(n, beta, 'reference'), uniformDropIndices(n, beta, 'spec'));
+  for (const n of [28, 30])
+    for (const beta of [0.1, 0.2, 0.3, 0.5])
+      assert.deepEqual(uniformDropIndices(n, beta, 'reference'), uniformDropIndices(n, beta, 'spec'));
 });
 
 test('each method runs as its authors defined it; a config can force one alignment loss for all', () => {
   const settings = (name: string, ...extra: string[]) => {
-    const cfg = loadConfig(null, [...TINY_RUN.filter((o) => !o.startsWith('algorithm.local') && !o.startsWith('data.public')), `algorithm.name=${name}`, ...extra]);
+    const cfg = loadConfig(null, [
+      ...TINY_RUN.filter((o) => !o.startsWith('algorithm.local') && !o.startsWith('data.public')),
+      `algorithm.name=${name}`,
+      ...extra,
+    ]);
     return { cfg, s: settingsFromConfig(cfg) };
   };
   const fedbiot = settings('fedbiot');
@@ -66,10 +74,20 @@ test('each method runs as its authors defined it; a config can force one alignme
   assert.equal(fedbiot.s.local.proximal, 0.1, 'FedBiOT: the proximal term is on, at the reference value');
   assert.equal(fedbiot.s.layerDrop, 'reference');
   assert.equal(fedbiot.s.align.layerwiseReduction, 'sum');
-  assert.deepEqual(methodAsRun(fedbiot.cfg, fedbiot.s), { align_objective: 'fedbiot', align_loss: 'nmse + 0.9 kl', public_data: 'tasks', proximal: 0.1, layer_drop: 'reference' });
+  assert.deepEqual(methodAsRun(fedbiot.cfg, fedbiot.s), {
+    align_objective: 'fedbiot',
+    align_loss: 'nmse + 0.9 kl',
+    public_data: 'tasks',
+    proximal: 0.1,
+    layer_drop: 'reference',
+  });
 
   const fedot = settings('fedot');
-  assert.deepEqual([fedot.s.align.hiddenWeight, fedot.s.align.lambda, fedot.s.align.mu], [0.9, 0, 0.1], 'FedOT: NMSE + LM, no KL');
+  assert.deepEqual(
+    [fedot.s.align.hiddenWeight, fedot.s.align.lambda, fedot.s.align.mu],
+    [0.9, 0, 0.1],
+    'FedOT: NMSE + LM, no KL',
+  );
   assert.equal(fedot.s.local.proximal, 0, 'FedOT clients: plain FedAvg');
   assert.equal(methodAsRun(fedot.cfg, fedot.s).align_loss, '0.9 nmse + 0.1 lm');
 
@@ -80,7 +98,13 @@ test('each method runs as its authors defined it; a config can force one alignme
 
   const full = settings('fedavg-full');
   assert.equal(full.s.local.proximal, 0, 'plain FedAvg has no proximal term');
-  assert.deepEqual(methodAsRun(full.cfg, full.s), { align_objective: null, align_loss: 'none', public_data: '-', proximal: 0, layer_drop: '-' });
+  assert.deepEqual(methodAsRun(full.cfg, full.s), {
+    align_objective: null,
+    align_loss: 'none',
+    public_data: '-',
+    proximal: 0,
+    layer_drop: '-',
+  });
   assert.equal(settings('local').s.local.proximal, 0);
 
   // Ablation: one loss for every method; single weights and the proximal term can still be set.
@@ -90,18 +114,37 @@ test('each method runs as its authors defined it; a config can force one alignme
   assert.equal(forced.s.local.proximal, 0.01);
   assert.equal(methodAsRun(forced.cfg, forced.s).align_loss, 'nmse + 0.9 kl');
   const corpusForced = settings('fedbiot', 'algorithm.align.objective=offsite-tuning', 'algorithm.align.lambda=0.5');
-  assert.deepEqual([corpusForced.s.align.hiddenWeight, corpusForced.s.align.lambda, corpusForced.s.align.mu], [30, 0.5, 1]);
+  assert.deepEqual(
+    [corpusForced.s.align.hiddenWeight, corpusForced.s.align.lambda, corpusForced.s.align.mu],
+    [30, 0.5, 1],
+  );
   assert.equal(methodAsRun(corpusForced.cfg, corpusForced.s).public_data, 'corpus');
-  assert.equal(methodAsRun(settings('offsite', 'data.public.source=tasks').cfg, offsite.s).public_data, 'tasks', 'an explicit public source wins');
+  assert.equal(
+    methodAsRun(settings('offsite', 'data.public.source=tasks').cfg, offsite.s).public_data,
+    'tasks',
+    'an explicit public source wins',
+  );
   assert.throws(() => settings('fedbiot', 'algorithm.align.objective=kl-only'), /algorithm\.align\.objective/);
   assert.throws(() => settings('fedbiot', 'algorithm.layerDrop=round'), /algorithm\.layerDrop/);
   assert.equal(describeAlignLoss('layerwise-nmse', OBJECTIVES.fedbiot, 'mean'), 'layerwise-nmse(mean) + 0.9 kl');
 });
 
 function tinySplit(seed: number) {
-  const cfg = makeConfig({ vocabSize: 11, hiddenSize: 8, intermediateSize: 10, numLayers: 6, numHeads: 2, numKvHeads: 1 });
+  const cfg = makeConfig({
+    vocabSize: 11,
+    hiddenSize: 8,
+    intermediateSize: 10,
+    numLayers: 6,
+    numHeads: 2,
+    numKvHeads: 1,
+  });
   const base = LlamaModel.random(cfg, seed, 0.4);
-  const lora = { r: 2, alpha: 4, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[] };
+  const lora = {
+    r: 2,
+    alpha: 4,
+    dropout: 0,
+    targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[],
+  };
   // Block of 5 at beta 0.4: 3 kept layers (0, 2, 4), so layer-wise terms have more than one layer.
   const s = buildSplit(base, { kind: 'last', last: 1 }, 0.4, { adapter: lora, emulator: lora }, seed);
   const r = mulberry32(seed + 9);
@@ -110,7 +153,8 @@ function tinySplit(seed: number) {
 }
 
 const batch: TokenBatch = {
-  B: 2, T: 4,
+  B: 2,
+  T: 4,
   ids: Int32Array.from([1, 5, 3, 7, 2, 9, 4, 0]),
   labels: Int32Array.from([-100, 5, 3, 7, -100, 9, -100, -100]),
   attention: Uint8Array.from([1, 1, 1, 1, 1, 1, 0, 0]),
@@ -119,7 +163,16 @@ const batch: TokenBatch = {
 const losses = [
   { what: 'FedOT (0.9 nmse + 0.1 lm)', o: { hiddenLoss: 'nmse' as const, ...OBJECTIVES.fedot } },
   { what: 'Offsite-Tuning (30 nmse + lm)', o: { hiddenLoss: 'nmse' as const, ...OBJECTIVES['offsite-tuning'] } },
-  { what: 'layer-wise NMSE summed + KL', o: { hiddenLoss: 'layerwise-nmse' as const, layerwiseReduction: 'sum' as const, hiddenWeight: 1, lambda: 0.9, mu: 0 } },
+  {
+    what: 'layer-wise NMSE summed + KL',
+    o: {
+      hiddenLoss: 'layerwise-nmse' as const,
+      layerwiseReduction: 'sum' as const,
+      hiddenWeight: 1,
+      lambda: 0.9,
+      mu: 0,
+    },
+  },
   { what: 'NMSE alone', o: { hiddenLoss: 'nmse' as const, hiddenWeight: 1, lambda: 0, mu: 0 } },
 ];
 for (const { what, o } of losses) {
@@ -129,7 +182,10 @@ for (const { what, o } of losses) {
       const s = tinySplit(5);
       assert.equal(s.emulator.length, 3);
       setTrainable(s, 'emulator');
-      checkGradients(s.emulator.flatMap((l) => l.loraParams()), () => alignmentLoss(s, batch, o).tensor);
+      checkGradients(
+        s.emulator.flatMap((l) => l.loraParams()),
+        () => alignmentLoss(s, batch, o).tensor,
+      );
     } finally {
       restore();
     }
@@ -171,7 +227,8 @@ test('alignment loss values: weights scale their terms, layer-wise NMSE sums (or
       return s.emulator.map((layer, i) => {
         hS = m.layerForward(layer, hS, ctx, i);
         const t = teacher.get(s.plan.emulator[i]!)!;
-        let num = 0, den = 0;
+        let num = 0,
+          den = 0;
         for (let r = 0; r < 8; r++) {
           if (!batch.attention[r]) continue;
           for (let d = 0; d < 8; d++) {
@@ -202,7 +259,8 @@ test('the paper preset carries the reference hyper-parameters tabled in docs/alg
   const rows = m[2]!.split('\n').filter((l) => l.startsWith('| `'));
   assert.ok(rows.length >= 30, `${rows.length} rows`);
   const cfg = loadConfig(root(file), []) as unknown as Record<string, unknown>;
-  const at = (obj: unknown, key: string) => key.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], obj);
+  const at = (obj: unknown, key: string) =>
+    key.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], obj);
   const tabled = new Set<string>();
   for (const row of rows) {
     const cells = row.split('|').map((c) => c.trim());
@@ -217,7 +275,9 @@ test('the paper preset carries the reference hyper-parameters tabled in docs/alg
   const exempt = ['seed', 'model', 'data.task', 'data.trainSize', 'data.testSize', 'data.public.size', 'eval'];
   const raw = parseYaml(fs.readFileSync(root(file), 'utf8')) as Record<string, unknown>;
   const leaves = (o: unknown, prefix: string): string[] =>
-    o !== null && typeof o === 'object' && !Array.isArray(o) ? Object.entries(o).flatMap(([k, v]) => leaves(v, prefix ? `${prefix}.${k}` : k)) : [prefix];
+    o !== null && typeof o === 'object' && !Array.isArray(o)
+      ? Object.entries(o).flatMap(([k, v]) => leaves(v, prefix ? `${prefix}.${k}` : k))
+      : [prefix];
   for (const key of leaves(raw, '')) {
     if (exempt.some((e) => key === e || key.startsWith(`${e}.`))) continue;
     assert.ok(tabled.has(key), `${file} sets ${key}, which docs/algorithm.md does not table`);

@@ -12,18 +12,39 @@ import { Tensor, tape, noGrad } from '../../src/tensor/tensor.js';
 import type { TokenBatch } from '../../src/nn/lm.js';
 import { mulberry32, fillNormal } from '../../src/util/rng.js';
 
-const cfg = makeConfig({ vocabSize: 40, hiddenSize: 64, intermediateSize: 96, numLayers: 5, numHeads: 4, numKvHeads: 2 });
-const lora = { r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[] };
+const cfg = makeConfig({
+  vocabSize: 40,
+  hiddenSize: 64,
+  intermediateSize: 96,
+  numLayers: 5,
+  numHeads: 4,
+  numKvHeads: 2,
+});
+const lora = {
+  r: 4,
+  alpha: 8,
+  dropout: 0,
+  targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[],
+};
 
 function split(weights: EmulatorWeights) {
-  const s = buildSplit(LlamaModel.random(cfg, 7, 0.3), { kind: 'last', last: 1 }, 0.5, { adapter: lora, emulator: lora }, 7, 'reference', weights);
+  const s = buildSplit(
+    LlamaModel.random(cfg, 7, 0.3),
+    { kind: 'last', last: 1 },
+    0.5,
+    { adapter: lora, emulator: lora },
+    7,
+    'reference',
+    weights,
+  );
   const r = mulberry32(11);
   for (const l of [...s.emulator, ...s.adapterTop]) for (const p of l.loraParams()) fillNormal(r, p.data, 0.2);
   return s;
 }
 
 const batch: TokenBatch = {
-  B: 2, T: 5,
+  B: 2,
+  T: 5,
   ids: Int32Array.from([1, 5, 3, 7, 2, 9, 4, 0, 12, 30]),
   labels: Int32Array.from([-100, 5, 3, 7, 2, -100, 4, 0, 12, -100]),
   attention: Uint8Array.from([1, 1, 1, 1, 1, 1, 1, 1, 1, 0]),
@@ -50,11 +71,19 @@ for (const weights of ['f16', 'q8_0', 'q4'] as EmulatorWeights[]) {
         stored += w.bytes.length;
         f32 += w.outFeatures * w.inFeatures * 4;
         // a new tensor: the f32 emulator shares its weights with the full model, which must stay as it is
-        ref.emulator[i]!.linears[n].weight = Tensor.param(w.toFloat32(), [w.outFeatures, w.inFeatures], `${layer.prefix}.${n}`, false);
+        ref.emulator[i]!.linears[n].weight = Tensor.param(
+          w.toFloat32(),
+          [w.outFeatures, w.inFeatures],
+          `${layer.prefix}.${n}`,
+          false,
+        );
       }
     }
     const ratio = f32 / stored;
-    assert.ok(ratio > (weights === 'f16' ? 1.99 : weights === 'q8_0' ? 3.7 : 7), `${weights}: ${ratio.toFixed(2)}x smaller than f32`);
+    assert.ok(
+      ratio > (weights === 'f16' ? 1.99 : weights === 'q8_0' ? 3.7 : 7),
+      `${weights}: ${ratio.toFixed(2)}x smaller than f32`,
+    );
     // the compressed (client) model: same logits as f32 over the dequantized values
     const a = logits(q.compressed);
     const b = logits(ref.compressed);

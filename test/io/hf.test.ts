@@ -10,8 +10,17 @@ import { readPeftAdapter, writePeftAdapter, type LoraTensors } from '../../src/i
 import { randTensor, randomLlama, rng, tinyConfig, tmpDir } from './helpers.js';
 
 const baseRaw = {
-  model_type: 'llama', hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 8,
-  rms_norm_eps: 1e-5, vocab_size: 100, max_position_embeddings: 256, bos_token_id: 1, eos_token_id: 2, torch_dtype: 'bfloat16',
+  model_type: 'llama',
+  hidden_size: 64,
+  intermediate_size: 128,
+  num_hidden_layers: 2,
+  num_attention_heads: 8,
+  rms_norm_eps: 1e-5,
+  vocab_size: 100,
+  max_position_embeddings: 256,
+  bos_token_id: 1,
+  eos_token_id: 2,
+  torch_dtype: 'bfloat16',
 };
 
 test('config.json: defaults, camelCase fields, round trip', () => {
@@ -26,7 +35,14 @@ test('config.json: defaults, camelCase fields, round trip', () => {
   writeLlamaConfig(p, { ...c, extra: { custom_field: [1, 2] } });
   const back = readLlamaConfig(p);
   assert.deepEqual(back, { ...c, extra: { custom_field: [1, 2], architectures: ['LlamaForCausalLM'] } });
-  const mistral = parseLlamaConfig({ ...baseRaw, model_type: 'mistral', num_key_value_heads: 2, sliding_window: 4096, rope_theta: 1e6, eos_token_id: [2, 3] });
+  const mistral = parseLlamaConfig({
+    ...baseRaw,
+    model_type: 'mistral',
+    num_key_value_heads: 2,
+    sliding_window: 4096,
+    rope_theta: 1e6,
+    eos_token_id: [2, 3],
+  });
   assert.equal(mistral.slidingWindow, 4096);
   assert.deepEqual(mistral.eosTokenId, [2, 3]);
   assert.equal(llamaConfigToJson(mistral).model_type, 'mistral');
@@ -46,7 +62,10 @@ test('config.json: range checks name the file and field', () => {
     [{ head_dim: 7 }, /field "head_dim"/],
   ];
   for (const [over, re] of bad) {
-    assert.throws(() => parseLlamaConfig({ ...baseRaw, ...over }, 'm/config.json'), (e: Error) => /^m\/config\.json: /.test(e.message) && re.test(e.message));
+    assert.throws(
+      () => parseLlamaConfig({ ...baseRaw, ...over }, 'm/config.json'),
+      (e: Error) => /^m\/config\.json: /.test(e.message) && re.test(e.message),
+    );
   }
   const dir = tmpDir();
   fs.writeFileSync(path.join(dir, 'config.json'), '{oops');
@@ -60,10 +79,18 @@ test('HF folder: sharded BF16 and single-file F16 round trips, index validated',
     const dir = tmpDir();
     const shards = writeHfModel(dir, { config: c, tensors: w, dtype, maxShardBytes: 20_000 });
     assert.ok(shards.length > 2, `several shards (${shards.length})`);
-    assert.ok(shards.every((s, i) => s === `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`));
+    assert.ok(
+      shards.every(
+        (s, i) =>
+          s === `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`,
+      ),
+    );
     const index = JSON.parse(fs.readFileSync(path.join(dir, INDEX_FILE), 'utf8'));
     assert.equal(Object.keys(index.weight_map).length, w.size);
-    assert.equal(index.metadata.total_size, [...w.values()].reduce((a, t) => a + t.data.length * 2, 0));
+    assert.equal(
+      index.metadata.total_size,
+      [...w.values()].reduce((a, t) => a + t.data.length * 2, 0),
+    );
     const m = openHfModel(dir);
     try {
       assert.equal(m.config.torchDtype, dtype === 'BF16' ? 'bfloat16' : 'float16');
@@ -101,21 +128,36 @@ test('HF folder: generation_config, missing tensors, bad shapes and hostile inde
   const idxPath = path.join(dir, INDEX_FILE);
   const idx = JSON.parse(fs.readFileSync(idxPath, 'utf8'));
   // biome-ignore lint/suspicious/noExplicitAny: the test edits arbitrary fields of the JSON it read
-  const edit = (f: (x: any) => void) => { const x = structuredClone(idx); f(x); fs.writeFileSync(idxPath, JSON.stringify(x)); };
-  edit((x) => { x.weight_map['model.norm.weight'] = '../../etc/passwd.safetensors'; });
+  const edit = (f: (x: any) => void) => {
+    const x = structuredClone(idx);
+    f(x);
+    fs.writeFileSync(idxPath, JSON.stringify(x));
+  };
+  edit((x) => {
+    x.weight_map['model.norm.weight'] = '../../etc/passwd.safetensors';
+  });
   assert.throws(() => openHfModel(dir), /not a plain file name/);
-  edit((x) => { x.weight_map['model.norm.weight'] = 'model-00009-of-00009.safetensors'; });
+  edit((x) => {
+    x.weight_map['model.norm.weight'] = 'model-00009-of-00009.safetensors';
+  });
   assert.throws(() => openHfModel(dir), /shard "model-00009-of-00009.safetensors" listed in weight_map does not exist/);
-  edit((x) => { x.weight_map['ghost.weight'] = x.weight_map['model.norm.weight']; });
+  edit((x) => {
+    x.weight_map['ghost.weight'] = x.weight_map['model.norm.weight'];
+  });
   assert.throws(() => openHfModel(dir), /tensor "ghost.weight" is mapped to .* but that shard does not contain it/);
-  edit((x) => { delete x.weight_map['model.norm.weight']; });
+  edit((x) => {
+    delete x.weight_map['model.norm.weight'];
+  });
   assert.throws(() => openHfModel(dir), /tensor "model.norm.weight" in shard .* is not in the weight_map/);
   fs.writeFileSync(idxPath, JSON.stringify(idx));
   assert.doesNotThrow(() => openHfModel(dir).close());
 
   const w2 = new Map(w);
   w2.delete('model.layers.1.mlp.up_proj.weight');
-  assert.throws(() => writeHfModel(tmpDir(), { config: c, tensors: w2 }), /"model.layers.1.mlp.up_proj.weight" required by the config is missing/);
+  assert.throws(
+    () => writeHfModel(tmpDir(), { config: c, tensors: w2 }),
+    /"model.layers.1.mlp.up_proj.weight" required by the config is missing/,
+  );
   const dir3 = tmpDir();
   writeHfModel(dir3, { config: c, tensors: w2, validateLlama: false });
   assert.throws(() => openHfModel(dir3), /"model.layers.1.mlp.up_proj.weight" required by config.json is missing/);
@@ -131,11 +173,12 @@ function loraFor(c = tinyConfig(), layers = [0, 1], mods = ['q_proj', 'v_proj', 
   const g = rng(11);
   const shapes = llamaTensorShapes(c);
   const t: LoraTensors = new Map();
-  for (const l of layers) for (const m of mods) {
-    const mp = `layers.${l}.${m.endsWith('proj') && ['gate_proj', 'up_proj', 'down_proj'].includes(m) ? 'mlp' : 'self_attn'}.${m}`;
-    const [out, inp] = shapes.get(`model.${mp}.weight`)!;
-    t.set(mp, { A: randTensor([r, inp!], g), B: randTensor([out!, r], g) });
-  }
+  for (const l of layers)
+    for (const m of mods) {
+      const mp = `layers.${l}.${m.endsWith('proj') && ['gate_proj', 'up_proj', 'down_proj'].includes(m) ? 'mlp' : 'self_attn'}.${m}`;
+      const [out, inp] = shapes.get(`model.${mp}.weight`)!;
+      t.set(mp, { A: randTensor([r, inp!], g), B: randTensor([out!, r], g) });
+    }
   return t;
 }
 
@@ -143,7 +186,14 @@ test('PEFT adapter: round trip, PEFT key names and config fields', () => {
   const c = tinyConfig();
   const dir = tmpDir();
   const tensors = loraFor(c, [1]);
-  const config = { r: 4, loraAlpha: 16, loraDropout: 0.05, targetModules: ['q_proj', 'v_proj', 'down_proj'], baseModelNameOrPath: 'tiny', layersToTransform: [1] };
+  const config = {
+    r: 4,
+    loraAlpha: 16,
+    loraDropout: 0.05,
+    targetModules: ['q_proj', 'v_proj', 'down_proj'],
+    baseModelNameOrPath: 'tiny',
+    layersToTransform: [1],
+  };
   writePeftAdapter(dir, { config, tensors });
   const cfgJson = JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8'));
   assert.equal(cfgJson.peft_type, 'LORA');
@@ -153,34 +203,77 @@ test('PEFT adapter: round trip, PEFT key names and config fields', () => {
   assert.deepEqual(cfgJson.layers_to_transform, [1]);
   const back = readPeftAdapter(dir, { baseConfig: c });
   assert.deepEqual(back.config, config);
-  assert.deepEqual([...back.tensors.keys()], ['layers.1.self_attn.q_proj', 'layers.1.self_attn.v_proj', 'layers.1.mlp.down_proj']);
+  assert.deepEqual(
+    [...back.tensors.keys()],
+    ['layers.1.self_attn.q_proj', 'layers.1.self_attn.v_proj', 'layers.1.mlp.down_proj'],
+  );
   for (const [k, v] of tensors) {
     assert.deepEqual(back.tensors.get(k)!.A.data, v.A.data);
     assert.deepEqual(back.tensors.get(k)!.B.shape, v.B.shape);
   }
   const st = fs.readFileSync(path.join(dir, 'adapter_model.safetensors'));
   const header = st.subarray(8, 8 + Number(st.readBigUInt64LE(0))).toString();
-  assert.match(header, /"base_model\.model\.model\.layers\.1\.self_attn\.q_proj\.lora_A\.weight":\{"dtype":"F32","shape":\[4,32\]/);
-  assert.match(header, /"base_model\.model\.model\.layers\.1\.mlp\.down_proj\.lora_B\.weight":\{"dtype":"F32","shape":\[32,4\]/);
+  assert.match(
+    header,
+    /"base_model\.model\.model\.layers\.1\.self_attn\.q_proj\.lora_A\.weight":\{"dtype":"F32","shape":\[4,32\]/,
+  );
+  assert.match(
+    header,
+    /"base_model\.model\.model\.layers\.1\.mlp\.down_proj\.lora_B\.weight":\{"dtype":"F32","shape":\[32,4\]/,
+  );
 });
 
 test('PEFT adapter: validation errors', () => {
   const c = tinyConfig();
-  const config = { r: 4, loraAlpha: 8, loraDropout: 0, targetModules: ['q_proj', 'v_proj', 'down_proj'], baseModelNameOrPath: null };
-  assert.throws(() => writePeftAdapter(tmpDir(), { config: { ...config, targetModules: ['q_proj'] }, tensors: loraFor(c) }), /"v_proj" is not in target_modules/);
-  assert.throws(() => writePeftAdapter(tmpDir(), { config: { ...config, targetModules: [...config.targetModules, 'k_proj'] }, tensors: loraFor(c) }), /target module "k_proj" has no LoRA weights/);
-  assert.throws(() => writePeftAdapter(tmpDir(), { config: { ...config, r: 8 }, tensors: loraFor(c) }), /lora_A has shape \[4, 32\], expected \[r=8, in\]/);
-  assert.throws(() => writePeftAdapter(tmpDir(), { config: { ...config, layersToTransform: [0] }, tensors: loraFor(c) }), /layer 1 is not in layers_to_transform/);
+  const config = {
+    r: 4,
+    loraAlpha: 8,
+    loraDropout: 0,
+    targetModules: ['q_proj', 'v_proj', 'down_proj'],
+    baseModelNameOrPath: null,
+  };
+  assert.throws(
+    () => writePeftAdapter(tmpDir(), { config: { ...config, targetModules: ['q_proj'] }, tensors: loraFor(c) }),
+    /"v_proj" is not in target_modules/,
+  );
+  assert.throws(
+    () =>
+      writePeftAdapter(tmpDir(), {
+        config: { ...config, targetModules: [...config.targetModules, 'k_proj'] },
+        tensors: loraFor(c),
+      }),
+    /target module "k_proj" has no LoRA weights/,
+  );
+  assert.throws(
+    () => writePeftAdapter(tmpDir(), { config: { ...config, r: 8 }, tensors: loraFor(c) }),
+    /lora_A has shape \[4, 32\], expected \[r=8, in\]/,
+  );
+  assert.throws(
+    () => writePeftAdapter(tmpDir(), { config: { ...config, layersToTransform: [0] }, tensors: loraFor(c) }),
+    /layer 1 is not in layers_to_transform/,
+  );
   const t = loraFor(c);
   t.set('layers.0.mlp.q_proj', t.get('layers.0.self_attn.q_proj')!);
   assert.throws(() => writePeftAdapter(tmpDir(), { config, tensors: t }), /"q_proj" is not a LLaMA mlp linear layer/);
   const dir = tmpDir();
   writePeftAdapter(dir, { config, tensors: loraFor(c) });
-  assert.throws(() => readPeftAdapter(dir, { baseConfig: tinyConfig({ hiddenSize: 64, numAttentionHeads: 4 }) }), /LoRA maps 32 -> 32 but the base layer maps 64 -> 64/);
-  assert.throws(() => readPeftAdapter(dir, { baseConfig: tinyConfig({ numHiddenLayers: 1 }) }), /the base model has only 1 layers/);
+  assert.throws(
+    () => readPeftAdapter(dir, { baseConfig: tinyConfig({ hiddenSize: 64, numAttentionHeads: 4 }) }),
+    /LoRA maps 32 -> 32 but the base layer maps 64 -> 64/,
+  );
+  assert.throws(
+    () => readPeftAdapter(dir, { baseConfig: tinyConfig({ numHiddenLayers: 1 }) }),
+    /the base model has only 1 layers/,
+  );
   const cfgPath = path.join(dir, 'adapter_config.json');
   const raw = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
-  for (const [over, re] of [[{ peft_type: 'IA3' }, /peft_type/], [{ use_dora: true }, /DoRA/], [{ target_modules: '.*proj' }, /regular-expression/], [{ bias: 'all' }, /bias/], [{ r: 0 }, /"r"/]] as const) {
+  for (const [over, re] of [
+    [{ peft_type: 'IA3' }, /peft_type/],
+    [{ use_dora: true }, /DoRA/],
+    [{ target_modules: '.*proj' }, /regular-expression/],
+    [{ bias: 'all' }, /bias/],
+    [{ r: 0 }, /"r"/],
+  ] as const) {
     fs.writeFileSync(cfgPath, JSON.stringify({ ...raw, ...over }));
     assert.throws(() => readPeftAdapter(dir), re);
   }

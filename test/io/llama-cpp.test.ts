@@ -16,14 +16,26 @@ import { mergeLora, refNextTokenProbs } from './ref-llama.js';
 import { TOKENIZER_TEXTS } from './tokenizer-texts.js';
 
 const mod = await loadNodeLlamaCpp();
-const skip = mod ? false : 'node-llama-cpp is not installed (npm run setup:llama-cpp, or set FEDBIOT_NODE_LLAMA_CPP to its folder)';
+const skip = mod
+  ? false
+  : 'node-llama-cpp is not installed (npm run setup:llama-cpp, or set FEDBIOT_NODE_LLAMA_CPP to its folder)';
 
 const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i]!)), 0);
 
-test('llama.cpp loads our GGUF, tokenizes like us, and matches a reference forward pass (with and without LoRA)', { skip, timeout: 120_000 }, async () => {
+test('llama.cpp loads our GGUF, tokenizes like us, and matches a reference forward pass (with and without LoRA)', {
+  skip,
+  timeout: 120_000,
+}, async () => {
   const dir = tmpDir();
   const tok = writeTrainedTokenizer(path.join(dir, 'tok'), trainBpe(sotuTexts(300_000), { vocabSize: 600 }));
-  const config = tinyConfig({ vocabSize: tok.vocabSize, hiddenSize: 64, numAttentionHeads: 4, numKeyValueHeads: 2, intermediateSize: 96, ropeTheta: 100 });
+  const config = tinyConfig({
+    vocabSize: tok.vocabSize,
+    hiddenSize: 64,
+    numAttentionHeads: 4,
+    numKeyValueHeads: 2,
+    intermediateSize: 96,
+    ropeTheta: 100,
+  });
   const weights = randomLlama(config, 3);
   // larger q/k weights make attention (and so the rotary layout) matter
   for (const [n, t] of weights) if (/q_proj|k_proj/.test(n)) t.data.forEach((v, i) => (t.data[i] = v * 8));
@@ -56,7 +68,13 @@ test('llama.cpp loads our GGUF, tokenizes like us, and matches a reference forwa
     ['layers.1.mlp.down_proj', { A: randTensor([4, 96], r, 0.5), B: randTensor([64, 4], r, 0.5) }],
   ]);
   const loraPath = path.join(dir, 'lora.gguf');
-  const loraCfg = { r: 4, loraAlpha: 8, loraDropout: 0, targetModules: ['q_proj', 'k_proj', 'down_proj'], baseModelNameOrPath: null };
+  const loraCfg = {
+    r: 4,
+    loraAlpha: 8,
+    loraDropout: 0,
+    targetModules: ['q_proj', 'k_proj', 'down_proj'],
+    baseModelNameOrPath: null,
+  };
   writeLoraGguf(loraPath, { baseConfig: config, lora: loraCfg, tensors: lora });
   const s2 = await openLlamaCpp(gguf, { loraPath });
   assert.ok(s2);

@@ -49,18 +49,24 @@ export function mergeLora(w: Map<string, TensorRecord>, lora: LoraTensors, alpha
     const [o, i] = base.shape as [number, number];
     const r = A.shape[0]!;
     const data = Float32Array.from(base.data);
-    for (let a = 0; a < o; a++) for (let b = 0; b < i; b++) {
-      let s = 0;
-      for (let k = 0; k < r; k++) s += B.data[a * r + k]! * A.data[k * i + b]!;
-      data[a * i + b]! += (alpha / r) * s;
-    }
+    for (let a = 0; a < o; a++)
+      for (let b = 0; b < i; b++) {
+        let s = 0;
+        for (let k = 0; k < r; k++) s += B.data[a * r + k]! * A.data[k * i + b]!;
+        data[a * i + b]! += (alpha / r) * s;
+      }
     out.set(name, { ...base, data });
   }
   return out;
 }
 
 /** Next-token probabilities after `tokens`. `interleavedRope` applies the wrong layout (negative control). */
-export function refNextTokenProbs(c: LlamaConfig, w: Map<string, TensorRecord>, tokens: number[], interleavedRope = false): Float32Array {
+export function refNextTokenProbs(
+  c: LlamaConfig,
+  w: Map<string, TensorRecord>,
+  tokens: number[],
+  interleavedRope = false,
+): Float32Array {
   const H = c.hiddenSize;
   const hd = c.headDim;
   const nh = c.numAttentionHeads;
@@ -73,8 +79,12 @@ export function refNextTokenProbs(c: LlamaConfig, w: Map<string, TensorRecord>, 
     const q = hs.map((h) => matvec(g(p + 'self_attn.q_proj.weight'), h));
     const k = hs.map((h) => matvec(g(p + 'self_attn.k_proj.weight'), h));
     const v = hs.map((h) => matvec(g(p + 'self_attn.v_proj.weight'), h));
-    q.forEach((qq, pos) => { for (let h = 0; h < nh; h++) rope(qq, h * hd, hd, pos, c.ropeTheta, interleavedRope); });
-    k.forEach((kk, pos) => { for (let h = 0; h < nkv; h++) rope(kk, h * hd, hd, pos, c.ropeTheta, interleavedRope); });
+    q.forEach((qq, pos) => {
+      for (let h = 0; h < nh; h++) rope(qq, h * hd, hd, pos, c.ropeTheta, interleavedRope);
+    });
+    k.forEach((kk, pos) => {
+      for (let h = 0; h < nkv; h++) rope(kk, h * hd, hd, pos, c.ropeTheta, interleavedRope);
+    });
     xs = xs.map((x, t) => {
       const att = new Float32Array(nh * hd);
       for (let h = 0; h < nh; h++) {

@@ -4,7 +4,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, quantize } from '../../src/io/dtype.js';
-import { SafetensorsReader, deserializeSafetensors, serializeSafetensors, writeSafetensors } from '../../src/io/safetensors.js';
+import {
+  SafetensorsReader,
+  deserializeSafetensors,
+  serializeSafetensors,
+  writeSafetensors,
+} from '../../src/io/safetensors.js';
 import type { TensorRecord } from '../../src/io/types.js';
 import { assertClose, randTensor, rng, tmpDir } from './helpers.js';
 
@@ -80,8 +85,18 @@ test('safetensors buffer round trip, dtype override, and big multi-chunk tensors
 test('safetensors writer rejects bad input', () => {
   const dir = tmpDir();
   const p = path.join(dir, 'bad.safetensors');
-  assert.throws(() => writeSafetensors(p, { x: { dtype: 'F32', shape: [2, 2], data: new Float32Array(3) } }), /"x".*4 elements but data has 3/);
-  assert.throws(() => writeSafetensors(p, [['x', randTensor([1], Math.random)], ['x', randTensor([1], Math.random)]]), /duplicate tensor name "x"/);
+  assert.throws(
+    () => writeSafetensors(p, { x: { dtype: 'F32', shape: [2, 2], data: new Float32Array(3) } }),
+    /"x".*4 elements but data has 3/,
+  );
+  assert.throws(
+    () =>
+      writeSafetensors(p, [
+        ['x', randTensor([1], Math.random)],
+        ['x', randTensor([1], Math.random)],
+      ]),
+    /duplicate tensor name "x"/,
+  );
   assert.throws(() => writeSafetensors(p, { __metadata__: randTensor([1], Math.random) }), /invalid tensor name/);
   assert.equal(fs.existsSync(p), false);
   assert.deepEqual(fs.readdirSync(dir), []);
@@ -101,19 +116,52 @@ test('safetensors reader rejects malformed headers with errors naming file and t
   assert.doesNotThrow(() => SafetensorsReader.fromBuffer(raw(ok, 8)));
   const cases: [Buffer, RegExp][] = [
     [Buffer.alloc(4), /too short/],
-    [(() => { const b = raw(ok, 8); b.writeBigUInt64LE(1n << 60n, 0); return b; })(), /exceeds the 100000000-byte limit/],
-    [(() => { const b = raw(ok, 8); b.writeBigUInt64LE(10_000n, 0); return b; })(), /runs past the end of the file/],
+    [
+      (() => {
+        const b = raw(ok, 8);
+        b.writeBigUInt64LE(1n << 60n, 0);
+        return b;
+      })(),
+      /exceeds the 100000000-byte limit/,
+    ],
+    [
+      (() => {
+        const b = raw(ok, 8);
+        b.writeBigUInt64LE(10_000n, 0);
+        return b;
+      })(),
+      /runs past the end of the file/,
+    ],
     [raw(null, 8, '{"t": {"dtype": "F32", '), /header JSON is invalid/],
     [raw(null, 0, '[1,2]'), /does not start with "\{"/],
-    [raw(null, 8, '{"t": {"dtype":"F32","shape":[2],"data_offsets":[0,8]}, "t": {"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'), /duplicate key "t"/],
+    [
+      raw(
+        null,
+        8,
+        '{"t": {"dtype":"F32","shape":[2],"data_offsets":[0,8]}, "t": {"dtype":"F32","shape":[2],"data_offsets":[0,8]}}',
+      ),
+      /duplicate key "t"/,
+    ],
     [raw({ t: { dtype: 'Q4', shape: [2], data_offsets: [0, 8] } }, 8), /tensor "t": unknown dtype "Q4"/],
-    [raw({ t: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, 8), /tensor "t": shape \[3\] of F32 needs 12 bytes but data_offsets span 8/],
+    [
+      raw({ t: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, 8),
+      /tensor "t": shape \[3\] of F32 needs 12 bytes but data_offsets span 8/,
+    ],
     [raw({ t: { dtype: 'F32', shape: [2], data_offsets: [0, 16] } }, 8), /tensor "t": data_offsets \[0, 16\] run past/],
     [raw({ t: { dtype: 'F32', shape: [2], data_offsets: [8, 0] } }, 8), /end before they begin/],
     [raw({ t: { dtype: 'F32', shape: [-2], data_offsets: [0, 8] } }, 8), /tensor "t": bad dimension -2/],
     [raw({ t: { dtype: 'F32', shape: [2 ** 40, 2 ** 40], data_offsets: [0, 8] } }, 8), /tensor "t": .*overflows/],
     [raw({ t: { dtype: 'F32', shape: [2], data_offsets: [0, 1e300] } }, 8), /not non-negative integers/],
-    [raw({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, 8), /overlap/],
+    [
+      raw(
+        {
+          a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+          b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] },
+        },
+        8,
+      ),
+      /overlap/,
+    ],
     [raw({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, 8), /gap in the data buffer/],
     [raw({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, 8), /covers 4 bytes but the data buffer holds 8/],
     [raw({ __metadata__: { a: 1 } }, 0), /__metadata__\["a"\] is not a string/],
@@ -121,11 +169,14 @@ test('safetensors reader rejects malformed headers with errors naming file and t
     [raw(null, 0, '{"a":' + '['.repeat(1000) + ']'.repeat(1000) + '}'), /nesting too deep/],
   ];
   for (const [buf, re] of cases) {
-    assert.throws(() => SafetensorsReader.fromBuffer(buf, 'evil.safetensors'), (e: Error) => {
-      assert.match(e.message, /^evil\.safetensors: /);
-      assert.match(e.message, re);
-      return true;
-    });
+    assert.throws(
+      () => SafetensorsReader.fromBuffer(buf, 'evil.safetensors'),
+      (e: Error) => {
+        assert.match(e.message, /^evil\.safetensors: /);
+        assert.match(e.message, re);
+        return true;
+      },
+    );
   }
   // invalid UTF-8 in the header
   const b = raw(ok, 8);
@@ -141,7 +192,8 @@ test('safetensors reader survives thousands of random corruptions (fuzz)', () =>
     const b = Buffer.from(base);
     let cur: Buffer = b;
     const kind = iter % 5;
-    if (kind === 0) cur = b.subarray(0, Math.floor(r() * b.length)); // truncation
+    if (kind === 0)
+      cur = b.subarray(0, Math.floor(r() * b.length)); // truncation
     else if (kind === 1 || kind === 2) {
       const n = 1 + Math.floor(r() * 4);
       const hlen = Number(b.readBigUInt64LE(0));
@@ -203,7 +255,18 @@ print(json.dumps(out))`;
   }
   // and numpy's own f16 conversion agrees with our encoder on awkward values
   const vals = [0, 1e-8, 5.96e-8, 6.1e-5, 0.1, 1 / 3, 1.0009765625, 65504, 65519, 65520, 1e6, -2.5];
-  const conv = spawnSync(py, ['-c', `import numpy as np, json, sys; print(json.dumps([int(x) for x in np.array(json.loads(sys.argv[1]), dtype=np.float32).astype(np.float16).view(np.uint16)]))`, JSON.stringify(vals)], { encoding: 'utf8' });
+  const conv = spawnSync(
+    py,
+    [
+      '-c',
+      `import numpy as np, json, sys; print(json.dumps([int(x) for x in np.array(json.loads(sys.argv[1]), dtype=np.float32).astype(np.float16).view(np.uint16)]))`,
+      JSON.stringify(vals),
+    ],
+    { encoding: 'utf8' },
+  );
   assert.equal(conv.status, 0, conv.stderr);
-  assert.deepEqual(JSON.parse(conv.stdout), vals.map((v) => f32ToF16(v)));
+  assert.deepEqual(
+    JSON.parse(conv.stdout),
+    vals.map((v) => f32ToF16(v)),
+  );
 });

@@ -13,7 +13,12 @@ import { fileURLToPath } from 'node:url';
 import { loadTokenizer } from '../../src/io/tokenizer.js';
 
 const require = createRequire(import.meta.url);
-const golden = JSON.parse(fs.readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'tokenizer-golden.json'), 'utf8')) as {
+const golden = JSON.parse(
+  fs.readFileSync(
+    path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'tokenizer-golden.json'),
+    'utf8',
+  ),
+) as {
   texts: string[];
   models: Record<string, { with_special: number[][]; without_special: number[][] }>;
 };

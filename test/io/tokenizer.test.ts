@@ -37,7 +37,10 @@ test('Llama-2 tokenizer.json: ids equal llama-tokenizer-js, decode round-trips',
   assert.deepEqual(ours.encode(''), [1]);
   assert.deepEqual(ours.encode('hi', { addSpecial: false }), llamaTokenizer.encode('hi', false));
   // byte fallback: a character missing from the vocabulary becomes its UTF-8 bytes
-  assert.deepEqual(ours.encode('\u{10FFFD}', { addSpecial: false }).map((i) => ours.idToToken(i)), ['▁', '<0xF4>', '<0x8F>', '<0xBF>', '<0xBD>']);
+  assert.deepEqual(
+    ours.encode('\u{10FFFD}', { addSpecial: false }).map((i) => ours.idToToken(i)),
+    ['▁', '<0xF4>', '<0x8F>', '<0xBF>', '<0xBD>'],
+  );
 });
 
 test('Mistral tokenizer.json (real HF file): ids and decodes equal @lenml/tokenizers', () => {
@@ -53,7 +56,11 @@ test('Mistral tokenizer.json (real HF file): ids and decodes equal @lenml/tokeni
     assert.equal(ours.decode(ids, { skipSpecial: true }), ref.decode(ids, { skip_special_tokens: true }));
     assert.equal(ours.decode(ids), ref.decode(ids, { skip_special_tokens: false }));
   }
-  assert.deepEqual(ours.encode('<s>hello</s>', { addSpecial: false }).slice(0, 1), [1], 'special tokens in text are recognised');
+  assert.deepEqual(
+    ours.encode('<s>hello</s>', { addSpecial: false }).slice(0, 1),
+    [1],
+    'special tokens in text are recognised',
+  );
   const v = ours.toGgufVocab();
   assert.equal(v.model, 'llama');
   assert.equal(v.tokenTypes[0], 2);
@@ -108,9 +115,18 @@ test('tokenizer loader details: (?i:) regexes, Metaspace "first", lstrip/rstrip,
   assert.deepEqual(t.encode('a'), [4]);
   assert.deepEqual(t.encode('<s>  a'), [0, 2], 'rstrip eats the spaces; no prepend after the first segment');
   assert.equal(t.decode([4, 3]), 'ab');
-  assert.throws(() => tokenizerFromJson({ model: { type: 'Unigram', vocab: [] } }), /model type "Unigram" is not supported/);
-  assert.throws(() => tokenizerFromJson({ model: { type: 'BPE', vocab: { a: 0 }, merges: ['a b'] } }), /merge #0 "a b" uses tokens missing/);
-  assert.throws(() => tokenizerFromJson({ normalizer: { type: 'BertNormalizer' }, model: { type: 'BPE', vocab: {}, merges: [] } }), /unsupported normalizer "BertNormalizer"/);
+  assert.throws(
+    () => tokenizerFromJson({ model: { type: 'Unigram', vocab: [] } }),
+    /model type "Unigram" is not supported/,
+  );
+  assert.throws(
+    () => tokenizerFromJson({ model: { type: 'BPE', vocab: { a: 0 }, merges: ['a b'] } }),
+    /merge #0 "a b" uses tokens missing/,
+  );
+  assert.throws(
+    () => tokenizerFromJson({ normalizer: { type: 'BertNormalizer' }, model: { type: 'BPE', vocab: {}, merges: [] } }),
+    /unsupported normalizer "BertNormalizer"/,
+  );
   assert.throws(() => loadTokenizer(tmpDir()), /tokenizer\.json: missing/);
   assert.throws(() => t.decode([99]), /outside the vocabulary/);
 });

@@ -10,7 +10,8 @@ export const rng = mulberry32;
 export function randn(n: number, r: () => number, scale = 1): Float32Array {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
-    const u = Math.max(r(), 1e-12), v = r();
+    const u = Math.max(r(), 1e-12),
+      v = r();
     out[i] = scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
   }
   return out;
@@ -27,12 +28,17 @@ export const f32 = (x: ArrayLike<number>): Float32Array => Float32Array.from(x);
 
 /** Asserts |actual - expected| <= atol + rtol * |expected| elementwise (NaN never passes). */
 export function assertClose(
-  actual: ArrayLike<number>, expected: ArrayLike<number>, tol: { atol: number; rtol: number }, what: string,
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  tol: { atol: number; rtol: number },
+  what: string,
 ): void {
   assert.equal(actual.length, expected.length, `${what}: length`);
-  let worst = -1, worstExcess = 0;
+  let worst = -1,
+    worstExcess = 0;
   for (let i = 0; i < actual.length; i++) {
-    const a = actual[i]!, e = expected[i]!;
+    const a = actual[i]!,
+      e = expected[i]!;
     if (a === e) continue; // covers equal infinities
     const excess = Math.abs(a - e) - (tol.atol + tol.rtol * Math.abs(e));
     if (!(excess <= 0) && (worst < 0 || !(excess <= worstExcess))) {
@@ -41,7 +47,9 @@ export function assertClose(
     }
   }
   if (worst >= 0) {
-    assert.fail(`${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} (atol ${tol.atol}, rtol ${tol.rtol})`);
+    assert.fail(
+      `${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} (atol ${tol.atol}, rtol ${tol.rtol})`,
+    );
   }
 }
 

@@ -21,28 +21,41 @@ const skip = native ? false : `native addon not loaded: ${nativeLoadError()}`;
 test('weights: GGUF q8_0 and q4_0 blocks decode as the format defines', () => {
   // q8_0: f16 scale 0.5 (0x3800), then 32 int8: value = 0.5 * q
   const q8 = new Uint8Array(34);
-  q8[0] = 0x00; q8[1] = 0x38;
+  q8[0] = 0x00;
+  q8[1] = 0x38;
   for (let j = 0; j < 32; j++) q8[2 + j] = (j - 16) & 0xff;
-  assert.deepEqual(Array.from(decodeWeight('q8_0', q8, 1, 32)), Array.from({ length: 32 }, (_, j) => 0.5 * (j - 16)));
+  assert.deepEqual(
+    Array.from(decodeWeight('q8_0', q8, 1, 32)),
+    Array.from({ length: 32 }, (_, j) => 0.5 * (j - 16)),
+  );
   // q4_0: f16 scale 2 (0x4000), byte j = low nibble (value j) | high nibble (value j + 16)
   const q4 = new Uint8Array(18);
-  q4[0] = 0x00; q4[1] = 0x40;
+  q4[0] = 0x00;
+  q4[1] = 0x40;
   for (let j = 0; j < 16; j++) q4[2 + j] = (j & 15) | ((15 - j) << 4);
-  const want = [...Array.from({ length: 16 }, (_, j) => 2 * (j - 8)), ...Array.from({ length: 16 }, (_, j) => 2 * (15 - j - 8))];
+  const want = [
+    ...Array.from({ length: 16 }, (_, j) => 2 * (j - 8)),
+    ...Array.from({ length: 16 }, (_, j) => 2 * (15 - j - 8)),
+  ];
   assert.deepEqual(Array.from(decodeWeight('q4_0', q4, 1, 32)), want);
   // bf16 0x3fc0 = 1.5, f16 0x3e00 = 1.5
   assert.deepEqual(Array.from(decodeWeight('bf16', new Uint8Array([0xc0, 0x3f]), 1, 1)), [1.5]);
   assert.deepEqual(Array.from(decodeWeight('f16', new Uint8Array([0x00, 0x3e]), 1, 1)), [1.5]);
 });
 
-test('weights: encoding error is within each format\'s resolution', () => {
-  const r = rng(3), N = 4, K = 64;
+test("weights: encoding error is within each format's resolution", () => {
+  const r = rng(3),
+    N = 4,
+    K = 64;
   const w = randn(N * K, r);
   // Relative to the block's largest magnitude: q8_0 rounds to 1/254 of it, q4_0 to 1/16 (one
   // step of 2 max/16 on the side of the extreme value); bf16 / f16 are relative to each value.
   const bound: Record<WeightFormat, (v: number, amax: number) => number> = {
-    f32: () => 0, bf16: (v) => Math.abs(v) * 2 ** -8, f16: (v) => Math.abs(v) * 2 ** -11 + 2 ** -24,
-    q8_0: (_, amax) => amax / 254 * 1.01 + amax * 2 ** -11, q4_0: (_, amax) => amax / 8 * 1.01 + amax * 2 ** -11,
+    f32: () => 0,
+    bf16: (v) => Math.abs(v) * 2 ** -8,
+    f16: (v) => Math.abs(v) * 2 ** -11 + 2 ** -24,
+    q8_0: (_, amax) => (amax / 254) * 1.01 + amax * 2 ** -11,
+    q4_0: (_, amax) => (amax / 8) * 1.01 + amax * 2 ** -11,
   };
   for (const f of WEIGHT_FORMATS) {
     const back = decodeWeight(f, encodeWeight(f, w, N, K), N, K);
@@ -50,7 +63,10 @@ test('weights: encoding error is within each format\'s resolution', () => {
       const b0 = Math.floor(i / 32) * 32;
       let amax = 0;
       for (let j = b0; j < b0 + 32; j++) amax = Math.max(amax, Math.abs(w[j]!));
-      assert.ok(Math.abs(back[i]! - w[i]!) <= bound[f](w[i]!, amax), `${f}: element ${i} ${w[i]} came back as ${back[i]}`);
+      assert.ok(
+        Math.abs(back[i]! - w[i]!) <= bound[f](w[i]!, amax),
+        `${f}: element ${i} ${w[i]} came back as ${back[i]}`,
+      );
     }
   }
 });
@@ -73,52 +89,77 @@ function onPath<T>(path: string, fn: () => T): T {
   }
 }
 for (const path of paths)
-for (const f of WEIGHT_FORMATS) {
-  for (const transW of [true, false]) {
-    for (const M of [1, 3, 37]) {
-      for (const beta of [0, 0.5]) {
-        test(`weights [${path}]: weightGemm ${f} transW=${transW} M=${M} beta=${beta} matches float64`, { skip }, () => onPath(path, () => {
-          const r = rng(M * 7 + (transW ? 1 : 2) + beta * 10);
-          const N = 80, K = 96, pad = 3;
-          const W = encodeWeight(f, randn(N * K, r, 0.1), N, K);
-          const inCols = transW ? K : N, outCols = transW ? N : K;
-          const ldx = inCols + pad, ldy = outCols + pad;
-          const X = randn(pad + M * ldx, r);
-          const Y0 = randn(pad + M * ldy, r);
-          if (beta === 0) Y0.fill(NaN);
-          const got = Float32Array.from(Y0), want = Float64Array.from(Y0);
-          const p = { format: f, W, N, K, transW, M, alpha: 0.75, xOff: pad, ldx, beta, yOff: pad, ldy };
-          native!.weightGemm({ ...p, X, Y: got });
-          ref.weightGemm({ ...p, X: Float64Array.from(X), Y: want });
-          const pick = (y: ArrayLike<number>) => Array.from({ length: M * outCols }, (_, i) => y[pad + Math.floor(i / outCols) * ldy + (i % outCols)]!);
-          assertClose(pick(got), pick(want), { atol: 1e-4, rtol: 1e-4 }, `weightGemm ${f}`);
-        }));
+  for (const f of WEIGHT_FORMATS) {
+    for (const transW of [true, false]) {
+      for (const M of [1, 3, 37]) {
+        for (const beta of [0, 0.5]) {
+          test(
+            `weights [${path}]: weightGemm ${f} transW=${transW} M=${M} beta=${beta} matches float64`,
+            { skip },
+            () =>
+              onPath(path, () => {
+                const r = rng(M * 7 + (transW ? 1 : 2) + beta * 10);
+                const N = 80,
+                  K = 96,
+                  pad = 3;
+                const W = encodeWeight(f, randn(N * K, r, 0.1), N, K);
+                const inCols = transW ? K : N,
+                  outCols = transW ? N : K;
+                const ldx = inCols + pad,
+                  ldy = outCols + pad;
+                const X = randn(pad + M * ldx, r);
+                const Y0 = randn(pad + M * ldy, r);
+                if (beta === 0) Y0.fill(NaN);
+                const got = Float32Array.from(Y0),
+                  want = Float64Array.from(Y0);
+                const p = { format: f, W, N, K, transW, M, alpha: 0.75, xOff: pad, ldx, beta, yOff: pad, ldy };
+                native!.weightGemm({ ...p, X, Y: got });
+                ref.weightGemm({ ...p, X: Float64Array.from(X), Y: want });
+                const pick = (y: ArrayLike<number>) =>
+                  Array.from(
+                    { length: M * outCols },
+                    (_, i) => y[pad + Math.floor(i / outCols) * ldy + (i % outCols)]!,
+                  );
+                assertClose(pick(got), pick(want), { atol: 1e-4, rtol: 1e-4 }, `weightGemm ${f}`);
+              }),
+          );
+        }
       }
     }
   }
-}
 
 for (const path of paths)
-test(`weights [${path}]: a large weight spans several blocks (rows, K and column blocks)`, { skip }, () => onPath(path, () => {
-  const r = rng(11), N = 1700, K = 544, M = 9;
-  for (const f of ['bf16', 'q4_0'] as const) {
-    const W = encodeWeight(f, randn(N * K, r, 0.05), N, K);
-    for (const transW of [true, false]) {
-      const inCols = transW ? K : N, outCols = transW ? N : K;
-      const X = randn(M * inCols, r);
-      const got = new Float32Array(M * outCols), want = new Float64Array(M * outCols);
-      const p = { format: f, W, N, K, transW, M, alpha: 1, xOff: 0, ldx: inCols, beta: 0, yOff: 0, ldy: outCols };
-      native!.weightGemm({ ...p, X, Y: got });
-      ref.weightGemm({ ...p, X: Float64Array.from(X), Y: want });
-      assertClose(got, want, { atol: 2e-4, rtol: 1e-4 }, `weightGemm ${f} transW=${transW} blocked`);
-    }
-  }
-}));
+  test(`weights [${path}]: a large weight spans several blocks (rows, K and column blocks)`, { skip }, () =>
+    onPath(path, () => {
+      const r = rng(11),
+        N = 1700,
+        K = 544,
+        M = 9;
+      for (const f of ['bf16', 'q4_0'] as const) {
+        const W = encodeWeight(f, randn(N * K, r, 0.05), N, K);
+        for (const transW of [true, false]) {
+          const inCols = transW ? K : N,
+            outCols = transW ? N : K;
+          const X = randn(M * inCols, r);
+          const got = new Float32Array(M * outCols),
+            want = new Float64Array(M * outCols);
+          const p = { format: f, W, N, K, transW, M, alpha: 1, xOff: 0, ldx: inCols, beta: 0, yOff: 0, ldy: outCols };
+          native!.weightGemm({ ...p, X, Y: got });
+          ref.weightGemm({ ...p, X: Float64Array.from(X), Y: want });
+          assertClose(got, want, { atol: 2e-4, rtol: 1e-4 }, `weightGemm ${f} transW=${transW} blocked`);
+        }
+      }
+    }),
+  );
 
 test('weights: linear and loraLinear over a FrozenWeight equal the same layers over its f32 values, and their input gradient matches finite differences', () => {
   const restore = useReference64();
   try {
-    const r = rng(5), N = 6, K = 32, T = 3, rank = 2;
+    const r = rng(5),
+      N = 6,
+      K = 32,
+      T = 3,
+      rank = 2;
     for (const f of WEIGHT_FORMATS) {
       const fw = FrozenWeight.encode(f, randn(N * K, r, 0.3), [N, K], 'w');
       const dense = Tensor.param(Float64Array.from(fw.toFloat32()) as unknown as Float32Array, [N, K], 'w', false);
@@ -126,9 +167,18 @@ test('weights: linear and loraLinear over a FrozenWeight equal the same layers o
       const A = Tensor.param(Float64Array.from(randn(rank * K, r, 0.2)) as unknown as Float32Array, [rank, K], 'A');
       const B = Tensor.param(Float64Array.from(randn(N * rank, r, 0.2)) as unknown as Float32Array, [N, rank], 'B');
       const R = Float64Array.from(randn(T * N, r));
-      const weighted = (y: Tensor) => { let s = 0; for (let i = 0; i < y.size; i++) s += y.data[i]! * R[i]!; return s; };
+      const weighted = (y: Tensor) => {
+        let s = 0;
+        for (let i = 0; i < y.size; i++) s += y.data[i]! * R[i]!;
+        return s;
+      };
       assertClose([weighted(linear(x, fw))], [weighted(linear(x, dense))], { atol: 1e-12, rtol: 1e-12 }, `${f} linear`);
-      assertClose([weighted(loraLinear(x, fw, A, B, 2, null))], [weighted(loraLinear(x, dense, A, B, 2, null))], { atol: 1e-12, rtol: 1e-12 }, `${f} loraLinear`);
+      assertClose(
+        [weighted(loraLinear(x, fw, A, B, 2, null))],
+        [weighted(loraLinear(x, dense, A, B, 2, null))],
+        { atol: 1e-12, rtol: 1e-12 },
+        `${f} loraLinear`,
+      );
       const teacher = R as unknown as Float32Array;
       checkGradients([x], () => nmse(linear(x, fw), teacher));
       checkGradients([x, A, B], () => nmse(loraLinear(x, fw, A, B, 2, null), teacher));

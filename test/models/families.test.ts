@@ -45,14 +45,23 @@ function nllOf(model: LlamaModel, ids: number[]): number {
 }
 
 function close(got: number, want: number, what: string): void {
-  assert.ok(Math.abs(got - want) <= REL * Math.abs(want), `${what}: ${got} vs transformers ${want} (relative ${Math.abs(got - want) / Math.abs(want)})`);
+  assert.ok(
+    Math.abs(got - want) <= REL * Math.abs(want),
+    `${what}: ${got} vs transformers ${want} (relative ${Math.abs(got - want) / Math.abs(want)})`,
+  );
 }
 
-const fixtures = fs.readdirSync(ROOT).filter((d) => fs.existsSync(path.join(ROOT, d, 'reference.json'))).sort();
+const fixtures = fs
+  .readdirSync(ROOT)
+  .filter((d) => fs.existsSync(path.join(ROOT, d, 'reference.json')))
+  .sort();
 
 test('every family and layout has a fixture', () => {
   for (const want of ['llama-v4', 'llama-v5', 'mistral-v4', 'qwen2-v4', 'qwen2-v5', 'qwen3-v4', 'qwen3-v5']) {
-    assert.ok(fixtures.some((f) => f.startsWith(want)), want);
+    assert.ok(
+      fixtures.some((f) => f.startsWith(want)),
+      want,
+    );
   }
 });
 
@@ -66,7 +75,11 @@ for (const name of fixtures) {
     const model = loadHfModel(dir);
     close(nllOf(model, ref.ids), ref.nll, 'NLL');
     // rope scaling moves the NLL far more than the tolerance: the check is not vacuous
-    if (model.config.ropeScaling) assert.ok(Math.abs(ref.nll - ref.nll_plain_rope) > 10 * REL * ref.nll, `plain rope NLL ${ref.nll_plain_rope} is too close to ${ref.nll}`);
+    if (model.config.ropeScaling)
+      assert.ok(
+        Math.abs(ref.nll - ref.nll_plain_rope) > 10 * REL * ref.nll,
+        `plain rope NLL ${ref.nll_plain_rope} is too close to ${ref.nll}`,
+      );
   });
 
   test(`${name}: re-exported folder keeps the config layout and the NLL`, () => {
@@ -77,7 +90,15 @@ for (const name of fixtures) {
     if (ref.layout === 5) assert.ok('rope_parameters' in raw && !('rope_theta' in raw), 'transformers 5 layout');
     else assert.ok('rope_theta' in raw && !('rope_parameters' in raw), 'transformers 4 layout');
     const orig = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
-    for (const k of ['rope_theta', 'rope_scaling', 'rope_parameters', 'model_type', 'head_dim', 'attention_bias', 'sliding_window']) {
+    for (const k of [
+      'rope_theta',
+      'rope_scaling',
+      'rope_parameters',
+      'model_type',
+      'head_dim',
+      'attention_bias',
+      'sliding_window',
+    ]) {
       if (k in orig && orig[k] !== null) assert.deepEqual(raw[k], orig[k], k);
     }
     close(nllOf(loadHfModel(out), ref.ids), ref.nll, 'NLL after re-export');
@@ -86,8 +107,19 @@ for (const name of fixtures) {
   test(`${name}: FedBiOT split (adapter 1, drop 0.5) runs and zero LoRA leaves the full model unchanged`, () => {
     const model = loadHfModel(dir);
     const base = nllOf(model, ref.ids);
-    const lora = { r: 2, alpha: 4, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const };
-    const split = buildSplit(model, { kind: 'last', last: 1 }, 0.5, { adapter: { ...lora, targets: [...lora.targets] }, emulator: { ...lora, targets: [...lora.targets] } }, 0);
+    const lora = {
+      r: 2,
+      alpha: 4,
+      dropout: 0,
+      targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const,
+    };
+    const split = buildSplit(
+      model,
+      { kind: 'last', last: 1 },
+      0.5,
+      { adapter: { ...lora, targets: [...lora.targets] }, emulator: { ...lora, targets: [...lora.targets] } },
+      0,
+    );
     close(nllOf(split.full, ref.ids), base, 'full model with fresh LoRA');
     assert.ok(Number.isFinite(nllOf(split.compressed, ref.ids)));
   });
@@ -100,7 +132,12 @@ for (const name of fixtures) {
       close(nllOf(model, ref.ids), ref.nll_adapter!, 'NLL with adapter');
       // our PEFT export: same tensor names and values as peft's file
       const out = tmpDir();
-      saveAdapterAsPeft(captureLora(model.layers), out, { r: a.r, alpha: a.alpha, dropout: a.dropout, baseModel: name });
+      saveAdapterAsPeft(captureLora(model.layers), out, {
+        r: a.r,
+        alpha: a.alpha,
+        dropout: a.dropout,
+        baseModel: name,
+      });
       const theirs = SafetensorsReader.open(path.join(adapterDir, 'adapter_model.safetensors'));
       const ours = SafetensorsReader.open(path.join(out, 'adapter_model.safetensors'));
       assert.deepEqual(ours.names().sort(), theirs.names().sort());
@@ -124,6 +161,12 @@ test('rope_parameters theta is read: theta 10000 in its place changes the NLL (t
   const ref = JSON.parse(fs.readFileSync(path.join(dir, 'reference.json'), 'utf8')) as Reference;
   const model = loadHfModel(dir);
   assert.equal(model.config.ropeTheta, 500000);
-  const wrong = new LlamaModel({ ...model.config, ropeTheta: 10000 }, model.embedTokens, model.layers, model.finalNorm, model.lmHead);
+  const wrong = new LlamaModel(
+    { ...model.config, ropeTheta: 10000 },
+    model.embedTokens,
+    model.layers,
+    model.finalNorm,
+    model.lmHead,
+  );
   assert.ok(Math.abs(nllOf(wrong, ref.ids) - ref.nll) > 100 * REL * ref.nll);
 });

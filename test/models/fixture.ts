@@ -21,7 +21,9 @@ export const TEXT = [
   'It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness, it was the epoch of belief, it was the epoch of incredulity.',
   'Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse, and nothing particular to interest me on shore, I thought I would sail about a little and see the watery part of the world.',
   'Numbers: 12 + 30 = 42, 7 * 6 = 42, and 100 - 58 = 42. Café, naïve, 東京, emoji 🙂 and ümlauts.',
-].join('\n').repeat(6);
+]
+  .join('\n')
+  .repeat(6);
 
 let tokCache: { dir: string; tok: HfTokenizer } | undefined;
 
@@ -36,7 +38,18 @@ export function tinyTokenizer(): { dir: string; tok: HfTokenizer } {
 }
 
 export function tinyConfig(over: Partial<ModelConfig> = {}): ModelConfig {
-  return makeConfig({ vocabSize: tinyTokenizer().tok.vocabSize, hiddenSize: 32, intermediateSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, maxPositionEmbeddings: 256, bosTokenId: BOS_ID, eosTokenId: EOS_ID, ...over });
+  return makeConfig({
+    vocabSize: tinyTokenizer().tok.vocabSize,
+    hiddenSize: 32,
+    intermediateSize: 64,
+    numLayers: 2,
+    numHeads: 4,
+    numKvHeads: 2,
+    maxPositionEmbeddings: 256,
+    bosTokenId: BOS_ID,
+    eosTokenId: EOS_ID,
+    ...over,
+  });
 }
 
 /** A random model whose logits are far from uniform (std 0.15), so argmax and NLL are meaningful. */
@@ -45,7 +58,11 @@ export function tinyModel(seed = 1, over: Partial<ModelConfig> = {}): LlamaModel
 }
 
 /** Saves a model plus the tokenizer files into a fresh folder; returns the folder. */
-export function saveFixtureFolder(model: LlamaModel, dir = tmpDir(), opts: Parameters<typeof saveHfModel>[2] = {}): string {
+export function saveFixtureFolder(
+  model: LlamaModel,
+  dir = tmpDir(),
+  opts: Parameters<typeof saveHfModel>[2] = {},
+): string {
   saveHfModel(model, dir, opts);
   const t = tinyTokenizer().dir;
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(t, f), path.join(dir, f));

@@ -14,7 +14,16 @@ import { quantize } from '../../src/io/dtype.js';
 import { KVCache } from '../../src/nn/llama.js';
 import { generate, argmax } from '../../src/nn/generate.js';
 import { noGrad, tape } from '../../src/tensor/tensor.js';
-import { logitsOf, maxAbs, maxAbsDiff, randomizeLoraB, saveFixtureFolder, tinyModel, tinyTokenizer, tmpDir } from './fixture.js';
+import {
+  logitsOf,
+  maxAbs,
+  maxAbsDiff,
+  randomizeLoraB,
+  saveFixtureFolder,
+  tinyModel,
+  tinyTokenizer,
+  tmpDir,
+} from './fixture.js';
 
 const prompt = () => tinyTokenizer().tok.encode('We the people of the United States, in order to form');
 
@@ -24,7 +33,8 @@ test('HF folder round trip (F32, one file): identical weights and logits', () =>
   assert.ok(fs.existsSync(path.join(dir, 'model.safetensors')));
   const back = loadHfModel(dir);
   assert.deepEqual({ ...back.config, padTokenId: null }, { ...m.config, padTokenId: null });
-  for (const [name, t] of m.baseTensors()) assert.equal(maxAbsDiff(back.baseTensors().get(name)!.data, t.data), 0, name);
+  for (const [name, t] of m.baseTensors())
+    assert.equal(maxAbsDiff(back.baseTensors().get(name)!.data, t.data), 0, name);
   assert.equal(maxAbsDiff(logitsOf(back, prompt()), logitsOf(m, prompt())), 0);
 });
 
@@ -55,7 +65,12 @@ test('HF folder in BF16: logits equal those of the BF16-rounded weights', () => 
 test('tied embeddings: no lm_head.weight written, head shares the embedding after loading', () => {
   const m = tinyModel(4, { tieWordEmbeddings: true });
   const dir = saveFixtureFolder(m);
-  const idx = JSON.parse(fs.readFileSync(path.join(dir, 'model.safetensors')).subarray(8, 8 + Number(fs.readFileSync(path.join(dir, 'model.safetensors')).readBigUInt64LE(0))).toString('utf8'));
+  const idx = JSON.parse(
+    fs
+      .readFileSync(path.join(dir, 'model.safetensors'))
+      .subarray(8, 8 + Number(fs.readFileSync(path.join(dir, 'model.safetensors')).readBigUInt64LE(0)))
+      .toString('utf8'),
+  );
   assert.ok(!('lm_head.weight' in idx));
   assert.equal(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).tie_word_embeddings, true);
   const back = loadHfModel(dir);
@@ -107,8 +122,12 @@ test('greedy generation is deterministic and equals argmax over full forward pas
 test('PEFT round trip: export, re-import onto a fresh copy gives the same logits; merge matches unmerged (1e-4 rel)', () => {
   const m = tinyModel(7);
   const modelDir = saveFixtureFolder(m);
-  m.attachLora({ r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'down_proj'] }, 11, [m.layers[1]!]);
-  m.attachLora({ r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'down_proj'] }, 12, [m.layers[0]!]);
+  m.attachLora({ r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'down_proj'] }, 11, [
+    m.layers[1]!,
+  ]);
+  m.attachLora({ r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'down_proj'] }, 12, [
+    m.layers[0]!,
+  ]);
   randomizeLoraB(m, 13);
   const ids = prompt();
   const withLora = logitsOf(m, ids);
@@ -140,7 +159,14 @@ test('adapters that do not fit the model are refused with the file and module na
   const adDir = tmpDir();
   saveAdapterAsPeft(captureLora(m.layers), adDir, { r: 2, alpha: 4, dropout: 0, baseModel: null });
   const wider = saveFixtureFolder(tinyModel(9, { hiddenSize: 48, numHeads: 4, numKvHeads: 2 }));
-  assert.throws(() => loadModelWithAdapter(wider, adDir), (e: Error) => e.message.includes('--adapter') && e.message.includes('adapter_model.safetensors') && /q_proj/.test(e.message) && /32 -> 32/.test(e.message));
+  assert.throws(
+    () => loadModelWithAdapter(wider, adDir),
+    (e: Error) =>
+      e.message.includes('--adapter') &&
+      e.message.includes('adapter_model.safetensors') &&
+      /q_proj/.test(e.message) &&
+      /32 -> 32/.test(e.message),
+  );
   const shallow = saveFixtureFolder(tinyModel(9, { numLayers: 1 }));
   assert.throws(() => loadModelWithAdapter(shallow, adDir), /layers\.1\.self_attn\.q_proj.*only 1 layers/);
   assert.throws(() => loadModelWithAdapter(path.join(adDir, 'nope')), /--model .*nope: folder does not exist/);

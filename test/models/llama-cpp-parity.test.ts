@@ -19,7 +19,9 @@ import type { ModelConfig } from '../../src/nn/config.js';
 import { logitsOf, randomizeLoraB, saveFixtureFolder, tinyModel, tinyTokenizer, tmpDir } from './fixture.js';
 
 const mod = await loadNodeLlamaCpp();
-const skip = mod ? false : 'node-llama-cpp is not installed: run `npm run setup:llama-cpp` or set FEDBIOT_NODE_LLAMA_CPP to its package folder to run the llama.cpp parity test';
+const skip = mod
+  ? false
+  : 'node-llama-cpp is not installed: run `npm run setup:llama-cpp` or set FEDBIOT_NODE_LLAMA_CPP to its package folder to run the llama.cpp parity test';
 if (skip) console.log(`SKIP llama.cpp parity: ${skip}`);
 
 const STEPS = 12;
@@ -47,24 +49,34 @@ async function compare(model: LlamaModel, s: LlamaCppSession, prompt: number[], 
     const po = softmax(l.subarray((seq.length - 1) * V));
     theirs.push(argmax(pc));
     for (let v = 0; v < V; v++) worstP = Math.max(worstP, Math.abs(po[v]! - pc[v]!));
-    const top = Array.from(po.keys()).sort((a, b) => po[b]! - po[a]!).slice(0, 5);
+    const top = Array.from(po.keys())
+      .sort((a, b) => po[b]! - po[a]!)
+      .slice(0, 5);
     for (const t of top) worstLog = Math.max(worstLog, Math.abs(Math.log(po[t]!) - Math.log(Math.max(pc[t]!, 1e-30))));
     seq.push(ours[i]!);
   }
-  console.log(`${label}: greedy ${JSON.stringify(ours)}; max |dp| ${worstP.toExponential(2)}, top-5 max |dlogp| ${worstLog.toExponential(2)}`);
+  console.log(
+    `${label}: greedy ${JSON.stringify(ours)}; max |dp| ${worstP.toExponential(2)}, top-5 max |dlogp| ${worstLog.toExponential(2)}`,
+  );
   assert.deepEqual(theirs, ours, `${label}: greedy tokens differ`);
   assert.ok(worstP < 1e-2, `${label}: max |dp| = ${worstP}`);
   assert.ok(worstLog < 5e-2, `${label}: top-5 max |dlogp| = ${worstLog}`);
 }
 
-test('llama.cpp agrees with our engine on exported GGUFs (base, merged LoRA, base + LoRA GGUF)', { skip, timeout: 180_000 }, async () => {
+test('llama.cpp agrees with our engine on exported GGUFs (base, merged LoRA, base + LoRA GGUF)', {
+  skip,
+  timeout: 180_000,
+}, async () => {
   const { tok } = tinyTokenizer();
   const dir = tmpDir();
   // larger weights than HF's init so that attention, rotary layout and the argmax all matter
   const base = tinyModel(31, { hiddenSize: 64, numHeads: 4, numKvHeads: 2, intermediateSize: 96 });
   const modelDir = saveFixtureFolder(base, path.join(dir, 'model'));
   const withLora = loadHfModel(modelDir);
-  withLora.attachLora({ r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'down_proj'] }, 5);
+  withLora.attachLora(
+    { r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'down_proj'] },
+    5,
+  );
   randomizeLoraB(withLora, 6, 0.3);
   const adapterDir = path.join(dir, 'adapter');
   saveAdapterAsPeft(captureLora(withLora.layers), adapterDir, { r: 4, alpha: 8, dropout: 0, baseModel: modelDir });
@@ -92,7 +104,11 @@ test('llama.cpp agrees with our engine on exported GGUFs (base, merged LoRA, bas
     const s = await openLlamaCpp(gguf, { contextSize: 128, ...(lora ? { loraPath: lora } : {}) });
     assert.ok(s);
     try {
-      assert.deepEqual(s.tokenize('It was the best of times, it was the worst of times'), prompt.slice(1), `${label}: tokenizer`);
+      assert.deepEqual(
+        s.tokenize('It was the best of times, it was the worst of times'),
+        prompt.slice(1),
+        `${label}: tokenizer`,
+      );
       await compare(mk(), s, prompt, label);
     } finally {
       await s.dispose();
@@ -104,9 +120,25 @@ test('llama.cpp agrees with our engine on exported GGUFs (base, merged LoRA, bas
 const FAMILIES: [string, Partial<ModelConfig>][] = [
   ['qwen2 (q/k/v bias, tied)', { family: 'qwen2', qkvBias: true, tieWordEmbeddings: true, ropeTheta: 1e6 }],
   ['qwen3 (q/k norm, head_dim 16)', { family: 'qwen3', qkNorm: true, headDim: 16 }],
-  ['llama + Llama 3 rope scaling', { ropeTheta: 500000, headDim: 16, ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 } }],
+  [
+    'llama + Llama 3 rope scaling',
+    {
+      ropeTheta: 500000,
+      headDim: 16,
+      ropeScaling: {
+        type: 'llama3',
+        factor: 8,
+        lowFreqFactor: 1,
+        highFreqFactor: 4,
+        originalMaxPositionEmbeddings: 64,
+      },
+    },
+  ],
   ['llama + linear rope scaling', { ropeScaling: { type: 'linear', factor: 4 } }],
-  ['qwen2 + YaRN rope scaling', { family: 'qwen2', qkvBias: true, ropeScaling: { type: 'yarn', factor: 4, originalMaxPositionEmbeddings: 32 } }],
+  [
+    'qwen2 + YaRN rope scaling',
+    { family: 'qwen2', qkvBias: true, ropeScaling: { type: 'yarn', factor: 4, originalMaxPositionEmbeddings: 32 } },
+  ],
   ['mistral', { family: 'mistral', slidingWindow: 4096 }],
 ];
 

@@ -23,13 +23,18 @@ import { LINEAR_NAMES } from '../../src/nn/llama.js';
 import { heldBytes, storeModelWeights } from '../../src/models/stored-weights.js';
 
 const mod = await loadNodeLlamaCpp();
-const skip = mod ? false : 'node-llama-cpp is not installed: run `npm run setup:llama-cpp` or set FEDBIOT_NODE_LLAMA_CPP to its package folder to run the llama.cpp parity test';
+const skip = mod
+  ? false
+  : 'node-llama-cpp is not installed: run `npm run setup:llama-cpp` or set FEDBIOT_NODE_LLAMA_CPP to its package folder to run the llama.cpp parity test';
 if (skip) console.log(`SKIP llama.cpp quantized parity: ${skip}`);
 
 const STEPS = 32;
 const BASE = path.resolve(import.meta.dirname, '../../models/base');
 
-test('llama.cpp generates the same 32 greedy tokens as our engine on Q8_0, Q4_0 and Q4_K_M exports of models/base', { skip, timeout: 240_000 }, async () => {
+test('llama.cpp generates the same 32 greedy tokens as our engine on Q8_0, Q4_0 and Q4_K_M exports of models/base', {
+  skip,
+  timeout: 240_000,
+}, async () => {
   const dir = tmpDir();
   const tok = loadTokenizer(BASE);
   const base = loadHfModel(BASE);
@@ -44,17 +49,27 @@ test('llama.cpp generates the same 32 greedy tokens as our engine on Q8_0, Q4_0 
     const { tensors, reader } = readLlamaGguf(gguf);
     const types = new Set([...reader.tensors.values()].map((t) => t.type));
     reader.close();
-    const decoded = (name: string, shape: readonly number[]) => Tensor.param(Float32Array.from(tensors.get(name)!.data), [...shape], name, false);
+    const decoded = (name: string, shape: readonly number[]) =>
+      Tensor.param(Float32Array.from(tensors.get(name)!.data), [...shape], name, false);
     ours.embedTokens = decoded('model.embed_tokens.weight', ours.embedTokens.shape);
     ours.lmHead = decoded('lm_head.weight', ours.lmHead.shape);
-    for (const l of ours.layers) for (const n of LINEAR_NAMES) l.linears[n].weight = decoded(`${l.linears[n].name}.weight`, l.linears[n].weight.shape);
+    for (const l of ours.layers)
+      for (const n of LINEAR_NAMES)
+        l.linears[n].weight = decoded(`${l.linears[n].name}.weight`, l.linears[n].weight.shape);
     const mine = generate(ours, prompt, { maxNewTokens: STEPS, greedy: true, stopIds: [] });
     if (quant === 'q8_0') {
       // `fedbiot generate --weights q8_0`: the engine computing with the Q8_0 blocks themselves (the
       // same bytes as the file's: quantizing commutes with the rotary row permutation)
       const stored = storeModelWeights(loadHfModel(BASE), 'q8_0');
-      assert.ok(heldBytes(stored) * 1.5 < heldBytes(base), `the stored model holds its Q8_0 bytes (${heldBytes(stored)}), not the f16 of models/base (${heldBytes(base)})`);
-      assert.deepEqual(generate(stored, prompt, { maxNewTokens: STEPS, greedy: true, stopIds: [] }), mine, 'Q8_0 weights in the gemm vs their decoded f32 values');
+      assert.ok(
+        heldBytes(stored) * 1.5 < heldBytes(base),
+        `the stored model holds its Q8_0 bytes (${heldBytes(stored)}), not the f16 of models/base (${heldBytes(base)})`,
+      );
+      assert.deepEqual(
+        generate(stored, prompt, { maxNewTokens: STEPS, greedy: true, stopIds: [] }),
+        mine,
+        'Q8_0 weights in the gemm vs their decoded f32 values',
+      );
     }
     const s = await openLlamaCpp(gguf, { contextSize: 256 });
     assert.ok(s);
@@ -68,7 +83,9 @@ test('llama.cpp generates the same 32 greedy tokens as our engine on Q8_0, Q4_0 
         theirs.push(t);
         seq.push(t);
       }
-      console.log(`${quant}: ${(f32Size / size).toFixed(2)}x smaller than f32, types ${[...types].sort().join('/')}; greedy ${JSON.stringify(tok.decode(mine))}`);
+      console.log(
+        `${quant}: ${(f32Size / size).toFixed(2)}x smaller than f32, types ${[...types].sort().join('/')}; greedy ${JSON.stringify(tok.decode(mine))}`,
+      );
       assert.deepEqual(theirs, mine, `${quant}: llama.cpp's greedy tokens differ from ours`);
     } finally {
       await s.dispose();

@@ -28,8 +28,12 @@ test('an open round keeps its sampled clients and extension count across a reope
 test('a database from before the extensions column gains it, with 0 for existing rounds', () => {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-db-')), 'server.db');
   const old = new Database(file);
-  old.exec('CREATE TABLE rounds (round INTEGER PRIMARY KEY, nonce TEXT NOT NULL, sampled TEXT NOT NULL, status TEXT NOT NULL, opened_at INTEGER NOT NULL, completed_at INTEGER, metrics TEXT, checkpoint TEXT, extra TEXT)');
-  old.prepare("INSERT INTO rounds (round, nonce, sampled, status, opened_at) VALUES (0, 'n', '[\"a\"]', 'open', 1)").run();
+  old.exec(
+    'CREATE TABLE rounds (round INTEGER PRIMARY KEY, nonce TEXT NOT NULL, sampled TEXT NOT NULL, status TEXT NOT NULL, opened_at INTEGER NOT NULL, completed_at INTEGER, metrics TEXT, checkpoint TEXT, extra TEXT)',
+  );
+  old
+    .prepare("INSERT INTO rounds (round, nonce, sampled, status, opened_at) VALUES (0, 'n', '[\"a\"]', 'open', 1)")
+    .run();
   old.close();
   const db = new ServerDb(file);
   assert.equal(db.round(0)!.extensions, 0);

@@ -19,14 +19,27 @@ test('net: an interrupted model download resumes instead of restarting', { timeo
   const o = { server: s.url, token: s.tokens['0']!, cache };
   let chunks = 0;
   await assert.rejects(
-    fetchModel({ ...o, download: { chunkBytes: 1024, onChunk: (f) => { if (f === 'model.safetensors' && ++chunks === 3) throw new Error('connection lost (simulated)'); } } }),
+    fetchModel({
+      ...o,
+      download: {
+        chunkBytes: 1024,
+        onChunk: (f) => {
+          if (f === 'model.safetensors' && ++chunks === 3) throw new Error('connection lost (simulated)');
+        },
+      },
+    }),
     /connection lost/,
   );
   const second = await fetchModel({ ...o, download: { chunkBytes: 1024 } });
   const dir = modelCacheDir(cache, second.join.model);
   const modelFile = second.join.model.files.find((f) => f.name === 'model.safetensors')!;
   assert.equal(second.report.resumed, 3 * 1024, 'kept the 3 chunks already on disk');
-  assert.equal(second.report.fetched, modelFile.size - 3 * 1024 + second.join.model.files.filter((f) => f.name > 'model.safetensors').reduce((a, f) => a + f.size, 0));
+  assert.equal(
+    second.report.fetched,
+    modelFile.size -
+      3 * 1024 +
+      second.join.model.files.filter((f) => f.name > 'model.safetensors').reduce((a, f) => a + f.size, 0),
+  );
   for (const f of second.join.model.files) assert.equal(sha256File(path.join(dir, f.name)), f.sha256);
   const third = await fetchModel({ ...o, download: { chunkBytes: 1024 } });
   assert.equal(third.report.fetched, 0);

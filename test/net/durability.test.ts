@@ -13,7 +13,9 @@ import { saveCheckpoint } from '../../src/fl/checkpoint.js';
 
 after(killAll);
 
-test('net: a client killed after training, before its upload, sends the saved update on restart', { timeout: 150_000 }, async () => {
+test('net: a client killed after training, before its upload, sends the saved update on restart', {
+  timeout: 150_000,
+}, async () => {
   const s = await setup({ rounds: 2, clients: ['0', '1'], server: { minClients: 2, roundDeadlineSeconds: 60 } });
   const server = cli('server', serverArgs(s));
   await server.waitFor(/listening on/, 30_000);
@@ -28,11 +30,23 @@ test('net: a client killed after training, before its upload, sends the saved up
   assert.doesNotMatch(again.out, /round 1: training/, 'round 1 is not trained twice');
   assert.match(again.out, /round 2: training/);
   const rounds = roundMetrics(s);
-  assert.deepEqual(rounds.map((r) => r.clients), [['0', '1'], ['0', '1']]);
+  assert.deepEqual(
+    rounds.map((r) => r.clients),
+    [
+      ['0', '1'],
+      ['0', '1'],
+    ],
+  );
 });
 
-test('net: a restarted server samples the clients it knew, even before they reconnect', { timeout: 150_000 }, async () => {
-  const s = await setup({ rounds: 1, clients: ['0', '1', '2'], server: { minClients: 1, startClients: 3, roundDeadlineSeconds: 60, activeSeconds: 120 } });
+test('net: a restarted server samples the clients it knew, even before they reconnect', {
+  timeout: 150_000,
+}, async () => {
+  const s = await setup({
+    rounds: 1,
+    clients: ['0', '1', '2'],
+    server: { minClients: 1, startClients: 3, roundDeadlineSeconds: 60, activeSeconds: 120 },
+  });
   const before = cli('server-1', serverArgs(s));
   await before.waitFor(/listening on/, 30_000);
   const c0 = cli('client-0', clientArgs(s, '0'));
@@ -75,8 +89,17 @@ test('checkpoint: every folder a checkpoint renames into is fsynced after the re
   }) as typeof fs.renameSync;
   syncBuiltinESMExports();
   try {
-    const state = new Map([['model.layers.0.self_attn.q_proj.lora_A.weight', { shape: [1, 2], data: new Float32Array([1, 2]) }]]);
-    saveCheckpoint(dir, { completedRounds: 1, emulatorVersion: 0, adapter: state, emulator: null, clients: new Map(), extra: {} });
+    const state = new Map([
+      ['model.layers.0.self_attn.q_proj.lora_A.weight', { shape: [1, 2], data: new Float32Array([1, 2]) }],
+    ]);
+    saveCheckpoint(dir, {
+      completedRounds: 1,
+      emulatorVersion: 0,
+      adapter: state,
+      emulator: null,
+      clients: new Map(),
+      extra: {},
+    });
   } finally {
     Object.assign(nodeFs, orig);
     syncBuiltinESMExports();
@@ -86,7 +109,11 @@ test('checkpoint: every folder a checkpoint renames into is fsynced after the re
   for (const r of renames) {
     const target = r.slice('rename '.length);
     const i = events.indexOf(r);
-    assert.equal(events[i + 1], `fsync ${path.dirname(target)}`, `the folder of ${target} is fsynced right after its rename`);
+    assert.equal(
+      events[i + 1],
+      `fsync ${path.dirname(target)}`,
+      `the folder of ${target} is fsynced right after its rename`,
+    );
   }
   assert.ok(fs.existsSync(path.join(dir, 'latest.json')));
 });

@@ -18,16 +18,25 @@ import { MANIFEST_FILE } from '../../src/fl/net/artifact.js';
 after(killAll);
 
 /** The simulation of the same config and seed, in this process: its adapter and split manifest. */
-async function reference(config: string, sets: string[]): Promise<{ adapter: LoraState; manifest: unknown; out: string }> {
+async function reference(
+  config: string,
+  sets: string[],
+): Promise<{ adapter: LoraState; manifest: unknown; out: string }> {
   const cfg = loadConfig(config, sets);
   setThreads(1); // the client and server processes run with FEDBIOT_THREADS=1
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-net-ref-'));
   const summary = await runSimulation(await buildExperiment(cfg), { outDir: out });
   assert.ok(summary);
-  return { adapter: loadPeftAsState(path.join(out, 'adapter')).state, manifest: JSON.parse(fs.readFileSync(path.join(out, 'split.json'), 'utf8')), out };
+  return {
+    adapter: loadPeftAsState(path.join(out, 'adapter')).state,
+    manifest: JSON.parse(fs.readFileSync(path.join(out, 'split.json'), 'utf8')),
+    out,
+  };
 }
 
-test('net: 1 server + 3 clients complete 3 rounds; final adapter equals the simulation\'s', { timeout: 120_000 }, async () => {
+test("net: 1 server + 3 clients complete 3 rounds; final adapter equals the simulation's", {
+  timeout: 120_000,
+}, async () => {
   const s = await setup({ rounds: 3, server: { minClients: 3, roundDeadlineSeconds: 60 } });
   // A record without a response in client 0's file: skipped, and said so, without changing its data.
   fs.appendFileSync(s.shares[0]!, '{"instruction": "no response here"}\n');
@@ -40,7 +49,10 @@ test('net: 1 server + 3 clients complete 3 rounds; final adapter equals the simu
   const wall = (performance.now() - t0) / 1000;
   const lines = metrics(s);
   const rounds = lines.filter((l) => typeof l.round === 'number' && (l.round as number) >= 0 && !l.phase);
-  assert.deepEqual(rounds.map((r) => r.round), [0, 1, 2]);
+  assert.deepEqual(
+    rounds.map((r) => r.round),
+    [0, 1, 2],
+  );
   for (const r of rounds) {
     assert.deepEqual(r.clients, ['0', '1', '2']);
     assert.ok((r.bytes_down as number) > 0 && (r.bytes_up as number) > 0);
@@ -70,11 +82,24 @@ test('net: 1 server + 3 clients complete 3 rounds; final adapter equals the simu
   const simSummary = JSON.parse(fs.readFileSync(path.join(ref.out, 'summary.json'), 'utf8'));
   assert.deepEqual(Object.keys(netSummary).sort(), Object.keys(simSummary).sort());
   assert.deepEqual([netSummary.transport, simSummary.transport], ['network', 'simulation']);
-  for (const k of ['bytes_down_total', 'bytes_up_total', 'bytes_total', 'bytes_join_per_client']) assert.equal(netSummary[k], simSummary[k], k);
-  const simRounds = fs.readFileSync(path.join(ref.out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((l) => l.round >= 0 && !l.phase);
-  assert.deepEqual(rounds.map((r) => r.bytes_per_client), simRounds.map((r) => r.bytes_per_client));
+  for (const k of ['bytes_down_total', 'bytes_up_total', 'bytes_total', 'bytes_join_per_client'])
+    assert.equal(netSummary[k], simSummary[k], k);
+  const simRounds = fs
+    .readFileSync(path.join(ref.out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .filter((l) => l.round >= 0 && !l.phase);
+  assert.deepEqual(
+    rounds.map((r) => r.bytes_per_client),
+    simRounds.map((r) => r.bytes_per_client),
+  );
   // What a client really downloaded to join is the count both report.
-  const joined = Object.values(JSON.parse(fs.readFileSync(path.join(s.state, 'model', 'artifact.json'), 'utf8')).files as { size: number }[]).reduce((a, f) => a + f.size, 0);
+  const joined = Object.values(
+    JSON.parse(fs.readFileSync(path.join(s.state, 'model', 'artifact.json'), 'utf8')).files as { size: number }[],
+  ).reduce((a, f) => a + f.size, 0);
   assert.equal(netSummary.bytes_join_per_client, joined);
-  process.stderr.write(`# happy path: 3 rounds in ${wall.toFixed(1)} s wall, max |adapter diff| vs reference = ${maxDiff}\n`);
+  process.stderr.write(
+    `# happy path: 3 rounds in ${wall.toFixed(1)} s wall, max |adapter diff| vs reference = ${maxDiff}\n`,
+  );
 });

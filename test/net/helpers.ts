@@ -33,7 +33,10 @@ export class Proc {
   readonly exited: Promise<number | null>;
   private waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
 
-  constructor(public readonly name: string, public readonly child: ChildProcess) {
+  constructor(
+    public readonly name: string,
+    public readonly child: ChildProcess,
+  ) {
     const onData = (d: Buffer) => {
       this.out += d.toString('utf8');
       if (process.env.FEDBIOT_TEST_VERBOSE) process.stderr.write(`[${name}] ${d.toString('utf8')}`);
@@ -53,14 +56,23 @@ export class Proc {
     const m = this.out.match(re);
     if (m) return Promise.resolve(m);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${this.name}: no ${re} within ${ms} ms; output:\n${this.out.slice(-3000)}`)), ms);
+      const timer = setTimeout(
+        () => reject(new Error(`${this.name}: no ${re} within ${ms} ms; output:\n${this.out.slice(-3000)}`)),
+        ms,
+      );
       this.waiters.push({ re, resolve: (x) => (clearTimeout(timer), resolve(x)) });
     });
   }
 
   async exit(ms: number): Promise<number | null> {
     let timer: NodeJS.Timeout | undefined;
-    const t = new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`${this.name}: still running after ${ms} ms; output:\n${this.out.slice(-3000)}`)), ms)));
+    const t = new Promise<never>(
+      (_, rej) =>
+        (timer = setTimeout(
+          () => rej(new Error(`${this.name}: still running after ${ms} ms; output:\n${this.out.slice(-3000)}`)),
+          ms,
+        )),
+    );
     try {
       return await Promise.race([this.exited, t]);
     } finally {
@@ -76,7 +88,11 @@ export class Proc {
 const live = new Set<Proc>();
 
 export function cli(name: string, args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, ['--import', 'tsx', LAUNCHER, ...args], { cwd: ROOT, env: { ...process.env, FEDBIOT_THREADS: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', LAUNCHER, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, FEDBIOT_THREADS: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const p = new Proc(name, child);
   live.add(p);
   void p.exited.then(() => live.delete(p));
@@ -99,14 +115,34 @@ export interface Setup {
 }
 
 /** A state folder with registered clients, the client data shares and a config. */
-export async function setup(o: { rounds: number; clients?: string[]; unregistered?: boolean; server?: Record<string, string | number>; extra?: string[]; tls?: { cert: string; key: string } }): Promise<Setup> {
+export async function setup(o: {
+  rounds: number;
+  clients?: string[];
+  unregistered?: boolean;
+  server?: Record<string, string | number>;
+  extra?: string[];
+  tls?: { cert: string; key: string };
+}): Promise<Setup> {
   const dir = tmp();
   const state = path.join(dir, 'state');
   const port = await freePort();
   const config = path.join(dir, 'run.yaml');
   fs.writeFileSync(config, `rounds: ${o.rounds}\n`);
-  const server = { port, host: '127.0.0.1', pollSeconds: 0.1, lingerSeconds: 2, ...(o.tls ? { tls: `{cert: ${o.tls.cert}, key: ${o.tls.key}}` } : {}), ...o.server };
-  const sets = [...TINY, ...(o.extra ?? []), `server={${Object.entries(server).map(([k, v]) => `${k}: ${v}`).join(', ')}}`];
+  const server = {
+    port,
+    host: '127.0.0.1',
+    pollSeconds: 0.1,
+    lingerSeconds: 2,
+    ...(o.tls ? { tls: `{cert: ${o.tls.cert}, key: ${o.tls.key}}` } : {}),
+    ...o.server,
+  };
+  const sets = [
+    ...TINY,
+    ...(o.extra ?? []),
+    `server={${Object.entries(server)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join(', ')}}`,
+  ];
   fs.mkdirSync(state, { recursive: true });
   const { loadConfig } = await import('../../src/config/load.js');
   const { buildExperiment } = await import('../../src/fl/experiment.js');
@@ -116,7 +152,8 @@ export async function setup(o: { rounds: number; clients?: string[]; unregistere
   // Each client is registered with the size of its share: the FedAvg weight the server trusts.
   const db = new ServerDb(path.join(state, 'server.db'));
   const tokens: Record<string, string> = {};
-  for (const c of o.clients ?? ['0', '1', '2']) tokens[c] = db.addClient(c, 'client', o.unregistered ? undefined : exp.clients[Number(c)]!.length);
+  for (const c of o.clients ?? ['0', '1', '2'])
+    tokens[c] = db.addClient(c, 'client', o.unregistered ? undefined : exp.clients[Number(c)]!.length);
   tokens.admin = db.addClient('admin', 'admin');
   db.close();
   return { state, config, sets, url: `${o.tls ? 'https' : 'http'}://127.0.0.1:${port}`, tokens, shares, dir };
@@ -127,11 +164,28 @@ export function serverArgs(s: Setup): string[] {
 }
 
 export function clientArgs(s: Setup, name: string, extra: string[] = []): string[] {
-  return ['client', '--server', s.url, '--token', s.tokens[name]!, '--data', s.shares[Number(name)]!, '--cache', path.join(s.dir, `cache-${name}`), '--patience', '60', ...extra];
+  return [
+    'client',
+    '--server',
+    s.url,
+    '--token',
+    s.tokens[name]!,
+    '--data',
+    s.shares[Number(name)]!,
+    '--cache',
+    path.join(s.dir, `cache-${name}`),
+    '--patience',
+    '60',
+    ...extra,
+  ];
 }
 
 export function metrics(s: Setup): Record<string, unknown>[] {
-  return fs.readFileSync(path.join(s.state, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  return fs
+    .readFileSync(path.join(s.state, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 /** Round entries of metrics.jsonl (not the prepare/final lines). */

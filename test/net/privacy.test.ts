@@ -12,8 +12,14 @@ import type { StatusInfo } from '../../src/fl/net/protocol.js';
 
 after(killAll);
 
-test('net: central DP over 3 client processes writes epsilon per round, in summary.json and in status', { timeout: 120_000 }, async () => {
-  const s = await setup({ rounds: 2, server: { minClients: 3, roundDeadlineSeconds: 60, lingerSeconds: 4 }, extra: ['privacy={mode: central, noiseMultiplier: 1.5, clip: 0.05}'] });
+test('net: central DP over 3 client processes writes epsilon per round, in summary.json and in status', {
+  timeout: 120_000,
+}, async () => {
+  const s = await setup({
+    rounds: 2,
+    server: { minClients: 3, roundDeadlineSeconds: 60, lingerSeconds: 4 },
+    extra: ['privacy={mode: central, noiseMultiplier: 1.5, clip: 0.05}'],
+  });
   const server = cli('server', serverArgs(s));
   await server.waitFor(/listening on/, 30_000);
   const clients = ['0', '1', '2'].map((n) => cli(`client-${n}`, clientArgs(s, n)));
@@ -26,13 +32,20 @@ test('net: central DP over 3 client processes writes epsilon per round, in summa
   const eps = rounds.map((r) => (r.privacy as { epsilon: number }).epsilon);
   assert.equal(eps.length, 2);
   assert.ok(eps[0]! > 0 && eps[1]! > eps[0]!, JSON.stringify(eps));
-  const summary = JSON.parse(fs.readFileSync(path.join(s.state, 'summary.json'), 'utf8')) as { privacy: { epsilon: number; delta: number } };
+  const summary = JSON.parse(fs.readFileSync(path.join(s.state, 'summary.json'), 'utf8')) as {
+    privacy: { epsilon: number; delta: number };
+  };
   assert.deepEqual(summary.privacy, { epsilon: eps[1], delta: 1e-5 });
   assert.match(text, new RegExp(`epsilon ${eps[1]!.toFixed(3)} \\(delta 0.00001\\)`));
 });
 
-test('net: the server refuses secure aggregation and local DP, which its clients cannot do yet', { timeout: 60_000 }, async () => {
-  for (const [extra, re] of [['secureAggregation=true', /secureAggregation runs in `fedbiot simulate` only/], ['privacy={mode: local, noiseMultiplier: 1, clip: 1}', /privacy.mode local runs in `fedbiot simulate` only/]] as const) {
+test('net: the server refuses secure aggregation and local DP, which its clients cannot do yet', {
+  timeout: 60_000,
+}, async () => {
+  for (const [extra, re] of [
+    ['secureAggregation=true', /secureAggregation runs in `fedbiot simulate` only/],
+    ['privacy={mode: local, noiseMultiplier: 1, clip: 1}', /privacy.mode local runs in `fedbiot simulate` only/],
+  ] as const) {
     const s = await setup({ rounds: 1, extra: [extra] });
     const server = cli('server', serverArgs(s));
     assert.notEqual(await server.exit(30_000), 0);

@@ -9,9 +9,12 @@ import { ServerDb } from '../../src/fl/net/db.js';
 
 after(killAll);
 
-const roundLines = (s: Parameters<typeof metrics>[0]) => metrics(s).filter((l) => typeof l.round === 'number' && (l.round as number) >= 0 && !l.phase);
+const roundLines = (s: Parameters<typeof metrics>[0]) =>
+  metrics(s).filter((l) => typeof l.round === 'number' && (l.round as number) >= 0 && !l.phase);
 
-test('net: server killed -9 mid-round, restarted: the run completes, nothing lost or double-counted', { timeout: 150_000 }, async () => {
+test('net: server killed -9 mid-round, restarted: the run completes, nothing lost or double-counted', {
+  timeout: 150_000,
+}, async () => {
   const s = await setup({ rounds: 3, clients: ['0', '1'], server: { minClients: 2, roundDeadlineSeconds: 60 } });
   const first = cli('server-1', serverArgs(s));
   await first.waitFor(/listening on/, 30_000);
@@ -27,11 +30,21 @@ test('net: server killed -9 mid-round, restarted: the run completes, nothing los
   assert.equal(await c0.exit(20_000), 0, c0.out);
   assert.equal(await c1.exit(20_000), 0, c1.out);
   const rounds = roundLines(s);
-  assert.deepEqual(rounds.map((r) => r.round), [0, 1, 2]);
+  assert.deepEqual(
+    rounds.map((r) => r.round),
+    [0, 1, 2],
+  );
   for (const r of rounds) assert.deepEqual(r.clients, ['0', '1']);
   const db = new ServerDb(path.join(s.state, 'server.db'));
   try {
-    assert.deepEqual(db.rounds().map((r) => [r.round, r.status]), [[0, 'completed'], [1, 'completed'], [2, 'completed']]);
+    assert.deepEqual(
+      db.rounds().map((r) => [r.round, r.status]),
+      [
+        [0, 'completed'],
+        [1, 'completed'],
+        [2, 'completed'],
+      ],
+    );
     for (const r of [0, 1, 2]) assert.equal(db.uploads(r).length, 2);
   } finally {
     db.close();
@@ -40,7 +53,9 @@ test('net: server killed -9 mid-round, restarted: the run completes, nothing los
   assert.equal((c0.out.match(/round 2: training/g) ?? []).length, 1, c0.out);
 });
 
-test('net: a client killed mid-round; the round closes at its deadline; the client rejoins later', { timeout: 150_000 }, async () => {
+test('net: a client killed mid-round; the round closes at its deadline; the client rejoins later', {
+  timeout: 150_000,
+}, async () => {
   const s = await setup({ rounds: 3, server: { minClients: 2, startClients: 3, roundDeadlineSeconds: 4 } });
   const server = cli('server', serverArgs(s));
   await server.waitFor(/listening on/, 30_000);
@@ -57,10 +72,16 @@ test('net: a client killed mid-round; the round closes at its deadline; the clie
   for (const c of [c0, c1, back]) assert.equal(await c.exit(20_000), 0, c.out);
   assert.match(back.out, /fetched 0 bytes/, 'the model came from the cache');
   const rounds = roundLines(s);
-  assert.deepEqual(rounds.map((r) => r.round), [0, 1, 2]);
+  assert.deepEqual(
+    rounds.map((r) => r.round),
+    [0, 1, 2],
+  );
   const killedRound = rounds[killedIn]!;
   assert.deepEqual(killedRound.clients, ['0', '1']);
   assert.deepEqual(killedRound.missing, ['2']);
-  assert.ok(rounds.slice(killedIn + 1).some((r) => (r.clients as string[]).includes('2')), 'client 2 trained again after rejoining');
+  assert.ok(
+    rounds.slice(killedIn + 1).some((r) => (r.clients as string[]).includes('2')),
+    'client 2 trained again after rejoining',
+  );
   assert.ok(killedIn < 2, `client 2 was killed in round ${killedIn + 1}`);
 });

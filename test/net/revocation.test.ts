@@ -11,8 +11,14 @@ import { ServerDb } from '../../src/fl/net/db.js';
 
 after(killAll);
 
-test('net: remove-client revokes a token on a running server; the round stops waiting for it', { timeout: 120_000 }, async () => {
-  const s = await setup({ rounds: 2, clients: ['0', '1', '2'], server: { minClients: 2, startClients: 3, roundDeadlineSeconds: 60 } });
+test('net: remove-client revokes a token on a running server; the round stops waiting for it', {
+  timeout: 120_000,
+}, async () => {
+  const s = await setup({
+    rounds: 2,
+    clients: ['0', '1', '2'],
+    server: { minClients: 2, startClients: 3, roundDeadlineSeconds: 60 },
+  });
   const server = cli('server', serverArgs(s));
   await server.waitFor(/listening on/, 30_000);
   const c0 = cli('client-0', clientArgs(s, '0'));
@@ -51,10 +57,25 @@ test('net: remove-client revokes a token on a running server; the round stops wa
   for (const c of [c0, c1]) assert.equal(await c.exit(20_000), 0, c.out);
   c2.kill9();
   const rounds = roundMetrics(s);
-  assert.deepEqual(rounds.map((m) => [m.sampled, m.clients]), [[['0', '1', '2'], ['0', '1']], [['0', '1'], ['0', '1']]]);
+  assert.deepEqual(
+    rounds.map((m) => [m.sampled, m.clients]),
+    [
+      [
+        ['0', '1', '2'],
+        ['0', '1'],
+      ],
+      [
+        ['0', '1'],
+        ['0', '1'],
+      ],
+    ],
+  );
   const db = new ServerDb(path.join(s.state, 'server.db'));
   try {
-    assert.ok(db.refusals().some((x) => x.code === 'unauthorized' && x.client === '2'), 'the refusal names the revoked client');
+    assert.ok(
+      db.refusals().some((x) => x.code === 'unauthorized' && x.client === '2'),
+      'the refusal names the revoked client',
+    );
     // The name can be registered again with a new token; the old token stays refused.
     const fresh = db.addClient('2');
     assert.notEqual(fresh, s.tokens['2']);

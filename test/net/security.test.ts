@@ -29,7 +29,16 @@ async function pollTrain(t: ClientTransport, round: number, ms: number): Promise
   throw new Error(`round ${round} never opened for the test client`);
 }
 
-async function expectRefused(t: ClientTransport, method: string, p: string, body: Buffer | undefined, status: number, code: string, reason?: RegExp, token?: string | null): Promise<void> {
+async function expectRefused(
+  t: ClientTransport,
+  method: string,
+  p: string,
+  body: Buffer | undefined,
+  status: number,
+  code: string,
+  reason?: RegExp,
+  token?: string | null,
+): Promise<void> {
   const r = await request(t, method, p, { body, token, headers: body ? withMetrics : undefined });
   const why = replyReason(r);
   assert.equal(r.status, status, `${method} ${p}: ${r.status} ${why.code} ${why.reason}`);
@@ -39,7 +48,11 @@ async function expectRefused(t: ClientTransport, method: string, p: string, body
 }
 
 test('net: hostile uploads are refused with reasons; the server is unharmed', { timeout: 120_000 }, async () => {
-  const s = await setup({ rounds: 2, clients: ['0', '1', '2'], server: { minClients: 2, roundDeadlineSeconds: 60, normBound: 1000 } });
+  const s = await setup({
+    rounds: 2,
+    clients: ['0', '1', '2'],
+    server: { minClients: 2, roundDeadlineSeconds: 60, normBound: 1000 },
+  });
   const server = cli('server', serverArgs(s));
   await server.waitFor(/listening on/, 30_000);
   const t = makeTransport(s.url, s.tokens['1']!, { timeoutMs: 30_000 });
@@ -61,7 +74,8 @@ test('net: hostile uploads are refused with reasons; the server is unharmed', { 
   assert.equal(payload.nonce, nonce);
   assert.ok(payload.emulator && payload.emulator.size > 0, 'the emulator LoRA travels to a new client');
   const good = payload.adapter;
-  const up = (state: LoraState, o: { round?: number; nonce?: string; samples?: number } = {}) => encodeUpdate({ round: o.round ?? 0, nonce: o.nonce ?? nonce, samples: o.samples ?? 5, state });
+  const up = (state: LoraState, o: { round?: number; nonce?: string; samples?: number } = {}) =>
+    encodeUpdate({ round: o.round ?? 0, nonce: o.nonce ?? nonce, samples: o.samples ?? 5, state });
   const first = [...good.keys()][0]!;
   const nan = cloneState(good);
   nan.get(first)!.data[0] = NaN;
@@ -85,7 +99,15 @@ test('net: hostile uploads are refused with reasons; the server is unharmed', { 
   await expectRefused(t, 'POST', 'v1/round/0/update', up(good, { samples: 0 }), 422, 'bad-metadata', /samples/);
   await expectRefused(t, 'POST', 'v1/round/0/update', Buffer.from('not safetensors at all'), 422, 'bad-body');
   await expectRefused(t, 'POST', 'v1/round/1/update', up(good, { round: 1 }), 409, 'wrong-round', /not open/);
-  await expectRefused(t, 'POST', 'v1/round/0/update', up(good, { round: 1 }), 409, 'wrong-round', /body is for round 2/);
+  await expectRefused(
+    t,
+    'POST',
+    'v1/round/0/update',
+    up(good, { round: 1 }),
+    409,
+    'wrong-round',
+    /body is for round 2/,
+  );
   await expectRefused(t, 'POST', 'v1/round/0/update', up(good, { nonce: 'f'.repeat(32) }), 409, 'bad-nonce', /replay/);
   await expectRefused(t, 'POST', 'v1/round/0/update', up(good), 401, 'unauthorized', undefined, 'fbt_forged');
   const h = await request(t, 'GET', 'v1/health', { token: null });
@@ -99,26 +121,57 @@ test('net: hostile uploads are refused with reasons; the server is unharmed', { 
   // Round 2: client 2 (never sampled) sends a round-1 upload: a late upload; then client 1 uploads honestly.
   const nonce1 = await pollTrain(t, 1, 60_000);
   await expectRefused(t, 'POST', 'v1/round/0/update', valid, 409, 'duplicate', /already uploaded/);
-  await expectRefused(t, 'POST', 'v1/round/0/update', valid, 409, 'round-closed', /late uploads are refused/, s.tokens['2']!);
+  await expectRefused(
+    t,
+    'POST',
+    'v1/round/0/update',
+    valid,
+    409,
+    'round-closed',
+    /late uploads are refused/,
+    s.tokens['2']!,
+  );
   await expectRefused(t, 'GET', 'v1/round/1/payload', undefined, 403, 'not-sampled', undefined, s.tokens['2']!);
   await expectRefused(t, 'POST', 'v1/round/1/update', up(good, { round: 1 }), 409, 'bad-nonce');
   const status = cli('status', ['status', '--server', s.url, '--token', s.tokens.admin!]);
   assert.equal(await status.exit(30_000), 0, status.out);
   assert.match(status.out, /clients:/);
   assert.match(status.out, /round 2 in progress/);
-  const p1 = decodePayload((await request(t, 'GET', 'v1/round/1/payload?emulatorVersion=' + payload.emulatorVersion)).body);
+  const p1 = decodePayload(
+    (await request(t, 'GET', 'v1/round/1/payload?emulatorVersion=' + payload.emulatorVersion)).body,
+  );
   assert.ok(p1.emulator, 'the emulator changed after round 1 alignment, so it is sent again');
-  const ok1 = await request(t, 'POST', 'v1/round/1/update', { body: encodeUpdate({ round: 1, nonce: nonce1, samples: 5, state: p1.adapter }), headers: withMetrics });
+  const ok1 = await request(t, 'POST', 'v1/round/1/update', {
+    body: encodeUpdate({ round: 1, nonce: nonce1, samples: 5, state: p1.adapter }),
+    headers: withMetrics,
+  });
   assert.equal(ok1.status, 200, ok1.body.toString());
 
   assert.equal(await server.exit(60_000), 0, server.out);
   assert.equal(await honest.exit(20_000), 0, honest.out);
   const rounds = metrics(s).filter((l) => typeof l.round === 'number' && (l.round as number) >= 0 && !l.phase);
-  assert.deepEqual(rounds.map((r) => r.clients), [['0', '1'], ['0', '1']]);
+  assert.deepEqual(
+    rounds.map((r) => r.clients),
+    [
+      ['0', '1'],
+      ['0', '1'],
+    ],
+  );
   const db = new ServerDb(path.join(s.state, 'server.db'));
   const codes = db.refusals().map((r) => r.code);
   db.close();
-  for (const c of ['unauthorized', 'non-finite', 'bad-tensors', 'norm-bound', 'bad-body', 'wrong-round', 'bad-nonce', 'duplicate', 'round-closed']) assert.ok(codes.includes(c), `refusal ${c} logged`);
+  for (const c of [
+    'unauthorized',
+    'non-finite',
+    'bad-tensors',
+    'norm-bound',
+    'bad-body',
+    'wrong-round',
+    'bad-nonce',
+    'duplicate',
+    'round-closed',
+  ])
+    assert.ok(codes.includes(c), `refusal ${c} logged`);
   // The server log names the peer and the field at fault for every refused upload.
   for (const re of [
     /refused upload from 1 for round 1: non-finite: tensor '[^']+' holds a NaN/,
@@ -130,5 +183,6 @@ test('net: hostile uploads are refused with reasons; the server is unharmed', { 
     /refused upload from 1 for round 1: norm-bound: adapter L2 norm/,
     /refused upload from 2 for round 1: round-closed/,
     /refused POST \/v1\/round\/0\/update from 127\.0\.0\.1: unauthorized: unknown or revoked token/,
-  ]) assert.match(server.out, re);
+  ])
+    assert.match(server.out, re);
 });

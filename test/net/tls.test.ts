@@ -18,24 +18,62 @@ const haveOpenssl = fs.existsSync(OPENSSL) || spawnSync('openssl', ['version']).
 function selfSigned(dir: string): { cert: string; key: string } {
   const cert = path.join(dir, 'cert.pem');
   const key = path.join(dir, 'key.pem');
-  const r = spawnSync(fs.existsSync(OPENSSL) ? OPENSSL : 'openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-sha256', '-days', '2', '-nodes', '-keyout', key, '-out', cert,
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-  ], { encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(
+    fs.existsSync(OPENSSL) ? OPENSSL : 'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-sha256',
+      '-days',
+      '2',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { encoding: 'utf8', timeout: 30_000 },
+  );
   assert.equal(r.status, 0, `openssl failed: ${r.stderr}`);
   return { cert, key };
 }
 
-test('net: TLS with a self-signed certificate: --ca clients train; no --ca is refused clearly; plain HTTP fails; status after the run', { timeout: 120_000, skip: haveOpenssl ? false : 'openssl not found (needed to make a self-signed certificate)' }, async () => {
+test('net: TLS with a self-signed certificate: --ca clients train; no --ca is refused clearly; plain HTTP fails; status after the run', {
+  timeout: 120_000,
+  skip: haveOpenssl ? false : 'openssl not found (needed to make a self-signed certificate)',
+}, async () => {
   const tls = selfSigned(tmp('fedbiot-tls-'));
-  const s = await setup({ rounds: 1, clients: ['0', '1'], server: { minClients: 2, roundDeadlineSeconds: 60, lingerSeconds: 6 }, tls });
+  const s = await setup({
+    rounds: 1,
+    clients: ['0', '1'],
+    server: { minClients: 2, roundDeadlineSeconds: 60, lingerSeconds: 6 },
+    tls,
+  });
   assert.match(s.url, /^https:\/\/127\.0\.0\.1:/);
   const server = cli('server', serverArgs(s));
   await server.waitFor(/listening on https:\/\/127\.0\.0\.1:/, 30_000);
 
   // No --ca: the certificate is not trusted; the client must stop at once, not retry for --patience.
   const t0 = Date.now();
-  const untrusted = cli('client-no-ca', ['client', '--server', s.url, '--token', s.tokens['0']!, '--data', s.shares[0]!, '--cache', path.join(s.dir, 'cache-x'), '--patience', '60']);
+  const untrusted = cli('client-no-ca', [
+    'client',
+    '--server',
+    s.url,
+    '--token',
+    s.tokens['0']!,
+    '--data',
+    s.shares[0]!,
+    '--cache',
+    path.join(s.dir, 'cache-x'),
+    '--patience',
+    '60',
+  ]);
   assert.equal(await untrusted.exit(30_000), 1, untrusted.out);
   assert.ok(Date.now() - t0 < 25_000, 'refused without retrying for --patience');
   assert.match(untrusted.out, /TLS certificate error/);
@@ -46,11 +84,16 @@ test('net: TLS with a self-signed certificate: --ca clients train; no --ca is re
   // Plain HTTP to the TLS port: no answer that a client could take for the server's.
   const plain = makeTransport(s.url.replace('https:', 'http:'), s.tokens['0']!, { timeoutMs: 10_000 });
   const p0 = Date.now();
-  const r = await request(plain, 'GET', 'v1/health').then((x) => x, (e: Error) => e);
+  const r = await request(plain, 'GET', 'v1/health').then(
+    (x) => x,
+    (e: Error) => e,
+  );
   if (r instanceof Error) assert.doesNotMatch(r.message, /timed out/, 'fails fast, not by timeout');
   else assert.ok(r.status >= 400, `plain HTTP got ${r.status}`);
   assert.ok(Date.now() - p0 < 9_000);
-  process.stderr.write(`# plain HTTP to the TLS port: ${r instanceof Error ? r.message : `HTTP ${r.status}`}\n# no --ca: ${untrusted.out.trim().split('\n').pop()}\n`);
+  process.stderr.write(
+    `# plain HTTP to the TLS port: ${r instanceof Error ? r.message : `HTTP ${r.status}`}\n# no --ca: ${untrusted.out.trim().split('\n').pop()}\n`,
+  );
 
   // Trusting the certificate (--ca): the run completes over HTTPS.
   const clients = ['0', '1'].map((n) => cli(`client-${n}`, clientArgs(s, n, ['--ca', tls.cert])));
@@ -59,10 +102,29 @@ test('net: TLS with a self-signed certificate: --ca clients train; no --ca is re
   const status = cli('status', ['status', '--server', s.url, '--ca', tls.cert, '--token', s.tokens.admin!]);
   const anon = cli('status-anon', ['status', '--server', s.url, '--ca', tls.cert]);
   const noCa = cli('status-no-ca', ['status', '--server', s.url]);
-  const late = cli('client-late', ['client', '--server', s.url, '--ca', tls.cert, '--token', s.tokens['1']!, '--data', s.shares[1]!, '--cache', path.join(s.dir, 'cache-late'), '--patience', '10']);
+  const late = cli('client-late', [
+    'client',
+    '--server',
+    s.url,
+    '--ca',
+    tls.cert,
+    '--token',
+    s.tokens['1']!,
+    '--data',
+    s.shares[1]!,
+    '--cache',
+    path.join(s.dir, 'cache-late'),
+    '--patience',
+    '10',
+  ]);
   assert.equal(await status.exit(20_000), 0, status.out);
   assert.match(status.out, /1\/1 rounds completed, phase done/);
-  assert.match(status.out, new RegExp(`server finished at round 1 of 1 \\(.*\\); results in ${s.state.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(adapter/, summary\\.json, metrics\\.jsonl\\)`));
+  assert.match(
+    status.out,
+    new RegExp(
+      `server finished at round 1 of 1 \\(.*\\); results in ${s.state.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(adapter/, summary\\.json, metrics\\.jsonl\\)`,
+    ),
+  );
   assert.equal(await anon.exit(20_000), 0, anon.out);
   assert.match(anon.out, /server finished at round 1 of 1 .*results in the server's state folder/);
   assert.doesNotMatch(anon.out, new RegExp(s.state), 'the server path is for admins only');
@@ -75,7 +137,13 @@ test('net: TLS with a self-signed certificate: --ca clients train; no --ca is re
   // Gone after lingerSeconds: status says so instead of a bare ECONNREFUSED.
   const gone = cli('status-gone', ['status', '--server', s.url, '--ca', tls.cert]);
   assert.equal(await gone.exit(20_000), 1, gone.out);
-  assert.match(gone.out, /nothing answers at https:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\): the server is not running; a finished run's results are in its state folder/);
+  assert.match(
+    gone.out,
+    /nothing answers at https:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\): the server is not running; a finished run's results are in its state folder/,
+  );
   for (const c of clients) assert.equal(await c.exit(20_000), 0, c.out);
-  assert.deepEqual(roundMetrics(s).map((m) => m.clients), [['0', '1']]);
+  assert.deepEqual(
+    roundMetrics(s).map((m) => m.clients),
+    [['0', '1']],
+  );
 });

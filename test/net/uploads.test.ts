@@ -22,7 +22,11 @@ after(killAll);
 
 const METRICS = { [METRICS_HEADER]: JSON.stringify({ meanLoss: 1, tokens: 8, seconds: 0.01 }) };
 
-async function openRound(t: ClientTransport, round: number, ms = 60_000): Promise<{ nonce: string; adapter: LoraState }> {
+async function openRound(
+  t: ClientTransport,
+  round: number,
+  ms = 60_000,
+): Promise<{ nonce: string; adapter: LoraState }> {
   const until = Date.now() + ms;
   for (;;) {
     const r = await request(t, 'GET', 'v1/round');
@@ -44,15 +48,33 @@ function shifted(s: LoraState, by: number): LoraState {
 }
 
 /** A POST whose body is announced but only partly sent; `reply` is what the server answers meanwhile. */
-function partialUpload(s: Setup, token: string, round: number, declared: number, sent: number): { req: http.ClientRequest; reply: Promise<{ status: number; body: string }> } {
+function partialUpload(
+  s: Setup,
+  token: string,
+  round: number,
+  declared: number,
+  sent: number,
+): { req: http.ClientRequest; reply: Promise<{ status: number; body: string }> } {
   const url = new URL(`v1/round/${round}/update`, `${s.url}/`);
   let req!: http.ClientRequest;
   const reply = new Promise<{ status: number; body: string }>((resolve, reject) => {
-    req = http.request(url, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', 'content-length': String(declared), ...METRICS } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
-    });
+    req = http.request(
+      url,
+      {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/octet-stream',
+          'content-length': String(declared),
+          ...METRICS,
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+      },
+    );
     req.on('error', reject);
     req.write(Buffer.alloc(sent));
   });
@@ -72,13 +94,25 @@ async function firstRound(o: Parameters<typeof setup>[0]) {
   return { s, server, t0, t1, r0, r1 };
 }
 
-test('net: a forged example count does not move the average; the registered sizes weigh', { timeout: 120_000 }, async () => {
-  const { s, server, t0, t1, r0, r1 } = await firstRound({ rounds: 1, clients: ['0', '1'], server: { minClients: 2, roundDeadlineSeconds: 60 } });
+test('net: a forged example count does not move the average; the registered sizes weigh', {
+  timeout: 120_000,
+}, async () => {
+  const { s, server, t0, t1, r0, r1 } = await firstRound({
+    rounds: 1,
+    clients: ['0', '1'],
+    server: { minClients: 2, roundDeadlineSeconds: 60 },
+  });
   const honest = shifted(r0.adapter, 0.5);
   const forger = shifted(r1.adapter, -3);
-  const a = await request(t0, 'POST', 'v1/round/0/update', { body: encodeUpdate({ round: 0, nonce: r0.nonce, samples: 8, state: honest }), headers: METRICS });
+  const a = await request(t0, 'POST', 'v1/round/0/update', {
+    body: encodeUpdate({ round: 0, nonce: r0.nonce, samples: 8, state: honest }),
+    headers: METRICS,
+  });
   assert.equal(a.status, 200, a.body.toString());
-  const b = await request(t1, 'POST', 'v1/round/0/update', { body: encodeUpdate({ round: 0, nonce: r1.nonce, samples: 999_999_999, state: forger }), headers: METRICS });
+  const b = await request(t1, 'POST', 'v1/round/0/update', {
+    body: encodeUpdate({ round: 0, nonce: r1.nonce, samples: 999_999_999, state: forger }),
+    headers: METRICS,
+  });
   assert.equal(b.status, 200, b.body.toString());
   assert.equal(await server.exit(60_000), 0, server.out);
 
@@ -86,29 +120,65 @@ test('net: a forged example count does not move the average; the registered size
   const registered = Object.fromEntries(db.clients().map((c) => [c.name, c.samples]));
   db.close();
   const got = loadState(path.join(s.state, 'checkpoints', 'round-0001', 'adapter.safetensors'));
-  const want = fedAvg([{ client: '0', samples: Math.min(8, registered['0']!), state: honest }, { client: '1', samples: registered['1']!, state: forger }]);
-  const trusting = fedAvg([{ client: '0', samples: 8, state: honest }, { client: '1', samples: 999_999_999, state: forger }]);
+  const want = fedAvg([
+    { client: '0', samples: Math.min(8, registered['0']!), state: honest },
+    { client: '1', samples: registered['1']!, state: forger },
+  ]);
+  const trusting = fedAvg([
+    { client: '0', samples: 8, state: honest },
+    { client: '1', samples: 999_999_999, state: forger },
+  ]);
   const first = [...want.keys()][0]!;
   assert.deepEqual(got.get(first)!.data, want.get(first)!.data, 'weights are the registered sizes');
-  assert.notDeepEqual(got.get(first)!.data, trusting.get(first)!.data, 'the reported count would have given another average');
+  assert.notDeepEqual(
+    got.get(first)!.data,
+    trusting.get(first)!.data,
+    'the reported count would have given another average',
+  );
   for (const [k, v] of want) assert.deepEqual(got.get(k)!.data, v.data, k);
 });
 
 test('net: without registered sizes every update weighs the same', { timeout: 120_000 }, async () => {
-  const { s, server, t0, t1, r0, r1 } = await firstRound({ rounds: 1, clients: ['0', '1'], unregistered: true, server: { minClients: 2, roundDeadlineSeconds: 60 } });
+  const { s, server, t0, t1, r0, r1 } = await firstRound({
+    rounds: 1,
+    clients: ['0', '1'],
+    unregistered: true,
+    server: { minClients: 2, roundDeadlineSeconds: 60 },
+  });
   const x = shifted(r0.adapter, 1);
   const y = shifted(r1.adapter, -1);
-  await request(t0, 'POST', 'v1/round/0/update', { body: encodeUpdate({ round: 0, nonce: r0.nonce, samples: 3, state: x }), headers: METRICS });
-  await request(t1, 'POST', 'v1/round/0/update', { body: encodeUpdate({ round: 0, nonce: r1.nonce, samples: 999_999_999, state: y }), headers: METRICS });
+  await request(t0, 'POST', 'v1/round/0/update', {
+    body: encodeUpdate({ round: 0, nonce: r0.nonce, samples: 3, state: x }),
+    headers: METRICS,
+  });
+  await request(t1, 'POST', 'v1/round/0/update', {
+    body: encodeUpdate({ round: 0, nonce: r1.nonce, samples: 999_999_999, state: y }),
+    headers: METRICS,
+  });
   assert.equal(await server.exit(60_000), 0, server.out);
   assert.match(server.out, /no registered data size for client\(s\) 0,1: weighing this round's updates equally/);
   const got = loadState(path.join(s.state, 'checkpoints', 'round-0001', 'adapter.safetensors'));
-  const want = fedAvg([{ client: '0', samples: 1, state: x }, { client: '1', samples: 1, state: y }]);
+  const want = fedAvg([
+    { client: '0', samples: 1, state: x },
+    { client: '1', samples: 1, state: y },
+  ]);
   for (const [k, v] of want) assert.deepEqual(got.get(k)!.data, v.data, k);
 });
 
-test('net: uploads are checked before their body, bounded in size and number; unauthenticated floods are recorded boundedly', { timeout: 120_000 }, async () => {
-  const { s, server, t0, t1, r0, r1 } = await firstRound({ rounds: 1, clients: ['0', '1', '2'], server: { minClients: 2, startClients: 2, roundDeadlineSeconds: 60, maxUploadBytes: 200_000, maxConcurrentUploads: 1 } });
+test('net: uploads are checked before their body, bounded in size and number; unauthenticated floods are recorded boundedly', {
+  timeout: 120_000,
+}, async () => {
+  const { s, server, t0, t1, r0, r1 } = await firstRound({
+    rounds: 1,
+    clients: ['0', '1', '2'],
+    server: {
+      minClients: 2,
+      startClients: 2,
+      roundDeadlineSeconds: 60,
+      maxUploadBytes: 200_000,
+      maxConcurrentUploads: 1,
+    },
+  });
 
   // Client 2 is not sampled: refused while its (announced 50 MB) body is still unsent.
   const early = partialUpload(s, s.tokens['2']!, 0, 50_000_000, 1024);
@@ -120,12 +190,18 @@ test('net: uploads are checked before their body, bounded in size and number; un
   // An oversized body gets 413 with its reason, not a reset, whether announced or discovered.
   const big = await request(t0, 'POST', 'v1/round/0/update', { body: Buffer.alloc(300_000), headers: METRICS });
   assert.equal(big.status, 413);
-  assert.deepEqual([replyReason(big).code, /exceeds the limit of 200000/.test(replyReason(big).reason)], ['too-large', true]);
+  assert.deepEqual(
+    [replyReason(big).code, /exceeds the limit of 200000/.test(replyReason(big).reason)],
+    ['too-large', true],
+  );
 
   // One upload in flight (client 0's body half sent): client 1's gets 503 busy; then both go through.
   const held = partialUpload(s, s.tokens['0']!, 0, 100_000, 10_000);
   await sleep(300);
-  const busy = await request(t1, 'POST', 'v1/round/0/update', { body: encodeUpdate({ round: 0, nonce: r1.nonce, samples: 4, state: r1.adapter }), headers: METRICS });
+  const busy = await request(t1, 'POST', 'v1/round/0/update', {
+    body: encodeUpdate({ round: 0, nonce: r1.nonce, samples: 4, state: r1.adapter }),
+    headers: METRICS,
+  });
   assert.equal(busy.status, 503, busy.body.toString());
   assert.equal(replyReason(busy).code, 'busy');
   assert.equal(busy.headers['retry-after'], '1');
@@ -138,9 +214,15 @@ test('net: uploads are checked before their body, bounded in size and number; un
 
   // The honest uploads close the round (the aborted partial upload released its slot).
   await sleep(300);
-  const ok0 = await request(t0, 'POST', 'v1/round/0/update', { body: encodeUpdate({ round: 0, nonce: r0.nonce, samples: 4, state: r0.adapter }), headers: METRICS });
+  const ok0 = await request(t0, 'POST', 'v1/round/0/update', {
+    body: encodeUpdate({ round: 0, nonce: r0.nonce, samples: 4, state: r0.adapter }),
+    headers: METRICS,
+  });
   assert.equal(ok0.status, 200, ok0.body.toString());
-  const ok1 = await request(t1, 'POST', 'v1/round/0/update', { body: encodeUpdate({ round: 0, nonce: r1.nonce, samples: 4, state: r1.adapter }), headers: METRICS });
+  const ok1 = await request(t1, 'POST', 'v1/round/0/update', {
+    body: encodeUpdate({ round: 0, nonce: r1.nonce, samples: 4, state: r1.adapter }),
+    headers: METRICS,
+  });
   assert.equal(ok1.status, 200, ok1.body.toString());
   assert.equal(await server.exit(60_000), 0, server.out);
 

@@ -4,16 +4,40 @@ import assert from 'node:assert/strict';
 import { useReference64, liveTensorBytes, peakTensorBytes, resetPeakTensorBytes } from '../../src/tensor/engine.js';
 import { tape, Tensor } from '../../src/tensor/tensor.js';
 import { checkGradients } from '../helpers/finite-diff.js';
-import { matmul, linear, loraLinear, weightedSum, squaredDistance, cosineLoss, nmse, klDivergence } from '../../src/tensor/ops.js';
+import {
+  matmul,
+  linear,
+  loraLinear,
+  weightedSum,
+  squaredDistance,
+  cosineLoss,
+  nmse,
+  klDivergence,
+} from '../../src/tensor/ops.js';
 import { LlamaModel } from '../../src/nn/llama.js';
 import { makeConfig } from '../../src/nn/config.js';
 import { lmLoss, type TokenBatch } from '../../src/nn/lm.js';
 import { mulberry32, fillNormal } from '../../src/util/rng.js';
 
 function tinyModel(seed: number) {
-  const cfg = makeConfig({ vocabSize: 13, hiddenSize: 8, intermediateSize: 12, numLayers: 2, numHeads: 2, numKvHeads: 1 });
+  const cfg = makeConfig({
+    vocabSize: 13,
+    hiddenSize: 8,
+    intermediateSize: 12,
+    numLayers: 2,
+    numHeads: 2,
+    numKvHeads: 1,
+  });
   const m = LlamaModel.random(cfg, seed, 0.3);
-  m.attachLora({ r: 2, alpha: 4, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] }, seed + 1);
+  m.attachLora(
+    {
+      r: 2,
+      alpha: 4,
+      dropout: 0,
+      targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+    },
+    seed + 1,
+  );
   // Non-zero B so that every LoRA factor has a gradient.
   const r = mulberry32(seed + 2);
   for (const p of m.loraParams()) fillNormal(r, p.data, 0.3);
@@ -21,7 +45,8 @@ function tinyModel(seed: number) {
 }
 
 function batch(): TokenBatch {
-  const B = 2, T = 5;
+  const B = 2,
+    T = 5;
   const ids = Int32Array.from([1, 4, 7, 2, 9, 3, 3, 8, 0, 0]);
   const labels = Int32Array.from([-100, -100, 7, 2, 9, -100, 3, 8, -100, -100]);
   const attention = Uint8Array.from([1, 1, 1, 1, 1, 1, 1, 1, 0, 0]);
@@ -46,12 +71,22 @@ test('LLaMA + LoRA: gradients of the LM loss equal finite differences (float64, 
 test('full-parameter gradients (norms, embedding, head) equal finite differences', () => {
   const restore = useReference64();
   try {
-    const cfg = makeConfig({ vocabSize: 11, hiddenSize: 4, intermediateSize: 6, numLayers: 1, numHeads: 2, numKvHeads: 2 });
+    const cfg = makeConfig({
+      vocabSize: 11,
+      hiddenSize: 4,
+      intermediateSize: 6,
+      numLayers: 1,
+      numHeads: 2,
+      numKvHeads: 2,
+    });
     const m = LlamaModel.random(cfg, 3, 0.4);
     const params = [...m.baseTensors().values()];
     for (const p of params) p.requiresGrad = true;
     const r = mulberry32(5);
-    for (const l of m.layers) { fillNormal(r, l.attnNorm.data, 1); fillNormal(r, l.mlpNorm.data, 1); }
+    for (const l of m.layers) {
+      fillNormal(r, l.attnNorm.data, 1);
+      fillNormal(r, l.mlpNorm.data, 1);
+    }
     checkGradients(params, () => lmLoss(m, batch()), 2e-6);
   } finally {
     restore();
@@ -63,7 +98,11 @@ test('composite losses (matmul transposes, KL, NMSE, cosine, proximal) have corr
   try {
     const r = mulberry32(11);
     const mk = (shape: number[], name: string) => {
-      const t = Tensor.param(fillNormal(r, new Float64Array(shape.reduce((a, b) => a * b, 1)) as unknown as Float32Array, 1), shape, name);
+      const t = Tensor.param(
+        fillNormal(r, new Float64Array(shape.reduce((a, b) => a * b, 1)) as unknown as Float32Array, 1),
+        shape,
+        name,
+      );
       return t;
     };
     const a = mk([2, 3, 4], 'a');
@@ -93,7 +132,12 @@ test('fused LoRA linear (with a dropout mask, trainable W, A, B and input) match
   const restore = useReference64();
   try {
     const r = mulberry32(21);
-    const mk = (shape: number[], name: string) => Tensor.param(fillNormal(r, new Float64Array(shape.reduce((a, b) => a * b, 1)) as unknown as Float32Array, 1), shape, name);
+    const mk = (shape: number[], name: string) =>
+      Tensor.param(
+        fillNormal(r, new Float64Array(shape.reduce((a, b) => a * b, 1)) as unknown as Float32Array, 1),
+        shape,
+        name,
+      );
     const x = mk([2, 3, 5], 'x');
     const w = mk([4, 5], 'w');
     const a = mk([2, 5], 'A');
@@ -120,7 +164,14 @@ test('bad calls name the op and the shapes; released intermediates cannot be use
 test('a frozen prefix of layers frees its activations at once and gradients stay exact (float64)', () => {
   const restore = useReference64();
   try {
-    const cfg = makeConfig({ vocabSize: 13, hiddenSize: 8, intermediateSize: 12, numLayers: 4, numHeads: 2, numKvHeads: 1 });
+    const cfg = makeConfig({
+      vocabSize: 13,
+      hiddenSize: 8,
+      intermediateSize: 12,
+      numLayers: 4,
+      numHeads: 2,
+      numKvHeads: 1,
+    });
     const m = LlamaModel.random(cfg, 21, 0.3);
     m.attachLora({ r: 2, alpha: 4, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] }, 22);
     const r = mulberry32(23);
@@ -141,10 +192,18 @@ test('a frozen prefix of layers frees its activations at once and gradients stay
 });
 
 test('working memory: training only the top layer holds far fewer activations than training all', () => {
-  const cfg = makeConfig({ vocabSize: 64, hiddenSize: 32, intermediateSize: 64, numLayers: 8, numHeads: 4, numKvHeads: 2 });
+  const cfg = makeConfig({
+    vocabSize: 64,
+    hiddenSize: 32,
+    intermediateSize: 64,
+    numLayers: 8,
+    numHeads: 4,
+    numKvHeads: 2,
+  });
   const m = LlamaModel.random(cfg, 5);
   m.attachLora({ r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj'] }, 6);
-  const B = 2, T = 32;
+  const B = 2,
+    T = 32;
   const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7) % 64);
   const b: TokenBatch = { B, T, ids, labels: ids, attention: new Uint8Array(B * T).fill(1) };
   const measure = (trainable: number[]): { peak: number; loss: number } => {

@@ -10,7 +10,14 @@ import { tape, type Tensor } from '../../src/tensor/tensor.js';
 import { mulberry32 } from '../../src/util/rng.js';
 
 function trainRun(seed: number, mode: 'full' | 'lora'): number[] {
-  const cfg = makeConfig({ vocabSize: 64, hiddenSize: 48, intermediateSize: 128, numLayers: 3, numHeads: 4, numKvHeads: 2 });
+  const cfg = makeConfig({
+    vocabSize: 64,
+    hiddenSize: 48,
+    intermediateSize: 128,
+    numLayers: 3,
+    numHeads: 4,
+    numKvHeads: 2,
+  });
   const model = LlamaModel.random(cfg, seed);
   let params: Tensor[];
   if (mode === 'lora') {
@@ -22,7 +29,8 @@ function trainRun(seed: number, mode: 'full' | 'lora'): number[] {
   }
   // A learnable sequence: each row counts upward from a random start (mod vocab).
   const r = mulberry32(seed + 2);
-  const B = 4, T = 24;
+  const B = 4,
+    T = 24;
   const ids = new Int32Array(B * T);
   for (let b = 0; b < B; b++) {
     const s = Math.floor(r() * 64);

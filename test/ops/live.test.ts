@@ -20,7 +20,16 @@ import { recordingProxy, conformance, schemaValidator } from './recorder.js';
 after(killAll);
 
 const CHROMIUM = process.env.FEDBIOT_CHROMIUM ?? '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 /** Where the screenshot goes when FEDBIOT_DASHBOARD_SHOT names a file (the README's image). */
 const SHOT_OUT = process.env.FEDBIOT_DASHBOARD_SHOT;
 const ROUNDS = 4;
@@ -36,7 +45,8 @@ function sample(families: Family[], name: string, labels: Record<string, string>
 }
 
 async function chromium(): Promise<typeof import('playwright-core').chromium | string> {
-  if (!fs.existsSync(CHROMIUM)) return `${CHROMIUM} not found: install Chromium (Debian: apt-get install -y chromium) to run the dashboard browser check`;
+  if (!fs.existsSync(CHROMIUM))
+    return `${CHROMIUM} not found: install Chromium (Debian: apt-get install -y chromium) to run the dashboard browser check`;
   try {
     return (await import('playwright-core')).chromium;
   } catch {
@@ -44,8 +54,14 @@ async function chromium(): Promise<typeof import('playwright-core').chromium | s
   }
 }
 
-test('ops: dashboard live in Chromium, /metrics matches the run, traffic conforms to /v1/openapi.json, admin token required', { timeout: 180_000 }, async (t) => {
-  const s = await setup({ rounds: ROUNDS, clients: ['0', '1'], server: { minClients: 2, roundDeadlineSeconds: 60, lingerSeconds: 8 } });
+test('ops: dashboard live in Chromium, /metrics matches the run, traffic conforms to /v1/openapi.json, admin token required', {
+  timeout: 180_000,
+}, async (t) => {
+  const s = await setup({
+    rounds: ROUNDS,
+    clients: ['0', '1'],
+    server: { minClients: 2, roundDeadlineSeconds: 60, lingerSeconds: 8 },
+  });
   const server = cli('server', ['--log-format', 'json', ...serverArgs(s)]);
   await server.waitFor(/listening on/, 60_000);
   const proxy = await recordingProxy(s.url);
@@ -55,8 +71,12 @@ test('ops: dashboard live in Chromium, /metrics matches the run, traffic conform
   const basic = (pw: string) => ({ authorization: `Basic ${Buffer.from(`admin:${pw}`).toString('base64')}` });
   const refusedBefore: [string, number][] = [];
   for (const [p, token, headers] of [
-    ['dashboard', null, {}], ['dashboard/events', null, {}], ['metrics', null, {}],
-    ['dashboard', s.tokens['0']!, {}], ['metrics', s.tokens['1']!, {}], ['dashboard', null, basic('not-the-token')],
+    ['dashboard', null, {}],
+    ['dashboard/events', null, {}],
+    ['metrics', null, {}],
+    ['dashboard', s.tokens['0']!, {}],
+    ['metrics', s.tokens['1']!, {}],
+    ['dashboard', null, basic('not-the-token')],
   ] as [string, string | null, Record<string, string>][]) {
     const r = await request(admin, 'GET', p, { token, headers });
     assert.equal(r.status, 401, `${p} without the admin token: ${r.status}`);
@@ -65,9 +85,17 @@ test('ops: dashboard live in Chromium, /metrics matches the run, traffic conform
   }
   const ok = await request(admin, 'GET', 'metrics');
   assert.equal(ok.status, 200);
-  assert.equal((await request(admin, 'GET', 'metrics', { token: null, headers: basic(s.tokens.admin!) })).status, 200, 'Basic with the token as password');
+  assert.equal(
+    (await request(admin, 'GET', 'metrics', { token: null, headers: basic(s.tokens.admin!) })).status,
+    200,
+    'Basic with the token as password',
+  );
 
-  const clients = ['0', '1'].map((n) => cli(`client-${n}`, ['--log-format', 'json', ...clientArgs(s, n).map((a) => (a === s.url ? proxy.url : a))], { FEDBIOT_DEBUG_TRAIN_DELAY_MS: '1500' }));
+  const clients = ['0', '1'].map((n) =>
+    cli(`client-${n}`, ['--log-format', 'json', ...clientArgs(s, n).map((a) => (a === s.url ? proxy.url : a))], {
+      FEDBIOT_DEBUG_TRAIN_DELAY_MS: '1500',
+    }),
+  );
 
   // The dashboard, while the run goes on.
   const browser = await chromium();
@@ -76,7 +104,11 @@ test('ops: dashboard live in Chromium, /metrics matches the run, traffic conform
   else {
     const userData = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-chromium-'));
     const ctx = await browser.launchPersistentContext(userData, {
-      executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1280, height: 900 }, timeout: 60_000,
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ARGS,
+      viewport: { width: 1280, height: 900 },
+      timeout: 60_000,
       httpCredentials: { username: 'admin', password: s.tokens.admin! },
     });
     try {
@@ -88,13 +120,18 @@ test('ops: dashboard live in Chromium, /metrics matches the run, traffic conform
       page.on('request', (r) => !r.url().startsWith(s.url) && external.push(r.url()));
       await page.goto(`${s.url}/dashboard`, { waitUntil: 'load' });
       await page.waitForSelector('#conn.live', { timeout: 20_000 });
-      const completed = () => page.$eval('[data-completed-rounds]', (e) => Number(e.getAttribute('data-completed-rounds')));
+      const completed = () =>
+        page.$eval('[data-completed-rounds]', (e) => Number(e.getAttribute('data-completed-rounds')));
       const first = await completed();
       assert.ok(first < ROUNDS, `the page was opened during the run (${first} of ${ROUNDS} completed)`);
       seen = [first];
       // No reload: the count advances through the event stream.
       for (let want = first + 1; want <= Math.min(first + 2, ROUNDS); want++) {
-        await page.waitForFunction((w) => Number(document.querySelector('[data-completed-rounds]')?.getAttribute('data-completed-rounds')) >= w, want, { timeout: 60_000 });
+        await page.waitForFunction(
+          (w) => Number(document.querySelector('[data-completed-rounds]')?.getAttribute('data-completed-rounds')) >= w,
+          want,
+          { timeout: 60_000 },
+        );
         seen.push(await completed());
       }
       const shot = path.join(userData, 'dashboard.png');
@@ -103,12 +140,20 @@ test('ops: dashboard live in Chromium, /metrics matches the run, traffic conform
       assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG');
       assert.ok(png.length > 30_000, `screenshot too small to show anything: ${png.length} bytes`);
       if (SHOT_OUT) fs.copyFileSync(shot, SHOT_OUT);
-      const charts = await page.$$eval('svg.chart', (svgs) => svgs.map((c) => ({ id: c.getAttribute('data-chart'), marks: c.querySelectorAll('polyline, rect, circle').length, w: c.getBoundingClientRect().width })));
+      const charts = await page.$$eval('svg.chart', (svgs) =>
+        svgs.map((c) => ({
+          id: c.getAttribute('data-chart'),
+          marks: c.querySelectorAll('polyline, rect, circle').length,
+          w: c.getBoundingClientRect().width,
+        })),
+      );
       for (const id of ['train-loss', 'bytes', 'align-nmse', 'align-kl']) {
         const c = charts.find((x) => x.id === id);
         assert.ok(c && c.marks > 0 && c.w > 200, `chart ${id}: ${JSON.stringify(c)}`);
       }
-      const rows = await page.$$eval('table.clients tbody tr', (trs) => trs.map((tr) => tr.getAttribute('data-client')));
+      const rows = await page.$$eval('table.clients tbody tr', (trs) =>
+        trs.map((tr) => tr.getAttribute('data-client')),
+      );
       assert.deepEqual(rows, ['0', '1']);
       assert.deepEqual(errors, []);
       assert.deepEqual(external, [], 'the dashboard loads nothing from elsewhere');
@@ -116,7 +161,10 @@ test('ops: dashboard live in Chromium, /metrics matches the run, traffic conform
       await ctx.close();
       fs.rmSync(userData, { recursive: true, force: true });
     }
-    assert.ok(seen.length >= 2 && seen.every((v, i) => i === 0 || v > seen[i - 1]!), `completed rounds seen: ${seen.join(' -> ')}`);
+    assert.ok(
+      seen.length >= 2 && seen.every((v, i) => i === 0 || v > seen[i - 1]!),
+      `completed rounds seen: ${seen.join(' -> ')}`,
+    );
   }
 
   // After the last round the server lingers: read metrics and the document, then let it exit.
@@ -135,7 +183,11 @@ test('ops: dashboard live in Chromium, /metrics matches the run, traffic conform
   assert.equal(sample(families, 'fedbiot_rounds_completed'), ROUNDS);
   assert.equal(sample(families, 'fedbiot_rounds_total'), ROUNDS);
   assert.equal(sample(families, 'fedbiot_current_round'), 0);
-  for (const c of ['0', '1']) assert.equal(sample(families, 'fedbiot_uploads_total', { client: c }), rounds.filter((r) => (r.clients as string[]).includes(c)).length);
+  for (const c of ['0', '1'])
+    assert.equal(
+      sample(families, 'fedbiot_uploads_total', { client: c }),
+      rounds.filter((r) => (r.clients as string[]).includes(c)).length,
+    );
   const sum = (k: string) => rounds.reduce((a, r) => a + (r[k] as number), 0);
   assert.equal(sample(families, 'fedbiot_bytes_total', { direction: 'down' }), sum('bytes_down'));
   assert.equal(sample(families, 'fedbiot_bytes_total', { direction: 'up' }), sum('bytes_up'));
@@ -143,7 +195,10 @@ test('ops: dashboard live in Chromium, /metrics matches the run, traffic conform
   try {
     const join = Object.values(db.joinBytes());
     assert.equal(join.length, 2, 'both clients downloaded the model');
-    assert.equal(sample(families, 'fedbiot_bytes_total', { direction: 'join' }), join.reduce((a, b) => a + b, 0));
+    assert.equal(
+      sample(families, 'fedbiot_bytes_total', { direction: 'join' }),
+      join.reduce((a, b) => a + b, 0),
+    );
     const byCode = new Map<string, number>();
     for (const r of db.refusals()) byCode.set(r.code, (byCode.get(r.code) ?? 0) + 1);
     // Ours, plus the browser's first try (it sends the credential only after the challenge).
@@ -152,7 +207,9 @@ test('ops: dashboard live in Chromium, /metrics matches the run, traffic conform
   } finally {
     db.close();
   }
-  const hist = families.find((f) => f.name === 'fedbiot_round_duration_seconds') as unknown as { metrics: { count: string; sum: string }[] };
+  const hist = families.find((f) => f.name === 'fedbiot_round_duration_seconds') as unknown as {
+    metrics: { count: string; sum: string }[];
+  };
   assert.equal(Number(hist.metrics[0]!.count), ROUNDS);
   assert.ok(Math.abs(Number(hist.metrics[0]!.sum) - sum('seconds')) < 1e-6);
   const last = rounds.at(-1)!.train_loss as Record<string, number>;
@@ -166,13 +223,26 @@ test('ops: dashboard live in Chromium, /metrics matches the run, traffic conform
   assert.ok(res.valid, JSON.stringify(res.errors, null, 2));
   assert.equal(v.version, '3.1');
   const ajv = schemaValidator(doc);
-  const ops = new Set(proxy.exchanges.map((e) => `${e.method} ${e.path.replace(/\/v1\/round\/\d+\//, '/v1/round/{round}/').replace(/\/v1\/model\/files\/.+$/, '/v1/model/files/{name}')} ${e.status}`));
-  for (const want of ['POST /v1/join 200', 'GET /v1/model/files/{name} 206', 'GET /v1/round 200', 'GET /v1/round/{round}/payload 200', 'POST /v1/round/{round}/update 200']) {
+  const ops = new Set(
+    proxy.exchanges.map(
+      (e) =>
+        `${e.method} ${e.path.replace(/\/v1\/round\/\d+\//, '/v1/round/{round}/').replace(/\/v1\/model\/files\/.+$/, '/v1/model/files/{name}')} ${e.status}`,
+    ),
+  );
+  for (const want of [
+    'POST /v1/join 200',
+    'GET /v1/model/files/{name} 206',
+    'GET /v1/round 200',
+    'GET /v1/round/{round}/payload 200',
+    'POST /v1/round/{round}/update 200',
+  ]) {
     assert.ok(ops.has(want), `the run made no ${want}: ${[...ops].join(', ')}`);
   }
   const problems = proxy.exchanges.flatMap((e) => conformance(doc, e, ajv));
   assert.deepEqual(problems, [], `${proxy.exchanges.length} exchanges recorded`);
-  t.diagnostic(`${proxy.exchanges.length} exchanges conform; dashboard saw completed rounds ${seen.join(' -> ') || '(browser skipped)'}`);
+  t.diagnostic(
+    `${proxy.exchanges.length} exchanges conform; dashboard saw completed rounds ${seen.join(' -> ') || '(browser skipped)'}`,
+  );
 
   // JSON logs: every line an object with a level; no token anywhere in any process's output.
   for (const p of [server, ...clients]) {
@@ -180,8 +250,8 @@ test('ops: dashboard live in Chromium, /metrics matches the run, traffic conform
       const o = JSON.parse(line) as { level?: string; time?: string };
       assert.ok(o.level && o.time, line);
     }
-    for (const [name, tok] of Object.entries(s.tokens)) assert.ok(!p.out.includes(tok), `${p.name} logged the token of ${name}`);
+    for (const [name, tok] of Object.entries(s.tokens))
+      assert.ok(!p.out.includes(tok), `${p.name} logged the token of ${name}`);
   }
   assert.match(server.out, /"level":"warn".*refused GET \/dashboard/);
 });
-

@@ -22,7 +22,17 @@ import { formatStatus } from '../../src/cli/status.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-type Family = { name: string; type: string; metrics: { value?: string; labels?: Record<string, string>; buckets?: Record<string, string>; count?: string; sum?: string }[] };
+type Family = {
+  name: string;
+  type: string;
+  metrics: {
+    value?: string;
+    labels?: Record<string, string>;
+    buckets?: Record<string, string>;
+    count?: string;
+    sum?: string;
+  }[];
+};
 
 function family(text: string, name: string): Family {
   const f = (parsePrometheusTextFormat(text) as Family[]).find((x) => x.name === name);
@@ -39,20 +49,38 @@ const value = (f: Family, labels: Record<string, string> = {}) => {
 /** A short run as the round loop reports it: 2 clients, 2 rounds, one refusal, privacy on. */
 function events(now: number): RunEvent[] {
   const line = (round: number, losses: number[]) => ({
-    round, algorithm: 'fedbiot', clients: ['a', 'b'], sampled: ['a', 'b'], train_loss: { a: losses[0], b: losses[1] },
-    align_loss: { nmse: 0.5 / (round + 1), kl: 0.2 / (round + 1), ce: 1, total: 2 }, bytes_down: 1000, bytes_up: 400, seconds: 2.5 + round,
+    round,
+    algorithm: 'fedbiot',
+    clients: ['a', 'b'],
+    sampled: ['a', 'b'],
+    train_loss: { a: losses[0], b: losses[1] },
+    align_loss: { nmse: 0.5 / (round + 1), kl: 0.2 / (round + 1), ce: 1, total: 2 },
+    bytes_down: 1000,
+    bytes_up: 400,
+    seconds: 2.5 + round,
     ...(round === 1 ? { eval: { adapemu: { nll: 1.3 }, adapfu: { nll: 1.2 } } } : {}),
   });
   return [
     { type: 'run', mode: 'server', algorithm: 'fedbiot', rounds: 3, completedRounds: 0, clients: ['a', 'b'] },
-    { type: 'prepare', line: { round: -1, phase: 'prepare', align_loss: { hidden: 0.9, kl: 0.4 }, eval: { base: { nll: 1.4 }, emulator: { nll: 1.5 } } } },
+    {
+      type: 'prepare',
+      line: {
+        round: -1,
+        phase: 'prepare',
+        align_loss: { hidden: 0.9, kl: 0.4 },
+        eval: { base: { nll: 1.4 }, emulator: { nll: 1.5 } },
+      },
+    },
     { type: 'client-seen', client: 'a', at: now },
     { type: 'client-seen', client: 'b', at: now - 120_000 },
     { type: 'bytes', direction: 'join', bytes: 5000, client: 'a' },
     { type: 'round-open', round: 0, sampled: ['a', 'b'], deadline: now + 60_000 },
-    { type: 'bytes', direction: 'down', bytes: 500, client: 'a' }, { type: 'bytes', direction: 'down', bytes: 500, client: 'b' },
-    { type: 'upload', round: 0, client: 'a', bytes: 200, loss: 1.1 }, { type: 'bytes', direction: 'up', bytes: 200, client: 'a' },
-    { type: 'upload', round: 0, client: 'b', bytes: 200, loss: 1.3 }, { type: 'bytes', direction: 'up', bytes: 200, client: 'b' },
+    { type: 'bytes', direction: 'down', bytes: 500, client: 'a' },
+    { type: 'bytes', direction: 'down', bytes: 500, client: 'b' },
+    { type: 'upload', round: 0, client: 'a', bytes: 200, loss: 1.1 },
+    { type: 'bytes', direction: 'up', bytes: 200, client: 'a' },
+    { type: 'upload', round: 0, client: 'b', bytes: 200, loss: 1.3 },
+    { type: 'bytes', direction: 'up', bytes: 200, client: 'b' },
     { type: 'refusal', client: 'b', reason: 'duplicate' },
     { type: 'refusal', client: null, reason: 'unauthorized' },
     // Epsilon as a privacy run writes it on its round lines.
@@ -82,7 +110,10 @@ test('metrics: events become Prometheus text that an independent parser reads ba
   assert.equal(value(family(text, 'fedbiot_refusals_total'), { reason: 'duplicate' }), 1);
   assert.equal(value(family(text, 'fedbiot_refusals_total'), { reason: 'unauthorized' }), 1);
   const bytes = family(text, 'fedbiot_bytes_total');
-  assert.deepEqual([value(bytes, { direction: 'down' }), value(bytes, { direction: 'up' }), value(bytes, { direction: 'join' })], [1000, 400, 5000]);
+  assert.deepEqual(
+    [value(bytes, { direction: 'down' }), value(bytes, { direction: 'up' }), value(bytes, { direction: 'join' })],
+    [1000, 400, 5000],
+  );
   const hist = family(text, 'fedbiot_round_duration_seconds');
   assert.equal(hist.type, 'HISTOGRAM');
   assert.equal(Number(hist.metrics[0]!.count), 2);
@@ -102,13 +133,21 @@ test('dashboard: state and page from events; names escaped; privacy shown; CSP p
   const s = ops.state.snapshot();
   assert.equal(s.completedRounds, 2);
   assert.equal(s.currentRound, 2);
-  assert.deepEqual(s.clients.map((c) => [c.name, c.uploads, c.refusals, c.sampled]), [['<b>&"x', 0, 0, true], ['a', 2, 0, false], ['b', 1, 1, false]]);
+  assert.deepEqual(
+    s.clients.map((c) => [c.name, c.uploads, c.refusals, c.sampled]),
+    [
+      ['<b>&"x', 0, 0, true],
+      ['a', 2, 0, false],
+      ['b', 1, 1, false],
+    ],
+  );
   assert.deepEqual(s.traffic, { down: 1000, up: 400, join: 5000 });
   assert.equal(s.lines.length, 3);
   const html = renderDashboard(s, now);
   assert.ok(!html.includes('<b>&"x'), 'client names are escaped');
   assert.ok(html.includes('&lt;b&gt;&amp;&quot;x'));
-  for (const id of ['train-loss', 'bytes', 'epsilon', 'align-nmse', 'align-kl', 'eval-nll']) assert.match(html, new RegExp(`data-chart="${id}"`), id);
+  for (const id of ['train-loss', 'bytes', 'epsilon', 'align-nmse', 'align-kl', 'eval-nll'])
+    assert.match(html, new RegExp(`data-chart="${id}"`), id);
   assert.match(html, /data-completed-rounds="2"/);
   assert.match(html, /privacy epsilon/);
   // The only script in the page is the one whose hash the policy names.
@@ -117,7 +156,14 @@ test('dashboard: state and page from events; names escaped; privacy shown; CSP p
   assert.equal((html.match(/<script/g) ?? []).length, 1);
   // Before any round: says so instead of empty charts.
   const empty = createRunOps();
-  empty.events.emit({ type: 'run', mode: 'simulation', algorithm: 'fedot', rounds: 2, completedRounds: 0, clients: [] });
+  empty.events.emit({
+    type: 'run',
+    mode: 'simulation',
+    algorithm: 'fedot',
+    rounds: 2,
+    completedRounds: 0,
+    clients: [],
+  });
   const live = renderLive(empty.state.snapshot());
   assert.match(live, /data-missing="rounds"/);
   assert.match(live, /data-missing="train-loss"/);
@@ -134,10 +180,18 @@ test('logs: JSON lines with levels and request ids; tokens never written, in fie
   line('listening on http://127.0.0.1:1');
   line('warning: public data: 3 records skipped');
   line(`refused GET /v1/round from 127.0.0.1: unauthorized: token ${token}`);
-  log.child({ reqId: 'abc123' }).info({ headers: { authorization: `Bearer ${token}` }, token }, `sent Authorization: Bearer ${token}`);
+  log
+    .child({ reqId: 'abc123' })
+    .info({ headers: { authorization: `Bearer ${token}` }, token }, `sent Authorization: Bearer ${token}`);
   log.debug('details');
-  const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-  assert.deepEqual(lines.map((l) => l.level), ['info', 'warn', 'warn', 'info', 'debug']);
+  const lines = out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.deepEqual(
+    lines.map((l) => l.level),
+    ['info', 'warn', 'warn', 'info', 'debug'],
+  );
   assert.equal(lines[3]!.reqId, 'abc123');
   assert.ok(typeof lines[0]!.time === 'string' && !Number.isNaN(Date.parse(lines[0]!.time as string)));
   assert.ok(!out.includes(token), `a token reached the log:\n${out}`);
@@ -168,7 +222,18 @@ test('openapi: valid OpenAPI 3.1; docs/openapi.json is the generated document', 
   assert.ok(res.valid, JSON.stringify(res.errors, null, 2));
   assert.equal(v.version, '3.1');
   const paths = Object.keys(doc.paths as object);
-  for (const p of ['/v1/join', '/v1/model/files/{name}', '/v1/round', '/v1/round/{round}/payload', '/v1/round/{round}/update', '/v1/status', '/v1/health', '/metrics', '/dashboard']) assert.ok(paths.includes(p), p);
+  for (const p of [
+    '/v1/join',
+    '/v1/model/files/{name}',
+    '/v1/round',
+    '/v1/round/{round}/payload',
+    '/v1/round/{round}/update',
+    '/v1/status',
+    '/v1/health',
+    '/metrics',
+    '/dashboard',
+  ])
+    assert.ok(paths.includes(p), p);
   const committed = JSON.parse(fs.readFileSync(path.join(ROOT, 'docs', 'openapi.json'), 'utf8')) as unknown;
   assert.deepEqual(committed, openApiDocument(), 'docs/openapi.json is out of date: run `npm run openapi`');
 });
@@ -185,22 +250,42 @@ test('format: durations and ages for people', () => {
 
 test('status: sizes with units, ages, 1-based rounds', () => {
   const now = Date.parse('2026-01-31T14:05:09Z');
-  const text = formatStatus({
-    protocol: 'fedbiot-net/1', algorithm: 'fedbiot', rounds: 3, completedRounds: 1, phase: 'open', currentRound: 1,
-    clients: [{ name: '0', role: 'client', lastSeen: now - 1200, uploads: 1 }, { name: '1', role: 'client', lastSeen: null, uploads: 0, revokedAt: now - 5000 }],
-    roundsDetail: [
-      { round: 0, status: 'completed', sampled: ['0', '1'], uploads: ['0'], metrics: { train_loss: { 0: 1.5 }, bytes_down: 2 * 1024 * 1024, bytes_up: 1536, seconds: 125 } },
-      { round: 1, status: 'open', sampled: ['0'], uploads: [], metrics: null },
-    ],
-  }, now);
-  assert.equal(text, [
-    'algorithm fedbiot: 1/3 rounds completed, phase open, round 2 in progress',
-    'clients:',
-    '  0                uploads    1  last seen 1.2 s ago',
-    '  1                uploads    0  last seen never           revoked 2026-01-31 14:05:04 UTC',
-    'rounds:',
-    '  round status    uploads             loss       down         up     time',
-    '      1 completed 1/2 0             1.5000    2.0 MiB    1.5 KiB   2m 05s',
-    '      2 open      0/1                    -          -          -        -',
-  ].join('\n'));
+  const text = formatStatus(
+    {
+      protocol: 'fedbiot-net/1',
+      algorithm: 'fedbiot',
+      rounds: 3,
+      completedRounds: 1,
+      phase: 'open',
+      currentRound: 1,
+      clients: [
+        { name: '0', role: 'client', lastSeen: now - 1200, uploads: 1 },
+        { name: '1', role: 'client', lastSeen: null, uploads: 0, revokedAt: now - 5000 },
+      ],
+      roundsDetail: [
+        {
+          round: 0,
+          status: 'completed',
+          sampled: ['0', '1'],
+          uploads: ['0'],
+          metrics: { train_loss: { 0: 1.5 }, bytes_down: 2 * 1024 * 1024, bytes_up: 1536, seconds: 125 },
+        },
+        { round: 1, status: 'open', sampled: ['0'], uploads: [], metrics: null },
+      ],
+    },
+    now,
+  );
+  assert.equal(
+    text,
+    [
+      'algorithm fedbiot: 1/3 rounds completed, phase open, round 2 in progress',
+      'clients:',
+      '  0                uploads    1  last seen 1.2 s ago',
+      '  1                uploads    0  last seen never           revoked 2026-01-31 14:05:04 UTC',
+      'rounds:',
+      '  round status    uploads             loss       down         up     time',
+      '      1 completed 1/2 0             1.5000    2.0 MiB    1.5 KiB   2m 05s',
+      '      2 open      0/1                    -          -          -        -',
+    ].join('\n'),
+  );
 });

@@ -23,7 +23,9 @@ function json(type: string | undefined, body: Buffer): unknown {
   return JSON.parse(body.toString('utf8'));
 }
 
-export async function recordingProxy(target: string): Promise<{ url: string; exchanges: Exchange[]; close: () => Promise<void> }> {
+export async function recordingProxy(
+  target: string,
+): Promise<{ url: string; exchanges: Exchange[]; close: () => Promise<void> }> {
   const exchanges: Exchange[] = [];
   const to = new URL(target);
   const srv = http.createServer((req, res) => {
@@ -31,21 +33,37 @@ export async function recordingProxy(target: string): Promise<{ url: string; exc
     req.on('data', (c: Buffer) => reqChunks.push(c));
     req.on('end', () => {
       const reqBody = Buffer.concat(reqChunks);
-      const fwd = http.request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: { ...req.headers, host: to.host } }, (up) => {
-        const chunks: Buffer[] = [];
-        up.on('data', (c: Buffer) => chunks.push(c));
-        up.on('end', () => {
-          const body = Buffer.concat(chunks);
-          const u = new URL(req.url ?? '/', 'http://x');
-          exchanges.push({
-            method: req.method ?? 'GET', path: u.pathname, query: u.search,
-            requestType: req.headers['content-type'], requestBytes: reqBody.length, requestJson: json(req.headers['content-type'], reqBody),
-            status: up.statusCode ?? 0, responseType: up.headers['content-type'], responseBytes: body.length, responseJson: json(up.headers['content-type'], body),
+      const fwd = http.request(
+        {
+          host: to.hostname,
+          port: to.port,
+          method: req.method,
+          path: req.url,
+          headers: { ...req.headers, host: to.host },
+        },
+        (up) => {
+          const chunks: Buffer[] = [];
+          up.on('data', (c: Buffer) => chunks.push(c));
+          up.on('end', () => {
+            const body = Buffer.concat(chunks);
+            const u = new URL(req.url ?? '/', 'http://x');
+            exchanges.push({
+              method: req.method ?? 'GET',
+              path: u.pathname,
+              query: u.search,
+              requestType: req.headers['content-type'],
+              requestBytes: reqBody.length,
+              requestJson: json(req.headers['content-type'], reqBody),
+              status: up.statusCode ?? 0,
+              responseType: up.headers['content-type'],
+              responseBytes: body.length,
+              responseJson: json(up.headers['content-type'], body),
+            });
+            res.writeHead(up.statusCode ?? 502, up.headers);
+            res.end(body);
           });
-          res.writeHead(up.statusCode ?? 502, up.headers);
-          res.end(body);
-        });
-      });
+        },
+      );
       fwd.on('error', () => res.destroy());
       fwd.end(reqBody);
     });
@@ -55,10 +73,11 @@ export async function recordingProxy(target: string): Promise<{ url: string; exc
   return {
     url: `http://127.0.0.1:${port}`,
     exchanges,
-    close: () => new Promise<void>((r) => {
-      srv.close(() => r());
-      srv.closeAllConnections();
-    }),
+    close: () =>
+      new Promise<void>((r) => {
+        srv.close(() => r());
+        srv.closeAllConnections();
+      }),
   };
 }
 
@@ -79,7 +98,8 @@ export function conformance(doc: Json, e: Exchange, ajv = schemaValidator(doc)):
   const out: string[] = [];
   if (op.requestBody) {
     const types = Object.keys((op.requestBody as { content: Json }).content);
-    if (!e.requestType || !types.some((t) => e.requestType!.startsWith(t))) out.push(`${what}: request content-type ${e.requestType} not one of ${types.join(', ')}`);
+    if (!e.requestType || !types.some((t) => e.requestType!.startsWith(t)))
+      out.push(`${what}: request content-type ${e.requestType} not one of ${types.join(', ')}`);
   } else if (e.requestBytes > 0) out.push(`${what}: a request body where the document declares none`);
   const resp = (op.responses as Record<string, Json>)[String(e.status)];
   if (!resp) return [...out, `${what}: status not documented`];
@@ -89,10 +109,12 @@ export function conformance(doc: Json, e: Exchange, ajv = schemaValidator(doc)):
     return out;
   }
   const type = Object.keys(content).find((t) => e.responseType?.startsWith(t));
-  if (!type) return [...out, `${what}: response content-type ${e.responseType} not one of ${Object.keys(content).join(', ')}`];
+  if (!type)
+    return [...out, `${what}: response content-type ${e.responseType} not one of ${Object.keys(content).join(', ')}`];
   if (type === 'application/json') {
     const validate = ajv.compile(rooted(content[type]!.schema));
-    if (!validate(e.responseJson)) out.push(`${what}: body does not match the schema: ${ajv.errorsText(validate.errors)}`);
+    if (!validate(e.responseJson))
+      out.push(`${what}: body does not match the schema: ${ajv.errorsText(validate.errors)}`);
   }
   return out;
 }

@@ -23,11 +23,20 @@ const value = (text: string, name: string, labels: Record<string, string> = {}) 
   return Number(m.value);
 };
 
-test('simulate --dashboard: metrics and page during a simulation, counters equal summary.json', { timeout: 120_000 }, async () => {
+test('simulate --dashboard: metrics and page during a simulation, counters equal summary.json', {
+  timeout: 120_000,
+}, async () => {
   const cfg = loadConfig(null, ['rounds=3', ...TINY_RUN, 'eval={maxExamples: 2, maxNewTokens: 2, generate: false}']);
   const exp = await buildExperiment(cfg);
   const ops = createRunOps({ processMetrics: false });
-  ops.events.emit({ type: 'run', mode: 'simulation', algorithm: cfg.algorithm.name, rounds: cfg.rounds, completedRounds: 0, clients: ['0', '1', '2'] });
+  ops.events.emit({
+    type: 'run',
+    mode: 'simulation',
+    algorithm: cfg.algorithm.name,
+    rounds: cfg.rounds,
+    completedRounds: 0,
+    clients: ['0', '1', '2'],
+  });
   const srv = await serveOps({ ...ops });
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-simdash-'));
   const seen: Promise<{ round: number; completed: number; page: string }>[] = [];
@@ -39,11 +48,13 @@ test('simulate --dashboard: metrics and page during a simulation, counters equal
         onEvent: (e) => {
           bridge(e);
           if (e.type === 'round-end') {
-            seen.push((async () => {
-              const m = await (await fetch(`${srv.url}/metrics`)).text();
-              const page = await (await fetch(`${srv.url}/dashboard`)).text();
-              return { round: e.round, completed: value(m, 'fedbiot_rounds_completed'), page };
-            })());
+            seen.push(
+              (async () => {
+                const m = await (await fetch(`${srv.url}/metrics`)).text();
+                const page = await (await fetch(`${srv.url}/dashboard`)).text();
+                return { round: e.round, completed: value(m, 'fedbiot_rounds_completed'), page };
+              })(),
+            );
           }
         },
       },
@@ -64,7 +75,9 @@ test('simulate --dashboard: metrics and page during a simulation, counters equal
     assert.equal(value(text, 'fedbiot_bytes_total', { direction: 'down' }), summary.bytes_down_total);
     assert.equal(value(text, 'fedbiot_bytes_total', { direction: 'up' }), summary.bytes_up_total);
     assert.equal(value(text, 'fedbiot_eval', { view: 'adapfu', metric: 'nll' }), summary.adapfu.nll);
-    const uploads = parsePrometheusTextFormat(text).find((f) => f.name === 'fedbiot_uploads_total')!.metrics.reduce((a, m) => a + Number(m.value), 0);
+    const uploads = parsePrometheusTextFormat(text)
+      .find((f) => f.name === 'fedbiot_uploads_total')!
+      .metrics.reduce((a, m) => a + Number(m.value), 0);
     assert.equal(uploads, 3 * 3, 'three clients in each of three rounds');
     const s = ops.state.snapshot();
     assert.equal(s.phase, 'done');

@@ -22,7 +22,11 @@ test('pretrain: loss falls, the folder loads back, and a second run resumes from
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-pretrain-'));
   const a = await runPretrain(recipe(8), out, silentProgress);
   assert.equal(a.steps, 8);
-  const log = fs.readFileSync(path.join(out, 'training_log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const log = fs
+    .readFileSync(path.join(out, 'training_log.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   assert.equal(log.length, 8);
   assert.ok(log[7].train < log[0].train, `loss should fall: ${log[0].train} -> ${log[7].train}`);
   const model = loadHfModel(out);

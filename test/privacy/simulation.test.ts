@@ -18,8 +18,17 @@ const TINY = ['rounds=2', ...TINY_RUN, 'eval={maxExamples: 2, maxNewTokens: 2, g
 async function run(sets: string[], o: { dropAfterShares?: string[]; poison?: { client: string; scale: number } } = {}) {
   const out = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-privacy-'));
   const s = await runSimulation(await buildExperiment(loadConfig(null, [...TINY, ...sets])), { outDir: out, ...o });
-  const metrics = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { out, s: s!, metrics: metrics.filter((m) => typeof m.round === 'number' && (m.round as number) >= 0 && !m.phase), adapter: loadCheckpoint(path.join(out, 'checkpoints'))!.adapter };
+  const metrics = fs
+    .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+  return {
+    out,
+    s: s!,
+    metrics: metrics.filter((m) => typeof m.round === 'number' && (m.round as number) >= 0 && !m.phase),
+    adapter: loadCheckpoint(path.join(out, 'checkpoints'))!.adapter,
+  };
 }
 
 function maxDiff(a: Map<string, { data: Float32Array }>, b: Map<string, { data: Float32Array }>): number {
@@ -32,7 +41,10 @@ test('simulation: secure aggregation equals FedAvg within quantization error; a 
   const plain = await run([]);
   const secure = await run(['secureAggregation=true']);
   // range 1 over 4 clients: each value rounds to 1/scale with scale = floor(2^29 / 4).
-  assert.ok(maxDiff(plain.adapter, secure.adapter) < 1e-5, `secure vs plain: ${maxDiff(plain.adapter, secure.adapter)}`);
+  assert.ok(
+    maxDiff(plain.adapter, secure.adapter) < 1e-5,
+    `secure vs plain: ${maxDiff(plain.adapter, secure.adapter)}`,
+  );
   const sa = secure.metrics[0]!.secure_aggregation as { survivors: number; dropped: string[] };
   assert.equal(sa.survivors, 4);
   const dropped = await run(['secureAggregation=true'], { dropAfterShares: ['2'] });
@@ -61,11 +73,20 @@ test('simulation: a poisoned client (update x -100) wrecks FedAvg, the median ho
   const med = await run(['aggregation={rule: median}'], { poison: { client: '0', scale: -100 } });
   const hurt = (x: number) => Math.abs(x - clean.s.adapfu.nll);
   assert.ok(hurt(fed.s.adapfu.nll) > 0.05, `FedAvg ${fed.s.adapfu.nll} vs clean ${clean.s.adapfu.nll}`);
-  assert.ok(hurt(med.s.adapfu.nll) < hurt(fed.s.adapfu.nll) / 5, `median ${med.s.adapfu.nll}, FedAvg ${fed.s.adapfu.nll}, clean ${clean.s.adapfu.nll}`);
+  assert.ok(
+    hurt(med.s.adapfu.nll) < hurt(fed.s.adapfu.nll) / 5,
+    `median ${med.s.adapfu.nll}, FedAvg ${fed.s.adapfu.nll}, clean ${clean.s.adapfu.nll}`,
+  );
 });
 
 test('config: privacy settings are validated with the run config, by key', () => {
   const base = { model: { random: {} }, data: { task: 'math' }, algorithm: {} };
-  assert.throws(() => validateConfig({ ...base, secureAggregation: true, aggregation: { rule: 'median' } }, 'x.yaml'), /x.yaml:\n {2}secureAggregation: secure aggregation reveals only the sum/);
-  assert.throws(() => validateConfig({ ...base, privacy: { mode: 'sideways', clip: 1, noiseMultiplier: 1 } }, 'x.yaml'), /privacy.mode/);
+  assert.throws(
+    () => validateConfig({ ...base, secureAggregation: true, aggregation: { rule: 'median' } }, 'x.yaml'),
+    /x.yaml:\n {2}secureAggregation: secure aggregation reveals only the sum/,
+  );
+  assert.throws(
+    () => validateConfig({ ...base, privacy: { mode: 'sideways', clip: 1, noiseMultiplier: 1 } }, 'x.yaml'),
+    /privacy.mode/,
+  );
 });

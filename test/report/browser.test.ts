@@ -11,9 +11,20 @@ import { writeReport, writeRunReport } from '../../src/report/html.js';
 import { copyFixture } from './helpers.js';
 
 const CHROMIUM = process.env.FEDBIOT_CHROMIUM ?? '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
-test('report.html renders in headless Chromium: charts, table rows, screenshot, offline', { timeout: 90_000 }, async (t) => {
+test('report.html renders in headless Chromium: charts, table rows, screenshot, offline', {
+  timeout: 90_000,
+}, async (t) => {
   if (!fs.existsSync(CHROMIUM)) {
     t.skip(`${CHROMIUM} not found: install Chromium (Debian: apt-get install -y chromium) to run the browser test`);
     return;
@@ -29,7 +40,13 @@ test('report.html renders in headless Chromium: charts, table rows, screenshot, 
   const run = copyFixture('run');
   const userData = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-chromium-'));
   const shot = path.join(userData, 'report.png');
-  const ctx = await chromium.launchPersistentContext(userData, { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1280, height: 900 }, timeout: 60_000 });
+  const ctx = await chromium.launchPersistentContext(userData, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ARGS,
+    viewport: { width: 1280, height: 900 },
+    timeout: 60_000,
+  });
   try {
     const page = await ctx.newPage();
     const external: string[] = [];
@@ -45,17 +62,28 @@ test('report.html renders in headless Chromium: charts, table rows, screenshot, 
       if (m.type() === 'error') errors.push(m.text());
     });
 
-    const methods = (JSON.parse(fs.readFileSync(path.join(demo, 'summaries.json'), 'utf8')) as { algorithm: string }[]).map((s) => s.algorithm);
+    const methods = (
+      JSON.parse(fs.readFileSync(path.join(demo, 'summaries.json'), 'utf8')) as { algorithm: string }[]
+    ).map((s) => s.algorithm);
     await page.goto(pathToFileURL(writeReport(demo)).href, { waitUntil: 'load' });
     await page.screenshot({ path: shot, fullPage: true });
     const png = fs.readFileSync(shot);
     assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG');
     assert.ok(png.length > 20_000, `screenshot too small to show anything: ${png.length} bytes`);
 
-    const charts = await page.$$eval('svg.chart', (svgs) => svgs.map((s) => {
-      const r = s.getBoundingClientRect();
-      return { id: s.getAttribute('data-chart'), marks: s.querySelectorAll('path, polyline, rect').length, w: r.width, h: r.height, ticks: s.querySelectorAll('.tick-label').length, legend: s.querySelectorAll('.legend-item').length };
-    }));
+    const charts = await page.$$eval('svg.chart', (svgs) =>
+      svgs.map((s) => {
+        const r = s.getBoundingClientRect();
+        return {
+          id: s.getAttribute('data-chart'),
+          marks: s.querySelectorAll('path, polyline, rect').length,
+          w: r.width,
+          h: r.height,
+          ticks: s.querySelectorAll('.tick-label').length,
+          legend: s.querySelectorAll('.legend-item').length,
+        };
+      }),
+    );
     assert.ok(charts.length >= 3, `expected at least 3 charts, got ${charts.length}`);
     for (const c of charts) {
       assert.ok(c.marks > 0, `chart ${c.id} draws nothing`);
@@ -63,8 +91,13 @@ test('report.html renders in headless Chromium: charts, table rows, screenshot, 
       assert.ok(c.ticks >= 4, `chart ${c.id} has ${c.ticks} tick labels`);
       assert.ok(c.legend >= 1, `chart ${c.id} has no legend`);
     }
-    assert.deepEqual(charts.map((c) => c.id), ['train-loss', 'bytes', 'align-nmse', 'align-kl']);
-    const rowMethods = await page.$$eval('table.comparison tbody tr[data-method]', (trs) => trs.map((tr) => tr.getAttribute('data-method')));
+    assert.deepEqual(
+      charts.map((c) => c.id),
+      ['train-loss', 'bytes', 'align-nmse', 'align-kl'],
+    );
+    const rowMethods = await page.$$eval('table.comparison tbody tr[data-method]', (trs) =>
+      trs.map((tr) => tr.getAttribute('data-method')),
+    );
     assert.deepEqual([...new Set(rowMethods)], methods, 'a row (AdapEmu and AdapFu) per method');
     assert.equal(rowMethods.length, methods.length * 2);
     assert.equal(await page.locator('[data-missing="eval"]').count(), 1);

@@ -7,8 +7,15 @@ import { writeReport, writeRunReport, esc, fmtMetric } from '../../src/report/ht
 import { niceTicks } from '../../src/report/svg.js';
 import { FIXTURES, copyFixture } from './helpers.js';
 
-
-const stripTags = (s: string) => s.replace(/<[^>]*>/g, '').replace(/&amp;/g, '&').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&#39;/g, "'").trim();
+const stripTags = (s: string) =>
+  s
+    .replace(/<[^>]*>/g, '')
+    .replace(/&amp;/g, '&')
+    .replace(/&lt;/g, '<')
+    .replace(/&gt;/g, '>')
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .trim();
 
 /** The cells (th and td, text only) of the table rows matching an opening-tag regex. */
 function rowCells(html: string, open: RegExp): string[][] {
@@ -29,7 +36,9 @@ function assertSelfContained(html: string): void {
   assert.ok(!/<script/i.test(html), 'no scripts');
   assert.ok(!/\b(src|href)\s*=/i.test(html), 'no src/href attributes');
   assert.ok(!/url\(|@import|<link/i.test(html), 'no external CSS');
-  const urls = [...html.matchAll(/https?:\/\/[^\s"'<)]+/g)].map((m) => m[0]).filter((u) => u !== 'http://www.w3.org/2000/svg');
+  const urls = [...html.matchAll(/https?:\/\/[^\s"'<)]+/g)]
+    .map((m) => m[0])
+    .filter((u) => u !== 'http://www.w3.org/2000/svg');
   assert.deepEqual(urls, [], 'no external URLs');
 }
 
@@ -66,11 +75,17 @@ test('demo report: the comparison table matches table.txt, charts present, eval 
 
     assert.deepEqual(chartIds(html), ['train-loss', 'bytes', 'align-nmse', 'align-kl']);
     // Train loss: one line per method, two rounds each.
-    const train = html.slice(html.indexOf('data-chart="train-loss"'), html.indexOf('</svg>', html.indexOf('data-chart="train-loss"')));
+    const train = html.slice(
+      html.indexOf('data-chart="train-loss"'),
+      html.indexOf('</svg>', html.indexOf('data-chart="train-loss"')),
+    );
     assert.equal((train.match(/<polyline /g) ?? []).length, 5);
     assert.equal((train.match(/<circle /g) ?? []).length, 10);
     // Traffic: 5 methods x 2 rounds x (down, up).
-    const bytes = html.slice(html.indexOf('data-chart="bytes"'), html.indexOf('</svg>', html.indexOf('data-chart="bytes"')));
+    const bytes = html.slice(
+      html.indexOf('data-chart="bytes"'),
+      html.indexOf('</svg>', html.indexOf('data-chart="bytes"')),
+    );
     assert.equal((bytes.match(/<rect x="[\d.]+" y="[\d.]+" width/g) ?? []).length, 5 * 2 * 2 + 2 /* legend */);
     assert.match(bytes, /KiB per round/);
     // Axis ticks and labels, a legend.
@@ -89,12 +104,23 @@ test('run report: per-round eval charts, alignment and traffic for one simulate 
   try {
     const html = fs.readFileSync(writeRunReport(dir), 'utf8');
     assertSelfContained(html);
-    assert.deepEqual(chartIds(html), ['train-loss', 'bytes', 'align-nmse', 'align-kl', 'eval-nll', 'eval-ppl', 'eval-accuracy']);
+    assert.deepEqual(chartIds(html), [
+      'train-loss',
+      'bytes',
+      'align-nmse',
+      'align-kl',
+      'eval-nll',
+      'eval-ppl',
+      'eval-accuracy',
+    ]);
     const summary = JSON.parse(fs.readFileSync(path.join(dir, 'summary.json'), 'utf8'));
     const fu = rowCells(html, /data-view="AdapFu"/)[0]!;
     assert.equal(fu[1], fmtMetric(summary.adapfu.nll));
     assert.equal(fu[2], fmtMetric(summary.adapfu.ppl));
-    const nll = html.slice(html.indexOf('data-chart="eval-nll"'), html.indexOf('</svg>', html.indexOf('data-chart="eval-nll"')));
+    const nll = html.slice(
+      html.indexOf('data-chart="eval-nll"'),
+      html.indexOf('</svg>', html.indexOf('data-chart="eval-nll"')),
+    );
     assert.equal((nll.match(/<polyline /g) ?? []).length, 2, 'AdapFu and AdapEmu');
     assert.match(nll, /stroke-dasharray/);
     assert.ok(!html.includes('data-missing="eval"'));
@@ -111,19 +137,45 @@ test('hostile names and metric keys are escaped; missing and malformed data degr
     const evilKey = '<b onclick=1>nll</b>';
     const m = { [evilKey]: 1.5, ppl: 300 };
     const summary = (algorithm: string) => ({
-      algorithm, rounds: 1, base: m, emulator: null, adapemu: m, adapfu: m, bytes_total: 2048, bytes_down_total: 1024, bytes_up_total: 1024, bytes_join_per_client: 10,
-      client: { model_params: 10, trainable_params: 2, mean_step_seconds: 0.5, peak_memory_mb: 12 }, seconds: 1,
+      algorithm,
+      rounds: 1,
+      base: m,
+      emulator: null,
+      adapemu: m,
+      adapfu: m,
+      bytes_total: 2048,
+      bytes_down_total: 1024,
+      bytes_up_total: 1024,
+      bytes_join_per_client: 10,
+      client: { model_params: 10, trainable_params: 2, mean_step_seconds: 0.5, peak_memory_mb: 12 },
+      seconds: 1,
     });
     fs.writeFileSync(path.join(dir, 'summaries.json'), JSON.stringify([summary(evil), summary(evilSlash)]));
     fs.mkdirSync(path.join(dir, evil));
-    fs.writeFileSync(path.join(dir, evil, 'metrics.jsonl'), [
-      JSON.stringify({ round: -1, phase: 'prepare', align_loss: null, eval: { base: m, emulator: null } }),
-      '{not json',
-      JSON.stringify({ round: 0, algorithm: evil, clients: ['0'], train_loss: { '<i>0</i>': 2.5 }, align_loss: { nmse: 0.1, kl: 0.01, ce: 0, total: 0.11 }, bytes_down: 1024, bytes_up: 1024, seconds: 1, eval: { adapemu: m, adapfu: m } }),
-      JSON.stringify({ round: 0, phase: 'final', eval: { adapemu: m, adapfu: m } }),
-    ].join('\n') + '\n');
+    fs.writeFileSync(
+      path.join(dir, evil, 'metrics.jsonl'),
+      [
+        JSON.stringify({ round: -1, phase: 'prepare', align_loss: null, eval: { base: m, emulator: null } }),
+        '{not json',
+        JSON.stringify({
+          round: 0,
+          algorithm: evil,
+          clients: ['0'],
+          train_loss: { '<i>0</i>': 2.5 },
+          align_loss: { nmse: 0.1, kl: 0.01, ce: 0, total: 0.11 },
+          bytes_down: 1024,
+          bytes_up: 1024,
+          seconds: 1,
+          eval: { adapemu: m, adapfu: m },
+        }),
+        JSON.stringify({ round: 0, phase: 'final', eval: { adapemu: m, adapfu: m } }),
+      ].join('\n') + '\n',
+    );
     const html = fs.readFileSync(writeReport(dir), 'utf8');
-    assert.ok(!html.includes(evil) && !html.includes(evilSlash) && !html.includes(evilKey), 'raw hostile text must not appear');
+    assert.ok(
+      !html.includes(evil) && !html.includes(evilSlash) && !html.includes(evilKey),
+      'raw hostile text must not appear',
+    );
     assert.ok(!/<script|<img|<b onclick/i.test(html));
     assert.ok(html.includes(esc(evil)) && html.includes(esc(evilSlash)) && html.includes(esc(evilKey)));
     assert.equal(esc(`<a href="x">'&`), '&lt;a href=&quot;x&quot;&gt;&#39;&amp;');
@@ -147,7 +199,8 @@ test('a folder with only summaries.json, or nothing at all, still gets a report;
     const html = fs.readFileSync(writeReport(dir), 'utf8');
     assert.equal(rowCells(html, /data-view="AdapEmu"/).length, 5);
     assert.deepEqual(chartIds(html), []);
-    for (const id of ['train-loss', 'bytes', 'align-nmse', 'align-kl', 'eval']) assert.ok(html.includes(`data-missing="${id}"`), id);
+    for (const id of ['train-loss', 'bytes', 'align-nmse', 'align-kl', 'eval'])
+      assert.ok(html.includes(`data-missing="${id}"`), id);
     assert.throws(() => writeReport(path.join(dir, 'nope')), /not a folder/);
     assert.throws(() => writeRunReport(path.join(dir, 'nope')), /not a folder/);
   } finally {
@@ -159,7 +212,10 @@ test('niceTicks covers the range with round steps', () => {
   const t = niceTicks(5.27, 5.56, 5);
   assert.ok(t.lo <= 5.27 && t.hi >= 5.56);
   assert.equal(t.step, 0.1);
-  assert.ok(t.values.every((v) => String(v).length <= 4), `clean values: ${t.values}`);
+  assert.ok(
+    t.values.every((v) => String(v).length <= 4),
+    `clean values: ${t.values}`,
+  );
   const z = niceTicks(0, 0);
   assert.equal(z.lo, 0);
   assert.equal(z.hi, 1);

@@ -28,7 +28,12 @@ test('math: deterministic, disjoint, every answer recomputes from its operations
   assert.equal(t.test.length, 300);
   assertDisjoint(t);
   assert.deepEqual(new Set([...t.train, ...t.test].map((e) => e.category)), new Set(t.categories));
-  const ops = { '+': (a: number, b: number) => a + b, '-': (a: number, b: number) => a - b, '*': (a: number, b: number) => a * b, '/': (a: number, b: number) => a / b };
+  const ops = {
+    '+': (a: number, b: number) => a + b,
+    '-': (a: number, b: number) => a - b,
+    '*': (a: number, b: number) => a * b,
+    '/': (a: number, b: number) => a / b,
+  };
   for (const e of [...t.train, ...t.test]) {
     const steps = e.meta!.steps as MathStep[];
     assert.ok(steps.length >= 1 && steps.length <= 3);
@@ -39,7 +44,11 @@ test('math: deterministic, disjoint, every answer recomputes from its operations
       assert.ok(Number.isInteger(s.result) && s.result >= 0, `${e.id}: ${s.a} ${s.op} ${s.b}`);
       assert.ok(lines[i]!.endsWith(`: ${s.a} ${s.op} ${s.b} = ${s.result}`), lines[i]);
       // the numbers the question gives are used, chained results come from earlier steps
-      for (const v of [s.a, s.b]) assert.ok(e.instruction.includes(String(v)) || steps.slice(0, i).some((p) => p.result === v), `${e.id}: ${v} not in question`);
+      for (const v of [s.a, s.b])
+        assert.ok(
+          e.instruction.includes(String(v)) || steps.slice(0, i).some((p) => p.result === v),
+          `${e.id}: ${v} not in question`,
+        );
     });
     const answer = steps[steps.length - 1]!.result;
     assert.equal(e.meta!.answer, answer);
@@ -71,7 +80,12 @@ test('code: every solution passes its own tests in the sandbox; a wrong one fail
   const good = await evaluateCode(sample.map((e) => ({ output: e.response, tests: e.meta!.tests as string[] })));
   assert.deepEqual(good.byVerdict, { pass: sample.length }, JSON.stringify(good.results.filter((r) => !r.passed)));
   // Swapping solutions between different functions must fail (the tests really check something).
-  const swapped = await evaluateCode(sample.slice(0, 6).map((e, i) => ({ output: sample[(i + 1) % 6]!.response.replace(/function \w+/, `function ${e.meta!.entryPoint}`), tests: e.meta!.tests as string[] })));
+  const swapped = await evaluateCode(
+    sample.slice(0, 6).map((e, i) => ({
+      output: sample[(i + 1) % 6]!.response.replace(/function \w+/, `function ${e.meta!.entryPoint}`),
+      tests: e.meta!.tests as string[],
+    })),
+  );
   assert.equal(swapped.passed, 0);
 });
 
@@ -84,7 +98,9 @@ test('qa: deterministic, disjoint by prompt, categories by source, short answers
     assert.ok(e.response.split(' ').length <= 8, e.response);
     assert.ok((e.meta!.answers as string[]).includes(e.response));
   }
-  const cap = t.train.find((e) => e.instruction === 'What is the capital of Ohio?') ?? t.train.find((e) => /capital of Texas\?$/.test(e.instruction));
+  const cap =
+    t.train.find((e) => e.instruction === 'What is the capital of Ohio?') ??
+    t.train.find((e) => /capital of Texas\?$/.test(e.instruction));
   if (cap) assert.ok(['Columbus', 'Austin'].includes(cap.response));
   const byFact = generateQaTask({ seed: 2, trainSize: 600, testSize: 100, splitBy: 'fact' });
   const testFacts = new Set(byFact.test.map((e) => e.meta!.fact));

@@ -65,7 +65,13 @@ export function writeCompressedModel(split: SplitModels, dir: string, o: { model
   writeAtomic(path.join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2));
   let tokenizer: 'byte' | 'tokenizer.json' = 'byte';
   if (o.modelPath) {
-    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'chat_template.json']) {
+    for (const f of [
+      'tokenizer.json',
+      'tokenizer_config.json',
+      'special_tokens_map.json',
+      'chat_template.jinja',
+      'chat_template.json',
+    ]) {
       const src = path.join(o.modelPath, f);
       if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f));
     }
@@ -85,7 +91,9 @@ export function clientDownloadBytes(server: ServerAlgorithm, dir: string, modelP
   if (server.split) return writeCompressedModel(server.split, dir, { modelPath }).files.reduce((a, f) => a + f.size, 0);
   fs.rmSync(dir, { recursive: true, force: true });
   saveHfModel(server.fullModel(), dir);
-  if (modelPath) for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) if (fs.existsSync(path.join(modelPath, f))) fs.copyFileSync(path.join(modelPath, f), path.join(dir, f));
+  if (modelPath)
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'])
+      if (fs.existsSync(path.join(modelPath, f))) fs.copyFileSync(path.join(modelPath, f), path.join(dir, f));
   return describeFolder(dir).files.reduce((a, f) => a + f.size, 0);
 }
 
@@ -118,9 +126,12 @@ export interface ClientModel {
 export function loadClientModel(dir: string, lora: { adapter: LoraConfig; emulator: LoraConfig }): ClientModel {
   const manifest = JSON.parse(fs.readFileSync(path.join(dir, MANIFEST_FILE), 'utf8')) as SplitManifest;
   if (manifest.format !== 'fedbiot-split/1') throw new Error(`${dir}: not a fedbiot split manifest`);
-  const info = JSON.parse(fs.readFileSync(path.join(dir, CLIENT_INFO_FILE), 'utf8')) as { tokenizer: 'byte' | 'tokenizer.json' };
+  const info = JSON.parse(fs.readFileSync(path.join(dir, CLIENT_INFO_FILE), 'utf8')) as {
+    tokenizer: 'byte' | 'tokenizer.json';
+  };
   const loaded = loadHfModel(dir);
-  if (loaded.layers.length !== manifest.layers.length) throw new Error(`${dir}: ${loaded.layers.length} layers, the manifest lists ${manifest.layers.length}`);
+  if (loaded.layers.length !== manifest.layers.length)
+    throw new Error(`${dir}: ${loaded.layers.length} layers, the manifest lists ${manifest.layers.length}`);
   const adapter: DecoderLayer[] = [];
   const emulator: DecoderLayer[] = [];
   const layers = loaded.layers.map((l, i) => {

@@ -14,10 +14,31 @@ import { writeAtomic } from '../../io/byte-source.js';
 import { clientDropoutSeed } from '../seeds.js';
 import { decodePayload, encodeUpdate } from '../payload.js';
 import { loadClientModel } from './artifact.js';
-import { DEFAULT_CHUNK_BYTES, downloadArtifact, modelCacheDir, type DownloadOptions, type DownloadReport } from './download.js';
+import {
+  DEFAULT_CHUNK_BYTES,
+  downloadArtifact,
+  modelCacheDir,
+  type DownloadOptions,
+  type DownloadReport,
+} from './download.js';
 import { silentProgress, type Progress } from '../../util/progress.js';
-import { certificateProblem, FatalNetError, makeTransport, request, replyReason, sleep, type ClientTransport } from './http.js';
-import { joinInfoSchema, METRICS_HEADER, roundStatusSchema, type JoinInfo, type RoundStatus, type UploadMetrics } from './protocol.js';
+import {
+  certificateProblem,
+  FatalNetError,
+  makeTransport,
+  request,
+  replyReason,
+  sleep,
+  type ClientTransport,
+} from './http.js';
+import {
+  joinInfoSchema,
+  METRICS_HEADER,
+  roundStatusSchema,
+  type JoinInfo,
+  type RoundStatus,
+  type UploadMetrics,
+} from './protocol.js';
 
 export interface ClientOptions {
   server: string;
@@ -36,7 +57,11 @@ export interface ClientOptions {
 }
 
 export class RefusedError extends Error {
-  constructor(public readonly status: number, public readonly code: string, reason: string) {
+  constructor(
+    public readonly status: number,
+    public readonly code: string,
+    reason: string,
+  ) {
     super(reason);
   }
 }
@@ -57,7 +82,13 @@ interface ClientStateFile {
 }
 
 /** Retries `f` on network errors (not on HTTP refusals) until `patience` ms without success. */
-async function retrying<T>(what: string, patienceMs: number, log: (l: string) => void, f: () => Promise<T>, fatal?: (e: unknown) => string | null): Promise<T> {
+async function retrying<T>(
+  what: string,
+  patienceMs: number,
+  log: (l: string) => void,
+  f: () => Promise<T>,
+  fatal?: (e: unknown) => string | null,
+): Promise<T> {
   const t0 = Date.now();
   let wait = 200;
   let warned = false;
@@ -68,7 +99,8 @@ async function retrying<T>(what: string, patienceMs: number, log: (l: string) =>
       if (e instanceof RefusedError) throw e;
       const why = fatal?.(e);
       if (why) throw new FatalNetError(`${what}: ${why}`);
-      if (Date.now() - t0 > patienceMs) throw new Error(`${what}: server unreachable for ${Math.round(patienceMs / 1000)} s: ${(e as Error).message}`);
+      if (Date.now() - t0 > patienceMs)
+        throw new Error(`${what}: server unreachable for ${Math.round(patienceMs / 1000)} s: ${(e as Error).message}`);
       if (!warned) log(`${what}: ${(e as Error).message}; retrying`);
       warned = true;
       await sleep(wait);
@@ -86,7 +118,9 @@ export async function joinServer(t: ClientTransport): Promise<JoinInfo> {
   return joinInfoSchema.parse(JSON.parse(r.body.toString('utf8')));
 }
 
-export async function fetchModel(o: Pick<ClientOptions, 'server' | 'token' | 'cache' | 'ca' | 'download'>): Promise<{ join: JoinInfo; dir: string; report: DownloadReport }> {
+export async function fetchModel(
+  o: Pick<ClientOptions, 'server' | 'token' | 'cache' | 'ca' | 'download'>,
+): Promise<{ join: JoinInfo; dir: string; report: DownloadReport }> {
   const t = makeTransport(o.server, o.token, { ca: o.ca });
   const join = await joinServer(t).catch((e: unknown) => {
     const why = certificateProblem(e, o.server, o.ca);
@@ -108,7 +142,11 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
       const r = await request(t, 'GET', 'v1/round');
       if (r.status !== 200) {
         const why = replyReason(r);
-        throw new RefusedError(r.status, why.code, r.status === 401 ? `the server refused this client's token (${why.code}): ${why.reason}` : why.reason);
+        throw new RefusedError(
+          r.status,
+          why.code,
+          r.status === 401 ? `the server refused this client's token (${why.code}): ${why.reason}` : why.reason,
+        );
       }
       return roundStatusSchema.parse(JSON.parse(r.body.toString('utf8')));
     });
@@ -123,12 +161,17 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
   const dir = modelCacheDir(o.cache, join.model);
   const progress = o.progress ?? silentProgress;
   const chunk = Math.max(1, o.download?.chunkBytes ?? DEFAULT_CHUNK_BYTES);
-  progress.start('model download', join.model.files.reduce((a, f) => a + Math.ceil(f.size / chunk), 0));
+  progress.start(
+    'model download',
+    join.model.files.reduce((a, f) => a + Math.ceil(f.size / chunk), 0),
+  );
   const onChunk = (file: string, offset: number, size: number) => {
     progress.tick({ file, done: `${Math.round((offset / Math.max(1, size)) * 100)}%` });
     o.download?.onChunk?.(file, offset, size);
   };
-  const rep = await retry('download', () => downloadArtifact(t, join.model, dir, { log, ...o.download, onChunk })).finally(() => progress.stop());
+  const rep = await retry('download', () =>
+    downloadArtifact(t, join.model, dir, { log, ...o.download, onChunk }),
+  ).finally(() => progress.stop());
   log(`model ready in ${dir}: fetched ${rep.fetched} bytes, resumed ${rep.resumed}, ${rep.cached} file(s) cached`);
 
   const tr = join.training;
@@ -136,13 +179,22 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
   const loaded = loadExamplesFromFile(o.data, { format: tr.format, skipInvalid: true });
   const examples = loaded.examples;
   if (loaded.report.skipped > 0) {
-    const first = loaded.report.invalid.slice(0, 3).map((r) => `line ${r.line} ${r.field}: ${r.message}`).join('; ');
-    log(`warning: ${o.data}: skipped ${loaded.report.skipped} invalid record(s) of ${loaded.report.total} (${first}${loaded.report.skipped > 3 ? '; ...' : ''})`);
+    const first = loaded.report.invalid
+      .slice(0, 3)
+      .map((r) => `line ${r.line} ${r.field}: ${r.message}`)
+      .join('; ');
+    log(
+      `warning: ${o.data}: skipped ${loaded.report.skipped} invalid record(s) of ${loaded.report.total} (${first}${loaded.report.skipped > 3 ? '; ...' : ''})`,
+    );
   }
   const template = tr.template ? getTemplate(tr.template, dir) : undefined;
   const items = encodeExamples(examples, cm.tokenizer, { maxLength: tr.maxLength, template }).items;
   if (items.length === 0) throw new Error(`${o.data}: no usable example after encoding`);
-  const it = new BatchIterator(items, { batchSize: tr.batchSize, padId: resolvePadId(cm.tokenizer), seed: tr.dataSeed });
+  const it = new BatchIterator(items, {
+    batchSize: tr.batchSize,
+    padId: resolvePadId(cm.tokenizer),
+    seed: tr.dataSeed,
+  });
   const stateFile = path.join(o.cache, `client-${join.client}.json`);
   let lastRound = -1;
   let pending: ClientStateFile['pending'] = null;
@@ -155,10 +207,25 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
       log(`continuing after round ${lastRound + 1}`);
     }
   }
-  const saveProgress = () => writeAtomic(stateFile, JSON.stringify({ artifact: join.model.sha256, client: join.client, lastRound, iterator: it.getState(), pending } satisfies ClientStateFile));
+  const saveProgress = () =>
+    writeAtomic(
+      stateFile,
+      JSON.stringify({
+        artifact: join.model.sha256,
+        client: join.client,
+        lastRound,
+        iterator: it.getState(),
+        pending,
+      } satisfies ClientStateFile),
+    );
   const upload = async (round: number, body: Buffer, metrics: UploadMetrics) => {
     for (;;) {
-      const up = await retry('upload', () => request(t, 'POST', `v1/round/${round}/update`, { body, headers: { [METRICS_HEADER]: JSON.stringify(metrics) } }));
+      const up = await retry('upload', () =>
+        request(t, 'POST', `v1/round/${round}/update`, {
+          body,
+          headers: { [METRICS_HEADER]: JSON.stringify(metrics) },
+        }),
+      );
       if (up.status === 200) {
         log(`round ${round + 1}: uploaded (loss ${metrics.meanLoss.toFixed(4)}, ${body.length} bytes)`);
         return;
@@ -202,7 +269,9 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
       continue;
     }
     const round = st.round;
-    const payloadReply = await retry('payload', () => request(t, 'GET', `v1/round/${round}/payload?emulatorVersion=${algo.emulatorVersion}`));
+    const payloadReply = await retry('payload', () =>
+      request(t, 'GET', `v1/round/${round}/payload?emulatorVersion=${algo.emulatorVersion}`),
+    );
     if (payloadReply.status !== 200) {
       const why = replyReason(payloadReply);
       log(`round ${round + 1}: payload refused: ${why.code}: ${why.reason}`);
@@ -214,7 +283,11 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
     log(`round ${round + 1}: training (${tr.local.steps} steps${p.emulator ? ', emulator updated' : ''})`);
     if (o.trainDelayMs) await sleep(o.trainDelayMs);
     progress.start(`round ${round + 1} training`, tr.local.steps);
-    const res = algo.train(() => toTokenBatch(it.next()!), (_, loss) => progress.tick({ loss: loss.toFixed(4) }), clientDropoutSeed(tr.dataSeed, round));
+    const res = algo.train(
+      () => toTokenBatch(it.next()!),
+      (_, loss) => progress.tick({ loss: loss.toFixed(4) }),
+      clientDropoutSeed(tr.dataSeed, round),
+    );
     progress.stop();
     const body = encodeUpdate({ round, nonce: p.nonce, samples: items.length, state: res.state });
     const metrics: UploadMetrics = { meanLoss: res.meanLoss, tokens: res.tokens, seconds: res.seconds };

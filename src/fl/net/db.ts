@@ -69,7 +69,8 @@ export class ServerDb {
     if (!cols.includes('revoked_at')) this.db.exec('ALTER TABLE clients ADD COLUMN revoked_at INTEGER');
     if (!cols.includes('samples')) this.db.exec('ALTER TABLE clients ADD COLUMN samples INTEGER');
     const roundCols = (this.db.prepare('PRAGMA table_info(rounds)').all() as { name: string }[]).map((c) => c.name);
-    if (!roundCols.includes('extensions')) this.db.exec('ALTER TABLE rounds ADD COLUMN extensions INTEGER NOT NULL DEFAULT 0');
+    if (!roundCols.includes('extensions'))
+      this.db.exec('ALTER TABLE rounds ADD COLUMN extensions INTEGER NOT NULL DEFAULT 0');
   }
 
   close(): void {
@@ -82,35 +83,61 @@ export class ServerDb {
   }
 
   setMeta(key: string, value: string): void {
-    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+    this.db
+      .prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value')
+      .run(key, value);
   }
 
   /** Registers a client (or an admin); returns the token, which is never stored. */
   addClient(name: string, role: 'client' | 'admin' = 'client', samples?: number): string {
-    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new Error(`client name '${name}': use 1-64 letters, digits, '.', '_' or '-'`);
-    if (samples !== undefined && !(Number.isSafeInteger(samples) && samples > 0)) throw new Error(`client '${name}': --samples must be a positive integer, got ${samples}`);
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name))
+      throw new Error(`client name '${name}': use 1-64 letters, digits, '.', '_' or '-'`);
+    if (samples !== undefined && !(Number.isSafeInteger(samples) && samples > 0))
+      throw new Error(`client '${name}': --samples must be a positive integer, got ${samples}`);
     const token = newToken();
-    const prev = this.db.prepare('SELECT revoked_at FROM clients WHERE name = ?').get(name) as { revoked_at: number | null } | undefined;
-    if (prev && prev.revoked_at === null) throw new Error(`client '${name}' already exists (use a new name, or remove it first)`);
+    const prev = this.db.prepare('SELECT revoked_at FROM clients WHERE name = ?').get(name) as
+      | { revoked_at: number | null }
+      | undefined;
+    if (prev && prev.revoked_at === null)
+      throw new Error(`client '${name}' already exists (use a new name, or remove it first)`);
     // A revoked name may be registered again: it gets a new token (the old one stays refused).
-    if (prev) this.db.prepare('UPDATE clients SET token_hash = ?, role = ?, created_at = ?, revoked_at = NULL, samples = ? WHERE name = ?').run(hashToken(token), role, Date.now(), samples ?? null, name);
-    else this.db.prepare('INSERT INTO clients (name, token_hash, role, created_at, last_seen, samples) VALUES (?, ?, ?, ?, NULL, ?)').run(name, hashToken(token), role, Date.now(), samples ?? null);
+    if (prev)
+      this.db
+        .prepare(
+          'UPDATE clients SET token_hash = ?, role = ?, created_at = ?, revoked_at = NULL, samples = ? WHERE name = ?',
+        )
+        .run(hashToken(token), role, Date.now(), samples ?? null, name);
+    else
+      this.db
+        .prepare(
+          'INSERT INTO clients (name, token_hash, role, created_at, last_seen, samples) VALUES (?, ?, ?, ?, NULL, ?)',
+        )
+        .run(name, hashToken(token), role, Date.now(), samples ?? null);
     return token;
   }
 
   /** Revokes a client's token (kept, marked revoked); false when no such active client. */
   removeClient(name: string, at = Date.now()): boolean {
-    return this.db.prepare('UPDATE clients SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL').run(at, name).changes > 0;
+    return (
+      this.db.prepare('UPDATE clients SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL').run(at, name).changes >
+      0
+    );
   }
 
   /** The active (not revoked) client or admin holding `token`. */
   clientByToken(token: string): ClientRow | null {
-    return (this.db.prepare('SELECT * FROM clients WHERE token_hash = ? AND revoked_at IS NULL').get(hashToken(token)) as ClientRow | undefined) ?? null;
+    return (
+      (this.db.prepare('SELECT * FROM clients WHERE token_hash = ? AND revoked_at IS NULL').get(hashToken(token)) as
+        | ClientRow
+        | undefined) ?? null
+    );
   }
 
   /** The name a revoked token belonged to (for the refusal log), or null. */
   revokedByToken(token: string): string | null {
-    const r = this.db.prepare('SELECT name FROM clients WHERE token_hash = ? AND revoked_at IS NOT NULL').get(hashToken(token)) as { name: string } | undefined;
+    const r = this.db
+      .prepare('SELECT name FROM clients WHERE token_hash = ? AND revoked_at IS NOT NULL')
+      .get(hashToken(token)) as { name: string } | undefined;
     return r?.name ?? null;
   }
 
@@ -121,7 +148,13 @@ export class ServerDb {
 
   /** Names of the training clients whose tokens are valid now. */
   activeClientNames(): Set<string> {
-    return new Set((this.db.prepare("SELECT name FROM clients WHERE role = 'client' AND revoked_at IS NULL").all() as { name: string }[]).map((r) => r.name));
+    return new Set(
+      (
+        this.db.prepare("SELECT name FROM clients WHERE role = 'client' AND revoked_at IS NULL").all() as {
+          name: string;
+        }[]
+      ).map((r) => r.name),
+    );
   }
 
   touch(name: string, at = Date.now()): void {
@@ -137,28 +170,42 @@ export class ServerDb {
   }
 
   lastCompleted(): RoundRow | null {
-    return (this.db.prepare("SELECT * FROM rounds WHERE status = 'completed' ORDER BY round DESC LIMIT 1").get() as RoundRow | undefined) ?? null;
+    return (
+      (this.db.prepare("SELECT * FROM rounds WHERE status = 'completed' ORDER BY round DESC LIMIT 1").get() as
+        | RoundRow
+        | undefined) ?? null
+    );
   }
 
   openRound(r: number, nonce: string, sampled: string[]): void {
-    this.db.prepare("INSERT INTO rounds (round, nonce, sampled, status, opened_at) VALUES (?, ?, ?, 'open', ?)").run(r, nonce, JSON.stringify(sampled), Date.now());
+    this.db
+      .prepare("INSERT INTO rounds (round, nonce, sampled, status, opened_at) VALUES (?, ?, ?, 'open', ?)")
+      .run(r, nonce, JSON.stringify(sampled), Date.now());
   }
 
   /** Records a deadline extension of an open round and the sampled clients it now waits for. */
   extendRound(r: number, sampled: string[], extensions: number): void {
-    this.db.prepare("UPDATE rounds SET sampled = ?, extensions = ? WHERE round = ? AND status = 'open'").run(JSON.stringify(sampled), extensions, r);
+    this.db
+      .prepare("UPDATE rounds SET sampled = ?, extensions = ? WHERE round = ? AND status = 'open'")
+      .run(JSON.stringify(sampled), extensions, r);
   }
 
   /** Marks a round complete with its metrics and checkpoint pointer, atomically. */
   completeRound(r: number, metrics: unknown, checkpoint: string, extra: unknown): void {
     this.db
-      .prepare("UPDATE rounds SET status = 'completed', completed_at = ?, metrics = ?, checkpoint = ?, extra = ? WHERE round = ? AND status = 'open'")
+      .prepare(
+        "UPDATE rounds SET status = 'completed', completed_at = ?, metrics = ?, checkpoint = ?, extra = ? WHERE round = ? AND status = 'open'",
+      )
       .run(Date.now(), JSON.stringify(metrics), checkpoint, JSON.stringify(extra), r);
   }
 
   /** Records an accepted upload; false when this client already uploaded for the round. */
   addUpload(u: UploadRow): boolean {
-    const res = this.db.prepare('INSERT OR IGNORE INTO uploads (round, client, samples, file, bytes, metrics, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)').run(u.round, u.client, u.samples, u.file, u.bytes, u.metrics, u.received_at);
+    const res = this.db
+      .prepare(
+        'INSERT OR IGNORE INTO uploads (round, client, samples, file, bytes, metrics, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      )
+      .run(u.round, u.client, u.samples, u.file, u.bytes, u.metrics, u.received_at);
     return res.changes > 0;
   }
 
@@ -176,28 +223,43 @@ export class ServerDb {
 
   /** Records a refusal; the table keeps the newest REFUSALS_KEPT rows (older ones are pruned). */
   refuse(round: number | null, client: string | null, code: string, reason: string): void {
-    const id = this.db.prepare('INSERT INTO refusals (round, client, code, reason, at) VALUES (?, ?, ?, ?, ?)').run(round, client, code, reason.slice(0, 500), Date.now()).lastInsertRowid;
+    const id = this.db
+      .prepare('INSERT INTO refusals (round, client, code, reason, at) VALUES (?, ?, ?, ?, ?)')
+      .run(round, client, code, reason.slice(0, 500), Date.now()).lastInsertRowid;
     if (Number(id) % 100 === 0) this.db.prepare('DELETE FROM refusals WHERE id <= ?').run(Number(id) - REFUSALS_KEPT);
   }
 
   refusals(): { round: number | null; client: string | null; code: string; reason: string }[] {
-    return this.db.prepare('SELECT round, client, code, reason FROM refusals ORDER BY id').all() as { round: number | null; client: string | null; code: string; reason: string }[];
+    return this.db.prepare('SELECT round, client, code, reason FROM refusals ORDER BY id').all() as {
+      round: number | null;
+      client: string | null;
+      code: string;
+      reason: string;
+    }[];
   }
 
   addTraffic(round: number, client: string, direction: 'down' | 'up' | 'join', bytes: number): void {
-    this.db.prepare('INSERT INTO traffic (round, client, direction, bytes) VALUES (?, ?, ?, ?)').run(round, client, direction, bytes);
+    this.db
+      .prepare('INSERT INTO traffic (round, client, direction, bytes) VALUES (?, ?, ?, ?)')
+      .run(round, client, direction, bytes);
   }
 
   /** Bytes per client for a round: { client: { down, up } }. */
   traffic(round: number): Record<string, { down: number; up: number }> {
-    const rows = this.db.prepare("SELECT client, direction, SUM(bytes) AS b FROM traffic WHERE round = ? AND direction != 'join' GROUP BY client, direction").all(round) as { client: string; direction: 'down' | 'up'; b: number }[];
+    const rows = this.db
+      .prepare(
+        "SELECT client, direction, SUM(bytes) AS b FROM traffic WHERE round = ? AND direction != 'join' GROUP BY client, direction",
+      )
+      .all(round) as { client: string; direction: 'down' | 'up'; b: number }[];
     const out: Record<string, { down: number; up: number }> = {};
     for (const r of rows) (out[r.client] ??= { down: 0, up: 0 })[r.direction] = r.b;
     return out;
   }
 
   joinBytes(): Record<string, number> {
-    const rows = this.db.prepare("SELECT client, SUM(bytes) AS b FROM traffic WHERE direction = 'join' GROUP BY client").all() as { client: string; b: number }[];
+    const rows = this.db
+      .prepare("SELECT client, SUM(bytes) AS b FROM traffic WHERE direction = 'join' GROUP BY client")
+      .all() as { client: string; b: number }[];
     return Object.fromEntries(rows.map((r) => [r.client, r.b]));
   }
 }

@@ -31,7 +31,12 @@ export function modelCacheDir(cache: string, art: Artifact): string {
   return path.join(cache, `model-${art.sha256.slice(0, 16)}`);
 }
 
-export async function downloadArtifact(t: ClientTransport, art: Artifact, dir: string, o: DownloadOptions = {}): Promise<DownloadReport> {
+export async function downloadArtifact(
+  t: ClientTransport,
+  art: Artifact,
+  dir: string,
+  o: DownloadOptions = {},
+): Promise<DownloadReport> {
   fs.mkdirSync(dir, { recursive: true });
   const rep: DownloadReport = { fetched: 0, resumed: 0, cached: 0 };
   for (const f of art.files) await downloadFile(t, f, dir, rep, o);
@@ -39,7 +44,13 @@ export async function downloadArtifact(t: ClientTransport, art: Artifact, dir: s
   return rep;
 }
 
-async function downloadFile(t: ClientTransport, f: ModelFile, dir: string, rep: DownloadReport, o: DownloadOptions): Promise<void> {
+async function downloadFile(
+  t: ClientTransport,
+  f: ModelFile,
+  dir: string,
+  rep: DownloadReport,
+  o: DownloadOptions,
+): Promise<void> {
   const dest = path.join(dir, f.name);
   if (fs.existsSync(dest) && fs.statSync(dest).size === f.size && sha256File(dest) === f.sha256) {
     rep.cached++;
@@ -60,12 +71,15 @@ async function downloadFile(t: ClientTransport, f: ModelFile, dir: string, rep: 
   try {
     while (offset < f.size) {
       const end = Math.min(f.size, offset + chunk) - 1;
-      const r = await request(t, 'GET', `v1/model/files/${encodeURIComponent(f.name)}`, { headers: { range: `bytes=${offset}-${end}` } });
+      const r = await request(t, 'GET', `v1/model/files/${encodeURIComponent(f.name)}`, {
+        headers: { range: `bytes=${offset}-${end}` },
+      });
       if (r.status !== 206) {
         const why = replyReason(r);
         throw new Error(`download ${f.name}: HTTP ${r.status} ${why.code}: ${why.reason}`);
       }
-      if (r.body.length !== end - offset + 1) throw new Error(`download ${f.name}: asked for ${end - offset + 1} bytes at ${offset}, got ${r.body.length}`);
+      if (r.body.length !== end - offset + 1)
+        throw new Error(`download ${f.name}: asked for ${end - offset + 1} bytes at ${offset}, got ${r.body.length}`);
       fs.writeSync(fd, r.body);
       fs.fsyncSync(fd);
       offset += r.body.length;
@@ -78,7 +92,9 @@ async function downloadFile(t: ClientTransport, f: ModelFile, dir: string, rep: 
   const got = sha256File(part);
   if (got !== f.sha256) {
     fs.rmSync(part);
-    throw new Error(`download ${f.name}: sha256 ${got} does not match the server's ${f.sha256}; the partial file was removed, run again`);
+    throw new Error(
+      `download ${f.name}: sha256 ${got} does not match the server's ${f.sha256}; the partial file was removed, run again`,
+    );
   }
   fs.renameSync(part, dest);
 }

@@ -6,7 +6,11 @@ import * as https from 'node:https';
 import * as fs from 'node:fs';
 
 export class HttpError extends Error {
-  constructor(public readonly status: number, public readonly code: string, message: string) {
+  constructor(
+    public readonly status: number,
+    public readonly code: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -64,7 +68,11 @@ export function closeAfterReply(req: http.IncomingMessage, res: http.ServerRespo
 
 export function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
   res.end(text);
 }
 
@@ -79,10 +87,18 @@ export interface ClientTransport {
   timeoutMs: number;
 }
 
-export function makeTransport(server: string, token: string, o: { ca?: string; timeoutMs?: number } = {}): ClientTransport {
+export function makeTransport(
+  server: string,
+  token: string,
+  o: { ca?: string; timeoutMs?: number } = {},
+): ClientTransport {
   const base = new URL(server.endsWith('/') ? server : `${server}/`);
-  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new Error(`--server ${server}: expected an http:// or https:// URL`);
-  const agent = base.protocol === 'https:' ? new https.Agent({ keepAlive: true, ca: o.ca ? fs.readFileSync(o.ca) : undefined }) : new http.Agent({ keepAlive: true });
+  if (base.protocol !== 'http:' && base.protocol !== 'https:')
+    throw new Error(`--server ${server}: expected an http:// or https:// URL`);
+  const agent =
+    base.protocol === 'https:'
+      ? new https.Agent({ keepAlive: true, ca: o.ca ? fs.readFileSync(o.ca) : undefined })
+      : new http.Agent({ keepAlive: true });
   return { base, token, agent, timeoutMs: o.timeoutMs ?? 120_000 };
 }
 
@@ -93,7 +109,12 @@ export interface Reply {
 }
 
 /** One request; rejects on network errors and timeouts, resolves with any HTTP status. */
-export function request(t: ClientTransport, method: string, pathAndQuery: string, o: { body?: Buffer; headers?: Record<string, string>; token?: string | null } = {}): Promise<Reply> {
+export function request(
+  t: ClientTransport,
+  method: string,
+  pathAndQuery: string,
+  o: { body?: Buffer; headers?: Record<string, string>; token?: string | null } = {},
+): Promise<Reply> {
   const url = new URL(pathAndQuery.replace(/^\//, ''), t.base);
   const mod = url.protocol === 'https:' ? https : http;
   const token = o.token === undefined ? t.token : o.token;
@@ -112,11 +133,15 @@ export function request(t: ClientTransport, method: string, pathAndQuery: string
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+        );
         res.on('error', reject);
       },
     );
-    req.setTimeout(t.timeoutMs, () => req.destroy(new Error(`request ${method} ${url.pathname} timed out after ${t.timeoutMs} ms`)));
+    req.setTimeout(t.timeoutMs, () =>
+      req.destroy(new Error(`request ${method} ${url.pathname} timed out after ${t.timeoutMs} ms`)),
+    );
     req.on('error', reject);
     req.end(o.body);
   });
@@ -135,9 +160,18 @@ export function replyReason(r: Reply): { code: string; reason: string } {
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 const CERT_CODES = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_UNTRUSTED', 'CERT_REJECTED',
-  'CERT_SIGNATURE_FAILURE', 'ERR_TLS_CERT_ALTNAME_INVALID', 'HOSTNAME_MISMATCH',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'HOSTNAME_MISMATCH',
 ]);
 
 /**
@@ -148,14 +182,14 @@ export function certificateProblem(e: unknown, server: string, ca?: string): str
   const code = (e as { code?: unknown } | null)?.code;
   if (typeof code !== 'string' || !CERT_CODES.has(code)) return null;
   const why = (e as Error).message;
-  const hint = code === 'ERR_TLS_CERT_ALTNAME_INVALID' || code === 'HOSTNAME_MISMATCH'
-    ? "the certificate's subjectAltName does not name this host: use the host name or IP the certificate was made for"
-    : ca
-      ? `the server's certificate is not signed by ${ca}: pass the certificate the server uses`
-      : "pass the server's certificate with --ca cert.pem (a self-signed certificate is not trusted by default)";
+  const hint =
+    code === 'ERR_TLS_CERT_ALTNAME_INVALID' || code === 'HOSTNAME_MISMATCH'
+      ? "the certificate's subjectAltName does not name this host: use the host name or IP the certificate was made for"
+      : ca
+        ? `the server's certificate is not signed by ${ca}: pass the certificate the server uses`
+        : "pass the server's certificate with --ca cert.pem (a self-signed certificate is not trusted by default)";
   return `TLS certificate error talking to ${server}: ${code}: ${why}; ${hint}`;
 }
 
 /** Thrown for errors that retrying cannot fix (an untrusted certificate). */
 export class FatalNetError extends Error {}
-

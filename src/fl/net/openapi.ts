@@ -4,8 +4,17 @@
 // GET /v1/openapi.json and written to docs/openapi.json (`npm run openapi`).
 import { z } from 'zod';
 import {
-  METRICS_HEADER, PROTOCOL, artifactSchema, errorSchema, healthSchema, joinInfoSchema, modelFileSchema, roundStatusSchema, statusInfoSchema,
-  uploadMetricsSchema, uploadReplySchema,
+  METRICS_HEADER,
+  PROTOCOL,
+  artifactSchema,
+  errorSchema,
+  healthSchema,
+  joinInfoSchema,
+  modelFileSchema,
+  roundStatusSchema,
+  statusInfoSchema,
+  uploadMetricsSchema,
+  uploadReplySchema,
 } from './protocol.js';
 
 type Json = Record<string, unknown>;
@@ -26,7 +35,9 @@ const COMPONENTS: [string, z.ZodType][] = [
 function componentSchemas(): Record<string, Json> {
   const reg = z.registry<{ id: string }>();
   for (const [id, s] of COMPONENTS) reg.add(s, { id });
-  const out = z.toJSONSchema(reg, { target: 'draft-2020-12', uri: (id) => `#/components/schemas/${id}` }) as { schemas: Record<string, Json> };
+  const out = z.toJSONSchema(reg, { target: 'draft-2020-12', uri: (id) => `#/components/schemas/${id}` }) as {
+    schemas: Record<string, Json>;
+  };
   for (const s of Object.values(out.schemas)) {
     delete s.$schema;
     delete s.$id;
@@ -35,12 +46,24 @@ function componentSchemas(): Record<string, Json> {
 }
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
-const json = (name: string, description: string) => ({ description, content: { 'application/json': { schema: ref(name) } } });
-const binary = (description: string) => ({ description, content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } });
+const json = (name: string, description: string) => ({
+  description,
+  content: { 'application/json': { schema: ref(name) } },
+});
+const binary = (description: string) => ({
+  description,
+  content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } },
+});
 const err = (description: string) => json('Error', description);
 const clientAuth = [{ bearer: [] }];
 const adminAuth = [{ bearer: [] }, { basic: [] }];
-const roundParam = { name: 'round', in: 'path', required: true, description: 'zero-based round index', schema: { type: 'integer', minimum: 0 } };
+const roundParam = {
+  name: 'round',
+  in: 'path',
+  required: true,
+  description: 'zero-based round index',
+  schema: { type: 'integer', minimum: 0 },
+};
 const UNAUTHORIZED = err('missing, unknown or revoked token');
 
 const SAFETENSORS = 'A safetensors file (8-byte little-endian header length, JSON header, raw F32 data).';
@@ -64,67 +87,137 @@ export function openApiDocument(serverUrl?: string): Json {
     components: {
       schemas: componentSchemas(),
       securitySchemes: {
-        bearer: { type: 'http', scheme: 'bearer', description: 'a client token, or an admin token for status, dashboard and metrics' },
-        basic: { type: 'http', scheme: 'basic', description: 'for browsers and scrapers: any user name, the admin token as password (dashboard and metrics)' },
+        bearer: {
+          type: 'http',
+          scheme: 'bearer',
+          description: 'a client token, or an admin token for status, dashboard and metrics',
+        },
+        basic: {
+          type: 'http',
+          scheme: 'basic',
+          description: 'for browsers and scrapers: any user name, the admin token as password (dashboard and metrics)',
+        },
       },
     },
     paths: {
       '/v1/health': {
-        get: { operationId: 'health', summary: 'liveness and the server phase', security: [], responses: { 200: json('Health', 'the server is up') } },
+        get: {
+          operationId: 'health',
+          summary: 'liveness and the server phase',
+          security: [],
+          responses: { 200: json('Health', 'the server is up') },
+        },
       },
       '/v1/openapi.json': {
-        get: { operationId: 'openapi', summary: 'this document', security: [], responses: { 200: { description: 'the OpenAPI 3.1 document', content: { 'application/json': { schema: { type: 'object' } } } } } },
+        get: {
+          operationId: 'openapi',
+          summary: 'this document',
+          security: [],
+          responses: {
+            200: {
+              description: 'the OpenAPI 3.1 document',
+              content: { 'application/json': { schema: { type: 'object' } } },
+            },
+          },
+        },
       },
       '/v1/join': {
         post: {
-          operationId: 'join', summary: 'who the client is, which model to download and how to train', security: clientAuth,
-          responses: { 200: json('JoinInfo', 'the join information'), 401: UNAUTHORIZED, 403: err('the token is not a client token') },
+          operationId: 'join',
+          summary: 'who the client is, which model to download and how to train',
+          security: clientAuth,
+          responses: {
+            200: json('JoinInfo', 'the join information'),
+            401: UNAUTHORIZED,
+            403: err('the token is not a client token'),
+          },
         },
       },
       '/v1/model/files/{name}': {
         get: {
-          operationId: 'modelFile', summary: 'one file of the compressed model (names and hashes in JoinInfo.model)', security: clientAuth,
+          operationId: 'modelFile',
+          summary: 'one file of the compressed model (names and hashes in JoinInfo.model)',
+          security: clientAuth,
           parameters: [
             { name: 'name', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9._-]+$' } },
-            { name: 'Range', in: 'header', required: false, description: 'bytes=START- or bytes=START-END, to resume a download', schema: { type: 'string' } },
+            {
+              name: 'Range',
+              in: 'header',
+              required: false,
+              description: 'bytes=START- or bytes=START-END, to resume a download',
+              schema: { type: 'string' },
+            },
           ],
           responses: {
-            200: binary('the whole file'), 206: binary('the requested range (Content-Range says which)'),
-            401: UNAUTHORIZED, 404: err('no such file'), 416: { description: 'the range is outside the file' },
+            200: binary('the whole file'),
+            206: binary('the requested range (Content-Range says which)'),
+            401: UNAUTHORIZED,
+            404: err('no such file'),
+            416: { description: 'the range is outside the file' },
           },
         },
       },
       '/v1/round': {
         get: {
-          operationId: 'round', summary: 'what the client should do now: wait, train (with the round nonce), uploaded, or done', security: clientAuth,
+          operationId: 'round',
+          summary: 'what the client should do now: wait, train (with the round nonce), uploaded, or done',
+          security: clientAuth,
           responses: { 200: json('RoundStatus', 'the round state for this client'), 401: UNAUTHORIZED },
         },
       },
       '/v1/round/{round}/payload': {
         get: {
-          operationId: 'payload', summary: 'the round payload: the current adapter LoRA (and the emulator LoRA when newer than emulatorVersion)', security: clientAuth,
-          parameters: [roundParam, { name: 'emulatorVersion', in: 'query', required: false, description: 'the emulator version the client holds (-1: none)', schema: { type: 'integer' } }],
+          operationId: 'payload',
+          summary:
+            'the round payload: the current adapter LoRA (and the emulator LoRA when newer than emulatorVersion)',
+          security: clientAuth,
+          parameters: [
+            roundParam,
+            {
+              name: 'emulatorVersion',
+              in: 'query',
+              required: false,
+              description: 'the emulator version the client holds (-1: none)',
+              schema: { type: 'integer' },
+            },
+          ],
           responses: {
-            200: binary(`${SAFETENSORS} Tensors "adapter.<name>" and "emulator.<name>"; metadata round, nonce, emulatorVersion, hasEmulator ("1" or "0"), codec (how the tensors are encoded; "f32": plain F32 tensors).`),
-            401: UNAUTHORIZED, 403: err('the client is not sampled in this round'), 409: err('the round is not open'),
+            200: binary(
+              `${SAFETENSORS} Tensors "adapter.<name>" and "emulator.<name>"; metadata round, nonce, emulatorVersion, hasEmulator ("1" or "0"), codec (how the tensors are encoded; "f32": plain F32 tensors).`,
+            ),
+            401: UNAUTHORIZED,
+            403: err('the client is not sampled in this round'),
+            409: err('the round is not open'),
           },
         },
       },
       '/v1/round/{round}/update': {
         post: {
-          operationId: 'update', summary: "the client's trained adapter LoRA for the round", security: clientAuth,
+          operationId: 'update',
+          summary: "the client's trained adapter LoRA for the round",
+          security: clientAuth,
           parameters: [
             roundParam,
-            { name: METRICS_HEADER, in: 'header', required: true, description: "the client's local training metrics, an UploadMetrics object as JSON text", content: { 'application/json': { schema: ref('UploadMetrics') } } },
+            {
+              name: METRICS_HEADER,
+              in: 'header',
+              required: true,
+              description: "the client's local training metrics, an UploadMetrics object as JSON text",
+              content: { 'application/json': { schema: ref('UploadMetrics') } },
+            },
           ],
           requestBody: {
             required: true,
-            ...binary(`${SAFETENSORS} The adapter LoRA tensors under the payload's names (without "adapter."), encoded with the payload's codec; metadata round, nonce (from RoundStatus), samples (local example count), codec.`),
+            ...binary(
+              `${SAFETENSORS} The adapter LoRA tensors under the payload's names (without "adapter."), encoded with the payload's codec; metadata round, nonce (from RoundStatus), samples (local example count), codec.`,
+            ),
           },
           responses: {
             200: json('UploadReply', 'the update was accepted'),
-            401: UNAUTHORIZED, 403: err('the client is not sampled in this round'),
-            409: err('duplicate, wrong round, closed round or bad nonce'), 413: err('the body exceeds the server limit'),
+            401: UNAUTHORIZED,
+            403: err('the client is not sampled in this round'),
+            409: err('duplicate, wrong round, closed round or bad nonce'),
+            413: err('the body exceeds the server limit'),
             422: err('the body or the metrics header is not a valid update (shape, values, norm bound)'),
             503: err('too many uploads are being received at once: retry after the Retry-After seconds'),
           },
@@ -132,27 +225,44 @@ export function openApiDocument(serverUrl?: string): Json {
       },
       '/v1/status': {
         get: {
-          operationId: 'status', summary: 'rounds and phase; with an admin token also clients and per-round detail', security: [{}, { bearer: [] }],
+          operationId: 'status',
+          summary: 'rounds and phase; with an admin token also clients and per-round detail',
+          security: [{}, { bearer: [] }],
           responses: { 200: json('StatusInfo', 'the server status'), 401: UNAUTHORIZED },
         },
       },
       '/metrics': {
         get: {
-          operationId: 'metrics', summary: 'Prometheus metrics (text exposition format)', security: [...adminAuth, {}],
+          operationId: 'metrics',
+          summary: 'Prometheus metrics (text exposition format)',
+          security: [...adminAuth, {}],
           description: 'Needs the admin token unless the server is configured with server.metricsPublic: true.',
-          responses: { 200: { description: 'metrics', content: { 'text/plain': { schema: { type: 'string' } } } }, 401: UNAUTHORIZED },
+          responses: {
+            200: { description: 'metrics', content: { 'text/plain': { schema: { type: 'string' } } } },
+            401: UNAUTHORIZED,
+          },
         },
       },
       '/dashboard': {
         get: {
-          operationId: 'dashboard', summary: 'the live dashboard (HTML)', security: adminAuth,
-          responses: { 200: { description: 'the page', content: { 'text/html': { schema: { type: 'string' } } } }, 401: UNAUTHORIZED },
+          operationId: 'dashboard',
+          summary: 'the live dashboard (HTML)',
+          security: adminAuth,
+          responses: {
+            200: { description: 'the page', content: { 'text/html': { schema: { type: 'string' } } } },
+            401: UNAUTHORIZED,
+          },
         },
       },
       '/dashboard/events': {
         get: {
-          operationId: 'dashboardEvents', summary: 'server-sent events with the dashboard state', security: adminAuth,
-          responses: { 200: { description: 'an event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } }, 401: UNAUTHORIZED },
+          operationId: 'dashboardEvents',
+          summary: 'server-sent events with the dashboard state',
+          security: adminAuth,
+          responses: {
+            200: { description: 'an event stream', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+            401: UNAUTHORIZED,
+          },
         },
       },
     },

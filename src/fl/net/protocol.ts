@@ -16,7 +16,11 @@ import { localSchema, loraSchema } from '../../config/schema.js';
 
 export const PROTOCOL = 'fedbiot-net/1';
 
-export const modelFileSchema = z.object({ name: z.string().regex(/^[A-Za-z0-9._-]+$/), size: z.number().int().nonnegative(), sha256: z.string().regex(/^[0-9a-f]{64}$/) });
+export const modelFileSchema = z.object({
+  name: z.string().regex(/^[A-Za-z0-9._-]+$/),
+  size: z.number().int().nonnegative(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+});
 export type ModelFile = z.infer<typeof modelFileSchema>;
 
 export const artifactSchema = z.object({
@@ -58,7 +62,11 @@ export const roundStatusSchema = z.object({
 });
 export type RoundStatus = z.infer<typeof roundStatusSchema>;
 
-export const uploadMetricsSchema = z.object({ meanLoss: z.number(), tokens: z.number().int().nonnegative(), seconds: z.number().nonnegative() });
+export const uploadMetricsSchema = z.object({
+  meanLoss: z.number(),
+  tokens: z.number().int().nonnegative(),
+  seconds: z.number().nonnegative(),
+});
 /** The request header that carries an update's UploadMetrics (JSON). */
 export const METRICS_HEADER = 'x-fedbiot-metrics';
 export type UploadMetrics = z.infer<typeof uploadMetricsSchema>;
@@ -79,8 +87,20 @@ export const statusInfoSchema = z.object({
   phase: z.string(),
   currentRound: z.number().nullable(),
   /** Present once the last round is done (the server answers status for lingerSeconds more). */
-  finished: z.object({ at: z.number(), round: z.number(), closesAt: z.number(), results: z.string().optional() }).optional(),
-  clients: z.array(z.object({ name: z.string(), role: z.string(), lastSeen: z.number().nullable(), uploads: z.number(), revokedAt: z.number().optional() })).optional(),
+  finished: z
+    .object({ at: z.number(), round: z.number(), closesAt: z.number(), results: z.string().optional() })
+    .optional(),
+  clients: z
+    .array(
+      z.object({
+        name: z.string(),
+        role: z.string(),
+        lastSeen: z.number().nullable(),
+        uploads: z.number(),
+        revokedAt: z.number().optional(),
+      }),
+    )
+    .optional(),
   roundsDetail: z.array(z.record(z.string(), z.unknown())).optional(),
 });
 export type StatusInfo = z.infer<typeof statusInfoSchema>;

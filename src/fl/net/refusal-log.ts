@@ -12,7 +12,11 @@ export class RefusalLog {
   private recorded = 0;
   private suppressed = 0;
 
-  constructor(private readonly db: ServerDb, private readonly log: (line: string) => void, private readonly now: () => number = Date.now) {}
+  constructor(
+    private readonly db: ServerDb,
+    private readonly log: (line: string) => void,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   unauthenticated(client: string | null, what: string, reason: string): void {
     const t = this.now();

@@ -15,12 +15,30 @@ import { writeAtomic } from '../../io/byte-source.js';
 import { buildExperiment } from '../experiment.js';
 import { loadState, saveState } from '../checkpoint.js';
 import { clientDataSeed } from '../seeds.js';
-import { byName, runFederation, type ReceivedUpdate, type RoundExchange, type RoundOutcome, type Summary, type Transport, type TransportContext } from '../driver.js';
+import {
+  byName,
+  runFederation,
+  type ReceivedUpdate,
+  type RoundExchange,
+  type RoundOutcome,
+  type Summary,
+  type Transport,
+  type TransportContext,
+} from '../driver.js';
 import type { Progress } from '../../util/progress.js';
 import { ServerDb } from './db.js';
 import { bearer, nonce as newNonce } from './auth.js';
 import { readArtifact, writeCompressedModel } from './artifact.js';
-import { METRICS_HEADER, PROTOCOL, uploadMetricsSchema, type Artifact, type JoinInfo, type RoundStatus, type StatusInfo, type UploadMetrics } from './protocol.js';
+import {
+  METRICS_HEADER,
+  PROTOCOL,
+  uploadMetricsSchema,
+  type Artifact,
+  type JoinInfo,
+  type RoundStatus,
+  type StatusInfo,
+  type UploadMetrics,
+} from './protocol.js';
 import { closeAfterReply, HttpError, readBody, sendError, sendJson } from './http.js';
 import { RefusalLog } from './refusal-log.js';
 import { openApiDocument } from './openapi.js';
@@ -69,16 +87,25 @@ export class NetworkTransport implements Transport {
   private opsHttp: OpsEndpoints | null = null;
 
   /** `logger`: a structured logger for per-request lines (request ids; debug level, warn when refused). */
-  constructor(private readonly cfg: RunConfig, private readonly stateDir: string, private readonly log: Log, private readonly logger: Logger | null = null) {
+  constructor(
+    private readonly cfg: RunConfig,
+    private readonly stateDir: string,
+    private readonly log: Log,
+    private readonly logger: Logger | null = null,
+  ) {
     this.net = serverSettings(cfg);
-    this.ops = createRunOps({ activeSeconds: this.net.activeSeconds, onError: (e) => log(`warning: a run-event listener failed: ${(e as Error).message}`) });
+    this.ops = createRunOps({
+      activeSeconds: this.net.activeSeconds,
+      onError: (e) => log(`warning: a run-event listener failed: ${(e as Error).message}`),
+    });
     fs.mkdirSync(stateDir, { recursive: true });
     this.db = openDb(cfg, stateDir);
     this.modelDir = path.join(stateDir, 'model');
     this.refusals = new RefusalLog(this.db, log);
     // Clients heard from before a restart stay known: a restarted server does not leave a
     // slow-to-reconnect client out of the next round's sample (it is available for activeSeconds).
-    for (const c of this.db.clients()) if (c.role === 'client' && c.revoked_at === null && c.last_seen !== null) this.lastSeen.set(c.name, c.last_seen);
+    for (const c of this.db.clients())
+      if (c.role === 'client' && c.revoked_at === null && c.last_seen !== null) this.lastSeen.set(c.name, c.last_seen);
   }
 
   resumePoint(): number | null {
@@ -104,9 +131,21 @@ export class NetworkTransport implements Transport {
     const art = readArtifact(this.modelDir);
     this.artifact = art ?? writeCompressedModel(split, this.modelDir, { modelPath: this.cfg.model.path });
     const size = this.artifact.files.reduce((a, f) => a + f.size, 0);
-    this.log(`compressed model ${this.artifact.sha256.slice(0, 16)}: ${this.artifact.files.length} files, ${size} bytes (${art ? 'reused' : 'written'})`);
-    const clients = this.db.clients().filter((c) => c.role === 'client' && c.revoked_at === null).map((c) => c.name);
-    this.ops.events.emit({ type: 'run', mode: 'server', algorithm: this.cfg.algorithm.name, rounds: this.cfg.rounds, completedRounds: this.completedRounds, clients });
+    this.log(
+      `compressed model ${this.artifact.sha256.slice(0, 16)}: ${this.artifact.files.length} files, ${size} bytes (${art ? 'reused' : 'written'})`,
+    );
+    const clients = this.db
+      .clients()
+      .filter((c) => c.role === 'client' && c.revoked_at === null)
+      .map((c) => c.name);
+    this.ops.events.emit({
+      type: 'run',
+      mode: 'server',
+      algorithm: this.cfg.algorithm.name,
+      rounds: this.cfg.rounds,
+      completedRounds: this.completedRounds,
+      clients,
+    });
     replayMetrics(this.ops.events, path.join(this.stateDir, 'metrics.jsonl'));
     await this.listen();
   }
@@ -151,7 +190,9 @@ export class NetworkTransport implements Transport {
       for (const c of sampled) {
         if (!valid.has(c) && !revokedNoted.has(c)) {
           revokedNoted.add(c);
-          this.log(`round ${round + 1}: client ${c} was revoked; it is no longer waited for${this.db.hasUpload(round, c) ? ' and its upload is ignored' : ''}`);
+          this.log(
+            `round ${round + 1}: client ${c} was revoked; it is no longer waited for${this.db.hasUpload(round, c) ? ' and its upload is ignored' : ''}`,
+          );
         }
       }
       const expected = sampled.filter((c) => valid.has(c));
@@ -161,14 +202,18 @@ export class NetworkTransport implements Transport {
       if (Date.now() >= deadline) {
         if (got.length >= Math.min(this.net.minClients, expected.length) && got.length > 0) {
           quorum = 'met';
-          this.log(`round ${round + 1}: deadline reached with ${got.length} of ${sampled.length} uploads; missing ${missing().join(',')}`);
+          this.log(
+            `round ${round + 1}: deadline reached with ${got.length} of ${sampled.length} uploads; missing ${missing().join(',')}`,
+          );
           break;
         }
         if (extensions >= this.net.maxRoundExtensions) {
           quorum = got.length > 0 ? 'below' : 'none';
-          this.log(got.length > 0
-            ? `round ${round + 1}: closing with ${got.length} upload(s), fewer than minClients=${this.net.minClients}, after ${extensions} extension(s); missing ${missing().join(',')}`
-            : `round ${round + 1}: no upload after ${extensions} extension(s); skipping aggregation, the adapter stays as it was`);
+          this.log(
+            got.length > 0
+              ? `round ${round + 1}: closing with ${got.length} upload(s), fewer than minClients=${this.net.minClients}, after ${extensions} extension(s); missing ${missing().join(',')}`
+              : `round ${round + 1}: no upload after ${extensions} extension(s); skipping aggregation, the adapter stays as it was`,
+          );
           break;
         }
         extensions++;
@@ -182,7 +227,9 @@ export class NetworkTransport implements Transport {
         this.db.extendRound(round, sampled, extensions);
         this.current.deadline = deadline;
         this.ops.events.emit({ type: 'round-open', round, sampled, deadline });
-        this.log(`round ${round + 1}: deadline reached with ${got.length} upload(s), fewer than minClients=${this.net.minClients}; extension ${extensions} of ${this.net.maxRoundExtensions}: ${this.net.roundDeadlineSeconds} s more${added.length ? `, also sampled ${added.join(',')}` : ', no other client available'}`);
+        this.log(
+          `round ${round + 1}: deadline reached with ${got.length} upload(s), fewer than minClients=${this.net.minClients}; extension ${extensions} of ${this.net.maxRoundExtensions}: ${this.net.roundDeadlineSeconds} s more${added.length ? `, also sampled ${added.join(',')}` : ', no other client available'}`,
+        );
       }
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -197,7 +244,16 @@ export class NetworkTransport implements Transport {
       const u = uploads.find((x) => x.client === name);
       if (!u) return [];
       const m = JSON.parse(u.metrics) as UploadMetrics;
-      return [{ client: name, reported: u.samples, trusted: registered.get(name) ?? null, state: loadState(path.join(this.stateDir, u.file)), meanLoss: m.meanLoss, stepSeconds: m.seconds / Math.max(1, steps) }];
+      return [
+        {
+          client: name,
+          reported: u.samples,
+          trusted: registered.get(name) ?? null,
+          state: loadState(path.join(this.stateDir, u.file)),
+          meanLoss: m.meanLoss,
+          stepSeconds: m.seconds / Math.max(1, steps),
+        },
+      ];
     });
     this.setPhase('aligning', round + 1 < this.cfg.rounds ? round + 1 : null);
     return { sampled, updates, traffic: this.db.traffic(round), extra: { extensions, quorum } };
@@ -207,7 +263,9 @@ export class NetworkTransport implements Transport {
     this.setPhase('done');
     this.current = null;
     this.finishedAt = Date.now();
-    this.log(`run complete: ${this.cfg.rounds} rounds; adapter in ${path.join(this.stateDir, 'adapter')}; answering status for ${this.net.lingerSeconds} s`);
+    this.log(
+      `run complete: ${this.cfg.rounds} rounds; adapter in ${path.join(this.stateDir, 'adapter')}; answering status for ${this.net.lingerSeconds} s`,
+    );
     const until = Date.now() + this.net.lingerSeconds * 1000;
     while (Date.now() < until) await new Promise((r) => setTimeout(r, 50));
   }
@@ -222,10 +280,11 @@ export class NetworkTransport implements Transport {
     this.refusals.flush();
     const srv = this.httpServer;
     this.httpServer = null;
-    if (srv) await new Promise<void>((r) => {
-      srv.close(() => r());
-      srv.closeAllConnections();
-    });
+    if (srv)
+      await new Promise<void>((r) => {
+        srv.close(() => r());
+        srv.closeAllConnections();
+      });
     if (this.db.db.open) this.db.close();
   }
 
@@ -234,19 +293,29 @@ export class NetworkTransport implements Transport {
     const now = Date.now();
     const win = this.net.activeSeconds * 1000;
     const valid = this.db.activeClientNames();
-    return [...this.lastSeen].filter(([n, t]) => now - t <= win && valid.has(n)).map(([n]) => n).sort(byName);
+    return [...this.lastSeen]
+      .filter(([n, t]) => now - t <= win && valid.has(n))
+      .map(([n]) => n)
+      .sort(byName);
   }
 
   private listen(): Promise<void> {
     this.opsHttp = new OpsEndpoints({
-      state: this.ops.state, events: this.ops.events, metrics: this.ops.metrics, metricsPublic: this.net.metricsPublic,
+      state: this.ops.state,
+      events: this.ops.events,
+      metrics: this.ops.metrics,
+      metricsPublic: this.net.metricsPublic,
       isAdmin: (req) => {
         const tok = credential(req.headers.authorization);
         return tok !== null && this.db.clientByToken(tok)?.role === 'admin';
       },
       onRefused: (req, reason) => {
         this.ops.events.emit({ type: 'refusal', client: null, reason: 'unauthorized' });
-        this.refusals.unauthenticated(null, `${req.method} ${req.url?.split('?')[0].slice(0, 100)} from ${req.socket.remoteAddress}`, reason);
+        this.refusals.unauthenticated(
+          null,
+          `${req.method} ${req.url?.split('?')[0].slice(0, 100)} from ${req.socket.remoteAddress}`,
+          reason,
+        );
       },
     });
     const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -268,7 +337,9 @@ export class NetworkTransport implements Transport {
       });
     };
     const tls = this.net.tls;
-    const srv = tls ? https.createServer({ cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) }, handler) : http.createServer(handler);
+    const srv = tls
+      ? https.createServer({ cert: fs.readFileSync(tls.cert), key: fs.readFileSync(tls.key) }, handler)
+      : http.createServer(handler);
     srv.keepAliveTimeout = 30_000;
     srv.requestTimeout = 300_000;
     this.httpServer = srv;
@@ -278,7 +349,10 @@ export class NetworkTransport implements Transport {
         const a = srv.address() as AddressInfo;
         const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
         this.url = `${tls ? 'https' : 'http'}://${host}:${a.port}`;
-        writeAtomic(path.join(this.stateDir, 'server.json'), JSON.stringify({ url: this.url, port: a.port, pid: process.pid }, null, 2));
+        writeAtomic(
+          path.join(this.stateDir, 'server.json'),
+          JSON.stringify({ url: this.url, port: a.port, pid: process.pid }, null, 2),
+        );
         this.log(`listening on ${this.url}`);
         resolve();
       });
@@ -291,7 +365,11 @@ export class NetworkTransport implements Transport {
     if (!row) {
       const revoked = tok ? this.db.revokedByToken(tok) : null;
       const what = `${req.method} ${req.url?.split('?')[0].slice(0, 100)} from ${revoked ? `revoked client ${revoked} at ` : ''}${req.socket.remoteAddress}`;
-      const reason = !tok ? 'missing bearer token' : revoked ? `the token of client '${revoked}' was revoked` : 'unknown or revoked token';
+      const reason = !tok
+        ? 'missing bearer token'
+        : revoked
+          ? `the token of client '${revoked}' was revoked`
+          : 'unknown or revoked token';
       this.refusals.unauthenticated(revoked, what, reason);
       this.ops.events.emit({ type: 'refusal', client: revoked, reason: 'unauthorized' });
       throw new HttpError(401, 'unauthorized', reason);
@@ -328,7 +406,8 @@ export class NetworkTransport implements Transport {
     if (m === 'GET' && file) return this.sendModelFile(req, res, who.name, decodeURIComponent(file[1]!));
     if (m === 'GET' && p === '/v1/round') return sendJson(res, 200, this.roundStatus(who.name));
     const pay = /^\/v1\/round\/(\d+)\/payload$/.exec(p);
-    if (m === 'GET' && pay) return this.sendPayload(res, who.name, Number(pay[1]), Number(url.searchParams.get('emulatorVersion') ?? '-1'));
+    if (m === 'GET' && pay)
+      return this.sendPayload(res, who.name, Number(pay[1]), Number(url.searchParams.get('emulatorVersion') ?? '-1'));
     const up = /^\/v1\/round\/(\d+)\/update$/.exec(p);
     if (m === 'POST' && up) return this.receiveUpdate(req, res, who.name, Number(up[1]));
     throw new HttpError(404, 'not-found', `no endpoint ${m} ${p}`);
@@ -338,10 +417,20 @@ export class NetworkTransport implements Transport {
     const c = this.cfg;
     const a = this.ctx.server.settings;
     return {
-      protocol: PROTOCOL, client, rounds: c.rounds, pollSeconds: this.net.pollSeconds, model: this.artifact,
+      protocol: PROTOCOL,
+      client,
+      rounds: c.rounds,
+      pollSeconds: this.net.pollSeconds,
+      model: this.artifact,
       training: {
-        dataSeed: clientDataSeed(c.seed, client), batchSize: c.algorithm.local.batchSize, maxLength: c.data.maxLength,
-        template: c.data.template ?? null, format: c.data.format, local: { ...c.algorithm.local, proximal: a.local.proximal }, adapterLora: a.adapterLora, emulatorLora: a.emulatorLora,
+        dataSeed: clientDataSeed(c.seed, client),
+        batchSize: c.algorithm.local.batchSize,
+        maxLength: c.data.maxLength,
+        template: c.data.template ?? null,
+        format: c.data.format,
+        local: { ...c.algorithm.local, proximal: a.local.proximal },
+        adapterLora: a.adapterLora,
+        emulatorLora: a.emulatorLora,
       },
     };
   }
@@ -379,7 +468,10 @@ export class NetworkTransport implements Transport {
     }
     const len = end - start + 1;
     res.writeHead(status, {
-      'content-type': 'application/octet-stream', 'content-length': len, 'accept-ranges': 'bytes', etag: `"${f.sha256}"`,
+      'content-type': 'application/octet-stream',
+      'content-length': len,
+      'accept-ranges': 'bytes',
+      etag: `"${f.sha256}"`,
       ...(status === 206 ? { 'content-range': `bytes ${start}-${end}/${f.size}` } : {}),
     });
     const stream = fs.createReadStream(file, { start, end });
@@ -395,9 +487,15 @@ export class NetworkTransport implements Transport {
 
   private sendPayload(res: http.ServerResponse, client: string, round: number, emulatorVersion: number): void {
     const cur = this.current;
-    if (!cur || cur.round !== round || cur.phase !== 'open') throw new HttpError(409, 'wrong-round', `round ${round + 1} is not open`);
-    if (!cur.sampled.includes(client)) throw new HttpError(403, 'not-sampled', `client ${client} is not sampled in round ${round + 1}`);
-    const { body } = cur.exchange.payloadFor(client, cur.nonce, Number.isInteger(emulatorVersion) ? emulatorVersion : -1);
+    if (!cur || cur.round !== round || cur.phase !== 'open')
+      throw new HttpError(409, 'wrong-round', `round ${round + 1} is not open`);
+    if (!cur.sampled.includes(client))
+      throw new HttpError(403, 'not-sampled', `client ${client} is not sampled in round ${round + 1}`);
+    const { body } = cur.exchange.payloadFor(
+      client,
+      cur.nonce,
+      Number.isInteger(emulatorVersion) ? emulatorVersion : -1,
+    );
     this.db.addTraffic(round, client, 'down', body.length);
     this.ops.events.emit({ type: 'bytes', direction: 'down', bytes: body.length, client });
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
@@ -406,23 +504,42 @@ export class NetworkTransport implements Transport {
 
   /** The round's open, the client sampled and not yet uploaded: checked before a byte of the body is read. */
   private admitUpload(client: string, round: number): OpenRound {
-    if (this.db.hasUpload(round, client)) this.refuse(round, client, 409, 'duplicate', `client ${client} already uploaded for round ${round + 1}`);
+    if (this.db.hasUpload(round, client))
+      this.refuse(round, client, 409, 'duplicate', `client ${client} already uploaded for round ${round + 1}`);
     const cur = this.current;
     if (!cur || cur.round !== round || cur.phase !== 'open') {
       const done = round < this.completedRounds || (cur !== null && round === cur.round);
-      this.refuse(round, client, 409, done ? 'round-closed' : 'wrong-round', done ? `round ${round + 1} is closed: late uploads are refused` : `round ${round + 1} is not open`);
+      this.refuse(
+        round,
+        client,
+        409,
+        done ? 'round-closed' : 'wrong-round',
+        done ? `round ${round + 1} is closed: late uploads are refused` : `round ${round + 1} is not open`,
+      );
     }
-    if (!cur.sampled.includes(client)) this.refuse(round, client, 403, 'not-sampled', `client ${client} is not sampled in round ${round + 1}`);
+    if (!cur.sampled.includes(client))
+      this.refuse(round, client, 403, 'not-sampled', `client ${client} is not sampled in round ${round + 1}`);
     return cur;
   }
 
-  private async receiveUpdate(req: http.IncomingMessage, res: http.ServerResponse, client: string, round: number): Promise<void> {
+  private async receiveUpdate(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    client: string,
+    round: number,
+  ): Promise<void> {
     this.admitUpload(client, round);
     let metrics: UploadMetrics;
     try {
       metrics = uploadMetricsSchema.parse(JSON.parse(String(req.headers[METRICS_HEADER] ?? 'null')));
     } catch (e) {
-      this.refuse(round, client, 422, 'bad-metadata', `header ${METRICS_HEADER} is missing or invalid: ${(e as Error).message.slice(0, 200)}`);
+      this.refuse(
+        round,
+        client,
+        422,
+        'bad-metadata',
+        `header ${METRICS_HEADER} is missing or invalid: ${(e as Error).message.slice(0, 200)}`,
+      );
     }
     // Bounded concurrency: bodies in memory at once are at most maxConcurrentUploads x maxUploadBytes.
     if (this.uploadsInFlight >= this.net.maxConcurrentUploads) {
@@ -442,17 +559,43 @@ export class NetworkTransport implements Transport {
     const cur = this.admitUpload(client, round);
     const c = cur.exchange.check(body);
     if (!c.ok) this.refuse(round, client, 422, c.code, c.reason);
-    if (c.round !== round) this.refuse(round, client, 409, 'wrong-round', `the body is for round ${c.round + 1} (metadata "round"), the URL for round ${round + 1}`);
-    if (c.nonce !== cur.nonce) this.refuse(round, client, 409, 'bad-nonce', `metadata "nonce" does not match round ${round + 1}'s (a replay or a stale round)`);
+    if (c.round !== round)
+      this.refuse(
+        round,
+        client,
+        409,
+        'wrong-round',
+        `the body is for round ${c.round + 1} (metadata "round"), the URL for round ${round + 1}`,
+      );
+    if (c.nonce !== cur.nonce)
+      this.refuse(
+        round,
+        client,
+        409,
+        'bad-nonce',
+        `metadata "nonce" does not match round ${round + 1}'s (a replay or a stale round)`,
+      );
     const file = path.join('uploads', `round-${String(round).padStart(4, '0')}`, `${client}.safetensors`);
     saveState(path.join(this.stateDir, file), c.state);
-    if (!this.db.addUpload({ round, client, samples: c.samples, file, bytes: body.length, metrics: JSON.stringify(metrics), received_at: Date.now() })) {
+    if (
+      !this.db.addUpload({
+        round,
+        client,
+        samples: c.samples,
+        file,
+        bytes: body.length,
+        metrics: JSON.stringify(metrics),
+        received_at: Date.now(),
+      })
+    ) {
       this.refuse(round, client, 409, 'duplicate', `client ${client} already uploaded for round ${round + 1}`);
     }
     this.db.addTraffic(round, client, 'up', body.length);
     this.ops.events.emit({ type: 'bytes', direction: 'up', bytes: body.length, client });
     cur.exchange.emit({ type: 'update', round, client, bytes: body.length });
-    this.log(`round ${round + 1}: upload from ${client} accepted (${c.samples} samples reported, loss ${metrics.meanLoss.toFixed(4)})`);
+    this.log(
+      `round ${round + 1}: upload from ${client} accepted (${c.samples} samples reported, loss ${metrics.meanLoss.toFixed(4)})`,
+    );
     sendJson(res, 200, { accepted: true, round });
   }
 
@@ -461,16 +604,40 @@ export class NetworkTransport implements Transport {
     const row = tok ? this.db.clientByToken(tok) : null;
     if (tok && !row) throw new HttpError(401, 'unauthorized', 'unknown or revoked token');
     const info: StatusInfo = {
-      protocol: PROTOCOL, algorithm: this.cfg.algorithm.name, rounds: this.cfg.rounds, completedRounds: this.completedRounds,
-      phase: this.phase, currentRound: this.current?.round ?? null,
+      protocol: PROTOCOL,
+      algorithm: this.cfg.algorithm.name,
+      rounds: this.cfg.rounds,
+      completedRounds: this.completedRounds,
+      phase: this.phase,
+      currentRound: this.current?.round ?? null,
     };
     if (this.phase === 'done') {
       // Where the results are is told to admins only (it is a path on the server).
-      info.finished = { at: this.finishedAt ?? Date.now(), round: this.completedRounds, closesAt: (this.finishedAt ?? Date.now()) + this.net.lingerSeconds * 1000, ...(row?.role === 'admin' ? { results: this.stateDir } : {}) };
+      info.finished = {
+        at: this.finishedAt ?? Date.now(),
+        round: this.completedRounds,
+        closesAt: (this.finishedAt ?? Date.now()) + this.net.lingerSeconds * 1000,
+        ...(row?.role === 'admin' ? { results: this.stateDir } : {}),
+      };
     }
     if (row?.role === 'admin') {
-      info.clients = this.db.clients().filter((c) => c.role === 'client').map((c) => ({ name: c.name, role: c.role, lastSeen: this.lastSeen.get(c.name) ?? c.last_seen, uploads: this.db.uploadCount(c.name), ...(c.revoked_at !== null ? { revokedAt: c.revoked_at } : {}) }));
-      info.roundsDetail = this.db.rounds().map((r) => ({ round: r.round, status: r.status, sampled: JSON.parse(r.sampled) as string[], uploads: this.db.uploads(r.round).map((u) => u.client), metrics: r.metrics ? (JSON.parse(r.metrics) as unknown) : null }));
+      info.clients = this.db
+        .clients()
+        .filter((c) => c.role === 'client')
+        .map((c) => ({
+          name: c.name,
+          role: c.role,
+          lastSeen: this.lastSeen.get(c.name) ?? c.last_seen,
+          uploads: this.db.uploadCount(c.name),
+          ...(c.revoked_at !== null ? { revokedAt: c.revoked_at } : {}),
+        }));
+      info.roundsDetail = this.db.rounds().map((r) => ({
+        round: r.round,
+        status: r.status,
+        sampled: JSON.parse(r.sampled) as string[],
+        uploads: this.db.uploads(r.round).map((u) => u.client),
+        metrics: r.metrics ? (JSON.parse(r.metrics) as unknown) : null,
+      }));
     }
     sendJson(res, 200, info);
   }
@@ -486,7 +653,12 @@ export class FedServer {
   private transport: NetworkTransport | null = null;
 
   /** `o.logger`: a structured logger for per-request lines (request ids). */
-  constructor(private readonly cfg: RunConfig, private readonly stateDir: string, private readonly log: Log = (l) => process.stdout.write(`${l}\n`), private readonly o: { logger?: Logger } = {}) {}
+  constructor(
+    private readonly cfg: RunConfig,
+    private readonly stateDir: string,
+    private readonly log: Log = (l) => process.stdout.write(`${l}\n`),
+    private readonly o: { logger?: Logger } = {},
+  ) {}
 
   get url(): string {
     return this.transport?.url ?? '';
@@ -495,23 +667,40 @@ export class FedServer {
   async run(): Promise<Summary | null> {
     const cfg = this.cfg;
     const why = strategyOf(cfg.algorithm.name).notDeployable;
-    if (why) throw new Error(`algorithm ${cfg.algorithm.name} cannot be deployed: ${why} (use fedbiot, fedot or offsite)`);
-    if (cfg.compression.codec !== 'none' || cfg.compression.topk !== null) throw new Error(`compression: codec ${cfg.compression.codec}${cfg.compression.topk !== null ? ` with topk ${cfg.compression.topk}` : ''} is simulation-only so far; a deployed server needs compression.codec none and compression.topk null`);
+    if (why)
+      throw new Error(`algorithm ${cfg.algorithm.name} cannot be deployed: ${why} (use fedbiot, fedot or offsite)`);
+    if (cfg.compression.codec !== 'none' || cfg.compression.topk !== null)
+      throw new Error(
+        `compression: codec ${cfg.compression.codec}${cfg.compression.topk !== null ? ` with topk ${cfg.compression.topk}` : ''} is simulation-only so far; a deployed server needs compression.codec none and compression.topk null`,
+      );
     // Central DP and the robust rules run in the driver's aggregation step for both transports; these
     // two need the clients' half over HTTP, which the deployment does not have yet (docs/privacy.md).
-    if (cfg.secureAggregation !== false) throw new Error('secureAggregation runs in `fedbiot simulate` only so far: the networked server has no key-exchange and unmasking phases yet');
-    if (cfg.privacy?.mode === 'local') throw new Error('privacy.mode local runs in `fedbiot simulate` only so far: networked clients do not clip and noise their uploads yet (use mode central)');
+    if (cfg.secureAggregation !== false)
+      throw new Error(
+        'secureAggregation runs in `fedbiot simulate` only so far: the networked server has no key-exchange and unmasking phases yet',
+      );
+    if (cfg.privacy?.mode === 'local')
+      throw new Error(
+        'privacy.mode local runs in `fedbiot simulate` only so far: networked clients do not clip and noise their uploads yet (use mode central)',
+      );
     const transport = (this.transport = new NetworkTransport(cfg, this.stateDir, this.log, this.o.logger ?? null));
     try {
       const cfgKey = JSON.stringify({ ...cfg, server: undefined, rounds: undefined, eval: undefined });
       const prevKey = transport.db.getMeta('config');
-      if (prevKey && prevKey !== cfgKey) throw new Error(`state ${this.stateDir} belongs to a run with a different configuration; use a fresh --state folder`);
+      if (prevKey && prevKey !== cfgKey)
+        throw new Error(
+          `state ${this.stateDir} belongs to a run with a different configuration; use a fresh --state folder`,
+        );
       transport.db.setMeta('config', cfgKey);
       const exp = await buildExperiment(cfg);
       for (const w of exp.warnings) this.log(`warning: ${w}`);
       // Round events feed the dashboard and metrics; bytes are counted as they move (not from entries).
       const onEvent = federationToOps(transport.ops.events, { bytesFromEntries: false });
-      return await runFederation(exp, transport, { outDir: this.stateDir, progress: logProgress(this.log), hooks: { onEvent } });
+      return await runFederation(exp, transport, {
+        outDir: this.stateDir,
+        progress: logProgress(this.log),
+        hooks: { onEvent },
+      });
     } catch (e) {
       await transport.close();
       throw e;

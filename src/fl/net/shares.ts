@@ -7,7 +7,15 @@ import type { Experiment } from '../experiment.js';
 
 export function exampleRecord(e: Example): Record<string, unknown> {
   if (e.format === 'gsm8k') return { id: e.id, question: e.instruction, answer: e.response, category: e.category };
-  if (e.format === 'chat') return { id: e.id, messages: [...(e.messages ?? [{ role: 'user', content: e.instruction }]), { role: 'assistant', content: e.response }], category: e.category };
+  if (e.format === 'chat')
+    return {
+      id: e.id,
+      messages: [
+        ...(e.messages ?? [{ role: 'user', content: e.instruction }]),
+        { role: 'assistant', content: e.response },
+      ],
+      category: e.category,
+    };
   return { id: e.id, instruction: e.instruction, input: e.input, output: e.response, category: e.category };
 }
 

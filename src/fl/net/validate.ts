@@ -4,7 +4,9 @@
 import { firstNonFinite, stateNorm, type LoraState } from '../../fedbiot/lora-state.js';
 import { decodeUpdate } from '../payload.js';
 
-export type Checked = { ok: true; state: LoraState; round: number; nonce: string; samples: number } | { ok: false; code: string; reason: string };
+export type Checked =
+  | { ok: true; state: LoraState; round: number; nonce: string; samples: number }
+  | { ok: false; code: string; reason: string };
 
 export function checkUpload(body: Uint8Array, reference: LoraState, o: { normBound?: number } = {}): Checked {
   let parsed: ReturnType<typeof decodeUpdate>;
@@ -15,17 +17,28 @@ export function checkUpload(body: Uint8Array, reference: LoraState, o: { normBou
   }
   const round = Number(parsed.round);
   const samples = Number(parsed.samples);
-  if (!Number.isInteger(round)) return { ok: false, code: 'bad-metadata', reason: 'metadata "round" is missing or not an integer' };
+  if (!Number.isInteger(round))
+    return { ok: false, code: 'bad-metadata', reason: 'metadata "round" is missing or not an integer' };
   if (!parsed.nonce) return { ok: false, code: 'bad-metadata', reason: 'metadata "nonce" is missing' };
-  if (!Number.isSafeInteger(samples) || samples < 1) return { ok: false, code: 'bad-metadata', reason: `metadata "samples" must be a positive integer, got ${parsed.samples}` };
+  if (!Number.isSafeInteger(samples) || samples < 1)
+    return {
+      ok: false,
+      code: 'bad-metadata',
+      reason: `metadata "samples" must be a positive integer, got ${parsed.samples}`,
+    };
   for (const [name, t] of parsed.state) {
     const ref = reference.get(name);
     if (!ref) return { ok: false, code: 'bad-tensors', reason: `unexpected tensor '${name}'` };
     if (t.shape.length !== ref.shape.length || t.shape.some((d, i) => d !== ref.shape[i])) {
-      return { ok: false, code: 'bad-tensors', reason: `tensor '${name}' has shape ${JSON.stringify(t.shape)}, expected ${JSON.stringify(ref.shape)}` };
+      return {
+        ok: false,
+        code: 'bad-tensors',
+        reason: `tensor '${name}' has shape ${JSON.stringify(t.shape)}, expected ${JSON.stringify(ref.shape)}`,
+      };
     }
   }
-  for (const name of reference.keys()) if (!parsed.state.has(name)) return { ok: false, code: 'bad-tensors', reason: `missing tensor '${name}'` };
+  for (const name of reference.keys())
+    if (!parsed.state.has(name)) return { ok: false, code: 'bad-tensors', reason: `missing tensor '${name}'` };
   let state: LoraState;
   try {
     state = parsed.codec.decode(parsed.state, 'upload');
@@ -36,7 +49,12 @@ export function checkUpload(body: Uint8Array, reference: LoraState, o: { normBou
   if (bad) return { ok: false, code: 'non-finite', reason: `tensor '${bad}' holds a NaN or infinite value` };
   if (o.normBound !== undefined) {
     const n = stateNorm(state);
-    if (n > o.normBound) return { ok: false, code: 'norm-bound', reason: `adapter L2 norm ${n.toFixed(4)} exceeds the bound ${o.normBound}` };
+    if (n > o.normBound)
+      return {
+        ok: false,
+        code: 'norm-bound',
+        reason: `adapter L2 norm ${n.toFixed(4)} exceeds the bound ${o.normBound}`,
+      };
   }
   return { ok: true, state, round, nonce: parsed.nonce, samples };
 }
