@@ -289,3 +289,41 @@ test('status: sizes with units, ages, 1-based rounds', () => {
     ].join('\n'),
   );
 });
+
+test('endpoints: metrics public only when configured; the dashboard always needs the admin credential', async () => {
+  const { OpsEndpoints } = await import('../../src/ops/http.js');
+  const http = await import('node:http');
+  const refused: string[] = [];
+  for (const metricsPublic of [false, true]) {
+    const ops = createRunOps({ processMetrics: false });
+    const ep = new OpsEndpoints({
+      ...ops,
+      metricsPublic,
+      isAdmin: (req) => credential(req.headers.authorization) === 'admin-secret-token',
+      onRefused: (req) => refused.push(req.url!),
+    });
+    const srv = http.createServer(
+      (req, res) => void ep.handle(req, res).then((done) => done || res.writeHead(404).end()),
+    );
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const base = `http://127.0.0.1:${(srv.address() as import('node:net').AddressInfo).port}`;
+    try {
+      const get = (p: string, auth?: string) => fetch(base + p, { headers: auth ? { authorization: auth } : {} });
+      assert.equal((await get('/metrics')).status, metricsPublic ? 200 : 401);
+      assert.equal((await get('/metrics', 'Bearer admin-secret-token')).status, 200);
+      const page = await get('/dashboard');
+      assert.equal(page.status, 401);
+      assert.match(page.headers.get('www-authenticate') ?? '', /^Basic realm=/);
+      assert.equal((await get('/dashboard', 'Bearer wrong')).status, 401);
+      const ok = await get('/dashboard', `Basic ${Buffer.from('me:admin-secret-token').toString('base64')}`);
+      assert.equal(ok.status, 200);
+      assert.match(ok.headers.get('content-security-policy') ?? '', /default-src 'none'/);
+      assert.equal((await get('/elsewhere')).status, 404, 'other paths are left to the caller');
+    } finally {
+      ep.close();
+      srv.closeAllConnections();
+      await new Promise<void>((r) => srv.close(() => r()));
+    }
+  }
+  assert.deepEqual(refused, ['/metrics', '/dashboard', '/dashboard', '/dashboard', '/dashboard']);
+});
