@@ -5,6 +5,7 @@ import type { DecoderLayer } from '../nn/llama.js';
 import { LINEAR_NAMES } from '../nn/llama.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { NamedArray } from '../codec/layout.js';
+import { addStates, subtractStates } from '../codec/delta.js';
 
 export type { NamedArray };
 export type LoraState = Map<string, NamedArray>;
@@ -74,31 +75,12 @@ export function stateNorm(s: LoraState): number {
 
 /** a - b, tensor by tensor (an update: the trained adapter minus the round's starting adapter). */
 export function stateDiff(a: LoraState, b: LoraState, what = 'update'): LoraState {
-  const out: LoraState = new Map();
-  for (const [name, v] of a) {
-    const w = b.get(name);
-    if (!w || w.data.length !== v.data.length)
-      throw new Error(`${what}: tensor '${name}' has no counterpart of the same size in the reference`);
-    const d = new Float32Array(v.data.length);
-    for (let i = 0; i < d.length; i++) d[i] = v.data[i]! - w.data[i]!;
-    out.set(name, { shape: [...v.shape], data: d });
-  }
-  if (b.size !== a.size) throw new Error(`${what}: ${a.size} tensors, the reference has ${b.size}`);
-  return out;
+  return subtractStates(a, b, what);
 }
 
 /** base + scale * delta, as a new state. */
 export function stateAddScaled(base: LoraState, delta: LoraState, scale = 1): LoraState {
-  const out: LoraState = new Map();
-  for (const [name, v] of base) {
-    const d = delta.get(name);
-    if (!d || d.data.length !== v.data.length)
-      throw new Error(`stateAddScaled: tensor '${name}' is missing or has another size in the delta`);
-    const r = new Float32Array(v.data.length);
-    for (let i = 0; i < r.length; i++) r[i] = v.data[i]! + scale * d.data[i]!;
-    out.set(name, { shape: [...v.shape], data: r });
-  }
-  return out;
+  return addStates(base, delta, 'stateAddScaled', scale);
 }
 
 /** Multiplies every value in place. */
