@@ -50,36 +50,14 @@ function weightProduct(
   const [N, K] = w.shape as [number, number];
   if (w instanceof FrozenWeight) {
     k.weightGemm({ format: w.format, W: w.bytes, N, K, transW, M, alpha, X, xOff: 0, ldx, beta, Y, yOff: 0, ldy });
-  } else if (transW) {
-    k.gemm({
-      transA: false,
-      transB: true,
-      M,
-      N,
-      K,
-      alpha,
-      A: X,
-      aOff: 0,
-      lda: ldx,
-      strideA: 0,
-      B: w.data,
-      bOff: 0,
-      ldb: K,
-      strideB: 0,
-      beta,
-      C: Y,
-      cOff: 0,
-      ldc: ldy,
-      strideC: 0,
-      batch: 1,
-    });
   } else {
+    // Y = X W^T reads W [N, K] transposed; Y = X W reads it as it lies (the output has K columns).
     k.gemm({
       transA: false,
-      transB: false,
+      transB: transW,
       M,
-      N: K,
-      K: N,
+      N: transW ? N : K,
+      K: transW ? K : N,
       alpha,
       A: X,
       aOff: 0,
