@@ -15,21 +15,11 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import { setup, cli, serverArgs, clientArgs, killAll, roundMetrics } from '../net/helpers.js';
 import { makeTransport, request } from '../../src/fl/net/http.js';
 import { ServerDb } from '../../src/fl/net/db.js';
+import { CHROMIUM, CHROMIUM_ARGS, chromiumLauncher } from '../helpers/chromium.js';
 import { recordingProxy, conformance, schemaValidator } from './recorder.js';
 
 after(killAll);
 
-const CHROMIUM = process.env.FEDBIOT_CHROMIUM ?? '/usr/bin/chromium';
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 /** Where the screenshot goes when FEDBIOT_DASHBOARD_SHOT names a file (the README's image). */
 const SHOT_OUT = process.env.FEDBIOT_DASHBOARD_SHOT;
 const ROUNDS = 4;
@@ -42,16 +32,6 @@ function sample(families: Family[], name: string, labels: Record<string, string>
   const m = f.metrics.find((x) => Object.entries(labels).every(([k, v]) => x.labels?.[k] === v));
   assert.ok(m, `${name}: no sample ${JSON.stringify(labels)}`);
   return Number(m.value);
-}
-
-async function chromium(): Promise<typeof import('playwright-core').chromium | string> {
-  if (!fs.existsSync(CHROMIUM))
-    return `${CHROMIUM} not found: install Chromium (Debian: apt-get install -y chromium) to run the dashboard browser check`;
-  try {
-    return (await import('playwright-core')).chromium;
-  } catch {
-    return 'playwright-core is not installed (npm install)';
-  }
 }
 
 test('ops: dashboard live in Chromium, /metrics matches the run, traffic conforms to /v1/openapi.json, admin token required', {
@@ -98,7 +78,7 @@ test('ops: dashboard live in Chromium, /metrics matches the run, traffic conform
   );
 
   // The dashboard, while the run goes on.
-  const browser = await chromium();
+  const browser = await chromiumLauncher('the dashboard browser check');
   let seen: number[] = [];
   if (typeof browser === 'string') t.diagnostic(`dashboard browser check skipped: ${browser}`);
   else {
@@ -106,7 +86,7 @@ test('ops: dashboard live in Chromium, /metrics matches the run, traffic conform
     const ctx = await browser.launchPersistentContext(userData, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ARGS,
+      args: CHROMIUM_ARGS,
       viewport: { width: 1280, height: 900 },
       timeout: 60_000,
       httpCredentials: { username: 'admin', password: s.tokens.admin! },

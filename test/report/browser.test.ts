@@ -9,31 +9,14 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { writeReport, writeRunReport } from '../../src/report/html.js';
 import { copyFixture } from './helpers.js';
-
-const CHROMIUM = process.env.FEDBIOT_CHROMIUM ?? '/usr/bin/chromium';
-const ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+import { CHROMIUM, CHROMIUM_ARGS, chromiumLauncher } from '../helpers/chromium.js';
 
 test('report.html renders in headless Chromium: charts, table rows, screenshot, offline', {
   timeout: 90_000,
 }, async (t) => {
-  if (!fs.existsSync(CHROMIUM)) {
-    t.skip(`${CHROMIUM} not found: install Chromium (Debian: apt-get install -y chromium) to run the browser test`);
-    return;
-  }
-  let chromium: typeof import('playwright-core').chromium;
-  try {
-    ({ chromium } = await import('playwright-core'));
-  } catch {
-    t.skip('playwright-core is not installed (npm install)');
+  const chromium = await chromiumLauncher('the browser test');
+  if (typeof chromium === 'string') {
+    t.skip(chromium);
     return;
   }
   const demo = copyFixture('demo');
@@ -43,7 +26,7 @@ test('report.html renders in headless Chromium: charts, table rows, screenshot, 
   const ctx = await chromium.launchPersistentContext(userData, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ARGS,
+    args: CHROMIUM_ARGS,
     viewport: { width: 1280, height: 900 },
     timeout: 60_000,
   });
