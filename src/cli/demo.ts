@@ -1,4 +1,4 @@
-// `fedbiot demo [--task math|code|qa] [--out DIR] [--model DIR] [--quick]`: FedBiOT and its
+// `fedbiot demo [--task math|code|qa] [--out DIR] [--model DIR] [--quick] [--test FILE]`: FedBiOT and its
 // baselines on one task, then a comparison table (base, emulator, AdapEmu / AdapFu per method,
 // client compute and traffic).
 import type { Command } from 'commander';
@@ -128,31 +128,39 @@ export function registerDemo(program: Command): void {
     .option('--model <dir>', 'a Hugging Face model folder (default: the shipped base model, else a small random one)')
     .option('--algorithms <list>', 'comma-separated subset of ' + ALGORITHMS.join(','), ALGORITHMS.join(','))
     .option('--quick', 'a smaller, faster run')
-    .action(async (o: { task: string; out: string; model?: string; algorithms: string; quick?: boolean }) => {
-      if (!['math', 'code', 'qa'].includes(o.task)) throw new Error(`--task must be math, code or qa, got '${o.task}'`);
-      const algos = o.algorithms.split(',').map((s) => s.trim());
-      for (const a of algos)
-        if (!(ALGORITHMS as readonly string[]).includes(a))
-          throw new Error(`--algorithms: unknown algorithm '${a}' (known: ${ALGORITHMS.join(', ')})`);
-      const progress = terminalProgress();
-      const rows: Summary[] = [];
-      for (const name of algos) {
-        const cfg = loadConfig(null, [
-          ...demoOverrides(o.task, o.model ?? defaultDemoModel(), o.quick ?? false),
-          `algorithm.name=${name}`,
-        ]);
-        progress.log(`=== ${name} ===`);
-        const exp = await buildExperiment(cfg);
-        // The base model's evaluation is the same for every method: compute it once.
-        const s = await runSimulation(exp, { outDir: path.join(o.out, name), progress, baseEval: rows[0]?.base });
-        if (s) rows.push(s);
-      }
-      const table = comparisonTable(rows);
-      fs.mkdirSync(o.out, { recursive: true });
-      fs.writeFileSync(path.join(o.out, 'table.txt'), table + '\n');
-      fs.writeFileSync(path.join(o.out, 'summaries.json'), JSON.stringify(rows, null, 2) + '\n');
-      process.stdout.write(`\n${table}\n\nresults in ${o.out}\n`);
-      const html = writeReport(o.out);
-      process.stdout.write(`report: ${html}\n`);
-    });
+    .option(
+      '--test <file>',
+      "a test file (JSONL/JSON) instead of the generated test split; GSM8K records are scored on the final answer after '####'",
+    )
+    .action(
+      async (o: { task: string; out: string; model?: string; algorithms: string; quick?: boolean; test?: string }) => {
+        if (!['math', 'code', 'qa'].includes(o.task))
+          throw new Error(`--task must be math, code or qa, got '${o.task}'`);
+        const algos = o.algorithms.split(',').map((s) => s.trim());
+        for (const a of algos)
+          if (!(ALGORITHMS as readonly string[]).includes(a))
+            throw new Error(`--algorithms: unknown algorithm '${a}' (known: ${ALGORITHMS.join(', ')})`);
+        const progress = terminalProgress();
+        const rows: Summary[] = [];
+        for (const name of algos) {
+          const cfg = loadConfig(null, [
+            ...demoOverrides(o.task, o.model ?? defaultDemoModel(), o.quick ?? false),
+            `algorithm.name=${name}`,
+            ...(o.test ? [`data.test=${JSON.stringify(o.test)}`] : []),
+          ]);
+          progress.log(`=== ${name} ===`);
+          const exp = await buildExperiment(cfg);
+          // The base model's evaluation is the same for every method: compute it once.
+          const s = await runSimulation(exp, { outDir: path.join(o.out, name), progress, baseEval: rows[0]?.base });
+          if (s) rows.push(s);
+        }
+        const table = comparisonTable(rows);
+        fs.mkdirSync(o.out, { recursive: true });
+        fs.writeFileSync(path.join(o.out, 'table.txt'), table + '\n');
+        fs.writeFileSync(path.join(o.out, 'summaries.json'), JSON.stringify(rows, null, 2) + '\n');
+        process.stdout.write(`\n${table}\n\nresults in ${o.out}\n`);
+        const html = writeReport(o.out);
+        process.stdout.write(`report: ${html}\n`);
+      },
+    );
 }

@@ -82,6 +82,11 @@ export const configSchema = z
       /** A generated task (math, code, qa) or null with train/test files. */
       task: z.enum(['math', 'code', 'qa']).optional(),
       train: z.string().optional(),
+      /**
+       * A test file (JSONL/JSON). With `train`, the test set (default: a seeded 10% held out); with
+       * `task`, it replaces the generated test split. GSM8K records are scored as math: exact match
+       * of the final number after '####'.
+       */
       test: z.string().optional(),
       format: z.enum(['auto', 'alpaca', 'gsm8k', 'chat']).default('auto'),
       skipInvalid: z.boolean().default(false),

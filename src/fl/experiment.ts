@@ -84,16 +84,32 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
       test = train.filter((_, i) => held.has(i));
       train = train.filter((_, i) => !held.has(i));
     }
-    if (!task && train.some((e) => e.format === 'gsm8k')) task = 'math';
+    if (!task && (train.some((e) => e.format === 'gsm8k') || isGsm8kSet(test))) task = 'math';
   } else if (task) {
     const t = generateTask(task, { seed: d.taskSeed, trainSize: d.trainSize, testSize: d.testSize });
     train = t.train;
-    test = t.test;
     warnings.push(...t.warnings);
+    if (d.test) {
+      // A test file replaces the generated test split (a GSM8K test set after training on the
+      // generated math task). Its records are asked in the training data's prompt form unless
+      // data.template says otherwise, so the model is questioned as it was trained.
+      const loaded = loadExamplesFromFile(d.test, { format: d.format, skipInvalid: d.skipInvalid });
+      if (loaded.report.skipped > 0) warnings.push(`${d.test}: skipped ${loaded.report.skipped} invalid records`);
+      const trainFormat = train[0]?.format;
+      test =
+        d.template || trainFormat === undefined
+          ? loaded.examples
+          : loaded.examples.map((e) => ({ ...e, format: trainFormat }));
+    } else test = t.test;
   } else {
     throw new Error('config data: give data.task (math, code, qa) or data.train (a JSONL/JSON file)');
   }
   if (train.length === 0) throw new Error('config data: the training set is empty');
+  if (d.test && test.length === 0) throw new Error(`config data.test: ${d.test} holds no test records`);
+  if (d.test && task !== null && task !== 'math' && isGsm8kSet(test))
+    throw new Error(
+      `config data.test: ${d.test} holds GSM8K records (question, answer ending in "#### N"), which are scored as math, but data.task is ${task}`,
+    );
 
   let pub: Example[];
   // Without data.public.source, the alignment objective's own (Offsite-Tuning distils on corpus text).
@@ -168,14 +184,27 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
   };
 }
 
+/** True when every example came from a GSM8K record (question, answer ending in "#### N"). */
+function isGsm8kSet(examples: readonly Example[]): boolean {
+  return examples.length > 0 && examples.every((e) => e.meta?.finalAnswer !== undefined);
+}
+
+/**
+ * The gold number of a math example: a GSM8K record's final answer (the text after '####', as the
+ * loader parsed it), else the number after '####' in the reference solution (generated math).
+ */
+export function mathGold(e: Example): string {
+  const f = e.meta?.finalAnswer;
+  return typeof f === 'string' ? f : e.response;
+}
+
 /** The task metric for generated outputs against the test examples. */
 export function taskScorer(task: TaskName | null, test: readonly Example[]): TaskScorer | null {
+  // Math (generated or GSM8K): exact match of the final number (after the last '####' in the output,
+  // else its last number) with the gold answer.
   if (task === 'math')
     return async (outs) => ({
-      accuracy: mathAccuracy(
-        outs,
-        test.map((e) => e.response),
-      ).accuracy,
+      accuracy: mathAccuracy(outs, test.map(mathGold)).accuracy,
     });
   if (task === 'qa') {
     return async (outs) => {
