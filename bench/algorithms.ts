@@ -33,7 +33,7 @@ interface Row {
   stepS: number;
   base: Record<string, number>;
   alignment: string;
-  proximal: number;
+  proximal: string;
 }
 
 // --default-only: one row per method at the demo's setting (beta 0.2, adapter 4 / 2+2).
@@ -84,7 +84,7 @@ for (const g of grid) {
     fu: mean(runs.map((r) => r.adapfu)),
     base: mean(runs.map((r) => r.base)),
     alignment: `${runs[0]!.method.align_loss}${runs[0]!.method.public_data === 'corpus' ? ' (corpus)' : ''}`,
-    proximal: runs[0]!.method.proximal,
+    proximal: runs[0]!.method.proximal_rule,
     mb: runs[0]!.client.peak_memory_mb ?? Number.NaN,
     bytesRound: runs[0]!.bytes_total / runs[0]!.rounds,
     stepS: mean(runs.map((r) => ({ s: r.client.mean_step_seconds }))).s!,

@@ -109,7 +109,7 @@ export function comparisonTable(rows: Summary[]): string {
       (r.client.peak_memory_mb ?? Number.NaN).toFixed(0),
       perRound,
       alignment,
-      String(r.method.proximal),
+      r.method.proximal_rule ?? String(r.method.proximal),
     ];
     lines.push([r.algorithm, 'AdapEmu', ...metricKeys.map((k) => fmtMetric(r.adapemu[k])), ...cost]);
     lines.push([r.algorithm, 'AdapFu', ...metricKeys.map((k) => fmtMetric(r.adapfu[k])), ...cost]);

@@ -5,7 +5,7 @@ import { EMULATOR_WEIGHTS } from '../fedbiot/compress.js';
 import { CODECS } from '../codec/wire.js';
 import { ALGORITHMS } from '../fedbiot/algorithms.js';
 import { LINEAR_NAMES } from '../nn/llama.js';
-import { ALIGN_OBJECTIVES } from '../fedbiot/objectives.js';
+import { ALIGN_OBJECTIVES, PROXIMAL_RULES } from '../fedbiot/objectives.js';
 import { LAYER_DROP_RULES } from '../fedbiot/split.js';
 import {
   aggregationSchema,
@@ -57,8 +57,12 @@ export const localSchema = z.strictObject({
   steps: posInt.default(30),
   batchSize: posInt.default(4),
   gradAccum: posInt.default(1),
-  /** Proximal weight epsilon. Default: the reference's 0.1 for fedbiot, none (0) for the others. */
-  proximal: z.number().min(0).optional(),
+  /**
+   * Proximal weight epsilon, or a named rule: `reference` (as the reference trains: no effective
+   * term; fedbiot's default) or `paper` (the stated term at the reference's weight 0.1). The other
+   * methods default to 0 (src/fedbiot/objectives.ts).
+   */
+  proximal: z.union([z.number().min(0), z.enum(PROXIMAL_RULES)]).optional(),
   optimizer: optimizerSchema.prefault({ kind: 'adamw', lr: 1e-3 }),
   maxGradNorm: z.number().min(0).default(1),
 });

@@ -47,12 +47,35 @@ export function defaultObjective(method: MethodName): AlignObjectiveName | null 
   }
 }
 
-/** FedBiOT's proximal weight in the reference (`emu_align.train.lm_loss_weight`, default 0.1). */
+/** FedBiOT's proximal weight in the reference's configs (`emu_align.train.lm_loss_weight`, default 0.1). */
 export const REFERENCE_PROXIMAL = 0.1;
 
-/** The clients' proximal weight when the config gives none: FedBiOT's term is on, plain FedAvg has none. */
-export function defaultProximal(method: MethodName): number {
-  return method === 'fedbiot' ? REFERENCE_PROXIMAL : 0;
+/**
+ * Named proximal settings. `reference`: as the reference code trains, whose term is computed on
+ * detached weights (`merged_lora_state_dict` reads `state_dict()`), so it carries no gradient and
+ * leaves the update unchanged: no term. `paper`: the term as the algorithm states it,
+ * epsilon * ||A - A(t)||^2 with its gradient, at the reference's configured weight.
+ */
+export const PROXIMAL_RULES = ['reference', 'paper'] as const;
+export type ProximalRule = (typeof PROXIMAL_RULES)[number];
+
+export interface ResolvedProximal {
+  /** The weight local training uses (0 = no term). */
+  weight: number;
+  /** For tables and logs: the weight, and the rule that gave it when one did, e.g. "0 (reference)". */
+  label: string;
+}
+
+/**
+ * The clients' proximal term: the weight the config gives, or the named rule's. Without either,
+ * FedBiOT trains as its reference does (`reference`: the term has no effect) and the others, plain
+ * FedAvg, have none.
+ */
+export function resolveProximal(method: MethodName, configured?: number | ProximalRule): ResolvedProximal {
+  const value = configured ?? (method === 'fedbiot' ? 'reference' : 0);
+  if (typeof value === 'number') return { weight: value, label: String(value) };
+  const weight = value === 'paper' ? REFERENCE_PROXIMAL : 0;
+  return { weight, label: `${weight} (${value})` };
 }
 
 export interface ResolvedAlignment {

@@ -3,7 +3,7 @@
 // filled in. The alignment schedule (which rounds align) is the strategy's (algorithms.ts).
 import type { RunConfig } from '../config/schema.js';
 import { strategyOf, type AlgorithmSettings } from './algorithms.js';
-import { defaultProximal, describeAlignLoss, resolveAlignment } from './objectives.js';
+import { describeAlignLoss, resolveAlignment, resolveProximal } from './objectives.js';
 
 export function settingsFromConfig(cfg: RunConfig): AlgorithmSettings {
   const a = cfg.algorithm;
@@ -32,7 +32,7 @@ export function settingsFromConfig(cfg: RunConfig): AlgorithmSettings {
       steps: a.local.steps,
       optimizer: a.local.optimizer,
       gradAccum: a.local.gradAccum,
-      proximal: a.local.proximal ?? defaultProximal(a.name),
+      proximal: resolveProximal(a.name, a.local.proximal).weight,
       maxGradNorm: a.local.maxGradNorm,
     },
   };
@@ -46,7 +46,10 @@ export interface MethodAsRun {
   align_loss: string;
   /** What the server aligned on (tasks, corpus, file); "-" without alignment. */
   public_data: string;
+  /** The clients' proximal weight (0 = no term). */
   proximal: number;
+  /** The weight and the rule that gave it, e.g. "0 (reference)" (src/fedbiot/objectives.ts). */
+  proximal_rule: string;
   layer_drop: string;
 }
 
@@ -64,6 +67,7 @@ export function methodAsRun(cfg: RunConfig, s: AlgorithmSettings): MethodAsRun {
       : 'none',
     public_data: aligns ? resolveAlignment(s.name, cfg.algorithm.align, cfg.data.public.source).publicSource : '-',
     proximal: s.local.proximal,
+    proximal_rule: resolveProximal(s.name, cfg.algorithm.local.proximal).label,
     layer_drop: s.name === 'fedavg-full' ? '-' : (s.layerDrop ?? 'reference'),
   };
 }

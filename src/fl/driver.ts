@@ -308,7 +308,7 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
   const settings = settingsFromConfig(cfg);
   const method = methodAsRun(cfg, settings);
   progress.log(
-    `${settings.name}: alignment ${method.align_loss}${method.align_objective ? ` (${method.align_objective}, on ${method.public_data})` : ''}, proximal ${method.proximal}`,
+    `${settings.name}: alignment ${method.align_loss}${method.align_objective ? ` (${method.align_objective}, on ${method.public_data})` : ''}, proximal ${method.proximal_rule}`,
   );
   const server = new ServerAlgorithm(exp.base, settings, () => toTokenBatch(publicIt.next()!), cfg.seed);
   const strategy = server.strategy;

@@ -20,7 +20,13 @@ export interface SummaryLike {
   bytes_join_per_client?: number;
   client?: { model_params?: number; trainable_params?: number; mean_step_seconds?: number; peak_memory_mb?: number };
   /** How the run defined its method (alignment loss, proximal weight). */
-  method?: { align_objective?: string | null; align_loss?: string; public_data?: string; proximal?: number };
+  method?: {
+    align_objective?: string | null;
+    align_loss?: string;
+    public_data?: string;
+    proximal?: number;
+    proximal_rule?: string;
+  };
   seconds?: number;
   /** Differential privacy spent over the run (epsilon null: infinite). */
   privacy?: { epsilon: number | null; delta: number };

@@ -37,7 +37,7 @@ interface Row {
   held: number | null;
   seconds: number | null;
   alignment: string | null;
-  proximal: number | null;
+  proximal: string | null;
 }
 
 function rowOf(m: MethodData): Row {
@@ -69,7 +69,10 @@ function rowOf(m: MethodData): Row {
       typeof s?.method?.align_loss === 'string'
         ? `${s.method.align_loss}${s.method.public_data === 'corpus' ? ' (corpus)' : ''}`
         : null,
-    proximal: finite(s?.method?.proximal),
+    proximal:
+      typeof s?.method?.proximal_rule === 'string'
+        ? s.method.proximal_rule
+        : (finite(s?.method?.proximal)?.toString() ?? null),
   };
 }
 
@@ -113,7 +116,7 @@ function costTable(rows: Row[]): string {
   const b = (v: number | null) => (v === null ? '-' : fmtBytes(v));
   const body = rows.map(
     (r) =>
-      `<tr data-method="${esc(r.name)}"><th scope="row">${esc(r.name)}</th>${[b(r.bytesDown), b(r.bytesUp), b(r.bytesJoin), n(r.held), n(r.trainable), r.seconds === null ? '-' : r.seconds.toFixed(1), r.alignment ?? '-', r.proximal === null ? '-' : String(r.proximal)].map((c) => `<td class="num">${esc(c)}</td>`).join('')}</tr>`,
+      `<tr data-method="${esc(r.name)}"><th scope="row">${esc(r.name)}</th>${[b(r.bytesDown), b(r.bytesUp), b(r.bytesJoin), n(r.held), n(r.trainable), r.seconds === null ? '-' : r.seconds.toFixed(1), r.alignment ?? '-', r.proximal ?? '-'].map((c) => `<td class="num">${esc(c)}</td>`).join('')}</tr>`,
   );
   const th = [
     'method',

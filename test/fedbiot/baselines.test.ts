@@ -71,14 +71,15 @@ test('each method runs as its authors defined it; a config can force one alignme
   const fedbiot = settings('fedbiot');
   assert.equal(fedbiot.s.alignObjective, 'fedbiot');
   assert.deepEqual([fedbiot.s.align.hiddenWeight, fedbiot.s.align.lambda, fedbiot.s.align.mu], [1, 0.9, 0]);
-  assert.equal(fedbiot.s.local.proximal, 0.1, 'FedBiOT: the proximal term is on, at the reference value');
+  assert.equal(fedbiot.s.local.proximal, 0, 'FedBiOT: as the reference trains, its gradient-free term has no effect');
   assert.equal(fedbiot.s.layerDrop, 'reference');
   assert.equal(fedbiot.s.align.layerwiseReduction, 'sum');
   assert.deepEqual(methodAsRun(fedbiot.cfg, fedbiot.s), {
     align_objective: 'fedbiot',
     align_loss: 'nmse + 0.9 kl',
     public_data: 'tasks',
-    proximal: 0.1,
+    proximal: 0,
+    proximal_rule: '0 (reference)',
     layer_drop: 'reference',
   });
 
@@ -103,9 +104,19 @@ test('each method runs as its authors defined it; a config can force one alignme
     align_loss: 'none',
     public_data: '-',
     proximal: 0,
+    proximal_rule: '0',
     layer_drop: '-',
   });
   assert.equal(settings('local').s.local.proximal, 0);
+  // The term as the algorithm states it, with its gradient, by name or by weight.
+  const paper = settings('fedbiot', 'algorithm.local.proximal=paper');
+  assert.equal(paper.s.local.proximal, 0.1, 'paper: the stated term at the reference weight');
+  assert.equal(methodAsRun(paper.cfg, paper.s).proximal_rule, '0.1 (paper)');
+  const weighted = settings('fedbiot', 'algorithm.local.proximal=0.01');
+  assert.equal(weighted.s.local.proximal, 0.01);
+  assert.equal(methodAsRun(weighted.cfg, weighted.s).proximal_rule, '0.01');
+  assert.throws(() => settings('fedbiot', 'algorithm.local.proximal=none'), /algorithm\.local\.proximal/);
+  assert.throws(() => settings('fedbiot', 'algorithm.local.proximal=-1'), /algorithm\.local\.proximal/);
 
   // Ablation: one loss for every method; single weights and the proximal term can still be set.
   const forced = settings('fedot', 'algorithm.align.objective=fedbiot', 'algorithm.local.proximal=0.01');
@@ -284,7 +295,7 @@ test('the paper preset carries the reference hyper-parameters tabled in docs/alg
   }
   // And the settings the run uses are those values.
   const s = settingsFromConfig(cfg as never);
-  assert.equal(s.local.proximal, 1);
+  assert.equal(s.local.proximal, 0, "the reference's term carries no gradient");
   assert.deepEqual([s.align.hiddenWeight, s.align.lambda, s.align.mu], [1, 0, 0]);
   assert.equal(s.preAlignSteps, 500);
 });
