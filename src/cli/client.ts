@@ -18,6 +18,10 @@ export function registerClient(program: Command): void {
     .option('--ca <file>', 'PEM certificate to trust (a self-signed server certificate)')
     .option('--chunk-bytes <n>', 'download chunk size in bytes')
     .option('--patience <seconds>', 'give up when the server is unreachable this long', '600')
+    .option(
+      '--noise-seed <n>',
+      'local differential privacy: draw the noise from this seed instead of a random key (reproducible experiments; private only while the seed is secret)',
+    )
     .action(
       async (
         opts: {
@@ -28,6 +32,7 @@ export function registerClient(program: Command): void {
           ca?: string;
           chunkBytes?: string;
           patience: string;
+          noiseSeed?: string;
         },
         cmd: Command,
       ) => {
@@ -38,6 +43,7 @@ export function registerClient(program: Command): void {
           'a positive integer',
         );
         const patience = numberOption('--patience', opts.patience, (x) => x > 0, 'a positive number of seconds')!;
+        const noiseSeed = numberOption('--noise-seed', opts.noiseSeed, (x) => Number.isInteger(x), 'an integer');
         const token = opts.token ?? process.env.FEDBIOT_TOKEN;
         if (!token) throw new Error('fedbiot client: give --token or set FEDBIOT_TOKEN');
         const logger = commandLogger(cmd, { role: 'client' });
@@ -50,6 +56,7 @@ export function registerClient(program: Command): void {
           cache: path.resolve(opts.cache),
           ca: opts.ca,
           patienceSeconds: patience,
+          noiseSeed,
           download: chunkBytes ? { chunkBytes } : undefined,
           log,
           progress: terminalProgress(),

@@ -80,28 +80,21 @@ export class RoundAggregator {
 
   /** Whether clients transform their trained adapter before upload. */
   get clientTransforms(): boolean {
-    const p = this.plan.privacy;
-    return p !== null && (p.mode === 'local' || this.plan.secure !== null);
+    return uploadTransform(this.plan) !== null;
   }
 
   /**
-   * Client side, before upload: local DP clips the update to the clip norm and adds N(0, (z C)^2);
-   * central DP under secure aggregation clips only (the server cannot, and noises the sum). The
-   * noise stream must be secret to the server in deployment (a fresh random key), seeded in simulation.
+   * Client side, before upload (see transformUpload). The noise stream must be secret to the server
+   * in deployment (a fresh random key), seeded in simulation.
    */
-  prepareUpload(start: LoraState, trained: LoraState, noise: Prg, clip = this.clip): LoraState {
-    const p = this.plan.privacy;
-    if (!p) return trained;
-    const delta = stateDiff(trained, start, 'upload');
-    clipUpdate(delta, clip);
-    if (p.mode === 'local') addGaussianNoise(delta, p.updateNoiseMultiplier * clip, noise);
-    else if (!this.plan.secure) return trained;
-    return stateAddScaled(start, delta);
+  prepareUpload(start: LoraState, trained: LoraState, noise: Prg): LoraState {
+    const t = uploadTransform(this.plan);
+    return t ? transformUpload(t, start, trained, noise) : trained;
   }
 
   /** The seeded noise stream of a simulated client (deployment clients use a random key instead). */
   simulatedClientNoise(client: string, round: number): Prg {
-    return Prg.fromLabel(`local-dp/${this.seed}/${client}/${round}`);
+    return clientNoiseStream(this.seed, client, round);
   }
 
   /**
@@ -215,6 +208,42 @@ export class RoundAggregator {
       noise_std: p.updateNoiseMultiplier * this.clip,
     };
   }
+}
+
+/**
+ * What a client does to its trained adapter before upload, when it does anything: local DP clips
+ * the update to `clip` and adds N(0, noiseStd^2); central DP under secure aggregation clips only
+ * (noiseStd 0: the server cannot clip what it cannot see, and noises the unmasked sum). The
+ * deployment's join answer carries it to the clients. Both modes exclude adaptive clipping, so the
+ * clip is the configured one.
+ */
+export interface UploadTransform {
+  clip: number;
+  noiseStd: number;
+}
+
+export function uploadTransform(plan: AggregationPlan): UploadTransform | null {
+  const p = plan.privacy;
+  if (!p) return null;
+  if (p.mode === 'local') return { clip: p.clip, noiseStd: p.updateNoiseMultiplier * p.clip };
+  return plan.secure ? { clip: p.clip, noiseStd: 0 } : null;
+}
+
+/** start + clip(trained - start) + noise: the upload of a client under `t`. */
+export function transformUpload(t: UploadTransform, start: LoraState, trained: LoraState, noise: Prg): LoraState {
+  const delta = stateDiff(trained, start, 'upload');
+  clipUpdate(delta, t.clip);
+  addGaussianNoise(delta, t.noiseStd, noise);
+  return stateAddScaled(start, delta);
+}
+
+/**
+ * A seeded noise stream for a client's local DP: the simulation's (keyed by the run seed), and a
+ * deployed client's when it is given a seed of its own (`fedbiot client --noise-seed`, for
+ * reproducible experiments; the noise protects only while the seed stays secret from the server).
+ */
+export function clientNoiseStream(seed: number, client: string, round: number): Prg {
+  return Prg.fromLabel(`local-dp/${seed}/${client}/${round}`);
 }
 
 /** Elementwise sum in float64, rounded to float32 once. */

@@ -4,35 +4,21 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { setup, cli, serverArgs, clientArgs, metrics, killAll } from './helpers.js';
-import { loadConfig } from '../../src/config/load.js';
-import { buildExperiment } from '../../src/fl/experiment.js';
-import { runSimulation } from '../../src/fl/simulation.js';
+import {
+  setup,
+  cli,
+  serverArgs,
+  clientArgs,
+  metrics,
+  killAll,
+  simulationReference,
+  maxAdapterDiff,
+} from './helpers.js';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import { loadPeftAsState } from '../../src/models/hf-model.js';
-import type { LoraState } from '../../src/fedbiot/lora-state.js';
-import { setThreads } from '../../src/tensor/engine.js';
 import { MANIFEST_FILE } from '../../src/fl/net/artifact.js';
 
 after(killAll);
-
-/** The simulation of the same config and seed, in this process: its adapter and split manifest. */
-async function reference(
-  config: string,
-  sets: string[],
-): Promise<{ adapter: LoraState; manifest: unknown; out: string }> {
-  const cfg = loadConfig(config, sets);
-  setThreads(1); // the client and server processes run with FEDBIOT_THREADS=1
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-net-ref-'));
-  const summary = await runSimulation(await buildExperiment(cfg), { outDir: out });
-  assert.ok(summary);
-  return {
-    adapter: loadPeftAsState(path.join(out, 'adapter')).state,
-    manifest: JSON.parse(fs.readFileSync(path.join(out, 'split.json'), 'utf8')),
-    out,
-  };
-}
 
 test("net: 1 server + 3 clients complete 3 rounds; final adapter equals the simulation's", {
   timeout: 120_000,
@@ -64,17 +50,11 @@ test("net: 1 server + 3 clients complete 3 rounds; final adapter equals the simu
   assert.match(clients[0]!.out, /warning: .*client-0\.jsonl: skipped 1 invalid record\(s\) of \d+ \(line \d+ /);
 
   const got = loadPeftAsState(path.join(s.state, 'adapter')).state;
-  const ref = await reference(s.config, s.sets);
+  const ref = await simulationReference(s.config, s.sets);
   const want = ref.adapter;
   // The manifest served with the compressed model names the same split of the same weights.
   assert.deepEqual(JSON.parse(fs.readFileSync(path.join(s.state, 'model', MANIFEST_FILE), 'utf8')), ref.manifest);
-  assert.equal(got.size, want.size);
-  let maxDiff = 0;
-  for (const [k, v] of want) {
-    const g = got.get(k);
-    assert.ok(g, `missing ${k}`);
-    for (let i = 0; i < v.data.length; i++) maxDiff = Math.max(maxDiff, Math.abs(v.data[i]! - g.data[i]!));
-  }
+  const maxDiff = maxAdapterDiff(want, got);
   // Same order of operations, f32 weights on both sides, one compute thread everywhere: bit-identical.
   assert.equal(maxDiff, 0, `max |diff| ${maxDiff}`);
   // One summary layout, and one byte count: the simulation counts the bodies the network sends.

@@ -192,3 +192,43 @@ export function metrics(s: Setup): Record<string, unknown>[] {
 export function roundMetrics(s: Setup): Record<string, unknown>[] {
   return metrics(s).filter((l) => typeof l.round === 'number' && (l.round as number) >= 0 && !l.phase);
 }
+
+/**
+ * `fedbiot simulate` of the same config and seed in this process (one compute thread, as the server
+ * and client processes run): its final adapter, split manifest and output folder.
+ */
+export async function simulationReference(
+  config: string,
+  sets: string[],
+  o: { dropAfterShares?: string[]; hooks?: import('../../src/fl/driver.js').DriverHooks } = {},
+): Promise<{ adapter: import('../../src/fedbiot/lora-state.js').LoraState; manifest: unknown; out: string }> {
+  const { loadConfig } = await import('../../src/config/load.js');
+  const { buildExperiment } = await import('../../src/fl/experiment.js');
+  const { runSimulation } = await import('../../src/fl/simulation.js');
+  const { loadPeftAsState } = await import('../../src/models/hf-model.js');
+  const { setThreads } = await import('../../src/tensor/engine.js');
+  setThreads(1);
+  const out = tmp('fedbiot-net-ref-');
+  const summary = await runSimulation(await buildExperiment(loadConfig(config, sets)), { outDir: out, ...o });
+  if (!summary) throw new Error('the reference simulation stopped early');
+  return {
+    adapter: loadPeftAsState(path.join(out, 'adapter')).state,
+    manifest: JSON.parse(fs.readFileSync(path.join(out, 'split.json'), 'utf8')),
+    out,
+  };
+}
+
+/** The largest absolute difference between two adapters of the same layout. */
+export function maxAdapterDiff(
+  a: import('../../src/fedbiot/lora-state.js').LoraState,
+  b: import('../../src/fedbiot/lora-state.js').LoraState,
+): number {
+  if (a.size !== b.size) throw new Error(`adapters differ in tensor count (${a.size}, ${b.size})`);
+  let m = 0;
+  for (const [k, v] of a) {
+    const w = b.get(k);
+    if (!w) throw new Error(`adapter tensor ${k} missing`);
+    for (let i = 0; i < v.data.length; i++) m = Math.max(m, Math.abs(v.data[i]! - w.data[i]!));
+  }
+  return m;
+}

@@ -2,6 +2,7 @@
 // for a round it is sampled for, receive the adapter LoRA (and the emulator LoRA when newer), train
 // locally on its own data with ClientAlgorithm, upload its adapter LoRA with n_i and metrics.
 // Network errors are retried with backoff; refusals are logged with the server's reason.
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ClientAlgorithm } from '../../fedbiot/algorithms.js';
@@ -12,6 +13,8 @@ import { getTemplate } from '../../data/templates.js';
 import { toTokenBatch } from '../../data/batch.js';
 import { writeAtomic } from '../../io/byte-source.js';
 import { clientDropoutSeed } from '../seeds.js';
+import { clientNoiseStream, transformUpload } from '../../privacy/aggregator.js';
+import { Prg } from '../../util/prg.js';
 import { decodePayload, encodeUpdate } from '../payload.js';
 import { loadClientModel } from './artifact.js';
 import {
@@ -49,6 +52,11 @@ export interface ClientOptions {
   /** Give up when the server has been unreachable this long (default 600 s). */
   patienceSeconds?: number;
   download?: DownloadOptions;
+  /**
+   * Keys the local-DP noise from this seed (as the simulation does with the run seed) instead of a
+   * fresh random key: reproducible experiments. The noise protects only while the seed is secret.
+   */
+  noiseSeed?: number;
   /** Waits this long before each local training (simulates a slow device; tests). */
   trainDelayMs?: number;
   log?: (line: string) => void;
@@ -289,7 +297,18 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
       clientDropoutSeed(tr.dataSeed, round),
     );
     progress.stop();
-    const body = encodeUpdate({ round, nonce: p.nonce, samples: items.length, state: res.state });
+    // Local DP (or clipping under secure aggregation), as the server's join answer asks.
+    const upload = tr.privacy
+      ? transformUpload(
+          tr.privacy,
+          p.adapter,
+          res.state,
+          o.noiseSeed !== undefined
+            ? clientNoiseStream(o.noiseSeed, join.client, round)
+            : new Prg(new Uint8Array(crypto.randomBytes(32))),
+        )
+      : res.state;
+    const body = encodeUpdate({ round, nonce: p.nonce, samples: items.length, state: upload });
     const metrics: UploadMetrics = { meanLoss: res.meanLoss, tokens: res.tokens, seconds: res.seconds };
     // The update and the data position reach the disk together, before the upload.
     const bodyFile = `client-${join.client}-update.bin`;

@@ -49,6 +49,12 @@ export const joinInfoSchema = z.object({
     local: localSchema.extend({ proximal: z.number().min(0) }),
     adapterLora: loraSchema,
     emulatorLora: loraSchema,
+    /**
+     * What the client does to its update before upload (src/privacy/aggregator.ts, UploadTransform):
+     * clip the difference from the round's adapter to L2 norm `clip` and add N(0, noiseStd^2), with
+     * noise from a key the server does not know; null: upload the trained adapter as it is.
+     */
+    privacy: z.object({ clip: z.number().positive(), noiseStd: z.number().min(0) }).nullable(),
   }),
 });
 export type JoinInfo = z.infer<typeof joinInfoSchema>;

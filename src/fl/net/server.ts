@@ -46,6 +46,7 @@ import { federationToOps, replayMetrics } from '../ops-bridge.js';
 import { createRunOps, type RunOps } from '../../ops/run-ops.js';
 import { credential, OpsEndpoints } from '../../ops/http.js';
 import { requestLogger, type Logger } from '../../ops/log.js';
+import { uploadTransform } from '../../privacy/aggregator.js';
 
 export { serverSettings, type ServerSettings };
 
@@ -431,6 +432,7 @@ export class NetworkTransport implements Transport {
         local: { ...c.algorithm.local, proximal: a.local.proximal },
         adapterLora: a.adapterLora,
         emulatorLora: a.emulatorLora,
+        privacy: uploadTransform(this.ctx.aggregator.plan),
       },
     };
   }
@@ -673,15 +675,11 @@ export class FedServer {
       throw new Error(
         `compression: codec ${cfg.compression.codec}${cfg.compression.topk !== null ? ` with topk ${cfg.compression.topk}` : ''} is simulation-only so far; a deployed server needs compression.codec none and compression.topk null`,
       );
-    // Central DP and the robust rules run in the driver's aggregation step for both transports; these
-    // two need the clients' half over HTTP, which the deployment does not have yet (docs/privacy.md).
+    // Central DP and the robust rules run in the driver's aggregation step for both transports; local
+    // DP's client half travels in the join answer. Secure aggregation needs its HTTP phases.
     if (cfg.secureAggregation !== false)
       throw new Error(
         'secureAggregation runs in `fedbiot simulate` only so far: the networked server has no key-exchange and unmasking phases yet',
-      );
-    if (cfg.privacy?.mode === 'local')
-      throw new Error(
-        'privacy.mode local runs in `fedbiot simulate` only so far: networked clients do not clip and noise their uploads yet (use mode central)',
       );
     const transport = (this.transport = new NetworkTransport(cfg, this.stateDir, this.log, this.o.logger ?? null));
     try {
