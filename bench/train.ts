@@ -223,6 +223,14 @@ function installProfiler(
         };
         op = `gemm ${p.transA ? 'T' : 'N'}${p.transB ? 'T' : 'N'} ${dimName(p.M)}x${dimName(p.N)}x${dimName(p.K)}${p.batch > 1 ? ` *${p.batch}` : ''}${p.beta !== 0 ? ' (+=)' : ''}`;
       }
+      if (name === 'weightGroupGemm') {
+        const p = args[0] as { transW: boolean; M: number; K: number; parts: { N: number }[] };
+        const ns = p.parts.map((q) => dimName(q.N)).join('+');
+        const kind = p.parts.length > 1 ? 'fused linear' : 'linear';
+        op = p.transW
+          ? `${kind} ${dimName(p.M)}x(${ns})x${dimName(p.K)}`
+          : `${kind} dx ${dimName(p.M)}x${dimName(p.K)}x(${ns}) (+=)`;
+      }
       const key = `${getPhase()}|${op}`;
       const t0 = performance.now();
       const r = orig.apply(k, args);

@@ -109,6 +109,68 @@ Napi::Value WeightGemm(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// weightGroupGemm(K, transW, M, alpha, beta, shared, sharedOff, ldShared, parts) with parts an array of
+// [format, W (Uint8Array, or Float32Array for f32), N, io, ioOff, ldio].
+Napi::Value WeightGroupGemm(const Napi::CallbackInfo& info) {
+  ARGS("weightGroupGemm");
+  Napi::Env env = info.Env();
+  fb::WeightGroupArgs g;
+  g.K = a.i64(0);
+  g.transW = a.flag(1);
+  g.M = a.i64(2);
+  g.alpha = static_cast<float>(a.num(3));
+  g.beta = static_cast<float>(a.num(4));
+  const int64_t sOff = a.i64(6);
+  g.ldShared = a.i64(7);
+  if (g.K < 0 || g.M < 0 || g.ldShared < g.K)
+    throw Napi::RangeError::New(env, "fedbiot_native.weightGroupGemm: bad K, M or shared leading dimension");
+  g.shared = a.f32(5, span(sOff, 1, 0, g.M, g.K, g.ldShared)) + sOff;
+  if (!info[8].IsArray()) throw Napi::TypeError::New(env, "fedbiot_native.weightGroupGemm: parts must be an array");
+  Napi::Array parts = info[8].As<Napi::Array>();
+  for (uint32_t i = 0; i < parts.Length(); i++) {
+    Napi::Value pv = parts.Get(i);
+    if (!pv.IsArray() || pv.As<Napi::Array>().Length() != 6)
+      throw Napi::TypeError::New(env, "fedbiot_native.weightGroupGemm: each part is [format, W, N, io, ioOff, ldio]");
+    Napi::Array pa = pv.As<Napi::Array>();
+    fb::GroupPart p;
+    p.format = pa.Get(0u).As<Napi::Number>().Int32Value();
+    p.N = static_cast<int64_t>(pa.Get(2u).As<Napi::Number>().DoubleValue());
+    const int64_t ioOff = static_cast<int64_t>(pa.Get(4u).As<Napi::Number>().DoubleValue());
+    p.ldio = static_cast<int64_t>(pa.Get(5u).As<Napi::Number>().DoubleValue());
+    if (p.format < 0 || p.format > 4 || p.N < 0 || p.ldio < p.N || ioOff < 0)
+      throw Napi::RangeError::New(env, "fedbiot_native.weightGroupGemm: part " + std::to_string(i) +
+                                           ": bad format id, N or leading dimension");
+    if (p.format >= 3 && g.K % 32 != 0)
+      throw Napi::RangeError::New(env, "fedbiot_native.weightGroupGemm: quantized weight needs K a multiple of 32");
+    auto typed = [&](Napi::Value v, napi_typedarray_type& type, size_t& len) -> void* {
+      void* data = nullptr;
+      if (!v.IsTypedArray() || napi_get_typedarray_info(env, v, &type, &len, &data, nullptr, nullptr) != napi_ok)
+        throw Napi::TypeError::New(env, "fedbiot_native.weightGroupGemm: part " + std::to_string(i) +
+                                            ": W and io must be typed arrays");
+      return data;
+    };
+    napi_typedarray_type wt, it;
+    size_t wlen = 0, ilen = 0;
+    void* w = typed(pa.Get(1u), wt, wlen);
+    const int64_t wbytes = p.N * fb::wformat_row_bytes(static_cast<fb::WFormat>(p.format), g.K);
+    const bool wok = (wt == napi_uint8_array && static_cast<int64_t>(wlen) >= wbytes) ||
+                     (wt == napi_float32_array && p.format == 0 && static_cast<int64_t>(wlen) * 4 >= wbytes);
+    if (!wok)
+      throw Napi::RangeError::New(env, "fedbiot_native.weightGroupGemm: part " + std::to_string(i) +
+                                           ": W must be a Uint8Array (or a Float32Array for f32) of " +
+                                           std::to_string(wbytes) + " bytes");
+    p.W = static_cast<const uint8_t*>(w);
+    void* io = typed(pa.Get(3u), it, ilen);
+    if (it != napi_float32_array || static_cast<int64_t>(ilen) < span(ioOff, 1, 0, g.M, p.N, p.ldio))
+      throw Napi::RangeError::New(env, "fedbiot_native.weightGroupGemm: part " + std::to_string(i) +
+                                           ": io must be a Float32Array covering M rows of N values");
+    p.io = static_cast<float*>(io) + ioOff;
+    g.parts.push_back(p);
+  }
+  fb::weight_group_gemm(g);
+  return env.Undefined();
+}
+
 Napi::Value Add(const Napi::CallbackInfo& info) {
   ARGS("add");
   int64_t n = a.i64(3);
@@ -396,6 +458,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
 #define EXPORT(name, fn) exports.Set(name, Napi::Function::New(env, fn, name))
   EXPORT("gemm", Gemm);
   EXPORT("weightGemm", WeightGemm);
+  EXPORT("weightGroupGemm", WeightGroupGemm);
   EXPORT("add", Add);
   EXPORT("mul", Mul);
   EXPORT("axpy", Axpy);

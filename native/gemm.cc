@@ -367,41 +367,61 @@ PackB pack_f32(const float* B, int64_t ldb, bool tB) {
 
 namespace {
 
-// C[r0:r1, c0:c1] on the calling thread: the whole loop nest, B packed into this thread's buffer.
-void gemm_block(const Spec& s, int64_t r0, int64_t r1, int64_t c0, int64_t c1, int64_t K, float alpha,
-                const float* A, int64_t lda, bool tA, const PackB& packB, float beta, float* C, int64_t ldc) {
+// A panel of NR (or fewer, at a segment's end) output columns: segment seg, local columns [j, j + n).
+struct Panel {
+  int seg;
+  int64_t j;
+  int n;
+};
+
+// Rows [r0, r1) x panels [p0, p1) of C on the calling thread: the whole loop nest, B packed into
+// this thread's buffer. A block of NC / NR panels may span column segments (their B packed side by
+// side), so A streams once per block for all of them; a KC block never spans K segments.
+void gemm_block(const Spec& s, int64_t r0, int64_t r1, int64_t p0, int64_t p1, const std::vector<Panel>& panels,
+                float alpha, bool tA, const std::vector<ColSeg>& cols, const std::vector<KSeg>& ks, float beta) {
   const int MR = s.MR, NR = s.NR;
   const int64_t M = r1 - r0;
-  for (int64_t jc = c0; jc < c1; jc += s.NC) {
-    const int64_t nc = std::min(s.NC, c1 - jc);
-    const int64_t npan = (nc + NR - 1) / NR;
-    for (int64_t pc = 0; pc < K; pc += s.KC) {
-      const int64_t kc = std::min(s.KC, K - pc);
-      float* Bp = aligned_scratch(npan * NR * kc, 0);
-      packB(pc, kc, jc, nc, NR, Bp);
-      const float bEff = pc == 0 ? beta : 1.0f;
-      float* Ap = aligned_scratch(MR * kc, 1);
-      bool packedTail = false;
-      for (int64_t i0 = 0; i0 < M; i0 += s.MC) {
-        const int64_t mcur = std::min(s.MC, M - i0);
-        for (int64_t jp = 0; jp < npan; jp++) {
-          const int n = static_cast<int>(std::min<int64_t>(NR, nc - jp * NR));
-          const float* bp = Bp + jp * NR * kc;
-          for (int64_t ir = 0; ir < mcur; ir += MR) {
-            const int m = static_cast<int>(std::min<int64_t>(MR, mcur - ir));
-            const int64_t row = r0 + i0 + ir;
-            float* ct = C + row * ldc + jc + jp * NR;
-            // Full MR-row panels of A are read in place (row-major rows, or columns of a transposed
-            // A); only a last partial panel is packed, zero-padded to MR rows.
-            if (m == MR) {
-              if (!tA) s.rows(kc, A + row * lda + pc, lda, bp, ct, ldc, m, n, alpha, bEff);
-              else s.cols(kc, A + pc * lda + row, lda, bp, ct, ldc, m, n, alpha, bEff);
-            } else {
-              if (!packedTail) {
-                pack_a(A, lda, tA, row, m, pc, kc, MR, Ap);
-                packedTail = true;
+  const int64_t ncp = std::max<int64_t>(1, s.NC / NR);
+  for (int64_t pa = p0; pa < p1; pa += ncp) {
+    const int64_t pb = std::min(p1, pa + ncp);
+    bool first = true;
+    for (const KSeg& kseg : ks) {
+      for (int64_t pc = 0; pc < kseg.K; pc += s.KC) {
+        const int64_t kc = std::min(s.KC, kseg.K - pc);
+        float* Bp = aligned_scratch((pb - pa) * NR * kc, 0);
+        for (int64_t p = pa; p < pb; p++) {
+          const Panel& pn = panels[p];
+          const PackB& pack = cols[pn.seg].pack ? cols[pn.seg].pack : kseg.pack;
+          pack(pc, kc, pn.j, pn.n, NR, Bp + (p - pa) * NR * kc);
+        }
+        const float bEff = first ? beta : 1.0f;
+        first = false;
+        const float* A = kseg.A;
+        const int64_t lda = kseg.lda;
+        float* Ap = aligned_scratch(MR * kc, 1);
+        bool packedTail = false;
+        for (int64_t i0 = 0; i0 < M; i0 += s.MC) {
+          const int64_t mcur = std::min(s.MC, M - i0);
+          for (int64_t p = pa; p < pb; p++) {
+            const Panel& pn = panels[p];
+            const ColSeg& cs = cols[pn.seg];
+            const float* bp = Bp + (p - pa) * NR * kc;
+            for (int64_t ir = 0; ir < mcur; ir += MR) {
+              const int m = static_cast<int>(std::min<int64_t>(MR, mcur - ir));
+              const int64_t row = r0 + i0 + ir;
+              float* ct = cs.C + row * cs.ldc + pn.j;
+              // Full MR-row panels of A are read in place (row-major rows, or columns of a transposed
+              // A); only a last partial panel is packed, zero-padded to MR rows.
+              if (m == MR) {
+                if (!tA) s.rows(kc, A + row * lda + pc, lda, bp, ct, cs.ldc, m, pn.n, alpha, bEff);
+                else s.cols(kc, A + pc * lda + row, lda, bp, ct, cs.ldc, m, pn.n, alpha, bEff);
+              } else {
+                if (!packedTail) {
+                  pack_a(A, lda, tA, row, m, pc, kc, MR, Ap);
+                  packedTail = true;
+                }
+                s.cols(kc, Ap, MR, bp, ct, cs.ldc, m, pn.n, alpha, bEff);
               }
-              s.cols(kc, Ap, MR, bp, ct, ldc, m, n, alpha, bEff);
             }
           }
         }
@@ -412,25 +432,43 @@ void gemm_block(const Spec& s, int64_t r0, int64_t r1, int64_t c0, int64_t c1, i
 
 }  // namespace
 
-// One parallel region per gemm: each thread computes a whole slab of C (a range of 32-column
+// One parallel region per gemm: each thread computes a whole slab of C (a range of NR-column
 // panels when there are enough, else a range of rows) with its own B packing, so the threads never
 // wait for each other inside the gemm (a barrier per block cost much on a shared machine).
-void own_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, bool tA, const PackB& packB,
-              float beta, float* C, int64_t ldc) {
+void own_gemm_group(int64_t M, float alpha, bool tA, const std::vector<ColSeg>& cols, const std::vector<KSeg>& ks,
+                    float beta) {
   const Spec& s = spec();
+  int64_t Ktot = 0;
+  for (const KSeg& k : ks) Ktot += k.K;
+  if (M <= 0) return;
+  if (Ktot <= 0) {  // C = beta C
+    for (const ColSeg& c : cols)
+      for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < c.N; j++) c.C[i * c.ldc + j] = beta == 0.0f ? 0.0f : beta * c.C[i * c.ldc + j];
+    return;
+  }
+  std::vector<Panel> panels;
+  for (size_t c = 0; c < cols.size(); c++)
+    for (int64_t j = 0; j < cols[c].N; j += s.NR)
+      panels.push_back({static_cast<int>(c), j, static_cast<int>(std::min<int64_t>(s.NR, cols[c].N - j))});
+  const int64_t npan = static_cast<int64_t>(panels.size());
+  if (npan == 0) return;
   const int nt = blas_single_active() ? 1 : get_threads();
-  const int64_t npan = (N + s.NR - 1) / s.NR, nrow = (M + s.MR - 1) / s.MR;
+  const int64_t nrow = (M + s.MR - 1) / s.MR;
   if (nt <= 1) {
-    gemm_block(s, 0, M, 0, N, K, alpha, A, lda, tA, packB, beta, C, ldc);
+    gemm_block(s, 0, M, 0, npan, panels, alpha, tA, cols, ks, beta);
   } else if (npan >= 2 * nt) {
-    parallel_for(npan, 1, [&](int64_t p0, int64_t p1) {
-      gemm_block(s, 0, M, p0 * s.NR, std::min(N, p1 * s.NR), K, alpha, A, lda, tA, packB, beta, C, ldc);
-    });
+    parallel_for(npan, 1, [&](int64_t p0, int64_t p1) { gemm_block(s, 0, M, p0, p1, panels, alpha, tA, cols, ks, beta); });
   } else {
     parallel_for(nrow, 1, [&](int64_t q0, int64_t q1) {
-      gemm_block(s, q0 * s.MR, std::min(M, q1 * s.MR), 0, N, K, alpha, A, lda, tA, packB, beta, C, ldc);
+      gemm_block(s, q0 * s.MR, std::min(M, q1 * s.MR), 0, npan, panels, alpha, tA, cols, ks, beta);
     });
   }
+}
+
+void own_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, bool tA, const PackB& packB,
+              float beta, float* C, int64_t ldc) {
+  own_gemm_group(M, alpha, tA, {ColSeg{N, C, ldc, packB}}, {KSeg{K, A, lda, PackB()}}, beta);
 }
 
 }  // namespace fb

@@ -27,6 +27,28 @@ using PackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, int64_t nc,
 void own_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, bool tA,
               const PackB& packB, float beta, float* C, int64_t ldc);
 
+// A group of gemms fused into one: C (split by columns into segments, each with its own pointer
+// and ldc) = alpha op(A) op(B) + beta C, where the summed dimension K may be split into segments too,
+// each with its own A columns (pointer, lda). op(B) for a (column segment, K segment) block comes
+// from the column segment's pack when it has one, else from the K segment's: concatenated weights
+// along N (q/k/v projections: one A, several B and C) or along K (their input gradient: several A
+// and B summed into one C). Pack coordinates are local to the segment. A KC block never spans two
+// K segments, so the summation order is k in order, as in one gemm.
+struct ColSeg {
+  int64_t N;
+  float* C;
+  int64_t ldc;
+  PackB pack;
+};
+struct KSeg {
+  int64_t K;
+  const float* A;
+  int64_t lda;
+  PackB pack;
+};
+void own_gemm_group(int64_t M, float alpha, bool tA, const std::vector<ColSeg>& cols, const std::vector<KSeg>& ks,
+                    float beta);
+
 // dst[k * ld + c] = src[c * lds + k] for c < 8, k < kc (8 rows of src into 8 columns of a panel).
 void transpose_into_panel(const float* src, int64_t lds, int64_t kc, float* dst, int64_t ld);
 

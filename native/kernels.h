@@ -2,6 +2,7 @@
 // Sizes are int64_t; arrays are plain pointers already offset by the typed array's byteOffset.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace fb {
 
@@ -33,6 +34,27 @@ struct WeightGemmArgs {
   float* Y; int64_t ldy;
 };
 void weight_gemm(const WeightGemmArgs& g);
+
+// Several weights W_s [N_s, K] (each f32 or a stored format) in one gemm:
+// transW: Y_s[M, N_s] = alpha X[M, K] W_s^T + beta Y_s (X shared, io = Y_s; the q/k/v forward);
+// !transW: Y[M, K] = alpha sum_s X_s[M, N_s] W_s + beta Y (Y shared, io = X_s; their input gradient).
+struct GroupPart {
+  int format;
+  const uint8_t* W;
+  int64_t N;
+  float* io;
+  int64_t ldio;
+};
+struct WeightGroupArgs {
+  int64_t K;
+  bool transW;
+  int64_t M;
+  float alpha, beta;
+  float* shared;
+  int64_t ldShared;
+  std::vector<GroupPart> parts;
+};
+void weight_group_gemm(const WeightGroupArgs& g);
 
 // Elementwise: out may be exactly one of the inputs (in place); partial overlap is not allowed.
 void add(const float* a, const float* b, float* out, int64_t n);

@@ -103,4 +103,42 @@ void weight_gemm(const WeightGemmArgs& g) {
   }
 }
 
+// The B packing of one weight of a group: an f32 matrix packs directly, a stored format widens.
+static PackB pack_part(const GroupPart& p, int64_t K, bool transW) {
+  const WFormat f = static_cast<WFormat>(p.format);
+  if (f == WFormat::F32 && reinterpret_cast<uintptr_t>(p.W) % 4 == 0)
+    return pack_f32(reinterpret_cast<const float*>(p.W), K, transW);
+  return pack_weight(f, p.W, p.N, K, transW);
+}
+
+void weight_group_gemm(const WeightGroupArgs& g) {
+  const int64_t M = g.M, K = g.K;
+  if (M <= 0 || g.parts.empty()) return;
+  // One part, a few rows (decoding) or OpenBLAS: the parts one after another.
+  if (g.parts.size() == 1 || M <= kDirectRows || gemm_path() == GemmPath::OpenBLAS) {
+    for (size_t i = 0; i < g.parts.size(); i++) {
+      const GroupPart& p = g.parts[i];
+      WeightGemmArgs w;
+      w.format = p.format, w.W = p.W, w.N = p.N, w.K = K, w.transW = g.transW, w.M = M, w.alpha = g.alpha;
+      if (g.transW) {
+        w.beta = g.beta, w.X = g.shared, w.ldx = g.ldShared, w.Y = p.io, w.ldy = p.ldio;
+      } else {
+        w.beta = i == 0 ? g.beta : 1.0f, w.X = p.io, w.ldx = p.ldio, w.Y = g.shared, w.ldy = g.ldShared;
+      }
+      weight_gemm(w);
+    }
+    return;
+  }
+  std::vector<ColSeg> cols;
+  std::vector<KSeg> ks;
+  if (g.transW) {  // Y_s[M, N_s] = alpha X W_s^T + beta Y_s: column segments, one A
+    for (const GroupPart& p : g.parts) cols.push_back({p.N, p.io, p.ldio, pack_part(p, K, true)});
+    ks.push_back({K, g.shared, g.ldShared, PackB()});
+  } else {  // Y[M, K] = alpha sum_s X_s W_s + beta Y: K segments, one C
+    cols.push_back({K, g.shared, g.ldShared, PackB()});
+    for (const GroupPart& p : g.parts) ks.push_back({p.N, p.io, p.ldio, pack_part(p, K, false)});
+  }
+  own_gemm_group(M, g.alpha, false, cols, ks, g.beta);
+}
+
 }  // namespace fb

@@ -17,6 +17,16 @@ export type FArr = Float32Array | Float64Array;
 import type { WeightFormat } from './weights.js';
 export type { WeightFormat } from './weights.js';
 
+/** One weight of weightGroupGemm: W [N, K] as f32 values (format 'f32') or stored bytes, and its own X or Y. */
+export interface GroupPart<A extends FArr = Float32Array> {
+  format: WeightFormat;
+  W: A | Uint8Array;
+  N: number;
+  io: A;
+  ioOff: number;
+  ldio: number;
+}
+
 export interface Kernels<A extends FArr = Float32Array> {
   /** 'native' or 'reference': which implementation this is. */
   readonly name: string;
@@ -76,6 +86,25 @@ export interface Kernels<A extends FArr = Float32Array> {
     Y: A;
     yOff: number;
     ldy: number;
+  }): void;
+
+  /**
+   * Several weights W_s [N_s, K] in one gemm, as if concatenated along N (fused q/k/v or gate/up
+   * projections): each part's W is an f32 array or stored bytes in `format` (as weightGemm).
+   *   transW = true:  Y_s[M, N_s] = alpha * X[M, K] @ W_s^T + beta * Y_s   (X = shared, Y_s = part io)
+   *   transW = false: Y[M, K] = alpha * sum_s X_s[M, N_s] @ W_s + beta * Y  (Y = shared, X_s = part io)
+   * Arrays are row-major with the given offsets and leading dimensions; beta = 0 overwrites.
+   */
+  weightGroupGemm(p: {
+    K: number;
+    transW: boolean;
+    M: number;
+    alpha: number;
+    beta: number;
+    shared: A;
+    sharedOff: number;
+    ldShared: number;
+    parts: readonly GroupPart<A>[];
   }): void;
 
   // ---- elementwise (n = length) ------------------------------------------------------------

@@ -24,6 +24,7 @@ type F = Float32Array;
 interface Addon {
   gemm(...args: unknown[]): void;
   weightGemm(...args: unknown[]): void;
+  weightGroupGemm(...args: unknown[]): void;
   add(a: F, b: F, out: F, n: number): void;
   mul(a: F, b: F, out: F, n: number): void;
   axpy(alpha: number, x: F, y: F, n: number): void;
@@ -207,6 +208,18 @@ function wrap(n: Addon): Kernels<Float32Array> {
         p.Y,
         p.yOff,
         p.ldy,
+      ),
+    weightGroupGemm: (p) =>
+      n.weightGroupGemm(
+        p.K,
+        p.transW,
+        p.M,
+        p.alpha,
+        p.beta,
+        p.shared,
+        p.sharedOff,
+        p.ldShared,
+        p.parts.map((q) => [weightFormatId(q.format), q.W, q.N, q.io, q.ioOff, q.ldio]),
       ),
     add: (a, b, out, len) => n.add(a, b, out, len),
     mul: (a, b, out, len) => n.mul(a, b, out, len),

@@ -75,6 +75,54 @@ export function referenceKernels<A extends FArr>(): Kernels<A> {
       }
     },
 
+    weightGroupGemm(p) {
+      p.parts.forEach((part, i) => {
+        const beta = p.transW || i === 0 ? p.beta : 1;
+        const x = p.transW
+          ? { X: p.shared, xOff: p.sharedOff, ldx: p.ldShared }
+          : { X: part.io, xOff: part.ioOff, ldx: part.ldio };
+        const y = p.transW
+          ? { Y: part.io, yOff: part.ioOff, ldy: part.ldio }
+          : { Y: p.shared, yOff: p.sharedOff, ldy: p.ldShared };
+        if (part.W instanceof Uint8Array)
+          k.weightGemm({
+            format: part.format,
+            W: part.W,
+            N: part.N,
+            K: p.K,
+            transW: p.transW,
+            M: p.M,
+            alpha: p.alpha,
+            beta,
+            ...x,
+            ...y,
+          });
+        else
+          k.gemm({
+            transA: false,
+            transB: p.transW,
+            M: p.M,
+            N: p.transW ? part.N : p.K,
+            K: p.transW ? p.K : part.N,
+            alpha: p.alpha,
+            A: x.X,
+            aOff: x.xOff,
+            lda: x.ldx,
+            strideA: 0,
+            B: part.W,
+            bOff: 0,
+            ldb: p.K,
+            strideB: 0,
+            beta,
+            C: y.Y,
+            cOff: y.yOff,
+            ldc: y.ldy,
+            strideC: 0,
+            batch: 1,
+          });
+      });
+    },
+
     add(a, b, out, n) {
       for (let i = 0; i < n; i++) out[i] = a[i]! + b[i]!;
     },

@@ -277,8 +277,8 @@ export class LlamaModel {
       );
     }
     const { invFreq, attentionScale } = this.ropeFor(posOffset + T);
-    let qIn = L.q_proj.forward(h);
-    let kIn = L.k_proj.forward(h);
+    // q, k and v in one gemm (LoRA per projection).
+    let [qIn, kIn, v] = LoraLinear.forwardGroup([L.q_proj, L.k_proj, L.v_proj], h) as [Tensor, Tensor, Tensor];
     // Qwen3: RMSNorm over each head's vector before the rotation.
     if (layer.extras.qNorm) qIn = rmsnorm(qIn.view([B * T * c.numHeads, c.headDim]), layer.extras.qNorm, c.rmsNormEps);
     if (layer.extras.kNorm)
@@ -287,7 +287,6 @@ export class LlamaModel {
     // YaRN scales cos and sin, i.e. every score, by attentionScale^2: folded into the queries.
     if (attentionScale !== 1) q = scale(q, attentionScale * attentionScale, 'rope.attention_scale');
     let k = rope(kIn, invFreq, { B, T, H: c.numKvHeads, Dh: c.headDim }, posOffset);
-    let v = L.v_proj.forward(h);
     let S = T;
     let keyMask = ctx.keyMask ?? null;
     if (cache) {
@@ -323,7 +322,8 @@ export class LlamaModel {
     );
     const x2 = add(x, L.o_proj.forward(a), 'resid.attn');
     const h2 = rmsnorm(x2, layer.mlpNorm, c.rmsNormEps);
-    const m = L.down_proj.forward(swiglu(L.gate_proj.forward(h2), L.up_proj.forward(h2)));
+    const [gate, up] = LoraLinear.forwardGroup([L.gate_proj, L.up_proj], h2) as [Tensor, Tensor];
+    const m = L.down_proj.forward(swiglu(gate, up));
     return add(x2, m, 'resid.mlp');
   }
 

@@ -6,7 +6,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { FrozenWeight } from '../tensor/frozen.js';
 import type { Weight } from '../tensor/ops.js';
 import { alloc } from '../tensor/engine.js';
-import { linear, loraLinear, dropoutMask } from '../tensor/ops.js';
+import { dropoutMask, linearGroup, type LinearPart } from '../tensor/ops.js';
 import type { Random } from '../util/rng.js';
 
 export interface LoraSpec {
@@ -79,22 +79,31 @@ export class LoraLinear {
   }
 
   forward(x: Tensor): Tensor {
-    let y: Tensor;
-    if (!this.lora || this.merged) y = linear(x, this.weight, this.name);
-    else {
+    return LoraLinear.forwardGroup([this], x)[0]!;
+  }
+
+  /**
+   * Several linears over the same input (q/k/v, gate/up) as one fused gemm (ops.linearGroup); each
+   * keeps its own LoRA branch, dropout mask (drawn in the order given) and bias.
+   */
+  static forwardGroup(mods: readonly LoraLinear[], x: Tensor): Tensor[] {
+    const parts: LinearPart[] = mods.map((m) => {
+      if (!m.lora || m.merged) return { w: m.weight, name: m.name };
       // Inverted dropout on the LoRA branch's input only.
-      const mask =
-        this.dropoutRandom && this.loraDropout > 0 ? dropoutMask(x.size, this.loraDropout, this.dropoutRandom) : null;
-      y = loraLinear(x, this.weight, this.lora.A, this.lora.B, this.loraScale, mask, this.name);
-    }
-    // A frozen bias is added in place: the linear ops' backward passes do not read their output.
-    if (this.bias) {
-      const b = this.bias.data;
+      const mask = m.dropoutRandom && m.loraDropout > 0 ? dropoutMask(x.size, m.loraDropout, m.dropoutRandom) : null;
+      return { w: m.weight, name: m.name, lora: { a: m.lora.A, b: m.lora.B, scale: m.loraScale, mask } };
+    });
+    const op = mods.length > 1 ? 'linearGroup' : parts[0]!.lora ? 'loraLinear' : 'linear';
+    const ys = linearGroup(x, parts, op);
+    mods.forEach((m, i) => {
+      // A frozen bias is added in place: the linear ops' backward passes do not read their output.
+      if (!m.bias) return;
+      const b = m.bias.data;
       const n = b.length;
-      const d = y.data;
+      const d = ys[i]!.data;
       for (let off = 0; off < d.length; off += n) for (let j = 0; j < n; j++) d[off + j]! += b[j]!;
-    }
-    return y;
+    });
+    return ys;
   }
 
   /** W += scale * B A (for inference or export); unmerge() undoes it. */

@@ -1,7 +1,7 @@
 // Differentiable ops: each checks shapes (errors name the op and the shapes), runs a fused kernel
 // forward and records a hand-written backward that accumulates into its inputs' gradients.
 import { kernels, take, release } from './engine.js';
-import { Tensor, result, onBackward, saved, shapeStr, numel, type Shape } from './tensor.js';
+import { Tensor, result, onBackward, onBackwardAny, saved, shapeStr, numel, type Shape } from './tensor.js';
 import { FrozenWeight } from './frozen.js';
 
 function fail(op: string, msg: string): never {
@@ -31,50 +31,52 @@ function checkInt(op: string, what: string, v: number): void {
 /** A linear layer's weight: a Tensor [N, K] (trainable or frozen) or a FrozenWeight in a stored format. */
 export type Weight = Tensor | FrozenWeight;
 
-/**
- * Y[M, N] = alpha X[M, K] W^T + beta Y (transW) or Y[M, K] = alpha X[M, N] W + beta Y (!transW),
- * for either kind of weight: f32 tensors through gemm, stored formats through weightGemm.
- */
-function weightProduct(
-  w: Weight,
-  transW: boolean,
-  M: number,
-  alpha: number,
-  X: Float32Array,
-  ldx: number,
-  beta: number,
-  Y: Float32Array,
-  ldy: number,
-): void {
-  const k = kernels();
-  const [N, K] = w.shape as [number, number];
-  if (w instanceof FrozenWeight) {
-    k.weightGemm({ format: w.format, W: w.bytes, N, K, transW, M, alpha, X, xOff: 0, ldx, beta, Y, yOff: 0, ldy });
-  } else {
-    // Y = X W^T reads W [N, K] transposed; Y = X W reads it as it lies (the output has K columns).
-    k.gemm({
-      transA: false,
-      transB: transW,
-      M,
-      N: transW ? N : K,
-      K: transW ? K : N,
-      alpha,
-      A: X,
-      aOff: 0,
-      lda: ldx,
-      strideA: 0,
-      B: w.data,
-      bOff: 0,
-      ldb: K,
-      strideB: 0,
-      beta,
-      C: Y,
-      cOff: 0,
-      ldc: ldy,
-      strideC: 0,
-      batch: 1,
-    });
-  }
+type GemmParams = Parameters<ReturnType<typeof kernels>['gemm']>[0];
+
+/** One unbatched gemm from the short list of fields that vary (no offsets, no strides). */
+function gemm2(p: {
+  tA: boolean;
+  tB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  alpha: number;
+  A: Float32Array;
+  lda: number;
+  B: Float32Array;
+  ldb: number;
+  beta: number;
+  C: Float32Array;
+  ldc: number;
+}): void {
+  const g: GemmParams = {
+    transA: p.tA,
+    transB: p.tB,
+    M: p.M,
+    N: p.N,
+    K: p.K,
+    alpha: p.alpha,
+    A: p.A,
+    aOff: 0,
+    lda: p.lda,
+    strideA: 0,
+    B: p.B,
+    bOff: 0,
+    ldb: p.ldb,
+    strideB: 0,
+    beta: p.beta,
+    C: p.C,
+    cOff: 0,
+    ldc: p.ldc,
+    strideC: 0,
+    batch: 1,
+  };
+  kernels().gemm(g);
+}
+
+/** A weight as a part of weightGroupGemm: f32 values, or its stored bytes. */
+function weightSource(w: Weight): { format: FrozenWeight['format']; W: Float32Array | Uint8Array } {
+  return w instanceof FrozenWeight ? { format: w.format, W: w.bytes } : { format: 'f32', W: w.data };
 }
 
 function checkWeight(op: string, x: Tensor, w: Weight): [number, number] {
@@ -89,47 +91,246 @@ function checkWeight(op: string, x: Tensor, w: Weight): [number, number] {
   return [N, K];
 }
 
+/** A LoRA branch on a linear layer: scale * (x_d A^T) B^T, x_d = x * mask (inverted dropout) when a mask is given. */
+export interface LoraBranch {
+  a: Tensor;
+  b: Tensor;
+  scale: number;
+  mask: Float32Array | null;
+}
+
+/** One projection of a linear group: its weight [N, K], the name of its output, an optional LoRA branch. */
+export interface LinearPart {
+  w: Weight;
+  name: string;
+  lora?: LoraBranch | null;
+}
+
+/**
+ * Several linear layers over the same input x [..., K], y_s = x W_s^T (+ LoRA), as ONE gemm over
+ * the weights side by side (fused q/k/v or gate/up projections), and one gemm for the input
+ * gradient (dx = sum_s dy_s W_s). Each W_s is a Tensor [N_s, K] (trainable or frozen) or a
+ * FrozenWeight in a stored format, never copied or concatenated in memory; each output is its own
+ * tensor [..., N_s]. A LoRA branch stays per part (its own factors, scale and dropout mask): its
+ * small gemms run after the fused one, the last accumulating into y_s with beta = 1. A trainable
+ * W_s gets dW_s += dy_s^T x; a frozen one keeps no gradient but passes it to x.
+ */
+export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linearGroup'): Tensor[] {
+  if (parts.length === 0) fail(op, 'no weights');
+  const K = lastDim(x);
+  const M = x.size / K;
+  const k = kernels();
+  const st = parts.map((p) => {
+    const [N] = checkWeight(op, x, p.w);
+    const l = p.lora ?? null;
+    let xd = x.data;
+    let h: Float32Array | null = null;
+    const inputs: Tensor[] = p.w instanceof Tensor ? [x, p.w] : [x];
+    if (l) {
+      const r = l.a.shape[0]!;
+      if (
+        l.a.shape.length !== 2 ||
+        l.a.shape[1] !== K ||
+        l.b.shape.length !== 2 ||
+        l.b.shape[0] !== N ||
+        l.b.shape[1] !== r
+      ) {
+        fail(
+          op,
+          `LoRA factors '${l.a.name}' ${shapeStr(l.a.shape)} / '${l.b.name}' ${shapeStr(l.b.shape)} do not fit weight ${shapeStr(p.w.shape)}`,
+        );
+      }
+      if (l.mask) {
+        if (l.mask.length !== x.size)
+          fail(op, `dropout mask has ${l.mask.length} values for input ${shapeStr(x.shape)}`);
+        xd = saved(x.size, `${p.name}.xdrop`);
+        k.mul(x.data, l.mask, xd, x.size);
+      }
+      h = saved(M * r, `${p.name}.h`);
+      inputs.push(l.a, l.b);
+    }
+    const out = result([...x.shape.slice(0, -1), N], inputs, p.name);
+    return { w: p.w, l, N, xd, h, out };
+  });
+  k.weightGroupGemm({
+    K,
+    transW: true,
+    M,
+    alpha: 1,
+    beta: 0,
+    shared: x.data,
+    sharedOff: 0,
+    ldShared: K,
+    parts: st.map((s) => ({ ...weightSource(s.w), N: s.N, io: s.out.data, ioOff: 0, ldio: s.N })),
+  });
+  for (const { l, N, xd, h, out } of st) {
+    if (!l || !h) continue;
+    const r = l.a.shape[0]!;
+    gemm2({ tA: false, tB: true, M, N: r, K, alpha: 1, A: xd, lda: K, B: l.a.data, ldb: K, beta: 0, C: h, ldc: r });
+    gemm2({
+      tA: false,
+      tB: true,
+      M,
+      N,
+      K: r,
+      alpha: l.scale,
+      A: h,
+      lda: r,
+      B: l.b.data,
+      ldb: r,
+      beta: 1,
+      C: out.data,
+      ldc: N,
+    });
+  }
+  const outs = st.map((s) => s.out);
+  onBackwardAny(outs, () => {
+    const live = st.filter((s) => s.out.grad);
+    const dhs: (Float32Array | null)[] = [];
+    for (const { w, l, N, xd, h, out } of live) {
+      const dy = out.grad!;
+      // dW[N,K] += dy^T[N,M] @ x[M,K]
+      if (w instanceof Tensor && w.requiresGrad)
+        gemm2({
+          tA: true,
+          tB: false,
+          M: N,
+          N: K,
+          K: M,
+          alpha: 1,
+          A: dy,
+          lda: N,
+          B: x.data,
+          ldb: K,
+          beta: 1,
+          C: w.gradBuffer(),
+          ldc: K,
+        });
+      let dh: Float32Array | null = null;
+      if (l && h) {
+        const r = l.a.shape[0]!;
+        if (l.b.requiresGrad)
+          gemm2({
+            tA: true,
+            tB: false,
+            M: N,
+            N: r,
+            K: M,
+            alpha: l.scale,
+            A: dy,
+            lda: N,
+            B: h,
+            ldb: r,
+            beta: 1,
+            C: l.b.gradBuffer(),
+            ldc: r,
+          });
+        if (l.a.requiresGrad || x.requiresGrad) {
+          dh = take(M * r);
+          gemm2({
+            tA: false,
+            tB: false,
+            M,
+            N: r,
+            K: N,
+            alpha: l.scale,
+            A: dy,
+            lda: N,
+            B: l.b.data,
+            ldb: r,
+            beta: 0,
+            C: dh,
+            ldc: r,
+          });
+        }
+        if (l.a.requiresGrad)
+          gemm2({
+            tA: true,
+            tB: false,
+            M: r,
+            N: K,
+            K: M,
+            alpha: 1,
+            A: dh!,
+            lda: r,
+            B: xd,
+            ldb: K,
+            beta: 1,
+            C: l.a.gradBuffer(),
+            ldc: K,
+          });
+      }
+      dhs.push(dh);
+    }
+    if (x.requiresGrad && live.length > 0) {
+      const dx = x.gradBuffer();
+      // dx[M,K] += sum_s dy_s[M,N_s] @ W_s[N_s,K]: one gemm over the weights stacked along N
+      k.weightGroupGemm({
+        K,
+        transW: false,
+        M,
+        alpha: 1,
+        beta: 1,
+        shared: dx,
+        sharedOff: 0,
+        ldShared: K,
+        parts: live.map((s) => ({ ...weightSource(s.w), N: s.N, io: s.out.grad!, ioOff: 0, ldio: s.N })),
+      });
+      live.forEach(({ l }, i) => {
+        const dh = dhs[i];
+        if (!l || !dh) return;
+        const r = l.a.shape[0]!;
+        if (!l.mask) {
+          gemm2({
+            tA: false,
+            tB: false,
+            M,
+            N: K,
+            K: r,
+            alpha: 1,
+            A: dh,
+            lda: r,
+            B: l.a.data,
+            ldb: K,
+            beta: 1,
+            C: dx,
+            ldc: K,
+          });
+          return;
+        }
+        const tmp = take(x.size);
+        gemm2({
+          tA: false,
+          tB: false,
+          M,
+          N: K,
+          K: r,
+          alpha: 1,
+          A: dh,
+          lda: r,
+          B: l.a.data,
+          ldb: K,
+          beta: 0,
+          C: tmp,
+          ldc: K,
+        });
+        k.mul(tmp, l.mask, tmp, x.size);
+        k.axpy(1, tmp, dx, x.size);
+        release(tmp);
+      });
+    }
+    for (const dh of dhs) if (dh) release(dh);
+  });
+  return outs;
+}
+
 /**
  * y = x @ W^T with x [..., K] and W [N, K] (the PyTorch nn.Linear layout): y [..., N].
  * W is a Tensor or a FrozenWeight (bf16, f16, q8_0, q4_0, f32 kept in its stored format). No
  * gradient is kept for a frozen W; x still receives its gradient.
  */
 export function linear(x: Tensor, w: Weight, name = 'linear'): Tensor {
-  const [N, K] = checkWeight('linear', x, w);
-  const M = x.size / K;
-  const out = result([...x.shape.slice(0, -1), N], w instanceof FrozenWeight ? [x] : [x, w], name);
-  weightProduct(w, true, M, 1, x.data, K, 0, out.data, N);
-  onBackward(out, () => {
-    const dy = out.grad!;
-    // dx[M,K] += dy[M,N] @ W[N,K]
-    if (x.requiresGrad) weightProduct(w, false, M, 1, dy, N, 1, x.gradBuffer(), K);
-    if (w instanceof Tensor && w.requiresGrad) {
-      // dW[N,K] += dy^T[N,M] @ x[M,K]
-      kernels().gemm({
-        transA: true,
-        transB: false,
-        M: N,
-        N: K,
-        K: M,
-        alpha: 1,
-        A: dy,
-        aOff: 0,
-        lda: N,
-        strideA: 0,
-        B: x.data,
-        bOff: 0,
-        ldb: K,
-        strideB: 0,
-        beta: 1,
-        C: w.gradBuffer(),
-        cOff: 0,
-        ldc: K,
-        strideC: 0,
-        batch: 1,
-      });
-    }
-  });
-  return out;
+  return linearGroup(x, [{ w, name }], 'linear')[0]!;
 }
 
 /**
@@ -147,163 +348,7 @@ export function loraLinear(
   dropMask: Float32Array | null,
   name = 'lora_linear',
 ): Tensor {
-  const [N, K] = checkWeight('loraLinear', x, w);
-  const r = a.shape[0]!;
-  if (a.shape.length !== 2 || a.shape[1] !== K || b.shape.length !== 2 || b.shape[0] !== N || b.shape[1] !== r) {
-    fail(
-      'loraLinear',
-      `LoRA factors '${a.name}' ${shapeStr(a.shape)} / '${b.name}' ${shapeStr(b.shape)} do not fit weight ${shapeStr(w.shape)}`,
-    );
-  }
-  const M = x.size / K;
-  const k = kernels();
-  let xd = x.data;
-  if (dropMask) {
-    if (dropMask.length !== x.size)
-      fail('loraLinear', `dropout mask has ${dropMask.length} values for input ${shapeStr(x.shape)}`);
-    xd = saved(x.size, `${name}.xdrop`);
-    k.mul(x.data, dropMask, xd, x.size);
-  }
-  const h = saved(M * r, `${name}.h`);
-  const out = result([...x.shape.slice(0, -1), N], w instanceof FrozenWeight ? [x, a, b] : [x, w, a, b], name);
-  const g = (p: {
-    tA: boolean;
-    tB: boolean;
-    M: number;
-    N: number;
-    K: number;
-    alpha: number;
-    A: Float32Array;
-    lda: number;
-    B: Float32Array;
-    ldb: number;
-    beta: number;
-    C: Float32Array;
-    ldc: number;
-  }) =>
-    k.gemm({
-      transA: p.tA,
-      transB: p.tB,
-      M: p.M,
-      N: p.N,
-      K: p.K,
-      alpha: p.alpha,
-      A: p.A,
-      aOff: 0,
-      lda: p.lda,
-      strideA: 0,
-      B: p.B,
-      bOff: 0,
-      ldb: p.ldb,
-      strideB: 0,
-      beta: p.beta,
-      C: p.C,
-      cOff: 0,
-      ldc: p.ldc,
-      strideC: 0,
-      batch: 1,
-    });
-  weightProduct(w, true, M, 1, x.data, K, 0, out.data, N);
-  g({ tA: false, tB: true, M, N: r, K, alpha: 1, A: xd, lda: K, B: a.data, ldb: K, beta: 0, C: h, ldc: r });
-  g({ tA: false, tB: true, M, N, K: r, alpha: scaleV, A: h, lda: r, B: b.data, ldb: r, beta: 1, C: out.data, ldc: N });
-  onBackward(out, () => {
-    const dy = out.grad!;
-    if (w instanceof Tensor && w.requiresGrad)
-      g({
-        tA: true,
-        tB: false,
-        M: N,
-        N: K,
-        K: M,
-        alpha: 1,
-        A: dy,
-        lda: N,
-        B: x.data,
-        ldb: K,
-        beta: 1,
-        C: w.gradBuffer(),
-        ldc: K,
-      });
-    if (b.requiresGrad)
-      g({
-        tA: true,
-        tB: false,
-        M: N,
-        N: r,
-        K: M,
-        alpha: scaleV,
-        A: dy,
-        lda: N,
-        B: h,
-        ldb: r,
-        beta: 1,
-        C: b.gradBuffer(),
-        ldc: r,
-      });
-    const needDh = a.requiresGrad || x.requiresGrad;
-    const dh = needDh ? take(M * r) : null;
-    if (dh)
-      g({
-        tA: false,
-        tB: false,
-        M,
-        N: r,
-        K: N,
-        alpha: scaleV,
-        A: dy,
-        lda: N,
-        B: b.data,
-        ldb: r,
-        beta: 0,
-        C: dh,
-        ldc: r,
-      });
-    if (a.requiresGrad)
-      g({
-        tA: true,
-        tB: false,
-        M: r,
-        N: K,
-        K: M,
-        alpha: 1,
-        A: dh!,
-        lda: r,
-        B: xd,
-        ldb: K,
-        beta: 1,
-        C: a.gradBuffer(),
-        ldc: K,
-      });
-    if (x.requiresGrad) {
-      const dx = x.gradBuffer();
-      weightProduct(w, false, M, 1, dy, N, 1, dx, K);
-      if (!dropMask)
-        g({ tA: false, tB: false, M, N: K, K: r, alpha: 1, A: dh!, lda: r, B: a.data, ldb: K, beta: 1, C: dx, ldc: K });
-      else {
-        const tmp = take(x.size);
-        g({
-          tA: false,
-          tB: false,
-          M,
-          N: K,
-          K: r,
-          alpha: 1,
-          A: dh!,
-          lda: r,
-          B: a.data,
-          ldb: K,
-          beta: 0,
-          C: tmp,
-          ldc: K,
-        });
-        k.mul(tmp, dropMask, tmp, x.size);
-        k.axpy(1, tmp, dx, x.size);
-        release(tmp);
-      }
-    }
-    if (dh) release(dh);
-  });
-  return out;
+  return linearGroup(x, [{ w, name, lora: { a, b, scale: scaleV, mask: dropMask } }], 'loraLinear')[0]!;
 }
 
 /** Batched matmul: a [b, M, K] @ b [b, K, N] (optionally transposed) -> [b, M, N]. */

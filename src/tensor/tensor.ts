@@ -147,11 +147,12 @@ type BackwardFn = () => void;
 
 class Tape {
   enabled = true;
-  private nodes: { out: Tensor; backward: BackwardFn }[] = [];
+  /** A node runs when any of its outputs received a gradient. */
+  private nodes: { outs: readonly Tensor[]; backward: BackwardFn }[] = [];
   private intermediates: Tensor[] = [];
 
-  record(out: Tensor, backward: BackwardFn): void {
-    this.nodes.push({ out, backward });
+  record(outs: readonly Tensor[], backward: BackwardFn): void {
+    this.nodes.push({ outs, backward });
   }
 
   track(t: Tensor): void {
@@ -165,7 +166,7 @@ class Tape {
     loss.gradBuffer()[0]! += seed;
     for (let i = this.nodes.length - 1; i >= 0; i--) {
       const node = this.nodes[i]!;
-      if (node.out.grad) node.backward();
+      if (node.outs.some((o) => o.grad)) node.backward();
     }
   }
 
@@ -223,7 +224,12 @@ export function result(shape: Shape, inputs: readonly Tensor[], name: string, ze
 
 /** Registers the backward of an op whose output requires grad. */
 export function onBackward(out: Tensor, fn: BackwardFn): void {
-  if (out.requiresGrad) tape.record(out, fn);
+  if (out.requiresGrad) tape.record([out], fn);
+}
+
+/** Registers one backward for an op with several outputs; it runs once, when any of them has a gradient. */
+export function onBackwardAny(outs: readonly Tensor[], fn: BackwardFn): void {
+  if (outs.some((o) => o.requiresGrad)) tape.record(outs, fn);
 }
 
 /** A pooled scratch array that lives until the tape is reset (saved activations such as rstd). */

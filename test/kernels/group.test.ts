@@ -1,0 +1,194 @@
+// Fused linear groups (q/k/v, gate/up): weightGroupGemm (several weights in one gemm, side by side
+// along N for the forward, stacked along the summed dimension for the input gradient) against the
+// float64 reference on every gemm path, and linearGroup against separate linear layers and finite
+// differences (trainable f32 weights, stored formats, LoRA with dropout, an unused output).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { GroupPart } from '../../src/kernels/api.js';
+import { gemmPaths, loadNativeKernels, nativeLoadError, setGemmPath } from '../../src/kernels/native.js';
+import { referenceKernels } from '../../src/kernels/reference.js';
+import { encodeWeight, type WeightFormat } from '../../src/kernels/weights.js';
+import { FrozenWeight } from '../../src/tensor/frozen.js';
+import { Tensor, tape } from '../../src/tensor/tensor.js';
+import { add, linear, linearGroup, loraLinear, nmse, type Weight } from '../../src/tensor/ops.js';
+import { useReference64 } from '../../src/tensor/engine.js';
+import { checkGradients } from '../helpers/finite-diff.js';
+import { assertClose, randn, rng } from './helpers.js';
+
+const native = loadNativeKernels();
+const ref = referenceKernels<Float64Array>();
+const skip = native ? false : `native addon not loaded: ${nativeLoadError()}`;
+const paths = native ? gemmPaths() : ['none'];
+
+// Part sizes that are not multiples of any micro-kernel width (16, 32), a summed dimension past one
+// KC block (256) with segment boundaries inside blocks, and mixed weight formats.
+const cases: { M: number; K: number; parts: { N: number; format: WeightFormat; dense: boolean }[] }[] = [
+  {
+    M: 37,
+    K: 96,
+    parts: [
+      { N: 40, format: 'f32', dense: true },
+      { N: 72, format: 'bf16', dense: false },
+      { N: 33, format: 'f32', dense: true },
+    ],
+  },
+  {
+    M: 150,
+    K: 64,
+    parts: [
+      { N: 200, format: 'f32', dense: true },
+      { N: 100, format: 'q8_0', dense: false },
+      { N: 300, format: 'f16', dense: false },
+    ],
+  },
+  {
+    M: 3,
+    K: 64,
+    parts: [
+      { N: 20, format: 'f32', dense: true },
+      { N: 24, format: 'q4_0', dense: false },
+    ],
+  },
+];
+
+for (const path of paths)
+  for (const [ci, c] of cases.entries())
+    for (const transW of [true, false])
+      for (const beta of [0, 0.5])
+        test(`group [${path}]: weightGroupGemm case ${ci} (M=${c.M}, N=${c.parts.map((p) => `${p.N} ${p.format}`).join(' + ')}) transW=${transW} beta=${beta} matches float64`, {
+          skip,
+        }, () => {
+          setGemmPath(path);
+          try {
+            const r = rng(100 + ci * 4 + (transW ? 2 : 0) + beta * 2);
+            const { M, K } = c;
+            const pad = 3;
+            const weights = c.parts.map((p) => {
+              const w = randn(p.N * K, r, 0.1);
+              return p.dense ? w : encodeWeight(p.format, w, p.N, K);
+            });
+            // io: Y_s (forward) or X_s (input gradient), each with its own padded leading dimension
+            const ios = c.parts.map((p) => ({ ld: p.N + pad + 1, v: randn(pad + M * (p.N + pad + 1), r) }));
+            const shared = randn(pad + M * (K + pad), r);
+            const outs = transW ? ios.map((io) => io.v) : [shared];
+            if (beta === 0) for (const o of outs) o.fill(NaN);
+            const run = <A extends Float32Array | Float64Array>(
+              k: { weightGroupGemm: (p: never) => void },
+              arr: (x: ArrayLike<number>) => A,
+            ) => {
+              const sh = arr(shared);
+              const io = ios.map((x) => arr(x.v));
+              const parts: GroupPart<A>[] = c.parts.map((p, i) => ({
+                format: p.format,
+                W: p.dense ? arr(weights[i]!) : (weights[i] as Uint8Array),
+                N: p.N,
+                io: io[i]!,
+                ioOff: pad,
+                ldio: ios[i]!.ld,
+              }));
+              (k.weightGroupGemm as (p: unknown) => void)({
+                K,
+                transW,
+                M,
+                alpha: 0.75,
+                beta,
+                shared: sh,
+                sharedOff: pad,
+                ldShared: K + pad,
+                parts,
+              });
+              return transW ? io : [sh];
+            };
+            const got = run(native!, (x) => Float32Array.from(x));
+            const want = run(ref, (x) => Float64Array.from(x));
+            const pick = (y: ArrayLike<number>, cols: number, ld: number) =>
+              Array.from({ length: M * cols }, (_, i) => y[pad + Math.floor(i / cols) * ld + (i % cols)]!);
+            got.forEach((g, i) => {
+              const cols = transW ? c.parts[i]!.N : K;
+              const ld = transW ? ios[i]!.ld : K + pad;
+              assertClose(pick(g, cols, ld), pick(want[i]!, cols, ld), { atol: 2e-4, rtol: 1e-4 }, `output ${i}`);
+            });
+          } finally {
+            setGemmPath(paths[0]!);
+          }
+        });
+
+const f64 = (x: ArrayLike<number>) => Float64Array.from(x) as unknown as Float32Array;
+
+test('group: linearGroup equals separate linear / loraLinear layers, forward and gradients (float64)', () => {
+  const restore = useReference64();
+  try {
+    const r = rng(7),
+      K = 32,
+      T = 5,
+      rank = 2;
+    const x = Tensor.param(f64(randn(T * K, r)), [T, K], 'x');
+    const dense = (n: number, name: string, trainable: boolean) =>
+      Tensor.param(f64(randn(n * K, r, 0.3)), [n, K], name, trainable);
+    const ws: Weight[] = [
+      dense(6, 'q', true),
+      FrozenWeight.encode('bf16', randn(4 * K, r, 0.3), [4, K], 'k'),
+      dense(3, 'v', false),
+    ];
+    const A = Tensor.param(f64(randn(rank * K, r, 0.2)), [rank, K], 'A');
+    const B = Tensor.param(f64(randn(3 * rank, r, 0.2)), [3, rank], 'B');
+    const mask = f64(Array.from({ length: T * K }, (_, i) => (i % 3 === 0 ? 0 : 1.5)));
+    const teachers = [6, 4, 3].map((n) => f64(randn(T * n, r)));
+    const loss = (ys: Tensor[]) => {
+      let s = nmse(ys[0]!, teachers[0]!);
+      for (let i = 1; i < ys.length; i++) s = add(s, nmse(ys[i]!, teachers[i]!));
+      return s;
+    };
+    const fused = () =>
+      loss(
+        linearGroup(x, [
+          { w: ws[0]!, name: 'q' },
+          { w: ws[1]!, name: 'k' },
+          { w: ws[2]!, name: 'v', lora: { a: A, b: B, scale: 2, mask } },
+        ]),
+      );
+    const separate = () =>
+      loss([linear(x, ws[0]!, 'q'), linear(x, ws[1]!, 'k'), loraLinear(x, ws[2]!, A, B, 2, mask, 'v')]);
+    const params = [x, ws[0] as Tensor, A, B];
+    const grads = (f: () => Tensor) => {
+      tape.reset();
+      for (const p of params) p.zeroGrad();
+      const v = f().item();
+      tape.backward(f());
+      const g = params.map((p) => Float64Array.from(p.grad!));
+      tape.reset();
+      return { v, g };
+    };
+    const a = grads(fused),
+      b = grads(separate);
+    assertClose([a.v], [b.v], { atol: 1e-12, rtol: 1e-12 }, 'loss');
+    a.g.forEach((g, i) => assertClose(g, b.g[i]!, { atol: 1e-12, rtol: 1e-10 }, `grad of ${params[i]!.name}`));
+    checkGradients(params, fused);
+    // An output the loss does not use: its part gets no gradient, the others still do.
+    checkGradients([x, ws[0] as Tensor], () =>
+      nmse(
+        linearGroup(x, [
+          { w: ws[0]!, name: 'q' },
+          { w: ws[1]!, name: 'k' },
+        ])[0]!,
+        teachers[0]!,
+      ),
+    );
+  } finally {
+    restore();
+  }
+});
+
+test('group: linearGroup names the part whose weight does not fit', () => {
+  const x = Tensor.param(new Float32Array(6), [2, 3], 'h');
+  const ok = Tensor.param(new Float32Array(12), [4, 3], 'q_proj', false);
+  const bad = Tensor.param(new Float32Array(8), [2, 4], 'k_proj', false);
+  assert.throws(
+    () =>
+      linearGroup(x, [
+        { w: ok, name: 'q' },
+        { w: bad, name: 'k' },
+      ]),
+    /linearGroup: input 'h' \[2, 3\] does not match weight 'k_proj' \[2, 4\]/,
+  );
+});
