@@ -189,6 +189,11 @@ export const configSchema = z
         generate: z.boolean().default(true),
         /** Also generate in the evaluations between rounds (by default they compute NLL only). */
         generateEachRound: z.boolean().default(false),
+        /**
+         * Measure the emulator-to-full gap (AdapEmu NLL - AdapFu NLL) after every round, not only in
+         * the rounds `every` evaluates: metrics.jsonl `drift`, summary.json `drift`.
+         */
+        drift: z.boolean().default(false),
       })
       .prefault({}),
     /** Deployment (`fedbiot server`): where to listen and how rounds close. Ignored by `simulate`. */

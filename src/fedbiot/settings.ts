@@ -51,6 +51,8 @@ export interface MethodAsRun {
   /** The weight and the rule that gave it, e.g. "0 (reference)" (src/fedbiot/objectives.ts). */
   proximal_rule: string;
   layer_drop: string;
+  /** Re-alignment steps per round after the first (FedBiOT's bi-level part); 0 without. */
+  realign_steps: number;
 }
 
 export function methodAsRun(cfg: RunConfig, s: AlgorithmSettings): MethodAsRun {
@@ -69,5 +71,6 @@ export function methodAsRun(cfg: RunConfig, s: AlgorithmSettings): MethodAsRun {
     proximal: s.local.proximal,
     proximal_rule: resolveProximal(s.name, cfg.algorithm.local.proximal).label,
     layer_drop: s.name === 'fedavg-full' ? '-' : (s.layerDrop ?? 'reference'),
+    realign_steps: st.placement(s) !== null ? st.alignSteps(s, 1) : 0,
   };
 }

@@ -91,6 +91,33 @@ export interface Summary {
   seconds: number;
   /** With privacy: the epsilon spent over all rounds (null: infinite) at this delta. */
   privacy?: { epsilon: number | null; delta: number };
+  /**
+   * With an emulator: the emulator-to-full gap after each evaluated round (round -1: after
+   * pre-alignment, before any tuning), every round with `eval.drift`.
+   */
+  drift?: DriftPoint[];
+}
+
+/**
+ * The emulator-to-full gap of a round: mean response NLL on the evaluation data (the clients'
+ * task, held out) of the adapter plugged into the emulator (AdapEmu) and into the full model
+ * (AdapFu). The gap grows when the adapter drifts to where the emulator no longer stands in for the
+ * full model; re-aligning the emulator with the current adapter (FedBiOT) is meant to hold it down.
+ */
+export interface DriftPoint {
+  round: number;
+  adapemu_nll: number;
+  adapfu_nll: number;
+  /** adapemu_nll - adapfu_nll. */
+  gap: number;
+}
+
+/** The drift point of an evaluation of both views; null when either NLL is missing. */
+export function driftPoint(round: number, emu: EvalResult | null | undefined, fu: EvalResult | null | undefined) {
+  const e = emu?.nll;
+  const f = fu?.nll;
+  if (e === undefined || f === undefined || !Number.isFinite(e) || !Number.isFinite(f)) return null;
+  return { round, adapemu_nll: e, adapfu_nll: f, gap: e - f } satisfies DriftPoint;
 }
 
 /** One checked update as the driver aggregates it. */
@@ -220,6 +247,8 @@ interface DriverState {
   transport?: unknown;
   /** The aggregation step's state (clip norm, privacy accountant). */
   aggregator?: AggregatorState;
+  /** The emulator-to-full gap so far (runs with an emulator). */
+  drift?: DriftPoint[];
 }
 
 /** Sorts client names the way people number them ("2" before "10"). */
@@ -377,6 +406,9 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       stepSeconds: [],
       transport: transport.snapshot?.(),
     };
+    // Before tuning the adapter's LoRA is zero: AdapEmu is the emulator and AdapFu the base model.
+    const d0 = server.hasEmulator ? driftPoint(-1, emulator, base) : null;
+    if (d0) state.drift = [d0];
     const entry = {
       round: -1,
       algorithm: settings.name,
@@ -505,6 +537,15 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       };
       if (round !== cfg.rounds - 1 && cfg.eval.every > 0 && (round + 1) % cfg.eval.every === 0) {
         entry.eval = await evalViews(server, roundEvalSpec(evalSpec, cfg), shared ? null : ownAdapters);
+      } else if (round !== cfg.rounds - 1 && cfg.eval.drift && server.hasEmulator) {
+        // The drift measure every round: NLL of both views only (no generation).
+        entry.eval = await evalViews(server, { ...evalSpec, cases: [], scorer: null }, shared ? null : ownAdapters);
+      }
+      const views = entry.eval as { adapemu: EvalResult; adapfu: EvalResult } | undefined;
+      const d = server.hasEmulator && views ? driftPoint(round, views.adapemu, views.adapfu) : null;
+      if (d) {
+        entry.drift = d;
+        (state.drift ??= []).push(d);
       }
       appendMetrics(metricsPath, entry);
       const losses = Object.values(trainLoss);
@@ -529,7 +570,15 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
 
     progress.log('final evaluation (AdapEmu and AdapFu)');
     const final = await evalViews(server, evalSpec, shared ? null : ownAdapters);
-    appendMetrics(metricsPath, { round: cfg.rounds - 1, algorithm: settings.name, phase: 'final', eval: final });
+    const lastDrift = server.hasEmulator ? driftPoint(cfg.rounds - 1, final.adapemu, final.adapfu) : null;
+    const drift = [...(state.drift ?? []).filter((p) => p.round < cfg.rounds - 1), ...(lastDrift ? [lastDrift] : [])];
+    appendMetrics(metricsPath, {
+      round: cfg.rounds - 1,
+      algorithm: settings.name,
+      phase: 'final',
+      eval: final,
+      ...(lastDrift ? { drift: lastDrift } : {}),
+    });
     const product = shared ? server.adapterState() : (ownAdapters.values().next().value ?? server.adapterState());
     saveAdapterAsPeft(product, path.join(o.outDir, 'adapter'), {
       r: settings.adapterLora.r,
@@ -570,6 +619,7 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       },
       seconds: (performance.now() - t0) / 1000,
     };
+    if (drift.length > 0) summary.drift = drift;
     if (plan.privacy) {
       const eps = ctx.aggregator.epsilon();
       summary.privacy = { epsilon: eps !== null && Number.isFinite(eps) ? eps : null, delta: plan.privacy.delta };

@@ -251,6 +251,39 @@ export function evalCharts(methods: MethodData[], col: Map<string, string>): str
   return out.join('');
 }
 
+/**
+ * The emulator-to-full gap per round: AdapEmu NLL - AdapFu NLL wherever both were evaluated (round
+ * 0: the pre-aligned emulator against the base model), for every method with an emulator. Empty
+ * when no method has two such points.
+ */
+export function driftChart(methods: MethodData[], col: Map<string, string>): string {
+  const series: LineSeries[] = [];
+  for (const m of methods) {
+    const emu0 = m.prepareEval?.emulator?.nll;
+    const base0 = m.prepareEval?.base?.nll;
+    if (emu0 === undefined) continue; // no emulator: both views are the full model
+    const points: { x: number; y: number }[] = [];
+    if (base0 !== undefined) points.push({ x: 0, y: emu0 - base0 });
+    for (const r of m.rounds) {
+      const e = r.eval?.adapemu?.nll;
+      const f = r.eval?.adapfu?.nll;
+      if (e !== undefined && f !== undefined) points.push({ x: r.round + 1, y: e - f });
+    }
+    const e = m.final?.adapemu?.nll;
+    const f = m.final?.adapfu?.nll;
+    if (m.final && e !== undefined && f !== undefined && !points.some((p) => p.x === m.final!.round + 1))
+      points.push({ x: m.final.round + 1, y: e - f });
+    if (points.length >= 2) series.push({ name: m.name, color: col.get(m.name)!, points });
+  }
+  if (!series.length) return '';
+  const t = 'Emulator-to-full gap per round (AdapEmu NLL - AdapFu NLL; round 0: emulator - base)';
+  return figure(
+    t,
+    lineChart({ id: 'drift', title: t, xLabel: 'round', yLabel: 'NLL gap', series, xInteger: true }),
+    'How far the emulator stands from the full model for the current adapter: it grows as the adapter drifts from where the emulator was aligned. FedBiOT re-aligns every round; the others align once.',
+  );
+}
+
 export function bytesChart(methods: MethodData[]): string {
   const title = 'Traffic per round (down: server to clients, up: clients to server)';
   const groups = methods
@@ -357,7 +390,7 @@ export function renderReport(title: string, meta: string[], methods: MethodData[
     '<h2>Training</h2>',
     `<div class="charts">${trainLossChart(methods, col)}${bytesChart(methods)}</div>`,
     '<h2>Emulator alignment</h2>',
-    `<div class="charts">${alignCharts(methods, col)}</div>`,
+    `<div class="charts">${alignCharts(methods, col)}${driftChart(methods, col)}</div>`,
     '<h2>Evaluation</h2>',
     `<div class="charts">${evalCharts(methods, col)}</div>`,
   ];

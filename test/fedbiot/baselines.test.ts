@@ -81,6 +81,7 @@ test('each method runs as its authors defined it; a config can force one alignme
     proximal: 0,
     proximal_rule: '0 (reference)',
     layer_drop: 'reference',
+    realign_steps: 1,
   });
 
   const fedot = settings('fedot');
@@ -106,6 +107,7 @@ test('each method runs as its authors defined it; a config can force one alignme
     proximal: 0,
     proximal_rule: '0',
     layer_drop: '-',
+    realign_steps: 0,
   });
   assert.equal(settings('local').s.local.proximal, 0);
   // The term as the algorithm states it, with its gradient, by name or by weight.

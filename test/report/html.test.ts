@@ -73,7 +73,14 @@ test('demo report: the comparison table matches table.txt, charts present, eval 
     }
     assert.deepEqual([...methods], ['fedbiot', 'fedot', 'offsite', 'fedavg-full', 'local']);
 
-    assert.deepEqual(chartIds(html), ['train-loss', 'bytes', 'align-nmse', 'align-kl']);
+    assert.deepEqual(chartIds(html), ['train-loss', 'bytes', 'align-nmse', 'align-kl', 'drift']);
+    // The emulator-to-full gap: every method with an emulator (fedavg-full has none), before and after.
+    const drift = html.slice(
+      html.indexOf('data-chart="drift"'),
+      html.indexOf('</svg>', html.indexOf('data-chart="drift"')),
+    );
+    assert.equal((drift.match(/<polyline /g) ?? []).length, 4);
+    assert.ok(!drift.includes('fedavg-full'));
     // Train loss: one line per method, two rounds each.
     const train = html.slice(
       html.indexOf('data-chart="train-loss"'),
@@ -109,6 +116,7 @@ test('run report: per-round eval charts, alignment and traffic for one simulate 
       'bytes',
       'align-nmse',
       'align-kl',
+      'drift',
       'eval-nll',
       'eval-ppl',
       'eval-accuracy',
