@@ -249,7 +249,7 @@ Napi::Value Rope(const Napi::CallbackInfo& info, bool backward) {
 Napi::Value RopeForward(const Napi::CallbackInfo& info) { return Rope(info, false); }
 Napi::Value RopeBackward(const Napi::CallbackInfo& info) { return Rope(info, true); }
 
-// attentionForward(q, k, v, out, probs, keyMask, B, T, S, H, Hkv, Dh, qOffset, scale, causal)
+// attentionForward(q, k, v, out, probs, keyMask, B, T, S, H, Hkv, Dh, qOffset, scale, causal, window)
 Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   ARGS("attentionForward");
   fb::AttnArgs p{};
@@ -257,6 +257,8 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   p.qOffset = a.i64(12);
   p.scale = static_cast<float>(a.num(13));
   p.causal = a.flag(14);
+  p.window = a.i64(15);
+  if (p.window < 0) throw Napi::RangeError::New(info.Env(), "attentionForward: window < 0");
   if (p.Hkv <= 0 || p.H % p.Hkv != 0) throw Napi::RangeError::New(info.Env(), "attentionForward: H % Hkv != 0");
   const int64_t nq = p.B * p.T * p.H * p.Dh, nk = p.B * p.S * p.Hkv * p.Dh;
   p.q = a.f32(0, nq), p.k = a.f32(1, nk), p.v = a.f32(2, nk);

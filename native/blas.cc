@@ -80,6 +80,9 @@ static constexpr int64_t kAttnBlock = 64;
 void attention_forward(const AttnArgs& a) {
   const int64_t B = a.B, T = a.T, S = a.S, H = a.H, Hkv = a.Hkv, Dh = a.Dh, group = H / Hkv;
   const int64_t ldq = H * Dh, ldk = Hkv * Dh;
+  // Sliding window (causal only): query t sees keys (qOffset + t - window, qOffset + t].
+  const int64_t W = a.causal && a.window > 0 ? a.window : 0;
+  const auto first_key = [&](int64_t t) { return W > 0 ? std::max<int64_t>(0, a.qOffset + t + 1 - W) : 0; };
   for_tasks(B * H, [&](int64_t bh) {
     const int64_t b = bh / H, h = bh % H, kh = h / group;
     const float* Q = a.q + b * T * ldq + h * Dh;
@@ -88,30 +91,39 @@ void attention_forward(const AttnArgs& a) {
     float* P = a.probs + bh * T * S;
     float* O = a.out + b * T * ldq + h * Dh;
     const float* mask = a.keyMask ? a.keyMask + b * S : nullptr;
-    // Row blocks: with causal masking a block of queries sees only the keys up to its last row, so
-    // the score and P.V gemms skip the (all-zero) upper triangle beyond it.
+    // Row blocks: with causal masking a block of queries sees only the keys up to its last row (and,
+    // with a window, from its first row's first key), so the score and P.V gemms skip the rest.
     for (int64_t r0 = 0; r0 < T; r0 += kAttnBlock) {
       const int64_t r1 = std::min(T, r0 + kAttnBlock);
       const int64_t nvis = a.causal ? std::max<int64_t>(0, std::min(S, a.qOffset + r1)) : S;
-      if (nvis > 0) sgemm(false, true, r1 - r0, nvis, Dh, a.scale, Q + r0 * ldq, ldq, K, ldk, 0.0f, P + r0 * S, S);
+      const int64_t k0 = std::min(first_key(r0), nvis);
+      if (nvis > k0)
+        sgemm(false, true, r1 - r0, nvis - k0, Dh, a.scale, Q + r0 * ldq, ldq, K + k0 * ldk, ldk, 0.0f,
+              P + r0 * S + k0, S);
       for (int64_t t = r0; t < r1; t++) {
         float* row = P + t * S;
-        int64_t n = a.causal ? std::min(S, a.qOffset + t + 1) : S;  // visible keys [0, n)
+        int64_t n = a.causal ? std::min(S, a.qOffset + t + 1) : S;  // visible keys [lo, n)
         if (n < 0) n = 0;
+        const int64_t lo = std::min(first_key(t), n);
+        if (lo > 0) std::memset(row, 0, lo * sizeof(float));
+        float* vis = row + lo;
+        const int64_t nv = n - lo;
         if (mask) {
 #pragma GCC ivdep
-          for (int64_t s = 0; s < n; s++) row[s] += mask[s];
+          for (int64_t s = 0; s < nv; s++) vis[s] += mask[lo + s];
         }
-        const float m = n > 0 ? row_max(row, n) : -INFINITY;
+        const float m = nv > 0 ? row_max(vis, nv) : -INFINITY;
         if (m == -INFINITY) {
           std::memset(row, 0, S * sizeof(float));
           continue;
         }
-        const float inv = static_cast<float>(1.0 / exp_sum(row, m, row, n));
-        for (int64_t s = 0; s < n; s++) row[s] *= inv;
+        const float inv = static_cast<float>(1.0 / exp_sum(vis, m, vis, nv));
+        for (int64_t s = 0; s < nv; s++) vis[s] *= inv;
         if (n < S) std::memset(row + n, 0, (S - n) * sizeof(float));
       }
-      if (nvis > 0) sgemm(false, false, r1 - r0, Dh, nvis, 1.0f, P + r0 * S, S, Vv, ldk, 0.0f, O + r0 * ldq, ldq);
+      if (nvis > k0)
+        sgemm(false, false, r1 - r0, Dh, nvis - k0, 1.0f, P + r0 * S + k0, S, Vv + k0 * ldk, ldk, 0.0f, O + r0 * ldq,
+              ldq);
       else for (int64_t t = r0; t < r1; t++) std::memset(O + t * ldq, 0, Dh * sizeof(float));
     }
   });
@@ -137,28 +149,34 @@ void attention_backward(const AttnArgs& a) {
       // from P itself: backward needs no causal flag.
       for (int64_t r0 = 0; r0 < T; r0 += kAttnBlock) {
         const int64_t r1 = std::min(T, r0 + kAttnBlock), nr = r1 - r0;
-        int64_t nvis = 0;
+        // Columns [k0, k1) hold every nonzero P of the block (a key with P == 0 gets no gradient).
+        int64_t k0 = S, k1 = 0;
         for (int64_t t = r0; t < r1; t++) {
           const float* p = P + t * S;
           int64_t e = S;
-          while (e > nvis && p[e - 1] == 0.0f) e--;
-          nvis = std::max(nvis, e);
+          while (e > k1 && p[e - 1] == 0.0f) e--;
+          k1 = std::max(k1, e);
+          int64_t s = 0;
+          while (s < k0 && s < S && p[s] == 0.0f) s++;
+          k0 = std::min(k0, s);
         }
-        if (nvis == 0) continue;  // fully masked rows: no gradient
-        const float* Pb = P + r0 * S;
+        if (k1 <= k0) continue;  // fully masked rows: no gradient
+        const int64_t nvis = k1 - k0;
+        const float* Pb = P + r0 * S + k0;
         const float* dOb = dO + r0 * ldq;
-        float* dPb = dP + r0 * S;
-        sgemm(true, false, nvis, Dh, nr, 1.0f, Pb, S, dOb, ldq, 1.0f, dV, ldk);    // dV += P^T dO
-        sgemm(false, true, nr, nvis, Dh, 1.0f, dOb, ldq, Vv, ldk, 0.0f, dPb, S);   // dP = dO V^T
-        for (int64_t t = 0; t < nr; t++) {                                         // dS = P (dP - <dP, P>)
+        float* dPb = dP + r0 * S + k0;
+        const float* Kb = K + k0 * ldk;
+        sgemm(true, false, nvis, Dh, nr, 1.0f, Pb, S, dOb, ldq, 1.0f, dV + k0 * ldk, ldk);  // dV += P^T dO
+        sgemm(false, true, nr, nvis, Dh, 1.0f, dOb, ldq, Vv + k0 * ldk, ldk, 0.0f, dPb, S);  // dP = dO V^T
+        for (int64_t t = 0; t < nr; t++) {  // dS = P (dP - <dP, P>)
           const float* p = Pb + t * S;
           float* d = dPb + t * S;
           const float dot = static_cast<float>(dot_d(p, d, nvis));
 #pragma GCC ivdep
           for (int64_t s = 0; s < nvis; s++) d[s] = p[s] * (d[s] - dot);
         }
-        sgemm(false, false, nr, Dh, nvis, a.scale, dPb, S, K, ldk, 1.0f, dQ + r0 * ldq, ldq);  // dQ += scale dS K
-        sgemm(true, false, nvis, Dh, nr, a.scale, dPb, S, Q + r0 * ldq, ldq, 1.0f, dK, ldk);   // dK += scale dS^T Q
+        sgemm(false, false, nr, Dh, nvis, a.scale, dPb, S, Kb, ldk, 1.0f, dQ + r0 * ldq, ldq);  // dQ += scale dS K
+        sgemm(true, false, nvis, Dh, nr, a.scale, dPb, S, Q + r0 * ldq, ldq, 1.0f, dK + k0 * ldk, ldk);  // dK += scale dS^T Q
       }
     }
   });

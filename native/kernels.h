@@ -84,6 +84,7 @@ struct AttnArgs {
   const float* dOut;
   float *dq, *dk, *dv;
   int64_t B, T, S, H, Hkv, Dh, qOffset;
+  int64_t window;  // forward, causal only: a query sees its last `window` keys (0: all)
   float scale;
   bool causal;
 };

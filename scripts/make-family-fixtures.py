@@ -12,9 +12,15 @@ Weights are drawn larger than transformers' init (std 0.02 would make every posi
 and each fixture also records the NLL with plain rope (`nll_plain_rope`), so the tests can show
 that rope scaling actually matters at the tolerance used.
 
+A fixture whose sequence is longer than its sliding window (mistral-v5-window) also records the
+NLL with full attention on the same weights (`nll_full_attention`: the window must matter), and the
+gradient of the adapter NLL with respect to every LoRA factor (`grad_adapter`: first values and L2
+norm per tensor, under the engine's names), so the backward of windowed attention is checked too.
+
 Setup (once):  python3 -m venv .cache/torch-venv
                .cache/torch-venv/bin/pip install torch transformers peft safetensors
-Run:           .cache/torch-venv/bin/python scripts/make-family-fixtures.py
+Run:           .cache/torch-venv/bin/python scripts/make-family-fixtures.py [NAME ...]
+               (names: only those fixtures are rewritten; the others keep their files)
 """
 import json
 import math
@@ -46,6 +52,7 @@ FIXTURES = {
     'llama-v5-yarn': ('llama', 5, 'float32', dict(), dict(rope_type='yarn', rope_theta=10000.0, factor=4.0, original_max_position_embeddings=32), False),
     'llama-v4-attn-bias': ('llama', 4, 'float32', dict(attention_bias=True), dict(rope_type='default', rope_theta=10000.0), True),
     'mistral-v4-f32': ('mistral', 4, 'float32', dict(sliding_window=64), dict(rope_type='default', rope_theta=1000000.0), False),
+    'mistral-v5-window': ('mistral', 5, 'float32', dict(sliding_window=8), dict(rope_type='default', rope_theta=10000.0), True),
     'qwen2-v5-bf16-tied': ('qwen2', 5, 'bfloat16', dict(tie_word_embeddings=True, use_sliding_window=False), dict(rope_type='default', rope_theta=1000000.0), True),
     'qwen2-v4-f32': ('qwen2', 4, 'float32', dict(tie_word_embeddings=False), dict(rope_type='default', rope_theta=10000.0), False),
     'qwen3-v5-f32-tied': ('qwen3', 5, 'float32', dict(tie_word_embeddings=True, head_dim=16), dict(rope_type='default', rope_theta=1000000.0), True),
@@ -75,6 +82,21 @@ def nll(model, ids):
         return float(out.loss), [float(v) for v in out.logits[0, -1, :8]]
 
 
+def adapter_grads(model, ids):
+    """d NLL / d LoRA factor for every factor: first 6 values and the L2 norm, by the engine's name."""
+    for n, p in model.named_parameters():
+        p.requires_grad_('lora_' in n)
+    model.zero_grad()
+    model(input_ids=ids, labels=ids).loss.backward()
+    out = {}
+    for n, p in model.named_parameters():
+        if 'lora_' in n:
+            name = n.replace('base_model.model.', '', 1).replace('.default', '')
+            g = p.grad.detach().double().flatten()
+            out[name] = {'first': [float(v) for v in g[:6]], 'norm': float(g.norm())}
+    return out
+
+
 def to_v4_layout(cfg):
     """transformers 4's config.json: rope_theta and rope_scaling at the top level, torch_dtype."""
     rp = cfg.pop('rope_parameters')
@@ -90,10 +112,15 @@ def load(folder):
     return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation='eager').eval()
 
 
-def main():
+def main(only):
+    unknown = [n for n in only if n not in FIXTURES]
+    if unknown:
+        sys.exit(f'unknown fixture(s) {unknown}; known: {list(FIXTURES)}')
     torch.manual_seed(0)
     os.makedirs(ROOT, exist_ok=True)
     for i, (name, (mtype, layout, dtype, extra, rope, with_adapter)) in enumerate(FIXTURES.items()):
+        if only and name not in only:
+            continue
         out = os.path.join(ROOT, name)
         shutil.rmtree(out, ignore_errors=True)
         fields = {**BASE, **extra, 'rope_parameters': dict(rope)}
@@ -130,6 +157,11 @@ def main():
         if plain.config.tie_word_embeddings:
             plain.tie_weights()
         ref['nll_plain_rope'] = nll(plain.eval(), ids)[0]
+        windowed = extra.get('sliding_window') is not None and extra['sliding_window'] < SEQ
+        if windowed:
+            full = load(out)
+            full.config.sliding_window = None
+            ref['nll_full_attention'] = nll(full, ids)[0]
 
         if with_adapter:
             lcfg = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=TARGETS, task_type='CAUSAL_LM')
@@ -149,6 +181,8 @@ def main():
                 json.dump(acfg, f, indent=2, sort_keys=True)
             back = peft.PeftModel.from_pretrained(load(out), os.path.join(out, 'adapter')).eval()
             ref['nll_adapter'], ref['last_logits_adapter'] = nll(back, ids)
+            if windowed:
+                ref['grad_adapter'] = adapter_grads(back, ids)
             ref['peft'] = peft.__version__
         with open(os.path.join(out, 'reference.json'), 'w') as f:
             json.dump(ref, f, indent=1)
@@ -156,4 +190,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    main(sys.argv[1:])

@@ -153,7 +153,9 @@ export interface Kernels<A extends FArr = Float32Array> {
    * s <= qOffset + t. keyMask (optional, [B, S]) is ADDED to the scores (0 keeps a key, -Infinity
    * or a large negative number hides it: padding). A query row with no visible key outputs zeros.
    * scores = scale * q.k + mask; P = softmax(scores); out[B, T, H, Dh] = P @ v.
-   * probs ([B, H, T, S]) receives P, saved for backward.
+   * probs ([B, H, T, S]) receives P, saved for backward. window (optional, causal only; 0 or
+   * absent: none) is a sliding window: query t sees only keys s > qOffset + t - window, i.e. its
+   * last `window` keys itself included (Mistral). Backward needs no window: P is 0 outside it.
    */
   attentionForward(p: {
     q: A;
@@ -171,6 +173,7 @@ export interface Kernels<A extends FArr = Float32Array> {
     qOffset: number;
     scale: number;
     causal: boolean;
+    window?: number;
   }): void;
   /** Accumulates dq, dk, dv from dOut using the saved probs. */
   attentionBackward(p: {

@@ -250,6 +250,7 @@ function wrap(n: Addon): Kernels<Float32Array> {
         p.qOffset,
         p.scale,
         p.causal,
+        p.window ?? 0,
       ),
     attentionBackward: (p) =>
       n.attentionBackward(p.dOut, p.q, p.k, p.v, p.probs, p.dq, p.dk, p.dv, p.B, p.T, p.S, p.H, p.Hkv, p.Dh, p.scale),

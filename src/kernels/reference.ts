@@ -225,6 +225,7 @@ export function referenceKernels<A extends FArr>(): Kernels<A> {
 
     attentionForward(p) {
       const { q, k, v, out, probs, keyMask, B, T, S, H, Hkv, Dh, qOffset, scale, causal } = p;
+      const window = causal ? (p.window ?? 0) : 0;
       const group = H / Hkv;
       const row = new Float64Array(S);
       for (let b = 0; b < B; b++) {
@@ -233,8 +234,9 @@ export function referenceKernels<A extends FArr>(): Kernels<A> {
           for (let t = 0; t < T; t++) {
             const qo = ((b * T + t) * H + h) * Dh;
             const last = causal ? Math.min(S - 1, qOffset + t) : S - 1; // last visible key
+            const first = window > 0 ? Math.max(0, qOffset + t + 1 - window) : 0; // first visible key
             let m = -Infinity;
-            for (let s = 0; s <= last; s++) {
+            for (let s = first; s <= last; s++) {
               const ko = ((b * S + s) * Hkv + kh) * Dh;
               let dot = 0;
               for (let d = 0; d < Dh; d++) dot += q[qo + d]! * k[ko + d]!;
@@ -244,14 +246,14 @@ export function referenceKernels<A extends FArr>(): Kernels<A> {
             const po = ((b * H + h) * T + t) * S;
             // Softmax over the visible keys; a row with no visible key is all zeros.
             let z = 0;
-            for (let s = 0; s <= last; s++) {
+            for (let s = first; s <= last; s++) {
               row[s] = m === -Infinity ? 0 : Math.exp(row[s]! - m);
               z += row[s]!;
             }
-            for (let s = 0; s < S; s++) probs[po + s] = s <= last && z > 0 ? row[s]! / z : 0;
+            for (let s = 0; s < S; s++) probs[po + s] = s >= first && s <= last && z > 0 ? row[s]! / z : 0;
             for (let d = 0; d < Dh; d++) {
               let acc = 0;
-              for (let s = 0; s <= last; s++) acc += probs[po + s]! * v[((b * S + s) * Hkv + kh) * Dh + d]!;
+              for (let s = first; s <= last; s++) acc += probs[po + s]! * v[((b * S + s) * Hkv + kh) * Dh + d]!;
               out[qo + d] = acc;
             }
           }

@@ -271,11 +271,6 @@ export class LlamaModel {
     const h = rmsnorm(x, layer.attnNorm, c.rmsNormEps);
     const cache = ctx.cache ?? null;
     const posOffset = cache ? cache.length : 0;
-    if (c.slidingWindow != null && posOffset + T > c.slidingWindow) {
-      throw new Error(
-        `sequence of ${posOffset + T} positions exceeds the model's sliding_window ${c.slidingWindow}: sliding-window attention is not implemented; use sequences of at most ${c.slidingWindow} tokens`,
-      );
-    }
     const { invFreq, attentionScale } = this.ropeFor(posOffset + T);
     // q, k and v in one gemm (LoRA per projection).
     let [qIn, kIn, v] = LoraLinear.forwardGroup([L.q_proj, L.k_proj, L.v_proj], h) as [Tensor, Tensor, Tensor];
@@ -318,7 +313,7 @@ export class LlamaModel {
       k,
       v,
       { B, T, S, H: c.numHeads, Hkv: c.numKvHeads, Dh: c.headDim },
-      { keyMask, qOffset: posOffset },
+      { keyMask, qOffset: posOffset, window: c.slidingWindow ?? null },
     );
     const x2 = add(x, L.o_proj.forward(a), 'resid.attn');
     const h2 = rmsnorm(x2, layer.mlpNorm, c.rmsNormEps);

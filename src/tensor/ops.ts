@@ -668,13 +668,15 @@ export interface AttentionDims {
 /**
  * Causal grouped-query attention. q [B, T, H*Dh], k and v [B, S, Hkv*Dh] (or any shape with those
  * element counts); keyMask [B, S] is added to the scores (0 keep, -Infinity hide: padding).
+ * window (causal only, null/absent: none): each query sees only its last `window` keys, itself
+ * included (sliding-window attention).
  */
 export function attention(
   q: Tensor,
   kT: Tensor,
   v: Tensor,
   dims: AttentionDims,
-  opts: { keyMask?: Float32Array | null; qOffset?: number; causal?: boolean } = {},
+  opts: { keyMask?: Float32Array | null; qOffset?: number; causal?: boolean; window?: number | null } = {},
 ): Tensor {
   const { B, T, S, H, Hkv, Dh } = dims;
   for (const [n, val] of Object.entries(dims)) checkInt('attention', n, val);
@@ -690,6 +692,9 @@ export function attention(
     fail('attention', `keyMask has ${keyMask.length} entries, expected B*S = ${B * S}`);
   const qOffset = opts.qOffset ?? 0;
   const causal = opts.causal ?? true;
+  const window = opts.window ?? 0;
+  if (!Number.isInteger(window) || window < 0) fail('attention', `window must be a positive integer, got ${window}`);
+  if (window > 0 && !causal) fail('attention', 'a sliding window needs causal attention');
   if (causal && qOffset + T > S)
     fail('attention', `causal attention needs S >= qOffset + T, got S=${S}, qOffset=${qOffset}, T=${T}`);
   const out = result([B, T, H * Dh], [q, kT, v], 'attention');
@@ -712,6 +717,7 @@ export function attention(
     qOffset,
     scale: scaleV,
     causal,
+    window,
   });
   onBackward(out, () => {
     const grads = [q, kT, v].map((t) => (t.requiresGrad ? t.gradBuffer() : take(t.size, true)));

@@ -96,6 +96,20 @@ const attnCases = [
   },
   { name: 'decode qOffset 2', B: 1, T: 2, S: 4, H: 2, Hkv: 1, Dh: 3, qOffset: 2, causal: true, mask: true },
   { name: 'non-causal', B: 1, T: 3, S: 5, H: 2, Hkv: 2, Dh: 2, qOffset: 0, causal: false, mask: true },
+  { name: 'sliding window 2', B: 2, T: 5, S: 5, H: 4, Hkv: 2, Dh: 3, qOffset: 0, causal: true, mask: true, window: 2 },
+  {
+    name: 'sliding window 3 decode',
+    B: 1,
+    T: 3,
+    S: 6,
+    H: 2,
+    Hkv: 1,
+    Dh: 3,
+    qOffset: 3,
+    causal: true,
+    mask: true,
+    window: 3,
+  },
 ];
 for (const c of attnCases) {
   test(`gradcheck: attention ${c.name}`, () => {
@@ -133,6 +147,7 @@ for (const c of attnCases) {
         qOffset: c.qOffset,
         scale,
         causal: c.causal,
+        window: 'window' in c ? c.window : 0,
       });
     const loss = () => (fwd(), dotR(out, R));
     fwd();

@@ -249,6 +249,8 @@ interface AttnCase {
   qOffset: number;
   causal: boolean;
   mask: 'none' | 'pad' | 'fullrow';
+  /** Sliding window (0: none). */
+  window?: number;
 }
 export function attnInputs(c: AttnCase, seed: number) {
   const r = rng(seed);
@@ -297,6 +299,7 @@ function attnCase(c: AttnCase, seed: number): Body {
       qOffset: c.qOffset,
       scale,
       causal: c.causal,
+      window: c.window ?? 0,
     });
     const dq = arr(x.dq),
       dk = arr(x.dk),
@@ -346,6 +349,31 @@ const attnCases: [string, AttnCase][] = [
     { B: 2, T: 100, S: 130, H: 2, Hkv: 1, Dh: 8, qOffset: 30, causal: true, mask: 'fullrow' },
   ],
   ['non-causal T130 S70', { B: 1, T: 130, S: 70, H: 2, Hkv: 2, Dh: 8, qOffset: 0, causal: false, mask: 'pad' }],
+  // Sliding windows: shorter than a block, across block edges, with decoding offsets and padding.
+  [
+    'window 5 GQA + padding',
+    { B: 2, T: 12, S: 12, H: 4, Hkv: 2, Dh: 8, qOffset: 0, causal: true, mask: 'pad', window: 5 },
+  ],
+  [
+    'window 40 blocks T150',
+    { B: 2, T: 150, S: 150, H: 4, Hkv: 2, Dh: 16, qOffset: 0, causal: true, mask: 'pad', window: 40 },
+  ],
+  [
+    'window 70 blocks decode qOffset 30, T 100',
+    { B: 2, T: 100, S: 130, H: 2, Hkv: 1, Dh: 8, qOffset: 30, causal: true, mask: 'fullrow', window: 70 },
+  ],
+  [
+    'window 3 decode one token',
+    { B: 1, T: 1, S: 9, H: 2, Hkv: 1, Dh: 8, qOffset: 8, causal: true, mask: 'none', window: 3 },
+  ],
+  [
+    'window 1 (itself only)',
+    { B: 1, T: 6, S: 6, H: 2, Hkv: 2, Dh: 4, qOffset: 0, causal: true, mask: 'none', window: 1 },
+  ],
+  [
+    'window wider than S',
+    { B: 1, T: 6, S: 6, H: 2, Hkv: 2, Dh: 4, qOffset: 0, causal: true, mask: 'pad', window: 100 },
+  ],
 ];
 for (const [i, [name, c]] of attnCases.entries()) parity(`attention ${name}`, ATT, attnCase(c, 100 + i));
 
