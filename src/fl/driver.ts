@@ -79,6 +79,11 @@ export interface Summary {
   bytes_up_total: number;
   /** What one client downloads to join: the files of the model it holds. */
   bytes_join_per_client: number;
+  /**
+   * Bytes moved again or in vain, outside the counts above: payloads fetched again, upload bodies
+   * not accepted, model bytes beyond one copy per client (0 in simulation).
+   */
+  bytes_resent_total: number;
   /** How the run defined its method: alignment loss, its public data, proximal weight, layer drop. */
   method: MethodAsRun;
   client: {
@@ -185,8 +190,13 @@ export interface RoundOutcome {
   sampled: string[];
   /** Checked updates, in sampled order. */
   updates: ReceivedUpdate[];
-  /** Body bytes per client this round. */
+  /**
+   * Body bytes per client this round, by one definition for every transport: the payload the
+   * client received and the update the server accepted, each counted once (HTTP headers aside).
+   */
   traffic: Record<string, { down: number; up: number }>;
+  /** Bytes of the round moved again or in vain (a payload fetched twice, an upload cut off); 0 when none. */
+  resent?: number;
   /** Transport-specific fields of the round's metrics entry (quorum, extensions, ...). */
   extra?: Record<string, unknown>;
 }
@@ -218,6 +228,8 @@ export interface Transport {
   recorded?(round: number, entry: Record<string, unknown>, checkpoint: string): void;
   /** Bytes one client downloads to join. */
   joinBytes(ctx: TransportContext): number;
+  /** Model download bytes beyond one copy per client (resumed or repeated downloads). */
+  resentJoinBytes?(): number;
   /** The largest working memory one client's local training used, when the transport can see it. */
   peakActivationBytes?(): number;
   /** After the summary is written (network: keeps answering for a while). */
@@ -241,6 +253,8 @@ interface DriverState {
   publicIterator: BatchIteratorState;
   bytesDown: number;
   bytesUp: number;
+  /** Absent in checkpoints written before it was counted. */
+  bytesResent?: number;
   base: EvalResult;
   emulator: EvalResult | null;
   stepSeconds: number[];
@@ -401,6 +415,7 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       publicIterator: publicIt.getState(),
       bytesDown: 0,
       bytesUp: 0,
+      bytesResent: 0,
       base,
       emulator,
       stepSeconds: [],
@@ -513,6 +528,8 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       const up = Object.values(traffic).reduce((a, t) => a + t.up, 0);
       state.bytesDown += down;
       state.bytesUp += up;
+      const resent = shared ? (out.resent ?? 0) : 0;
+      state.bytesResent = (state.bytesResent ?? 0) + resent;
       for (const u of out.updates) if (u.stepSeconds !== null) state.stepSeconds.push(u.stepSeconds);
       const order = out.updates.map((u) => u.client);
       const trainLoss = Object.fromEntries(out.updates.map((u) => [u.client, u.meanLoss]));
@@ -528,6 +545,7 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
         bytes_down: down,
         bytes_up: up,
         bytes_per_client: traffic,
+        bytes_resent: resent,
         seconds: (performance.now() - rt0) / 1000,
         ...(plan.rule !== 'fedavg' || plan.clipNorm !== null ? { aggregation: cfg.aggregation } : {}),
         ...(privacy ? { privacy } : {}),
@@ -603,6 +621,7 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       bytes_down_total: state.bytesDown,
       bytes_up_total: state.bytesUp,
       bytes_join_per_client: transport.joinBytes(ctx),
+      bytes_resent_total: (state.bytesResent ?? 0) + (transport.resentJoinBytes?.() ?? 0),
       method,
       client: {
         model_params: modelP,

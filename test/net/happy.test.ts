@@ -17,6 +17,7 @@ import {
 import * as fs from 'node:fs';
 import { loadPeftAsState } from '../../src/models/hf-model.js';
 import { MANIFEST_FILE } from '../../src/fl/net/artifact.js';
+import { makeTransport, request } from '../../src/fl/net/http.js';
 
 after(killAll);
 
@@ -29,7 +30,26 @@ test("net: 1 server + 3 clients complete 3 rounds; final adapter equals the simu
   const t0 = performance.now();
   const server = cli('server', serverArgs(s));
   await server.waitFor(/listening on/, 30_000);
-  const clients = ['0', '1', '2'].map((n) => cli(`client-${n}`, clientArgs(s, n)));
+  const later = ['1', '2'].map((n) => cli(`client-${n}`, clientArgs(s, n)));
+  // Before client 0's process starts, a request with its token fetches round 1's payload and the first
+  // 1000 bytes of a model file: the process then fetches both again, as after a lost reply or an
+  // interrupted download. The round's counted traffic stays the simulation's; the rest is re-sent.
+  const as0 = makeTransport(s.url, s.tokens['0']!);
+  let st: { state: string } = { state: 'wait' };
+  for (let i = 0; st.state !== 'train'; i++) {
+    assert.ok(i < 600, 'round 1 did not open for client 0');
+    await new Promise((r) => setTimeout(r, 100));
+    st = JSON.parse((await request(as0, 'GET', 'v1/round')).body.toString('utf8'));
+  }
+  const early = await request(as0, 'GET', 'v1/round/0/payload?emulatorVersion=-1');
+  assert.equal(early.status, 200);
+  const art = JSON.parse((await request(as0, 'POST', 'v1/join')).body.toString('utf8')).model as {
+    files: { name: string; size: number }[];
+  };
+  const big = art.files.reduce((a, f) => (f.size > a.size ? f : a));
+  const part = await request(as0, 'GET', `v1/model/files/${big.name}`, { headers: { range: 'bytes=0-999' } });
+  assert.equal(part.body.length, 1000);
+  const clients = [cli('client-0', clientArgs(s, '0')), ...later];
   assert.equal(await server.exit(90_000), 0, server.out);
   for (const c of clients) assert.equal(await c.exit(20_000), 0, c.out);
   const wall = (performance.now() - t0) / 1000;
@@ -64,6 +84,13 @@ test("net: 1 server + 3 clients complete 3 rounds; final adapter equals the simu
   assert.deepEqual([netSummary.transport, simSummary.transport], ['network', 'simulation']);
   for (const k of ['bytes_down_total', 'bytes_up_total', 'bytes_total', 'bytes_join_per_client'])
     assert.equal(netSummary[k], simSummary[k], k);
+  // What moved twice is reported apart: the payload fetched again and the model bytes beyond one copy.
+  assert.equal(simSummary.bytes_resent_total, 0);
+  assert.equal(netSummary.bytes_resent_total, early.body.length + 1000);
+  assert.deepEqual(
+    rounds.map((r) => r.bytes_resent),
+    [early.body.length, 0, 0],
+  );
   const simRounds = fs
     .readFileSync(path.join(ref.out, 'metrics.jsonl'), 'utf8')
     .trim()

@@ -8,7 +8,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import * as path from 'node:path';
-import { setup, cli, serverArgs, killAll, type Setup } from './helpers.js';
+import { setup, cli, serverArgs, killAll, roundMetrics, type Setup } from './helpers.js';
 import { makeTransport, request, replyReason, sleep, type ClientTransport } from '../../src/fl/net/http.js';
 import { METRICS_HEADER, roundStatusSchema } from '../../src/fl/net/protocol.js';
 import { decodePayload, encodeUpdate } from '../../src/fl/payload.js';
@@ -214,17 +214,18 @@ test('net: uploads are checked before their body, bounded in size and number; un
 
   // The honest uploads close the round (the aborted partial upload released its slot).
   await sleep(300);
-  const ok0 = await request(t0, 'POST', 'v1/round/0/update', {
-    body: encodeUpdate({ round: 0, nonce: r0.nonce, samples: 4, state: r0.adapter }),
-    headers: METRICS,
-  });
+  const body0 = encodeUpdate({ round: 0, nonce: r0.nonce, samples: 4, state: r0.adapter });
+  const ok0 = await request(t0, 'POST', 'v1/round/0/update', { body: body0, headers: METRICS });
   assert.equal(ok0.status, 200, ok0.body.toString());
-  const ok1 = await request(t1, 'POST', 'v1/round/0/update', {
-    body: encodeUpdate({ round: 0, nonce: r1.nonce, samples: 4, state: r1.adapter }),
-    headers: METRICS,
-  });
+  const body1 = encodeUpdate({ round: 0, nonce: r1.nonce, samples: 4, state: r1.adapter });
+  const ok1 = await request(t1, 'POST', 'v1/round/0/update', { body: body1, headers: METRICS });
   assert.equal(ok1.status, 200, ok1.body.toString());
   assert.equal(await server.exit(60_000), 0, server.out);
+  // The round counts each accepted body once; the cut-off and refused bodies are counted apart.
+  const [entry] = roundMetrics(s);
+  const per = entry!.bytes_per_client as Record<string, { down: number; up: number }>;
+  assert.deepEqual([per['0']!.up, per['1']!.up, per['2']?.up ?? 0], [body0.length, body1.length, 0]);
+  assert.ok((entry!.bytes_resent as number) >= 10_000, `bytes_resent ${entry!.bytes_resent}`);
 
   const logged = (server.out.match(/refused GET \/v1\/round from .*: unauthorized/g) ?? []).length;
   assert.equal(logged, PER_WINDOW);

@@ -238,22 +238,49 @@ export class ServerDb {
     }[];
   }
 
-  addTraffic(round: number, client: string, direction: 'down' | 'up' | 'join', bytes: number): void {
+  /**
+   * Body bytes moved. 'down' / 'up' are the round's counted traffic: one payload and one accepted
+   * update per client, the same definition as the simulation's; 'down-resent' / 'up-resent' are
+   * bodies moved again or in vain (a payload fetched again, an upload body read but not accepted).
+   */
+  addTraffic(
+    round: number,
+    client: string,
+    direction: 'down' | 'up' | 'join' | 'down-resent' | 'up-resent',
+    bytes: number,
+  ): void {
     this.db
       .prepare('INSERT INTO traffic (round, client, direction, bytes) VALUES (?, ?, ?, ?)')
       .run(round, client, direction, bytes);
   }
 
-  /** Bytes per client for a round: { client: { down, up } }. */
+  /** Whether a client already has counted traffic in that direction for a round. */
+  hasTraffic(round: number, client: string, direction: 'down' | 'up'): boolean {
+    return (
+      this.db
+        .prepare('SELECT 1 FROM traffic WHERE round = ? AND client = ? AND direction = ? LIMIT 1')
+        .get(round, client, direction) !== undefined
+    );
+  }
+
+  /** Counted bytes per client for a round: { client: { down, up } }. */
   traffic(round: number): Record<string, { down: number; up: number }> {
     const rows = this.db
       .prepare(
-        "SELECT client, direction, SUM(bytes) AS b FROM traffic WHERE round = ? AND direction != 'join' GROUP BY client, direction",
+        "SELECT client, direction, SUM(bytes) AS b FROM traffic WHERE round = ? AND direction IN ('down', 'up') GROUP BY client, direction",
       )
       .all(round) as { client: string; direction: 'down' | 'up'; b: number }[];
     const out: Record<string, { down: number; up: number }> = {};
     for (const r of rows) (out[r.client] ??= { down: 0, up: 0 })[r.direction] = r.b;
     return out;
+  }
+
+  /** A round's bytes moved again or in vain (both directions). */
+  resent(round: number): number {
+    const row = this.db
+      .prepare("SELECT SUM(bytes) AS b FROM traffic WHERE round = ? AND direction IN ('down-resent', 'up-resent')")
+      .get(round) as { b: number | null };
+    return row.b ?? 0;
   }
 
   joinBytes(): Record<string, number> {

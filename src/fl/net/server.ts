@@ -155,6 +155,12 @@ export class NetworkTransport implements Transport {
     return this.artifact.files.reduce((a, f) => a + f.size, 0);
   }
 
+  /** Model bytes served beyond one copy per client (a chunk fetched again, a cache lost). */
+  resentJoinBytes(): number {
+    const size = this.joinBytes();
+    return Object.values(this.db.joinBytes()).reduce((a, b) => a + Math.max(0, b - size), 0);
+  }
+
   async exchange(x: RoundExchange): Promise<RoundOutcome> {
     const round = x.round;
     let row = this.db.round(round);
@@ -257,7 +263,13 @@ export class NetworkTransport implements Transport {
       ];
     });
     this.setPhase('aligning', round + 1 < this.cfg.rounds ? round + 1 : null);
-    return { sampled, updates, traffic: this.db.traffic(round), extra: { extensions, quorum } };
+    return {
+      sampled,
+      updates,
+      traffic: this.db.traffic(round),
+      resent: this.db.resent(round),
+      extra: { extensions, quorum },
+    };
   }
 
   async finish(): Promise<void> {
@@ -498,7 +510,9 @@ export class NetworkTransport implements Transport {
       cur.nonce,
       Number.isInteger(emulatorVersion) ? emulatorVersion : -1,
     );
-    this.db.addTraffic(round, client, 'down', body.length);
+    // Counted once per client and round (the simulation's definition); a payload fetched again is re-sent.
+    const again = this.db.hasTraffic(round, client, 'down');
+    this.db.addTraffic(round, client, again ? 'down-resent' : 'down', body.length);
     this.ops.events.emit({ type: 'bytes', direction: 'down', bytes: body.length, client });
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
     res.end(body);
@@ -548,6 +562,26 @@ export class NetworkTransport implements Transport {
       throw new HttpError(503, 'busy', `${this.uploadsInFlight} uploads are being received; retry shortly`);
     }
     this.uploadsInFlight++;
+    // Body bytes that arrive for an upload not accepted (cut off, refused after reading) are counted
+    // apart from the round's traffic, as re-sent.
+    let received = 0;
+    let accepted = false;
+    req.on('data', (c: Buffer) => (received += c.length));
+    try {
+      await this.readUpdate(req, res, client, round, metrics);
+      accepted = true;
+    } finally {
+      if (!accepted && received > 0) this.db.addTraffic(round, client, 'up-resent', received);
+    }
+  }
+
+  private async readUpdate(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    client: string,
+    round: number,
+    metrics: UploadMetrics,
+  ): Promise<void> {
     let body: Buffer;
     try {
       body = await readBody(req, this.net.maxUploadBytes).catch((e: unknown) => {
