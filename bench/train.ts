@@ -160,6 +160,8 @@ interface ChildResult {
   threads: number;
   losses: number[];
   stepMs: number[];
+  /** CPU time of the process per step (all threads). */
+  stepCpuMs: number[];
   fwdMs: number[];
   bwdMs: number[];
   optMs: number[];
@@ -175,6 +177,8 @@ interface ProfileEntry {
   op: string;
   calls: number;
   ms: number;
+  /** CPU time of the whole process (all threads) during the calls: robust to other processes' load. */
+  cpuMs: number;
 }
 
 type Phase = 'fwd' | 'bwd' | 'opt' | 'other';
@@ -232,13 +236,16 @@ function installProfiler(
           : `${kind} dx ${dimName(p.M)}x${dimName(p.K)}x(${ns}) (+=)`;
       }
       const key = `${getPhase()}|${op}`;
+      const c0 = process.cpuUsage();
       const t0 = performance.now();
       const r = orig.apply(k, args);
       const dt = performance.now() - t0;
+      const c1 = process.cpuUsage(c0);
       let e = table.get(key);
-      if (!e) table.set(key, (e = { phase: getPhase(), op, calls: 0, ms: 0 }));
+      if (!e) table.set(key, (e = { phase: getPhase(), op, calls: 0, ms: 0, cpuMs: 0 }));
       e.calls++;
       e.ms += dt;
+      e.cpuMs += (c1.user + c1.system) / 1000;
       return r;
     };
     try {
@@ -287,12 +294,14 @@ async function runChild(f: Flags, mode: Mode): Promise<void> {
 
   const losses: number[] = [];
   const stepMs: number[] = [];
+  const stepCpuMs: number[] = [];
   const fwdMs: number[] = [];
   const bwdMs: number[] = [];
   const optMs: number[] = [];
   const total = f.warmup + f.steps;
   for (let s = 0; s < total; s++) {
     if (prof) prof.active.on = s >= f.warmup;
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     phase = 'fwd';
     const loss = lmLoss(model, batch);
@@ -308,6 +317,8 @@ async function runChild(f: Flags, mode: Mode): Promise<void> {
     phase = 'other';
     const t3 = performance.now();
     stepMs.push(t3 - t0);
+    const c = process.cpuUsage(c0);
+    stepCpuMs.push((c.user + c.system) / 1000);
     fwdMs.push(t1 - t0);
     bwdMs.push(t2 - t1);
     optMs.push(t3 - t2);
@@ -325,6 +336,7 @@ async function runChild(f: Flags, mode: Mode): Promise<void> {
     threads: engine.getThreads(),
     losses,
     stepMs,
+    stepCpuMs,
     fwdMs,
     bwdMs,
     optMs,
@@ -333,7 +345,12 @@ async function runChild(f: Flags, mode: Mode): Promise<void> {
     rssMb: peakRssMb(),
     trainable,
     profile: prof
-      ? [...prof.table.values()].map((e) => ({ ...e, ms: e.ms / f.steps, calls: e.calls / f.steps }))
+      ? [...prof.table.values()].map((e) => ({
+          ...e,
+          ms: e.ms / f.steps,
+          cpuMs: e.cpuMs / f.steps,
+          calls: e.calls / f.steps,
+        }))
       : null,
   };
   console.log(JSON.stringify(res));
@@ -535,6 +552,32 @@ function printProfile(mode: Mode, r: ChildResult): void {
   console.log(
     `  top kinds: ${kinds.map(([kd, ms]) => `${kd} ${ms.toFixed(0)} ms (${((100 * ms) / stepWall).toFixed(0)}%)`).join(', ')}`,
   );
+  // Where a step's CPU time goes, by category: CPU time (all our threads) rather than wall time,
+  // so that other processes' load on a shared machine inflates the shares less.
+  const stepCpu = mean(r.stepCpuMs.slice(-n));
+  const byCat = new Map<string, number>();
+  for (const e of r.profile) byCat.set(category(e.op), (byCat.get(category(e.op)) ?? 0) + e.cpuMs);
+  const kernCpu = [...byCat.values()].reduce((a, b) => a + b, 0);
+  byCat.set('JavaScript between kernels', stepCpu - kernCpu);
+  const cats = [...byCat.entries()].sort((a, b) => b[1] - a[1]);
+  console.log(`  breakdown by CPU time (step ${stepCpu.toFixed(0)} ms of CPU on ${r.threads} threads):`);
+  for (const [c, ms] of cats)
+    console.log(
+      `    ${c.padEnd(28)} ${ms.toFixed(1).padStart(8)} ms ${((100 * ms) / stepCpu).toFixed(1).padStart(5)}%`,
+    );
+}
+
+/** The category of a profiled kernel call, for the breakdown. */
+function category(op: string): string {
+  if (/^(gemm|linear|fused linear)/.test(op)) return 'gemm (linear layers)';
+  if (op.startsWith('attention')) return 'attention';
+  if (op.startsWith('rmsnorm')) return 'norms';
+  if (op.startsWith('rope')) return 'rope';
+  if (/^(add|mul|axpy|scale|fill|swiglu|silu)/.test(op)) return 'elementwise (residual, SwiGLU)';
+  if (/^(crossEntropy|kl|nmse|softmax|logSoftmax)/.test(op)) return 'loss';
+  if (op.startsWith('embedding')) return 'embedding';
+  if (/^(adamw|sgd|sumSquares)/.test(op)) return 'optimizer';
+  return op;
 }
 
 /** Timings on a shared 2-core machine are only meaningful when nothing else runs: say so. */
