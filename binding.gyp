@@ -10,7 +10,8 @@
         "native/rows.cc",
         "native/weights.cc",
         "native/wgemm.cc",
-        "native/gemm.cc"
+        "native/gemm.cc",
+        "native/bf16gemm.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -141,6 +141,7 @@ bool cpu_has(GemmPath p) {
   if (p == GemmPath::AVX512) return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
                                     __builtin_cpu_supports("avx512dq");
   if (p == GemmPath::AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (p == GemmPath::AVX512BF16) return bf16_dot_available();
 #endif
   return p == GemmPath::OpenBLAS;
 }
@@ -148,6 +149,7 @@ bool cpu_has(GemmPath p) {
 GemmPath parse(const std::string& s, bool& ok) {
   ok = true;
   if (s == "avx512") return GemmPath::AVX512;
+  if (s == "avx512bf16") return GemmPath::AVX512BF16;
   if (s == "avx2") return GemmPath::AVX2;
   if (s == "openblas") return GemmPath::OpenBLAS;
   ok = false;
@@ -165,7 +167,7 @@ GemmPath initial() {
     bool ok;
     GemmPath p = parse(s, ok);
     if (ok && cpu_has(p)) return p;
-    if (*s) std::fprintf(stderr, "fedbiot: FEDBIOT_GEMM=%s is not available on this CPU (avx512, avx2, openblas); using %s\n", s,
+    if (*s) std::fprintf(stderr, "fedbiot: FEDBIOT_GEMM=%s is not available on this CPU (avx512, avx512bf16, avx2, openblas); using %s\n", s,
                          gemm_path_name(best()));
   }
   return best();
@@ -219,7 +221,7 @@ const Spec& spec() {
 #if defined(__x86_64__)
   static Spec s512 = [] { Spec s = kAVX512; s.rows = kern_avx512<true>; s.cols = kern_avx512<false>; return s; }();
   static Spec s2 = [] { Spec s = kAVX2; s.rows = kern_avx2<true>; s.cols = kern_avx2<false>; return s; }();
-  return g_path == GemmPath::AVX512 ? s512 : s2;
+  return g_path == GemmPath::AVX512 || g_path == GemmPath::AVX512BF16 ? s512 : s2;
 #else
   static Spec none{};
   return none;  // never used: only the OpenBLAS path exists here
@@ -305,6 +307,7 @@ double peak_gflops(int64_t iters) {
 const char* gemm_path_name(GemmPath p) {
   switch (p) {
     case GemmPath::AVX512: return "avx512";
+    case GemmPath::AVX512BF16: return "avx512bf16";
     case GemmPath::AVX2: return "avx2";
     case GemmPath::OpenBLAS: return "openblas";
   }
@@ -315,7 +318,7 @@ GemmPath gemm_path() { return g_path; }
 
 std::vector<std::string> gemm_paths_available() {
   std::vector<std::string> out;
-  for (GemmPath p : {GemmPath::AVX512, GemmPath::AVX2, GemmPath::OpenBLAS})
+  for (GemmPath p : {GemmPath::AVX512, GemmPath::AVX512BF16, GemmPath::AVX2, GemmPath::OpenBLAS})
     if (cpu_has(p)) out.push_back(gemm_path_name(p));
   return out;
 }

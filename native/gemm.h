@@ -10,7 +10,9 @@
 
 namespace fb {
 
-enum class GemmPath : int { OpenBLAS = 0, AVX2 = 1, AVX512 = 2 };
+// AVX512BF16: the AVX512 path, plus bf16 stored weights multiplied with AVX512-BF16 dot products
+// (vdpbf16ps, activations rounded to bf16); opt-in (FEDBIOT_GEMM=avx512bf16), never the default.
+enum class GemmPath : int { OpenBLAS = 0, AVX2 = 1, AVX512 = 2, AVX512BF16 = 3 };
 
 GemmPath gemm_path();
 std::vector<std::string> gemm_paths_available();
@@ -55,6 +57,15 @@ void transpose_into_panel(const float* src, int64_t lds, int64_t kc, float* dst,
 // This CPU's fp32 FMA throughput in GFLOP/s on all threads: independent FMAs at the widest vector
 // width, iters loop trips per thread (0 where no x86 vector path exists).
 double peak_gflops(int64_t iters);
+
+// Whether this CPU has AVX512-BF16 (with the AVX-512 subsets the bf16 kernel uses).
+bool bf16_dot_available();
+
+// Y[M, N] = alpha X[M, Kr] op(W) + beta Y with W bf16 (row length ldW), multiplied by vdpbf16ps
+// after rounding X to bf16: op(W)(k, n) = W[n][k] (transW, Kr = in features) or W[k][n] (!transW,
+// Kr = the weight's rows). Only on CPUs where bf16_dot_available().
+void bf16_dot_gemm(int64_t M, int64_t N, int64_t Kr, float alpha, const float* X, int64_t ldx, const uint16_t* W,
+                   int64_t ldW, bool transW, float beta, float* Y, int64_t ldy);
 
 // The PackB of a plain f32 matrix.
 PackB pack_f32(const float* B, int64_t ldb, bool tB);

@@ -82,6 +82,12 @@ void weight_gemm(const WeightGemmArgs& g) {
     });
     return;
   }
+  if (f == WFormat::BF16 && gemm_path() == GemmPath::AVX512BF16) {
+    const uint16_t* W = reinterpret_cast<const uint16_t*>(g.W);
+    if (g.transW) bf16_dot_gemm(M, N, K, g.alpha, g.X, g.ldx, W, K, true, g.beta, g.Y, g.ldy);
+    else bf16_dot_gemm(M, K, N, g.alpha, g.X, g.ldx, W, K, false, g.beta, g.Y, g.ldy);
+    return;
+  }
   if (gemm_path() != GemmPath::OpenBLAS) {
     // Our own gemm widens the weight right in its B packing.
     if (g.transW) own_gemm(M, N, K, g.alpha, g.X, g.ldx, false, pack_weight(f, g.W, N, K, true), g.beta, g.Y, g.ldy);
@@ -115,7 +121,9 @@ void weight_group_gemm(const WeightGroupArgs& g) {
   const int64_t M = g.M, K = g.K;
   if (M <= 0 || g.parts.empty()) return;
   // One part, a few rows (decoding) or OpenBLAS: the parts one after another.
-  if (g.parts.size() == 1 || M <= kDirectRows || gemm_path() == GemmPath::OpenBLAS) {
+  bool bf16dot = false;  // bf16 parts on the avx512bf16 path take their own kernel
+  for (const GroupPart& p : g.parts) bf16dot |= gemm_path() == GemmPath::AVX512BF16 && p.format == int(WFormat::BF16);
+  if (g.parts.size() == 1 || M <= kDirectRows || gemm_path() == GemmPath::OpenBLAS || bf16dot) {
     for (size_t i = 0; i < g.parts.size(); i++) {
       const GroupPart& p = g.parts[i];
       WeightGemmArgs w;

@@ -113,7 +113,8 @@ let lastError = '';
 let loaded: Addon | null = null;
 
 /**
- * The gemm paths this CPU can run, best first ('avx512', 'avx2', 'openblas'); empty without the
+ * The gemm paths this CPU can run, default first ('avx512', 'avx512bf16', 'avx2', 'openblas'; avx512bf16
+ * is opt-in: bf16 weights multiplied with AVX512-BF16 dot products, activations rounded to bf16); empty without the
  * addon. The best is the default; FEDBIOT_GEMM=<path> forces one at load, setGemmPath at run time.
  */
 export function gemmPaths(): string[] {

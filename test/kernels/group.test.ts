@@ -106,7 +106,10 @@ for (const path of paths)
             got.forEach((g, i) => {
               const cols = transW ? c.parts[i]!.N : K;
               const ld = transW ? ios[i]!.ld : K + pad;
-              assertClose(pick(g, cols, ld), pick(want[i]!, cols, ld), { atol: 2e-4, rtol: 1e-4 }, `output ${i}`);
+              // bf16 weights on the avx512bf16 path: activations rounded to bf16 (bound in bf16.test.ts)
+              const bf16 = transW ? c.parts[i]!.format === 'bf16' : c.parts.some((p) => p.format === 'bf16');
+              const tol = path === 'avx512bf16' && bf16 ? { atol: 3e-2, rtol: 1e-2 } : { atol: 2e-4, rtol: 1e-4 };
+              assertClose(pick(g, cols, ld), pick(want[i]!, cols, ld), tol, `output ${i}`);
             });
           } finally {
             setGemmPath(paths[0]!);

@@ -88,6 +88,15 @@ function onPath<T>(path: string, fn: () => T): T {
     setGemmPath(paths[0]!);
   }
 }
+/**
+ * The gemm tolerances, except for bf16 weights on the avx512bf16 path, where the activations are
+ * rounded to bf16 (2^-9 relative): outputs of magnitude ~1 then carry errors of a few 1e-3 (the
+ * exact bound is checked in bf16.test.ts).
+ */
+function tolerance(path: string, f: WeightFormat, atol: number): { atol: number; rtol: number } {
+  return path === 'avx512bf16' && f === 'bf16' ? { atol: 3e-2, rtol: 1e-2 } : { atol, rtol: 1e-4 };
+}
+
 for (const path of paths)
   for (const f of WEIGHT_FORMATS) {
     for (const transW of [true, false]) {
@@ -120,7 +129,7 @@ for (const path of paths)
                     { length: M * outCols },
                     (_, i) => y[pad + Math.floor(i / outCols) * ldy + (i % outCols)]!,
                   );
-                assertClose(pick(got), pick(want), { atol: 1e-4, rtol: 1e-4 }, `weightGemm ${f}`);
+                assertClose(pick(got), pick(want), tolerance(path, f, 1e-4), `weightGemm ${f}`);
               }),
           );
         }
@@ -146,7 +155,7 @@ for (const path of paths)
           const p = { format: f, W, N, K, transW, M, alpha: 1, xOff: 0, ldx: inCols, beta: 0, yOff: 0, ldy: outCols };
           native!.weightGemm({ ...p, X, Y: got });
           ref.weightGemm({ ...p, X: Float64Array.from(X), Y: want });
-          assertClose(got, want, { atol: 2e-4, rtol: 1e-4 }, `weightGemm ${f} transW=${transW} blocked`);
+          assertClose(got, want, tolerance(path, f, 2e-4), `weightGemm ${f} transW=${transW} blocked`);
         }
       }
     }),
