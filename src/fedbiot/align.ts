@@ -6,7 +6,7 @@
 // 1 - cosine. Padding positions are masked out of every term. The weights are what tells the methods
 // apart (see objectives.ts): FedBiOT uses NMSE + 0.9 KL, FedOT and Offsite-Tuning NMSE and an LM loss.
 import { Tensor, noGrad, tape, saved } from '../tensor/tensor.js';
-import { nmse, cosineLoss, klDivergence, mul, weightedSum, crossEntropy } from '../tensor/ops.js';
+import { nmse, cosineLoss, mul, weightedSum } from '../tensor/ops.js';
 import { keyMaskOf, positionWeights, shiftedTargets, IGNORE_INDEX, type TokenBatch } from '../nn/lm.js';
 import { Optimizer, type OptimizerOptions } from '../nn/optim.js';
 import type { ForwardContext } from '../nn/llama.js';
@@ -60,7 +60,7 @@ export function alignmentLoss(
   // adapter. No graph.
   const teacherHidden: Float32Array[] = [];
   const wantKl = o.lambda > 0;
-  const teacherLogits = noGrad(() => {
+  const teacherNormed = noGrad(() => {
     let h = hIn;
     const keep = new Set(s.plan.emulator);
     const layerwise = o.hiddenLoss === 'layerwise-nmse';
@@ -73,7 +73,8 @@ export function alignmentLoss(
       if (layerwise && keep.has(layer.sourceIndex)) teacherHidden.push(h.data);
     });
     if (o.hiddenLoss !== 'layerwise-nmse') teacherHidden.push(h.data);
-    return wantKl ? m.head(m.runLayers(h, ctx, s.adapterTop)).data : null;
+    // what the LM head reads; the teacher's logits are made chunk by chunk inside headLosses
+    return wantKl ? m.normed(m.runLayers(h, ctx, s.adapterTop)).data : null;
   });
 
   // Student: the emulator, then the same adapter.
@@ -100,15 +101,14 @@ export function alignmentLoss(
   let kl: Tensor | null = null;
   let ce: Tensor | null = null;
   if (wantKl || o.mu > 0) {
-    const studentLogits = m.head(m.runLayers(h, ctx, s.adapterTop));
-    if (teacherLogits) {
-      kl = klDivergence(teacherLogits, studentLogits, { rowWeight: weights });
-      terms.push([kl, o.lambda]);
-    }
-    if (o.mu > 0) {
-      ce = crossEntropy(studentLogits, shiftedTargets(batch.labels, batch.B, batch.T), IGNORE_INDEX);
-      terms.push([ce, o.mu]);
-    }
+    const losses = m.headLosses(m.runLayers(h, ctx, s.adapterTop), {
+      kl: teacherNormed ? { teacherHidden: teacherNormed, rowWeight: weights } : null,
+      ce: o.mu > 0 ? { targets: shiftedTargets(batch.labels, batch.B, batch.T), ignoreIndex: IGNORE_INDEX } : null,
+    });
+    kl = losses.kl;
+    ce = losses.ce;
+    if (kl) terms.push([kl, o.lambda]);
+    if (ce) terms.push([ce, o.mu]);
   }
   const tensor = weightedSum(terms, 'align.loss');
   const hidden = hiddenTerms.reduce((a, t) => a + t.item(), 0) * perTerm;

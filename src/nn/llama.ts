@@ -7,7 +7,20 @@
 // the adapter layers (and the frozen base weights of the emulator's kept layers).
 import { Tensor, noGrad, tape } from '../tensor/tensor.js';
 import { alloc } from '../tensor/engine.js';
-import { add, attention, embedding, linear, rmsnorm, rope, scale, swiglu, type Weight } from '../tensor/ops.js';
+import {
+  add,
+  attention,
+  crossEntropy,
+  embedding,
+  klDivergence,
+  linear,
+  rmsnorm,
+  rope,
+  scale,
+  swiglu,
+  type Weight,
+} from '../tensor/ops.js';
+import { headLosses, type HeadLossTerms, type HeadLosses } from '../tensor/head-loss.js';
 import type { FrozenWeight } from '../tensor/frozen.js';
 import { LoraLinear, type LoraSpec } from './lora.js';
 import { type ModelConfig, validateConfig } from './config.js';
@@ -344,9 +357,37 @@ export class LlamaModel {
     return h;
   }
 
+  /** The final norm: hidden [B, T, D] -> what the LM head reads. */
+  normed(h: Tensor): Tensor {
+    return rmsnorm(h, this.finalNorm, this.config.rmsNormEps);
+  }
+
   /** Final norm and LM head: hidden [B, T, D] -> logits [B, T, V]. */
   head(h: Tensor): Tensor {
-    return linear(rmsnorm(h, this.finalNorm, this.config.rmsNormEps), this.lmHead, 'lm_head');
+    return linear(this.normed(h), this.lmHead, 'lm_head');
+  }
+
+  /**
+   * Final norm, LM head and the losses on its logits (next-token CE, KL against a teacher's normed
+   * hidden states), in row chunks so that the [B*T, V] logits never exist whole (see head-loss.ts).
+   * A trainable head (pretraining) takes the unchunked path, which gives the head its gradient.
+   */
+  headLosses(h: Tensor, terms: HeadLossTerms): HeadLosses {
+    const w = this.lmHead;
+    if (!(w instanceof Tensor && w.requiresGrad && tape.enabled)) return headLosses(this.normed(h), w, terms);
+    const logits = this.head(h);
+    return {
+      ce: terms.ce ? crossEntropy(logits, terms.ce.targets, terms.ce.ignoreIndex ?? -100) : null,
+      kl: terms.kl
+        ? klDivergence(
+            noGrad(() => linear(new Tensor(terms.kl!.teacherHidden, h.shape), w).data),
+            logits,
+            {
+              rowWeight: terms.kl.rowWeight ?? null,
+            },
+          )
+        : null,
+    };
   }
 
   forward(ids: Int32Array, ctx: ForwardContext): Tensor {

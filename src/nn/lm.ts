@@ -1,7 +1,6 @@
 // Causal language-model objective: position t predicts token t + 1. Labels use -100 for positions
 // that carry no loss (prompt, padding), as Hugging Face does.
 import type { Tensor } from '../tensor/tensor.js';
-import { crossEntropy } from '../tensor/ops.js';
 import type { LlamaModel } from './llama.js';
 
 export const IGNORE_INDEX = -100;
@@ -41,8 +40,12 @@ export function positionWeights(batch: TokenBatch): Float32Array {
   return w;
 }
 
-/** Mean next-token cross-entropy over labelled positions; returns the loss and its token count. */
+/**
+ * Mean next-token cross-entropy over labelled positions; returns the loss and its token count. The
+ * LM head and the loss run in row chunks (LlamaModel.headLosses): the [B*T, V] logits never exist whole.
+ */
 export function lmLoss(model: LlamaModel, batch: TokenBatch): Tensor & { count: number } {
-  const logits = model.forward(batch.ids, { B: batch.B, T: batch.T, keyMask: keyMaskOf(batch) });
-  return crossEntropy(logits, shiftedTargets(batch.labels, batch.B, batch.T), IGNORE_INDEX);
+  const { B, T } = batch;
+  const h = model.runLayers(model.embed(batch.ids, B, T), { B, T, keyMask: keyMaskOf(batch) });
+  return model.headLosses(h, { ce: { targets: shiftedTargets(batch.labels, B, T), ignoreIndex: IGNORE_INDEX } }).ce!;
 }

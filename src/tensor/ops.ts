@@ -75,7 +75,7 @@ function gemm2(p: {
 }
 
 /** A weight as a part of weightGroupGemm: f32 values, or its stored bytes. */
-function weightSource(w: Weight): { format: FrozenWeight['format']; W: Float32Array | Uint8Array } {
+export function weightSource(w: Weight): { format: FrozenWeight['format']; W: Float32Array | Uint8Array } {
   return w instanceof FrozenWeight ? { format: w.format, W: w.bytes } : { format: 'f32', W: w.data };
 }
 
