@@ -33,7 +33,7 @@ export interface RunCheckpoint<Extra = unknown> {
   /** Rounds completed so far (the next round to run). */
   completedRounds: number;
   emulatorVersion: number;
-  files: { adapter: string; emulator: string | null; clients: Record<string, string> };
+  files: { adapter: string; emulator: string | null; clients: Record<string, string>; states?: Record<string, string> };
   extra: Extra;
 }
 
@@ -55,6 +55,8 @@ export function saveCheckpoint<E>(
     adapter: LoraState;
     emulator: LoraState | null;
     clients: Map<string, LoraState>;
+    /** Other named states of the run (the compressed streams' held states). */
+    states?: Record<string, LoraState>;
     extra: E;
   },
 ): string {
@@ -69,6 +71,12 @@ export function saveCheckpoint<E>(
     saveState(path.join(abs, f), s);
     clients[name] = path.join(sub, f);
   }
+  const states: Record<string, string> = {};
+  for (const [name, s] of Object.entries(c.states ?? {})) {
+    const f = `state-${name}.safetensors`;
+    saveState(path.join(abs, f), s);
+    states[name] = path.join(sub, f);
+  }
   const rec: RunCheckpoint<E> = {
     completedRounds: c.completedRounds,
     emulatorVersion: c.emulatorVersion,
@@ -76,6 +84,7 @@ export function saveCheckpoint<E>(
       adapter: path.join(sub, 'adapter.safetensors'),
       emulator: c.emulator ? path.join(sub, 'emulator.safetensors') : null,
       clients,
+      ...(Object.keys(states).length > 0 ? { states } : {}),
     },
     extra: c.extra,
   };
@@ -89,7 +98,14 @@ export function saveCheckpoint<E>(
 export function loadCheckpoint<E>(
   dir: string,
   completedRounds?: number,
-): (RunCheckpoint<E> & { adapter: LoraState; emulator: LoraState | null; clients: Map<string, LoraState> }) | null {
+):
+  | (RunCheckpoint<E> & {
+      adapter: LoraState;
+      emulator: LoraState | null;
+      clients: Map<string, LoraState>;
+      states: Record<string, LoraState>;
+    })
+  | null {
   const p =
     completedRounds === undefined
       ? path.join(dir, 'latest.json')
@@ -108,5 +124,8 @@ export function loadCheckpoint<E>(
     adapter: loadState(path.join(dir, rec.files.adapter)),
     emulator: rec.files.emulator ? loadState(path.join(dir, rec.files.emulator)) : null,
     clients,
+    states: Object.fromEntries(
+      Object.entries(rec.files.states ?? {}).map(([k, f]) => [k, loadState(path.join(dir, f))]),
+    ),
   };
 }

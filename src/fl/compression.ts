@@ -7,8 +7,11 @@
 //         residual (error feedback) stays with the client.
 //
 // CompressedServer is the server's half, CompressedClient one client's. A stream's version counts
-// the states sent (0 = the all-zero state both sides start from). Resuming a run restarts the
-// streams on both sides from version 0 (the first payload is then a whole state, quantized).
+// the states sent (0 = the all-zero state both sides start from). Both halves are durable: the
+// server's streams go into each checkpoint (a resumed server goes on with the same versions, so the
+// clients' copies stay valid), a networked client saves what it holds and its error feedback with
+// each trained update (a restarted client goes on with the same chain and residuals). A peer at a
+// version the server no longer has a delta for receives the held state whole.
 import {
   DeltaSender,
   ErrorFeedback,
@@ -22,6 +25,20 @@ import {
   type Compression,
 } from '../codec/index.js';
 import { mulberry32 } from '../util/rng.js';
+import { deserializeSafetensors, serializeSafetensors } from '../io/safetensors.js';
+import type { TensorRecord } from '../io/types.js';
+
+/** A stream's durable part: the version and the state every client at that version holds. */
+export interface StreamSnapshot {
+  version: number;
+  held: NamedArrays;
+}
+
+/** The server's streams, for checkpoints (`emulatorSource`: the emulator version the stream last took). */
+export interface CompressedServerSnapshot {
+  adapter: StreamSnapshot;
+  emulator: (StreamSnapshot & { source: number }) | null;
+}
 
 function frame(parts: (Uint8Array | null)[]): Buffer {
   const out: Buffer[] = [];
@@ -86,12 +103,38 @@ export class CompressedServer {
   readUpdate(body: Uint8Array, what: string): NamedArrays {
     return decodeUpload(this.adapterLayout, body, { version: this.adapter.version, state: this.adapter.held }, what);
   }
+
+  snapshot(): CompressedServerSnapshot {
+    return {
+      adapter: this.adapter.snapshot(),
+      emulator: this.emulator ? { ...this.emulator.snapshot(), source: this.emulatorSource } : null,
+    };
+  }
+
+  restore(s: CompressedServerSnapshot): void {
+    this.adapter.restore(s.adapter);
+    if (this.emulator && s.emulator) {
+      this.emulator.restore(s.emulator);
+      this.emulatorSource = s.emulator.source;
+    }
+  }
+}
+
+/** The layout ids of an agreement, checked against this peer's own tensors. */
+export function checkLayouts(agreed: Record<string, number>, own: Record<string, number>, peer: string): void {
+  for (const k of new Set([...Object.keys(agreed), ...Object.keys(own)]))
+    if (agreed[k] !== own[k])
+      throw new CodecError(
+        peer,
+        `layout '${k}'`,
+        `the server's tensors have layout ${agreed[k]?.toString(16) ?? 'none'}, this model's ${own[k]?.toString(16) ?? 'none'} (another model or LoRA shape)`,
+      );
 }
 
 export class CompressedClient {
   private adapter: { version: number; state: NamedArrays } | null = null;
   private emulator: { version: number; state: NamedArrays } | null = null;
-  private readonly feedback = new ErrorFeedback();
+  private feedback = new ErrorFeedback();
 
   constructor(
     readonly c: Compression,
@@ -101,6 +144,65 @@ export class CompressedClient {
 
   get versions(): { adapter: number; emulator: number } {
     return { adapter: this.adapter?.version ?? 0, emulator: this.emulator?.version ?? 0 };
+  }
+
+  /** The emulator LoRA this client holds (null before the first one arrived). */
+  get heldEmulator(): NamedArrays | null {
+    return this.emulator?.state ?? null;
+  }
+
+  /** What this client holds and its error feedback, as one safetensors body (saved with each trained update). */
+  toBuffer(): Buffer {
+    const m = new Map<string, TensorRecord>();
+    const put = (prefix: string, s: NamedArrays) => {
+      for (const [k, v] of s) m.set(`${prefix}${k}`, { dtype: 'F32', shape: v.shape, data: v.data });
+    };
+    if (this.adapter) put('adapter.', this.adapter.state);
+    if (this.emulator) put('emulator.', this.emulator.state);
+    for (const [k, v] of this.feedback.state()) m.set(`feedback.${k}`, { dtype: 'F32', shape: [v.length], data: v });
+    return serializeSafetensors(m, {
+      metadata: {
+        format: 'fedbiot-codec-client/1',
+        codec: this.c.codec,
+        adapterVersion: String(this.adapter?.version ?? -1),
+        emulatorVersion: String(this.emulator?.version ?? -1),
+      },
+    });
+  }
+
+  /** A client restored from toBuffer's body; `what` names the file in errors. */
+  static fromBuffer(
+    c: Compression,
+    adapterLayout: Layout,
+    emulatorLayout: Layout | null,
+    buf: Uint8Array,
+    what: string,
+  ): CompressedClient {
+    const { tensors, metadata } = deserializeSafetensors(buf, what);
+    if (metadata.format !== 'fedbiot-codec-client/1')
+      throw new CodecError(what, 'format', `expected fedbiot-codec-client/1, got ${metadata.format}`);
+    if (metadata.codec !== c.codec)
+      throw new CodecError(what, 'codec', `saved for codec ${metadata.codec}, the server now uses ${c.codec}`);
+    const cc = new CompressedClient(c, adapterLayout, emulatorLayout);
+    const part = (prefix: string, layout: Layout | null, version: string | undefined) => {
+      const v = Number(version);
+      if (!layout || !(Number.isInteger(v) && v >= 0)) return null;
+      const state: NamedArrays = new Map();
+      layout.names.forEach((n, i) => {
+        const t = tensors.get(`${prefix}${n}`);
+        if (!t || t.data.length !== layout.sizes[i])
+          throw new CodecError(what, `${prefix}${n}`, 'missing or of another size than the agreed layout');
+        state.set(n, { shape: [...layout.shapes[i]!], data: Float32Array.from(t.data) });
+      });
+      return { version: v, state };
+    };
+    cc.adapter = part('adapter.', adapterLayout, metadata.adapterVersion);
+    cc.emulator = part('emulator.', emulatorLayout, metadata.emulatorVersion);
+    const residual = new Map<string, Float32Array>();
+    for (const [k, t] of tensors)
+      if (k.startsWith('feedback.')) residual.set(k.slice('feedback.'.length), Float32Array.from(t.data));
+    cc.feedback = ErrorFeedback.fromState(residual);
+    return cc;
   }
 
   /** Applies a down body; returns the adapter to train from and the emulator LoRA when it changed. */

@@ -27,7 +27,7 @@ import * as path from 'node:path';
 import type { RunConfig } from '../config/schema.js';
 import { ServerAlgorithm, type AlgorithmSettings, type Strategy } from '../fedbiot/algorithms.js';
 import { heldBytes } from '../models/stored-weights.js';
-import { CompressedServer } from './compression.js';
+import { CompressedServer, type CompressedServerSnapshot } from './compression.js';
 import { methodAsRun, settingsFromConfig, type MethodAsRun } from '../fedbiot/settings.js';
 import { evaluateModel, type EvalSpec } from '../fedbiot/evaluate.js';
 import { fedAvg } from '../fedbiot/aggregate.js';
@@ -56,7 +56,7 @@ import { silentProgress, type Progress } from '../util/progress.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { taskScorer, type Experiment } from './experiment.js';
 import { encodePayload, f32Codec, type PayloadCodec } from './payload.js';
-import { checkUpload, type Checked } from './net/validate.js';
+import { checkCompressedUpload, checkUpload, type Checked } from './net/validate.js';
 import { clientDownloadBytes } from './net/artifact.js';
 
 export interface EvalResult {
@@ -177,8 +177,11 @@ export interface RoundExchange {
   sampleMore(others: readonly string[], want: number, extension: number): string[];
   /** The encoded payload for a client whose emulator copy has version `emulatorVersion` (-1: none). */
   payloadFor(client: string, nonce: string, emulatorVersion: number): { body: Buffer; emulatorVersion: number };
-  /** Checks an update body against the round's adapter (names, shapes, finite values, norm bound). */
-  check(body: Uint8Array): Checked;
+  /**
+   * Checks an update body against the round's adapter (names, shapes, finite values, norm bound).
+   * With `compressed`, the body is a compressed delta and `meta` its UpdateMeta (round, nonce, samples).
+   */
+  check(body: Uint8Array, meta?: unknown): Checked;
   /** The strategy's choice: false when clients keep their own adapter (nothing travels after joining). */
   shared: boolean;
   /** With `compression` configured (and a shared adapter): the round's compressed streams, used instead of payloadFor / check. */
@@ -263,6 +266,37 @@ interface DriverState {
   aggregator?: AggregatorState;
   /** The emulator-to-full gap so far (runs with an emulator). */
   drift?: DriftPoint[];
+  /** The compressed streams' versions (their held states are the checkpoint's `stream-*` states). */
+  compression?: { adapter: number; emulator: number | null; emulatorSource: number | null };
+}
+
+/** The compressed streams as a checkpoint holds them: versions in the record, held states as files. */
+function streamsToCheckpoint(s: CompressedServerSnapshot): {
+  versions: NonNullable<DriverState['compression']>;
+  states: Record<string, LoraState>;
+} {
+  return {
+    versions: {
+      adapter: s.adapter.version,
+      emulator: s.emulator?.version ?? null,
+      emulatorSource: s.emulator?.source ?? null,
+    },
+    states: { 'stream-adapter': s.adapter.held, ...(s.emulator ? { 'stream-emulator': s.emulator.held } : {}) },
+  };
+}
+
+function streamsFromCheckpoint(
+  v: NonNullable<DriverState['compression']>,
+  states: Record<string, LoraState>,
+): CompressedServerSnapshot | null {
+  const adapter = states['stream-adapter'];
+  if (!adapter) return null;
+  const emulator = states['stream-emulator'];
+  return {
+    adapter: { version: v.adapter, held: adapter },
+    emulator:
+      emulator && v.emulator !== null ? { version: v.emulator, held: emulator, source: v.emulatorSource ?? -1 } : null,
+  };
 }
 
 /** Sorts client names the way people number them ("2" before "10"). */
@@ -452,6 +486,9 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       compressing && shared
         ? new CompressedServer(cfg.compression, server.adapterState(), server.emulatorState())
         : null;
+    // A resumed run goes on with the streams' versions: what clients hold stays valid.
+    const saved = ck && state.compression ? streamsFromCheckpoint(state.compression, ck.states) : null;
+    if (compressed && saved) compressed.restore(saved);
     for (let round = startRound; round < cfg.rounds; round++) {
       const rt0 = performance.now();
       const align = server.beginRound(round);
@@ -487,7 +524,12 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
             emulatorVersion: p.emulatorVersion,
           };
         },
-        check: (body) => checkUpload(body, globalAdapter, { normBound: cfg.server?.normBound }),
+        check: (body, meta) =>
+          compressed
+            ? checkCompressedUpload(body, meta, (b) => compressed.readUpdate(b, `round ${round + 1} update`), {
+                normBound: cfg.server?.normBound,
+              })
+            : checkUpload(body, globalAdapter, { normBound: cfg.server?.normBound }),
         emit,
       };
       const out = await transport.exchange(x);
@@ -574,12 +616,15 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       );
       state.publicIterator = publicIt.getState();
       state.transport = transport.snapshot?.();
+      const streams = compressed ? streamsToCheckpoint(compressed.snapshot()) : null;
+      if (streams) state.compression = streams.versions;
       const name = saveCheckpoint(ckptDir, {
         completedRounds: round + 1,
         emulatorVersion: server.currentEmulatorVersion,
         adapter: server.adapterState(),
         emulator: server.emulatorState(),
         clients: ownAdapters,
+        ...(streams ? { states: streams.states } : {}),
         extra: state,
       });
       transport.recorded?.(round, entry, name);

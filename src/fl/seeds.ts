@@ -10,3 +10,8 @@ export function clientDataSeed(runSeed: number, client: string): number {
 export function clientDropoutSeed(dataSeed: number, round: number): number {
   return deriveSeed(dataSeed, `dropout-${round}`);
 }
+
+/** The seed of a compressed upload's stochastic rounding in a round. */
+export function compressedUploadSeed(dataSeed: number, round: number): number {
+  return deriveSeed(dataSeed, `upload-${round}`);
+}

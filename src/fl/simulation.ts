@@ -7,7 +7,7 @@ import { BatchIterator, resolvePadId, toTokenBatch, type BatchIteratorState } fr
 import { liveTensorBytes, peakTensorBytes, resetPeakTensorBytes } from '../tensor/engine.js';
 import { nonce as newNonce } from './net/auth.js';
 import { decodePayload, encodeUpdate } from './payload.js';
-import { clientDataSeed, clientDropoutSeed } from './seeds.js';
+import { clientDataSeed, clientDropoutSeed, compressedUploadSeed } from './seeds.js';
 import {
   encodeForTraining,
   measuredJoinBytes,
@@ -22,8 +22,7 @@ import {
 } from './driver.js';
 import type { Experiment } from './experiment.js';
 import { CompressedClient } from './compression.js';
-import { cloneState, firstNonFinite, stateAddScaled, stateDiff, type LoraState } from '../fedbiot/lora-state.js';
-import { deriveSeed } from '../util/rng.js';
+import { cloneState, stateAddScaled, stateDiff, type LoraState } from '../fedbiot/lora-state.js';
 
 export interface SimulationOptions extends RunOptions {
   /** Checked between clients: when it returns true the run stops after saving nothing partial. */
@@ -47,7 +46,7 @@ export class InProcessTransport implements Transport {
   private readonly iterators = new Map<string, BatchIterator>();
   private readonly sizes = new Map<string, number>();
   private state: SimState = { iterators: {}, emulatorVersions: {}, peakActivationBytes: 0 };
-  /** With compression: each client's received states and error feedback (not checkpointed: a resumed run restarts the streams). */
+  /** With compression: each client's received states and error feedback (not checkpointed: after a resume each client gets the held states whole). */
   private readonly compressedClients = new Map<string, CompressedClient>();
 
   constructor(
@@ -110,6 +109,8 @@ export class InProcessTransport implements Transport {
       }
       let body: Buffer;
       let cc: CompressedClient | null = null;
+      /** The adapter the round starts from as this client holds it (compressed: the received copy). */
+      let start = x.start;
       if (x.compressed) {
         // compressed streams: each client holds its own received states and error feedback
         const server = x.compressed;
@@ -119,10 +120,14 @@ export class InProcessTransport implements Transport {
         this.compressedClients.set(name, cc);
         body = server.payloadFor(cc.versions.adapter, cc.versions.emulator);
         const r = cc.receive(body, `round ${x.round + 1} payload for client ${name}`);
+        // the emulator LoRA this client holds, every round: the shared model's layers carry the
+        // server's own aligned copy between rounds, a networked client's carry what it received
+        const emulator = cc.heldEmulator;
+        start = cloneState(r.adapter);
         this.client.apply({
           round: x.round,
           adapter: cloneState(r.adapter),
-          emulator: r.emulator ? cloneState(r.emulator) : null,
+          emulator: emulator ? cloneState(emulator) : null,
           emulatorVersion: this.ctx.server.currentEmulatorVersion,
         });
       } else {
@@ -142,31 +147,21 @@ export class InProcessTransport implements Transport {
       this.state.peakActivationBytes = Math.max(this.state.peakActivationBytes, peakTensorBytes() - live0);
       const size = this.sizes.get(name)!;
       let upload = res.state;
-      if (this.poison?.client === name) upload = stateAddScaled(x.start, stateDiff(upload, x.start), this.poison.scale);
+      if (this.poison?.client === name) upload = stateAddScaled(start, stateDiff(upload, start), this.poison.scale);
       // Local DP (and clipping under secure aggregation) happens on the client, before upload.
       const agg = this.ctx.aggregator;
-      if (agg.clientTransforms) upload = agg.prepareUpload(x.start, upload, agg.simulatedClientNoise(name, x.round));
-      let up: Buffer;
-      let state: LoraState;
-      let reported = size;
-      if (cc) {
-        up = cc.upload(upload, deriveSeed(clientDataSeed(cfg.seed, name), `upload-${x.round}`));
-        state = x.compressed!.readUpdate(up, `round ${x.round + 1} update from client ${name}`);
-        const bad = firstNonFinite(state);
-        if (bad)
-          throw new Error(
-            `simulated client ${name}, round ${x.round + 1}: its update has a non-finite value in '${bad}'`,
-          );
-      } else {
-        up = encodeUpdate({ round: x.round, nonce, samples: size, state: upload }, this.ctx.codec);
-        const c = x.check(up);
-        if (!c.ok)
-          throw new Error(
-            `simulated client ${name}, round ${x.round + 1}: its update was refused: ${c.code}: ${c.reason}`,
-          );
-        state = c.state;
-        reported = c.samples;
-      }
+      if (agg.clientTransforms) upload = agg.prepareUpload(start, upload, agg.simulatedClientNoise(name, x.round));
+      // the body (and, compressed, the header's UpdateMeta) a networked client sends
+      const up = cc
+        ? cc.upload(upload, compressedUploadSeed(clientDataSeed(cfg.seed, name), x.round))
+        : encodeUpdate({ round: x.round, nonce, samples: size, state: upload }, this.ctx.codec);
+      const c = x.check(up, cc ? { round: x.round, nonce, samples: size } : undefined);
+      if (!c.ok)
+        throw new Error(
+          `simulated client ${name}, round ${x.round + 1}: its update was refused: ${c.code}: ${c.reason}`,
+        );
+      const state: LoraState = c.state;
+      const reported = c.samples;
       traffic[name] = { down: body.length, up: up.length };
       x.emit({ type: 'update', round: x.round, client: name, bytes: up.length });
       updates.push({

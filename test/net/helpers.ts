@@ -232,3 +232,13 @@ export function maxAdapterDiff(
   }
   return m;
 }
+
+/** The round entries of a simulation's metrics.jsonl. */
+export function simulatedRounds(out: string): Record<string, unknown>[] {
+  return fs
+    .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => typeof l.round === 'number' && (l.round as number) >= 0 && !l.phase);
+}

@@ -12,10 +12,13 @@ import { BatchIterator, resolvePadId, type BatchIteratorState } from '../../data
 import { getTemplate } from '../../data/templates.js';
 import { toTokenBatch } from '../../data/batch.js';
 import { writeAtomic } from '../../io/byte-source.js';
-import { clientDropoutSeed } from '../seeds.js';
+import { clientDropoutSeed, compressedUploadSeed } from '../seeds.js';
 import { clientNoiseStream, transformUpload } from '../../privacy/aggregator.js';
 import { Prg } from '../../util/prg.js';
 import { decodePayload, encodeUpdate } from '../payload.js';
+import { CompressedClient, checkLayouts } from '../compression.js';
+import { layoutOf, localOffer } from '../../codec/index.js';
+import { captureLora, cloneState, type LoraState } from '../../fedbiot/lora-state.js';
 import { loadClientModel } from './artifact.js';
 import {
   DEFAULT_CHUNK_BYTES,
@@ -38,8 +41,11 @@ import {
   joinInfoSchema,
   METRICS_HEADER,
   roundStatusSchema,
+  UPDATE_HEADER,
   type JoinInfo,
+  type JoinRequest,
   type RoundStatus,
+  type UpdateMeta,
   type UploadMetrics,
 } from './protocol.js';
 
@@ -86,7 +92,9 @@ interface ClientStateFile {
   lastRound: number;
   iterator: BatchIteratorState | null;
   /** The update of lastRound not yet confirmed by the server: its body file (in the cache) and metrics. */
-  pending?: { round: number; file: string; metrics: UploadMetrics } | null;
+  pending?: { round: number; file: string; metrics: UploadMetrics; meta?: UpdateMeta } | null;
+  /** With compression: the file (in the cache) of what this client holds and its error feedback after lastRound. */
+  codec?: string | null;
 }
 
 /** Retries `f` on network errors (not on HTTP refusals) until `patience` ms without success. */
@@ -118,7 +126,11 @@ async function retrying<T>(
 }
 
 export async function joinServer(t: ClientTransport): Promise<JoinInfo> {
-  const r = await request(t, 'POST', 'v1/join');
+  const offer: JoinRequest = { codecs: localOffer() };
+  const r = await request(t, 'POST', 'v1/join', {
+    body: Buffer.from(JSON.stringify(offer)),
+    headers: { 'content-type': 'application/json' },
+  });
   if (r.status !== 200) {
     const why = replyReason(r);
     throw new RefusedError(r.status, why.code, `join refused: ${why.reason}`);
@@ -204,6 +216,21 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
     seed: tr.dataSeed,
   });
   const stateFile = path.join(o.cache, `client-${join.client}.json`);
+  // Compressed round traffic (join.compression): the adapter and emulator LoRA arrive as deltas
+  // against what this client holds, and its uploads carry error feedback; both persist with each
+  // trained update (codecFile), so a restarted client stays on the server's chain.
+  const agreed = join.compression;
+  const adapterLayout = layoutOf(captureLora(cm.adapter));
+  const emulatorLayout = cm.emulator.length > 0 ? layoutOf(captureLora(cm.emulator)) : null;
+  if (agreed)
+    checkLayouts(
+      agreed.layouts,
+      { adapter: adapterLayout.id, ...(emulatorLayout ? { emulator: emulatorLayout.id } : {}) },
+      `join of ${join.client}`,
+    );
+  const compression = agreed ? { codec: agreed.codec, topk: agreed.topk } : null;
+  let codec = compression ? new CompressedClient(compression, adapterLayout, emulatorLayout) : null;
+  let codecFile: string | null = null;
   let lastRound = -1;
   let pending: ClientStateFile['pending'] = null;
   if (fs.existsSync(stateFile)) {
@@ -212,6 +239,11 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
       lastRound = s.lastRound;
       pending = s.pending ?? null;
       if (s.iterator) it.setState(s.iterator);
+      if (compression && s.codec) {
+        const file = path.join(o.cache, s.codec);
+        codec = CompressedClient.fromBuffer(compression, adapterLayout, emulatorLayout, fs.readFileSync(file), file);
+        codecFile = s.codec;
+      }
       log(`continuing after round ${lastRound + 1}`);
     }
   }
@@ -224,14 +256,18 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
         lastRound,
         iterator: it.getState(),
         pending,
+        codec: codecFile,
       } satisfies ClientStateFile),
     );
-  const upload = async (round: number, body: Buffer, metrics: UploadMetrics) => {
+  const upload = async (round: number, body: Buffer, metrics: UploadMetrics, meta?: UpdateMeta) => {
     for (;;) {
       const up = await retry('upload', () =>
         request(t, 'POST', `v1/round/${round}/update`, {
           body,
-          headers: { [METRICS_HEADER]: JSON.stringify(metrics) },
+          headers: {
+            [METRICS_HEADER]: JSON.stringify(metrics),
+            ...(meta ? { [UPDATE_HEADER]: JSON.stringify(meta) } : {}),
+          },
         }),
       );
       if (up.status === 200) {
@@ -255,7 +291,7 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
     const file = path.join(o.cache, pending.file);
     if (fs.existsSync(file)) {
       log(`round ${pending.round + 1}: sending the update saved before the last exit`);
-      await upload(pending.round, fs.readFileSync(file), pending.metrics);
+      await upload(pending.round, fs.readFileSync(file), pending.metrics, pending.meta);
       fs.rmSync(file, { force: true });
     }
     pending = null;
@@ -277,18 +313,39 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
       continue;
     }
     const round = st.round;
-    const payloadReply = await retry('payload', () =>
-      request(t, 'GET', `v1/round/${round}/payload?emulatorVersion=${algo.emulatorVersion}`),
-    );
+    const query = codec
+      ? `adapterVersion=${codec.versions.adapter}&emulatorVersion=${codec.versions.emulator}`
+      : `emulatorVersion=${algo.emulatorVersion}`;
+    const payloadReply = await retry('payload', () => request(t, 'GET', `v1/round/${round}/payload?${query}`));
     if (payloadReply.status !== 200) {
       const why = replyReason(payloadReply);
       log(`round ${round + 1}: payload refused: ${why.code}: ${why.reason}`);
       await sleep(join.pollSeconds * 1000);
       continue;
     }
-    const p = decodePayload(payloadReply.body);
-    algo.apply(p);
-    log(`round ${round + 1}: training (${tr.local.steps} steps${p.emulator ? ', emulator updated' : ''})`);
+    let nonce: string;
+    let emulatorUpdated: boolean;
+    /** The adapter the round starts from, as this client holds it. */
+    let start: LoraState;
+    if (codec) {
+      const r = codec.receive(payloadReply.body, `round ${round + 1} payload`);
+      start = cloneState(r.adapter);
+      algo.apply({
+        round,
+        adapter: cloneState(r.adapter),
+        emulator: r.emulator ? cloneState(r.emulator) : null,
+        emulatorVersion: codec.versions.emulator,
+      });
+      nonce = st.nonce ?? '';
+      emulatorUpdated = r.emulator !== null;
+    } else {
+      const p = decodePayload(payloadReply.body);
+      algo.apply(p);
+      nonce = p.nonce;
+      start = p.adapter;
+      emulatorUpdated = p.emulator !== null;
+    }
+    log(`round ${round + 1}: training (${tr.local.steps} steps${emulatorUpdated ? ', emulator updated' : ''})`);
     if (o.trainDelayMs) await sleep(o.trainDelayMs);
     progress.start(`round ${round + 1} training`, tr.local.steps);
     const res = algo.train(
@@ -301,21 +358,32 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
     const upload = tr.privacy
       ? transformUpload(
           tr.privacy,
-          p.adapter,
+          start,
           res.state,
           o.noiseSeed !== undefined
             ? clientNoiseStream(o.noiseSeed, join.client, round)
             : new Prg(new Uint8Array(crypto.randomBytes(32))),
         )
       : res.state;
-    const body = encodeUpdate({ round, nonce: p.nonce, samples: items.length, state: upload });
+    const meta: UpdateMeta = { round, nonce, samples: items.length };
+    const body = codec
+      ? codec.upload(upload, compressedUploadSeed(tr.dataSeed, round))
+      : encodeUpdate({ ...meta, state: upload });
     const metrics: UploadMetrics = { meanLoss: res.meanLoss, tokens: res.tokens, seconds: res.seconds };
-    // The update and the data position reach the disk together, before the upload.
+    // The update, the data position and (compressed) what the client holds with its error feedback
+    // reach the disk together, before the upload: the state file, written last, points at them.
     const bodyFile = `client-${join.client}-update.bin`;
     writeAtomic(path.join(o.cache, bodyFile), body);
+    const previousCodecFile = codecFile;
+    if (codec) {
+      codecFile = `client-${join.client}-codec-${round}.safetensors`;
+      writeAtomic(path.join(o.cache, codecFile), codec.toBuffer());
+    }
     lastRound = round;
-    pending = { round, file: bodyFile, metrics };
+    pending = { round, file: bodyFile, metrics, ...(codec ? { meta } : {}) };
     saveProgress();
+    if (previousCodecFile && previousCodecFile !== codecFile)
+      fs.rmSync(path.join(o.cache, previousCodecFile), { force: true });
     if (process.env.FEDBIOT_DEBUG_EXIT_BEFORE_UPLOAD === String(round)) {
       log(`round ${round + 1}: exiting before the upload (FEDBIOT_DEBUG_EXIT_BEFORE_UPLOAD)`);
       process.exit(3);

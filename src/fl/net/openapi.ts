@@ -10,11 +10,14 @@ import {
   errorSchema,
   healthSchema,
   joinInfoSchema,
+  joinRequestSchema,
   modelFileSchema,
   roundStatusSchema,
   statusInfoSchema,
   uploadMetricsSchema,
   uploadReplySchema,
+  UPDATE_HEADER,
+  updateMetaSchema,
 } from './protocol.js';
 
 type Json = Record<string, unknown>;
@@ -25,9 +28,11 @@ const COMPONENTS: [string, z.ZodType][] = [
   ['Health', healthSchema],
   ['ModelFile', modelFileSchema],
   ['Artifact', artifactSchema],
+  ['JoinRequest', joinRequestSchema],
   ['JoinInfo', joinInfoSchema],
   ['RoundStatus', roundStatusSchema],
   ['UploadMetrics', uploadMetricsSchema],
+  ['UpdateMeta', updateMetaSchema],
   ['UploadReply', uploadReplySchema],
   ['StatusInfo', statusInfoSchema],
 ];
@@ -124,12 +129,18 @@ export function openApiDocument(serverUrl?: string): Json {
       '/v1/join': {
         post: {
           operationId: 'join',
-          summary: 'who the client is, which model to download and how to train',
+          summary: 'who the client is, which model to download and how to train, the round traffic codec',
           security: clientAuth,
+          requestBody: {
+            required: false,
+            ...json('JoinRequest', 'the codecs the client decodes (without a body: plain F32 round traffic only)'),
+          },
           responses: {
             200: json('JoinInfo', 'the join information'),
+            400: err('the body is not a JoinRequest'),
             401: UNAUTHORIZED,
             403: err('the token is not a client token'),
+            422: err("the run's compression codec is not among the client's (the reason says what it lacks)"),
           },
         },
       },
@@ -177,14 +188,23 @@ export function openApiDocument(serverUrl?: string): Json {
               name: 'emulatorVersion',
               in: 'query',
               required: false,
-              description: 'the emulator version the client holds (-1: none)',
+              description:
+                'the emulator version the client holds (-1: none); with compression, the version of the emulator stream (0: none)',
               schema: { type: 'integer' },
+            },
+            {
+              name: 'adapterVersion',
+              in: 'query',
+              required: false,
+              description: 'with compression: the version of the adapter stream the client holds (0: none)',
+              schema: { type: 'integer', minimum: 0 },
             },
           ],
           responses: {
             200: binary(
-              `${SAFETENSORS} Tensors "adapter.<name>" and "emulator.<name>"; metadata round, nonce, emulatorVersion, hasEmulator ("1" or "0"), codec (how the tensors are encoded; "f32": plain F32 tensors).`,
+              `${SAFETENSORS} Tensors "adapter.<name>" and "emulator.<name>"; metadata round, nonce, emulatorVersion, hasEmulator ("1" or "0"), codec (how the tensors are encoded; "f32": plain F32 tensors). With compression (JoinInfo.compression): two parts, each a u32 length and a compressed-update body ("FBCU", src/codec/wire.ts; length 0: nothing new), the adapter's and the emulator's, each a delta against the version the client holds or the held state whole.`,
             ),
+            400: err('a version in the query is not a non-negative integer'),
             401: UNAUTHORIZED,
             403: err('the client is not sampled in this round'),
             409: err('the round is not open'),
@@ -205,11 +225,19 @@ export function openApiDocument(serverUrl?: string): Json {
               description: "the client's local training metrics, an UploadMetrics object as JSON text",
               content: { 'application/json': { schema: ref('UploadMetrics') } },
             },
+            {
+              name: UPDATE_HEADER,
+              in: 'header',
+              required: false,
+              description:
+                "with compression: the update's round, nonce and local example count, an UpdateMeta object as JSON text",
+              content: { 'application/json': { schema: ref('UpdateMeta') } },
+            },
           ],
           requestBody: {
             required: true,
             ...binary(
-              `${SAFETENSORS} The adapter LoRA tensors under the payload's names (without "adapter."), encoded with the payload's codec; metadata round, nonce (from RoundStatus), samples (local example count), codec.`,
+              `${SAFETENSORS} The adapter LoRA tensors under the payload's names (without "adapter."), encoded with the payload's codec; metadata round, nonce (from RoundStatus), samples (local example count), codec. With compression: a compressed-update body ("FBCU"), the delta against the round's adapter (seeded stochastic rounding, top-k with the client's error feedback when agreed).`,
             ),
           },
           responses: {

@@ -2,17 +2,23 @@
 // has a certificate), JSON control messages validated with zod on both sides, and binary
 // safetensors bodies for LoRA states. Every request carries `Authorization: Bearer <token>`.
 //
-//   POST /v1/join                       -> JoinInfo (who am I, what model to fetch, how to train)
+//   POST /v1/join                       JoinRequest (the codecs the client decodes) -> JoinInfo (who am
+//                                          I, what model to fetch, how to train, the agreed codec)
 //   GET  /v1/model/files/:name          -> one file of the compressed model (HTTP Range supported)
 //   GET  /v1/round                      -> RoundStatus (wait / train / uploaded / done)
 //   GET  /v1/round/:r/payload?emulatorVersion=N -> the round payload (src/fl/payload.ts)
+//        (compressed: ?adapterVersion=A&emulatorVersion=E, the stream versions the client holds;
+//         the body is src/fl/compression.ts's down body)
 //   POST /v1/round/:r/update            -> the update body (src/fl/payload.ts); training metrics in
 //                                          the x-fedbiot-metrics header (JSON, UploadMetrics)
+//        (compressed: the body is src/codec's delta against the round's adapter; round, nonce and
+//         samples travel in the x-fedbiot-update header, UpdateMeta)
 //   GET  /v1/status                     -> StatusInfo (admin token: per-client detail and metrics)
 //   GET  /v1/health                     -> Health { ok: true, phase }
 //   GET  /v1/openapi.json               -> this protocol as OpenAPI 3.1 (openapi.ts, from the schemas below)
 import { z } from 'zod';
 import { localSchema, loraSchema } from '../../config/schema.js';
+import { codecAgreementSchema, codecOfferSchema } from '../../codec/negotiate.js';
 
 export const PROTOCOL = 'fedbiot-net/1';
 
@@ -31,8 +37,14 @@ export const artifactSchema = z.object({
 });
 export type Artifact = z.infer<typeof artifactSchema>;
 
+/** POST /v1/join's body: what the client decodes (absent: an older client, plain f32 only). */
+export const joinRequestSchema = z.object({ codecs: codecOfferSchema.optional() });
+export type JoinRequest = z.infer<typeof joinRequestSchema>;
+
 export const joinInfoSchema = z.object({
   protocol: z.literal(PROTOCOL),
+  /** The round traffic's codec (config `compression`), agreed from the client's offer; absent: plain f32 bodies. */
+  compression: codecAgreementSchema.optional(),
   client: z.string(),
   rounds: z.number().int().positive(),
   pollSeconds: z.number().positive(),
@@ -76,6 +88,16 @@ export const uploadMetricsSchema = z.object({
 /** The request header that carries an update's UploadMetrics (JSON). */
 export const METRICS_HEADER = 'x-fedbiot-metrics';
 export type UploadMetrics = z.infer<typeof uploadMetricsSchema>;
+
+/** A compressed update's round, nonce and reported data size (the body carries the tensors only). */
+export const updateMetaSchema = z.strictObject({
+  round: z.number().int().nonnegative(),
+  nonce: z.string().min(1),
+  samples: z.number().int().positive(),
+});
+export type UpdateMeta = z.infer<typeof updateMetaSchema>;
+/** The request header that carries a compressed update's UpdateMeta (JSON). */
+export const UPDATE_HEADER = 'x-fedbiot-update';
 
 export const errorSchema = z.object({ error: z.string(), reason: z.string() });
 

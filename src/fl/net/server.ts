@@ -30,11 +30,14 @@ import { ServerDb } from './db.js';
 import { bearer, nonce as newNonce } from './auth.js';
 import { readArtifact, writeCompressedModel } from './artifact.js';
 import {
+  joinRequestSchema,
   METRICS_HEADER,
   PROTOCOL,
+  UPDATE_HEADER,
   uploadMetricsSchema,
   type Artifact,
   type JoinInfo,
+  type JoinRequest,
   type RoundStatus,
   type StatusInfo,
   type UploadMetrics,
@@ -47,6 +50,7 @@ import { createRunOps, type RunOps } from '../../ops/run-ops.js';
 import { credential, OpsEndpoints } from '../../ops/http.js';
 import { requestLogger, type Logger } from '../../ops/log.js';
 import { uploadTransform } from '../../privacy/aggregator.js';
+import { layoutOf, negotiate } from '../../codec/index.js';
 
 export { serverSettings, type ServerSettings };
 
@@ -82,6 +86,8 @@ export class NetworkTransport implements Transport {
   private finishedAt: number | null = null;
   private uploadsInFlight = 0;
   private readonly refusals: RefusalLog;
+  /** With `compression` (and a shared adapter): the layout ids of the compressed streams, agreed at join. */
+  private codecLayouts: Record<string, number> | null = null;
   url = '';
   /** The run's events, dashboard state and Prometheus metrics (GET /dashboard, /metrics). */
   readonly ops: RunOps;
@@ -128,6 +134,15 @@ export class NetworkTransport implements Transport {
 
   async open(ctx: TransportContext): Promise<void> {
     this.ctx = ctx;
+    const c = this.cfg.compression;
+    if ((c.codec !== 'none' || c.topk !== null) && ctx.strategy.adapters === 'global') {
+      const emulator = ctx.server.emulatorState();
+      // the driver's CompressedServer builds its streams from the same states, in the same order
+      this.codecLayouts = {
+        adapter: layoutOf(ctx.server.adapterState()).id,
+        ...(emulator ? { emulator: layoutOf(emulator).id } : {}),
+      };
+    }
     const split = ctx.server.split!;
     const art = readArtifact(this.modelDir);
     this.artifact = art ?? writeCompressedModel(split, this.modelDir, { modelPath: this.cfg.model.path });
@@ -414,23 +429,48 @@ export class NetworkTransport implements Transport {
     if (this.opsHttp && (await this.opsHttp.handle(req, res))) return;
     const who = this.auth(req);
     if (who.role !== 'client') throw new HttpError(403, 'forbidden', 'this endpoint is for clients');
-    if (m === 'POST' && p === '/v1/join') return sendJson(res, 200, this.joinInfo(who.name));
+    if (m === 'POST' && p === '/v1/join')
+      return sendJson(res, 200, this.joinInfo(who.name, await readBody(req, 64 * 1024)));
     const file = /^\/v1\/model\/files\/([^/]+)$/.exec(p);
     if (m === 'GET' && file) return this.sendModelFile(req, res, who.name, decodeURIComponent(file[1]!));
     if (m === 'GET' && p === '/v1/round') return sendJson(res, 200, this.roundStatus(who.name));
     const pay = /^\/v1\/round\/(\d+)\/payload$/.exec(p);
-    if (m === 'GET' && pay)
-      return this.sendPayload(res, who.name, Number(pay[1]), Number(url.searchParams.get('emulatorVersion') ?? '-1'));
+    if (m === 'GET' && pay) return this.sendPayload(res, who.name, Number(pay[1]), url.searchParams);
     const up = /^\/v1\/round\/(\d+)\/update$/.exec(p);
     if (m === 'POST' && up) return this.receiveUpdate(req, res, who.name, Number(up[1]));
     throw new HttpError(404, 'not-found', `no endpoint ${m} ${p}`);
   }
 
-  private joinInfo(client: string): JoinInfo {
+  private joinInfo(client: string, body: Buffer): JoinInfo {
     const c = this.cfg;
     const a = this.ctx.server.settings;
+    let offer: JoinRequest['codecs'];
+    try {
+      offer = joinRequestSchema.parse(body.length > 0 ? JSON.parse(body.toString('utf8')) : {}).codecs;
+    } catch (e) {
+      throw new HttpError(
+        400,
+        'bad-request',
+        `the join body is not a valid JoinRequest: ${(e as Error).message.slice(0, 300)}`,
+      );
+    }
+    let compression: JoinInfo['compression'];
+    if (this.codecLayouts) {
+      if (!offer)
+        throw new HttpError(
+          422,
+          'codec',
+          `this run compresses its round traffic (codec ${c.compression.codec}${c.compression.topk !== null ? `, topk ${c.compression.topk}` : ''}); client ${client} offers no codec (an older client?)`,
+        );
+      try {
+        compression = negotiate(c.compression, offer, this.codecLayouts, `client ${client}`);
+      } catch (e) {
+        throw new HttpError(422, 'codec', (e as Error).message);
+      }
+    }
     return {
       protocol: PROTOCOL,
+      ...(compression ? { compression } : {}),
       client,
       rounds: c.rounds,
       pollSeconds: this.net.pollSeconds,
@@ -499,17 +539,26 @@ export class NetworkTransport implements Transport {
     stream.pipe(res);
   }
 
-  private sendPayload(res: http.ServerResponse, client: string, round: number, emulatorVersion: number): void {
+  private sendPayload(res: http.ServerResponse, client: string, round: number, q: URLSearchParams): void {
     const cur = this.current;
     if (!cur || cur.round !== round || cur.phase !== 'open')
       throw new HttpError(409, 'wrong-round', `round ${round + 1} is not open`);
     if (!cur.sampled.includes(client))
       throw new HttpError(403, 'not-sampled', `client ${client} is not sampled in round ${round + 1}`);
-    const { body } = cur.exchange.payloadFor(
-      client,
-      cur.nonce,
-      Number.isInteger(emulatorVersion) ? emulatorVersion : -1,
-    );
+    const emulatorVersion = Number(q.get('emulatorVersion') ?? '-1');
+    let body: Buffer;
+    const streams = cur.exchange.compressed;
+    if (streams) {
+      // the versions of the compressed streams the client holds (0: nothing yet)
+      const held = (k: string) => {
+        const v = Number(q.get(k) ?? '0');
+        if (!Number.isSafeInteger(v) || v < 0)
+          throw new HttpError(400, 'bad-request', `query ${k}=${q.get(k)} is not a non-negative integer`);
+        return v;
+      };
+      body = streams.payloadFor(held('adapterVersion'), held('emulatorVersion'));
+    } else
+      body = cur.exchange.payloadFor(client, cur.nonce, Number.isInteger(emulatorVersion) ? emulatorVersion : -1).body;
     // Counted once per client and round (the simulation's definition); a payload fetched again is re-sent.
     const again = this.db.hasTraffic(round, client, 'down');
     this.db.addTraffic(round, client, again ? 'down-resent' : 'down', body.length);
@@ -593,7 +642,16 @@ export class NetworkTransport implements Transport {
     }
     // The round may have closed while the body arrived.
     const cur = this.admitUpload(client, round);
-    const c = cur.exchange.check(body);
+    let meta: unknown;
+    if (cur.exchange.compressed) {
+      // a compressed body carries only tensors: its round, nonce and data size come in a header
+      try {
+        meta = JSON.parse(String(req.headers[UPDATE_HEADER] ?? 'null'));
+      } catch (e) {
+        this.refuse(round, client, 422, 'bad-metadata', `header ${UPDATE_HEADER} is not JSON: ${(e as Error).message}`);
+      }
+    }
+    const c = cur.exchange.check(body, meta);
     if (!c.ok) this.refuse(round, client, 422, c.code, c.reason);
     if (c.round !== round)
       this.refuse(
@@ -705,10 +763,6 @@ export class FedServer {
     const why = strategyOf(cfg.algorithm.name).notDeployable;
     if (why)
       throw new Error(`algorithm ${cfg.algorithm.name} cannot be deployed: ${why} (use fedbiot, fedot or offsite)`);
-    if (cfg.compression.codec !== 'none' || cfg.compression.topk !== null)
-      throw new Error(
-        `compression: codec ${cfg.compression.codec}${cfg.compression.topk !== null ? ` with topk ${cfg.compression.topk}` : ''} is simulation-only so far; a deployed server needs compression.codec none and compression.topk null`,
-      );
     // Central DP and the robust rules run in the driver's aggregation step for both transports; local
     // DP's client half travels in the join answer. Secure aggregation needs its HTTP phases.
     if (cfg.secureAggregation !== false)
