@@ -148,12 +148,16 @@ function mean(xs: readonly Record<string, number>[]): Record<string, number> {
 // The untuned base model's evaluation does not depend on the method or seed (same test set): once per task.
 const baseEval = new Map<string, Summary['base']>();
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-bench-alg-'));
-// Seeds run outermost and the results are rewritten after each one, so an interrupted run leaves
-// every method's numbers over the seeds that completed.
+// Seeds run outermost, the demo's setting (beta 0.2, adapter 4, fedavg-full) first in each, and the
+// results are rewritten after every run, so an interrupted run leaves every number it reached and
+// names the runs it did not.
 const runsOf: { seed: number; s: Summary }[][] = grid.map(() => []);
 const done: number[] = [];
+const demoSetting = (c: Cell) => c.method === 'fedavg-full' || (c.beta === 0.2 && c.adapter === 4);
+const order = [...grid.keys()].sort((a, b) => Number(!demoSetting(grid[a]!)) - Number(!demoSetting(grid[b]!)));
 for (const seed of seeds) {
-  for (const [i, c] of grid.entries()) {
+  for (const i of order) {
+    const c = grid[i]!;
     process.stderr.write(`${c.task} ${c.method} beta=${c.beta} adapter=${c.layout} seed=${seed}\n`);
     const s = await runSimulation(await buildExperiment(configOf(c, seed)), {
       outDir: path.join(tmp, runName(c, seed)),
@@ -163,9 +167,9 @@ for (const seed of seeds) {
       runsOf[i]!.push({ seed, s });
       if (!baseEval.has(c.task)) baseEval.set(c.task, s.base);
     }
+    if (i === order[order.length - 1]) done.push(seed);
+    writeResults();
   }
-  done.push(seed);
-  writeResults();
 }
 fs.rmSync(tmp, { recursive: true, force: true });
 
@@ -212,6 +216,9 @@ function writeResults(): void {
       };
     });
   const missing = seeds.filter((x) => !done.includes(x));
+  const missingRuns = grid.flatMap((c, i) =>
+    seeds.filter((seed) => !runsOf[i]!.some((r) => r.seed === seed)).map((seed) => runName(c, seed)),
+  );
   const modelName = model ? path.relative(process.cwd(), model) || model : 'random model';
   const command = `npm run bench:algorithms -- ${process.argv.slice(2).join(' ')}`.trim();
   const json = {
@@ -223,6 +230,7 @@ function writeResults(): void {
     quick,
     seeds: done,
     missing_seeds: missing,
+    missing_runs: missingRuns,
     overrides: extraSets,
     base: Object.fromEntries(baseEval),
     cells,
@@ -258,10 +266,11 @@ function writeResults(): void {
       '',
     );
   }
-  const partial = missing.length ? ` (incomplete: seeds ${missing.join(', ')} did not run)` : '';
+  const partial = missing.length ? ` (incomplete: seeds ${missing.join(', ')} did not finish)` : '';
   const text = [
     `## Grid: ${tasks.join(', ')}, ${modelName}, seeds ${done.join(', ')}${partial}${quick ? ' (quick settings)' : ''}${setting !== 'default' ? `, setting ${setting}` : ''}`,
     '',
+    ...(missingRuns.length ? [`Runs that did not finish: ${missingRuns.join(', ')}.`, ''] : []),
     'Each row: the mean over seeds (AdapFu also per seed, in seed order); lower NLL is better.' +
       (comparison
         ? ' Gap: AdapEmu NLL - AdapFu NLL after the last round (the emulator-to-full gap; per round in the JSON).'
