@@ -4,13 +4,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HfModelReader, writeHfModel } from '../io/hf-folder.js';
+import { SafetensorsReader, writeSafetensors } from '../io/safetensors.js';
 import { makeLlamaConfig, type LlamaConfig } from '../io/hf-config.js';
 import { writePeftAdapter, readPeftAdapter, type LoraTensors } from '../io/peft.js';
 import type { DType, TensorRecord } from '../io/types.js';
 import { Tensor } from '../tensor/tensor.js';
 import { FrozenWeight } from '../tensor/frozen.js';
 import type { Weight } from '../tensor/ops.js';
-import type { WeightFormat } from '../kernels/weights.js';
+import { isWeightFormat, weightRowBytes, type WeightFormat } from '../kernels/weights.js';
 import { fromValues } from '../tensor/engine.js';
 import {
   DecoderLayer,
@@ -90,9 +91,46 @@ export interface LoadHfModelOptions {
 
 const FROZEN_FORMAT: Partial<Record<DType, WeightFormat>> = { BF16: 'bf16', F16: 'f16' };
 
+/**
+ * The side file of a folder saved with `dtype: 'stored'` that holds its block-quantized matrices
+ * (GGUF Q8_0 / Q4_0 blocks, which safetensors has no dtype for) as they are: U8 tensors [N, row
+ * bytes], metadata `<name>: "<format> <N>x<K>"`. Those tensors are absent from the model files.
+ */
+export const QUANTIZED_FILE = 'quantized.safetensors';
+const QUANTIZED_FORMAT = 'fedbiot-quantized/1';
+
+/** The quantized matrices of a folder's side file, held in their blocks (not widened). */
+function readQuantized(file: string): Map<string, FrozenWeight> {
+  const r = SafetensorsReader.open(file);
+  try {
+    if (r.metadata.format !== QUANTIZED_FORMAT)
+      throw new Error(`${file}: metadata format is ${r.metadata.format}, expected ${QUANTIZED_FORMAT}`);
+    const out = new Map<string, FrozenWeight>();
+    for (const name of r.names()) {
+      const m = /^(\w+) (\d+)x(\d+)$/.exec(r.metadata[name] ?? '');
+      const format = m?.[1];
+      if (!m || !isWeightFormat(format) || (format !== 'q8_0' && format !== 'q4_0'))
+        throw new Error(`${file}: tensor '${name}': metadata '${r.metadata[name]}' is not "q8_0|q4_0 <N>x<K>"`);
+      const shape = [Number(m[2]), Number(m[3])] as const;
+      const info = r.info(name);
+      if (info.dtype !== 'U8' || info.shape[0] !== shape[0] || info.shape[1] !== weightRowBytes(format, shape[1]))
+        throw new Error(
+          `${file}: tensor '${name}' is ${info.dtype} [${info.shape.join(', ')}], a ${format} [${shape.join(', ')}] matrix is U8 [${shape[0]}, ${weightRowBytes(format, shape[1])}]`,
+        );
+      out.set(name, new FrozenWeight(format, r.loadRaw(name), shape, name));
+    }
+    return out;
+  } finally {
+    r.close();
+  }
+}
+
 /** Loads a LLaMA-family Hugging Face folder, one tensor at a time (no copy of the whole file). */
 export function loadHfModel(dir: string, opts: LoadHfModelOptions = {}): LlamaModel {
-  const reader = HfModelReader.open(dir);
+  const sideFile = path.join(dir, QUANTIZED_FILE);
+  const quantized = fs.existsSync(sideFile) ? readQuantized(sideFile) : new Map<string, FrozenWeight>();
+  // a folder with a side file lacks those tensors in its model files: they are checked here instead
+  const reader = HfModelReader.open(dir, { validateLlama: quantized.size === 0 });
   try {
     const cfg = toModelConfig(reader.config, path.join(dir, 'config.json'));
     const get = (name: string): Tensor => {
@@ -100,6 +138,8 @@ export function loadHfModel(dir: string, opts: LoadHfModelOptions = {}): LlamaMo
       return Tensor.param(fromValues(rec.data), rec.shape, name, false);
     };
     const getWeight = (name: string): Weight => {
+      const q = quantized.get(name);
+      if (q) return (opts.weights ?? 'stored') === 'f32' ? Tensor.param(q.toFloat32(), [...q.shape], name, false) : q;
       const info = reader.info(name);
       const fmt = FROZEN_FORMAT[info.dtype];
       if ((opts.weights ?? 'stored') === 'f32' || !fmt || info.shape.length !== 2) return get(name);
@@ -146,25 +186,61 @@ export function loadHfModel(dir: string, opts: LoadHfModelOptions = {}): LlamaMo
 export function saveHfModel(
   model: LlamaModel,
   dir: string,
-  opts: { dtype?: DType; maxShardBytes?: number; source?: LlamaConfig } = {},
+  opts: {
+    /** One dtype for every tensor (default: storedDtype), or 'stored': each weight as it is held (QUANTIZED_FILE). */
+    dtype?: DType | 'stored';
+    maxShardBytes?: number;
+    source?: LlamaConfig;
+  } = {},
 ): void {
   fs.mkdirSync(dir, { recursive: true });
-  const dtype = opts.dtype ?? storedDtype(model);
+  const each = opts.dtype === 'stored';
+  const dtype = each ? undefined : ((opts.dtype as DType | undefined) ?? storedDtype(model));
   // records widen a stored-format weight when the writer reads it, one tensor at a time
   const tensors = new Map<string, TensorRecord>();
-  for (const [name, w] of model.baseWeights())
+  const quantized = new Map<string, TensorRecord>();
+  const meta: Record<string, string> = { format: QUANTIZED_FORMAT };
+  for (const [name, w] of model.baseWeights()) {
+    if (each && w instanceof FrozenWeight && (w.format === 'q8_0' || w.format === 'q4_0')) {
+      const [N, K] = w.shape as [number, number];
+      meta[name] = `${w.format} ${N}x${K}`;
+      quantized.set(name, {
+        dtype: 'U8',
+        shape: [N, weightRowBytes(w.format, K)],
+        get data() {
+          return Float32Array.from(w.bytes);
+        },
+      });
+      continue;
+    }
+    const own: DType =
+      w instanceof FrozenWeight && w.format === 'bf16'
+        ? 'BF16'
+        : w instanceof FrozenWeight && w.format === 'f16'
+          ? 'F16'
+          : 'F32';
     tensors.set(name, {
-      dtype,
+      dtype: dtype ?? own,
       shape: [...w.shape],
       get data() {
         return widened(w).data;
       },
     });
+  }
   const own = toLlamaConfig(model.config);
   const config: LlamaConfig = opts.source
     ? { ...opts.source, numHiddenLayers: own.numHiddenLayers, tieWordEmbeddings: own.tieWordEmbeddings }
     : own;
-  writeHfModel(dir, { config, tensors, dtype, maxShardBytes: opts.maxShardBytes });
+  writeHfModel(dir, {
+    config,
+    tensors,
+    ...(dtype ? { dtype } : {}),
+    maxShardBytes: opts.maxShardBytes,
+    validateLlama: quantized.size === 0,
+  });
+  const side = path.join(dir, QUANTIZED_FILE);
+  if (quantized.size > 0) writeSafetensors(side, quantized, { metadata: meta });
+  else fs.rmSync(side, { force: true });
 }
 
 /** BF16 / F16 when the model keeps its linear weights in that format (so re-saving keeps the size), else F32. */

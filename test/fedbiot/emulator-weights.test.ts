@@ -1,6 +1,7 @@
 // A quantized emulator: its kept layers hold Q8_0 / Q4_0 / f16 blocks (FrozenWeight) instead of f32,
 // the compressed model computes with them directly, and alignment trains its LoRA through them.
-// Reference: the same split with f32 emulator weights set to the dequantized values.
+// Reference: the same split with f32 emulator weights set to the dequantized values. The compressed
+// model clients download carries the blocks as they are, and the client holds them so.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildSplit, setTrainable, storeEmulatorWeight, type EmulatorWeights } from '../../src/fedbiot/compress.js';
@@ -11,6 +12,14 @@ import { FrozenWeight } from '../../src/tensor/frozen.js';
 import { Tensor, tape, noGrad } from '../../src/tensor/tensor.js';
 import type { TokenBatch } from '../../src/nn/lm.js';
 import { mulberry32, fillNormal } from '../../src/util/rng.js';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { adapterLayers } from '../../src/fedbiot/compress.js';
+import { captureLora, loadLora } from '../../src/fedbiot/lora-state.js';
+import { loadClientModel, writeCompressedModel } from '../../src/fl/net/artifact.js';
+import { QUANTIZED_FILE } from '../../src/models/hf-model.js';
+import { SafetensorsReader, writeSafetensors } from '../../src/io/safetensors.js';
 
 const cfg = makeConfig({
   vocabSize: 40,
@@ -127,4 +136,56 @@ test('emulator weights whose rows do not fill 32-value blocks stay f16', () => {
   const s = storeEmulatorWeight(w, 'q8_0', 'w');
   assert.ok(s instanceof FrozenWeight && s.format === 'f16');
   assert.equal(storeEmulatorWeight(w, 'f32', 'w'), w);
+});
+
+test('a quantized emulator travels and is held in its blocks: the client computes exactly as the server', () => {
+  const sizes: Record<string, number> = {};
+  for (const weights of ['f32', 'q8_0', 'q4'] as EmulatorWeights[]) {
+    const q = split(weights);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), `fedbiot-download-${weights}-`));
+    const art = writeCompressedModel(q, dir, {});
+    sizes[weights] = art.files.reduce((a, f) => a + f.size, 0);
+    assert.equal(
+      art.files.some((f) => f.name === QUANTIZED_FILE),
+      weights !== 'f32',
+    );
+    const cm = loadClientModel(dir, { adapter: lora, emulator: lora });
+    for (const [i, layer] of cm.emulator.entries())
+      for (const n of LINEAR_NAMES) {
+        const got = layer.linears[n].weight;
+        const want = q.emulator[i]!.linears[n].weight;
+        if (weights === 'f32') assert.ok(got instanceof Tensor);
+        else {
+          assert.ok(got instanceof FrozenWeight && want instanceof FrozenWeight, `${layer.prefix} ${n} held as blocks`);
+          assert.equal(got.format, want.format);
+          assert.deepEqual(got.bytes, want.bytes);
+        }
+      }
+    loadLora(cm.emulator, captureLora(q.emulator));
+    loadLora(cm.adapter, captureLora(adapterLayers(q)));
+    assert.deepEqual(logits(cm.model), logits(q.compressed), `${weights}: the client's logits are the server's`);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  // the adapter layer, embedding and head stay f32 here: the emulator is about half the download
+  assert.ok(sizes.f32! / sizes.q8_0! > 1.6, `q8_0 download ${sizes.q8_0} bytes against f32 ${sizes.f32}`);
+  assert.ok(sizes.q8_0! > sizes.q4!, `q4 download ${sizes.q4} bytes`);
+});
+
+test('a damaged side file of quantized weights is refused, naming the tensor', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-download-bad-'));
+  writeCompressedModel(split('q8_0'), dir, {});
+  const side = path.join(dir, QUANTIZED_FILE);
+  const r = SafetensorsReader.open(side);
+  const name = r.names()[0]!;
+  const tensors = new Map(r.names().map((n) => [n, r.load(n)]));
+  const meta = { ...r.metadata, [name]: 'q8_0 7x64' };
+  r.close();
+  writeSafetensors(side, tensors, { metadata: meta });
+  assert.throws(
+    () => loadClientModel(dir, { adapter: lora, emulator: lora }),
+    new RegExp(
+      `${QUANTIZED_FILE}: tensor '${name.replace(/\./g, '\\.')}' is U8 \\[\\d+, 68\\], a q8_0 \\[7, 64\\] matrix`,
+    ),
+  );
+  fs.rmSync(dir, { recursive: true, force: true });
 });

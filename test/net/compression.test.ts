@@ -3,6 +3,8 @@
 // with the adapter and the byte counts of `fedbiot simulate` on the same config, bit for bit, even
 // though one client is killed between training and upload and comes back (its received states and
 // error feedback are restored from its cache). A client that offers no codec is refused at join.
+// The emulator is Q8_0 (algorithm.emulator.weights): the clients download its blocks as they are and
+// compute with them, as the server aligned it.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -18,18 +20,18 @@ import {
   maxAdapterDiff,
   simulatedRounds,
 } from './helpers.js';
-import { loadPeftAsState } from '../../src/models/hf-model.js';
+import { loadPeftAsState, QUANTIZED_FILE } from '../../src/models/hf-model.js';
 import { makeTransport, replyReason, request } from '../../src/fl/net/http.js';
 
 after(killAll);
 
-test('net: q8 compression end to end equals the simulation (adapter and bytes), across a client restart', {
+test('net: q8 compression and a Q8_0 emulator end to end equal the simulation (adapter and bytes), across a client restart', {
   timeout: 240_000,
 }, async () => {
   const s = await setup({
     rounds: 3,
     server: { minClients: 3, roundDeadlineSeconds: 90 },
-    extra: ['compression={codec: q8}'],
+    extra: ['compression={codec: q8}', 'algorithm.emulator={weights: q8_0}'],
   });
   const server = cli('server', serverArgs(s));
   await server.waitFor(/listening on/, 30_000);
@@ -56,6 +58,12 @@ test('net: q8 compression end to end equals the simulation (adapter and bytes), 
     cache1.filter((f) => f.includes('-codec-')),
     ['client-1-codec-2.safetensors'],
   );
+
+  // the download carries the emulator's Q8_0 blocks in their own file
+  const art = JSON.parse(fs.readFileSync(path.join(s.state, 'model', 'artifact.json'), 'utf8')) as {
+    files: { name: string; size: number }[];
+  };
+  assert.ok(art.files.some((f) => f.name === QUANTIZED_FILE));
 
   const ref = await simulationReference(s.config, s.sets);
   const got = loadPeftAsState(path.join(s.state, 'adapter')).state;

@@ -1,6 +1,8 @@
 // The compressed model as clients receive it: a Hugging Face folder whose layers are renamed
 // consecutively (adapter bottom, emulator, adapter top), the split manifest that says which layer is
-// which, and the tokenizer. The full model's dropped layers are never written here.
+// which, and the tokenizer. The full model's dropped layers are never written here. Each weight
+// travels and is held in the format the server computes with (algorithm.emulator.weights: a Q8_0 /
+// Q4 emulator's blocks in a side file, loaded as they are).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -59,7 +61,9 @@ export function writeCompressedModel(split: SplitModels, dir: string, o: { model
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
   const layers = split.compressed.layers.map((l, i) => l.cloneShared(`model.layers.${i}`, i));
-  saveHfModel(split.compressed.withLayers(layers), dir);
+  // every weight as the clients compute with it: a quantized emulator's Q8_0 / Q4_0 blocks as they
+  // are (QUANTIZED_FILE), 16-bit weights in 16 bits, the rest f32
+  saveHfModel(split.compressed.withLayers(layers), dir, { dtype: 'stored' });
   // The same content hash of the full model's weights as the simulation's split.json.
   const manifest = makeManifest(split.plan, split.placement, modelHash(split.full));
   writeAtomic(path.join(dir, MANIFEST_FILE), JSON.stringify(manifest, null, 2));
