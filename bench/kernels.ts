@@ -62,6 +62,13 @@ const layers: [number, number][] = [
 ]; // [out, in]: q/k/v/o, gate/up, down, lm head
 const gemms: [number, number, number, boolean, boolean][] = [];
 for (const [o, i] of layers) gemms.push([N, o, i, false, true], [N, i, o, false, false], [o, i, N, true, false]);
+// The fused projections run as one gemm each (ops.linearGroup): q/k/v (3 x 512 outputs) and
+// gate/up (2 x 1376), forward and input gradient; their weight gradients stay per projection (above).
+for (const [o, i] of [
+  [3 * 512, 512],
+  [2 * 1376, 512],
+] as const)
+  gemms.push([N, o, i, false, true], [N, i, o, false, false]);
 const label = ([M, Nn, K, tA, tB]: (typeof gemms)[number]) => `${M}x${K}x${Nn} ${tA ? 'T' : 'N'}${tB ? 'T' : 'N'}`;
 function gemmCall(k: Kernels<Float32Array>, M: number, Nn: number, K: number, tA: boolean, tB = true) {
   const A = rand(M * K),
