@@ -167,6 +167,10 @@ class Tape {
     for (let i = this.nodes.length - 1; i >= 0; i--) {
       const node = this.nodes[i]!;
       if (node.outs.some((o) => o.grad)) node.backward();
+      // Every reader of these outputs was recorded later and has run: their gradients are spent, so
+      // the pool gets them back now rather than at reset (a step then holds the activations plus a
+      // few gradients, not a gradient for every activation).
+      for (const o of node.outs) if (o.pooled) o.dropGrad();
     }
   }
 
