@@ -189,10 +189,28 @@ export interface RoundExchange {
   emit(e: FederationEvent): void;
 }
 
+/** A round under secure aggregation over the network: what the server learned (the survivors' sum only). */
+export interface SecureOutcome {
+  /** The unmasked sum of the survivors' weighted updates (differences from the round's adapter). */
+  sum: LoraState;
+  /** What turns the sum into the mean: the survivors' total weight. */
+  divisor: number;
+  survivors: string[];
+  dropped: string[];
+  /** Protocol bytes, all clients together (keys, envelopes, masked inputs, shares). */
+  bytesUp: number;
+  bytesDown: number;
+  seconds: number;
+  /** The survivors' training reports (no states: the server never sees one). */
+  reports: Omit<ReceivedUpdate, 'state' | 'trusted'>[];
+}
+
 export interface RoundOutcome {
   sampled: string[];
-  /** Checked updates, in sampled order. */
+  /** Checked updates, in sampled order (empty under secure aggregation: see `secure`). */
   updates: ReceivedUpdate[];
+  /** Secure aggregation over the network: the round's unmasked sum instead of updates. */
+  secure?: SecureOutcome;
   /**
    * Body bytes per client this round, by one definition for every transport: the payload the
    * client received and the update the server accepted, each counted once (HTTP headers aside).
@@ -539,7 +557,24 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       }
       let privacy: PrivacyRecord | null = null;
       let secure: AggregateResult['secure'] | null = null;
-      if (shared) {
+      if (shared && out.secure) {
+        const r = ctx.aggregator.aggregateSum(
+          { round, start: globalAdapter, population },
+          out.secure.sum,
+          out.secure.divisor,
+          out.secure.survivors.length,
+        );
+        server.setAdapter(r.adapter);
+        privacy = r.privacy;
+        secure = {
+          survivors: out.secure.survivors.length,
+          dropped: out.secure.dropped,
+          bytes_up: out.secure.bytesUp,
+          bytes_down: out.secure.bytesDown,
+          seconds: out.secure.seconds,
+        };
+        state.aggregator = ctx.aggregator.state();
+      } else if (shared) {
         if (out.updates.length > 0 && o.hooks?.aggregate)
           server.setAdapter(aggregate(weigh(cfg, out.updates, progress, round), { round, reference: globalAdapter }));
         else if (out.updates.length > 0) {
@@ -572,9 +607,11 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       state.bytesUp += up;
       const resent = shared ? (out.resent ?? 0) : 0;
       state.bytesResent = (state.bytesResent ?? 0) + resent;
-      for (const u of out.updates) if (u.stepSeconds !== null) state.stepSeconds.push(u.stepSeconds);
-      const order = out.updates.map((u) => u.client);
-      const trainLoss = Object.fromEntries(out.updates.map((u) => [u.client, u.meanLoss]));
+      // Who contributed and how training went: the updates, or under secure aggregation the survivors' reports.
+      const reports = out.secure?.reports ?? out.updates;
+      for (const u of reports) if (u.stepSeconds !== null) state.stepSeconds.push(u.stepSeconds);
+      const order = reports.map((u) => u.client);
+      const trainLoss = Object.fromEntries(reports.map((u) => [u.client, u.meanLoss]));
       const entry: Record<string, unknown> = {
         round,
         algorithm: settings.name,
@@ -582,7 +619,7 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
         sampled: out.sampled,
         missing: out.sampled.filter((s) => !order.includes(s)),
         train_loss: trainLoss,
-        samples: Object.fromEntries(out.updates.map((u) => [u.client, u.reported])),
+        samples: Object.fromEntries(reports.map((u) => [u.client, u.reported])),
         align_loss: align ? { nmse: align.hidden, kl: align.kl, ce: align.ce, total: align.loss } : null,
         bytes_down: down,
         bytes_up: up,
@@ -593,7 +630,7 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
         ...(privacy ? { privacy } : {}),
         ...(secure ? { secure_aggregation: secure } : {}),
         ...out.extra,
-        ...(shared && out.updates.length === 0 ? { skipped: true } : {}),
+        ...(shared && reports.length === 0 ? { skipped: true } : {}),
       };
       if (round !== cfg.rounds - 1 && cfg.eval.every > 0 && (round + 1) % cfg.eval.every === 0) {
         entry.eval = await evalViews(server, roundEvalSpec(evalSpec, cfg), shared ? null : ownAdapters);
@@ -612,7 +649,7 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
       const meanLoss = losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length);
       const epsText = privacy ? `, epsilon ${privacy.epsilon === null ? 'infinite' : privacy.epsilon.toFixed(3)}` : '';
       progress.log(
-        `round ${round + 1}/${cfg.rounds} ${shared && out.updates.length === 0 ? 'skipped (no upload)' : 'complete'}: ${order.length}/${out.sampled.length} clients, train loss ${meanLoss.toFixed(4)}${align ? `, align nmse ${align.hidden.toFixed(4)} kl ${align.kl.toFixed(4)}` : ''}, down ${fmtBytes(down)}, up ${fmtBytes(up)}${epsText}`,
+        `round ${round + 1}/${cfg.rounds} ${shared && reports.length === 0 ? 'skipped (no upload)' : 'complete'}: ${order.length}/${out.sampled.length} clients, train loss ${meanLoss.toFixed(4)}${align ? `, align nmse ${align.hidden.toFixed(4)} kl ${align.kl.toFixed(4)}` : ''}, down ${fmtBytes(down)}, up ${fmtBytes(up)}${epsText}`,
       );
       state.publicIterator = publicIt.getState();
       state.transport = transport.snapshot?.();
@@ -702,23 +739,34 @@ export async function runFederation(exp: Experiment, transport: Transport, o: Ru
  * The FedAvg weights of a round. 'equal' weighs every update alike. 'samples' uses the size each
  * client is known to hold: the transport's trusted count, with the reported one capped at it; a
  * round in which any client has no trusted count falls back to equal weights (a reported count
- * alone is never trusted).
+ * alone is never trusted). Secure aggregation over the network fixes these weights in its roster,
+ * before any update exists.
  */
+export function fedAvgWeights(
+  cfg: RunConfig,
+  clients: readonly { client: string; reported: number; trusted: number | null }[],
+  log: (line: string) => void,
+  round: number,
+): number[] {
+  if (cfg.algorithm.weighting === 'equal') return clients.map(() => 1);
+  const unknown = clients.filter((u) => u.trusted === null).map((u) => u.client);
+  if (unknown.length > 0) {
+    log(
+      `round ${round + 1}: no registered data size for client(s) ${unknown.join(',')}: weighing this round's updates equally`,
+    );
+    return clients.map(() => 1);
+  }
+  return clients.map((u) => Math.min(u.reported, u.trusted!));
+}
+
 function weigh(
   cfg: RunConfig,
   updates: readonly ReceivedUpdate[],
   progress: Progress,
   round: number,
 ): WeightedUpdate[] {
-  if (cfg.algorithm.weighting === 'equal') return updates.map((u) => ({ client: u.client, weight: 1, state: u.state }));
-  const unknown = updates.filter((u) => u.trusted === null).map((u) => u.client);
-  if (unknown.length > 0) {
-    progress.log(
-      `round ${round + 1}: no registered data size for client(s) ${unknown.join(',')}: weighing this round's updates equally`,
-    );
-    return updates.map((u) => ({ client: u.client, weight: 1, state: u.state }));
-  }
-  return updates.map((u) => ({ client: u.client, weight: Math.min(u.reported, u.trusted!), state: u.state }));
+  const w = fedAvgWeights(cfg, updates, progress.log.bind(progress), round);
+  return updates.map((u, i) => ({ client: u.client, weight: w[i]!, state: u.state }));
 }
 
 /**

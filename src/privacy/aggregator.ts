@@ -45,7 +45,8 @@ export interface AggregateResult {
     bytes_up: number;
     bytes_down: number;
     seconds: number;
-    clamped: number;
+    /** Values the clients clamped to the range (known in simulation; a deployed server cannot see it). */
+    clamped?: number;
   };
 }
 

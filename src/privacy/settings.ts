@@ -66,6 +66,7 @@ export interface PrivacyInputs {
   privacy?: PrivacyConfig;
   secureAggregation: SecAggConfig;
   aggregation: AggregationConfig;
+  compression?: { codec: string; topk: number | null };
 }
 
 /** Clients sampled per round, as the sampler computes it. */
@@ -107,6 +108,11 @@ export function privacyConfigProblems(c: PrivacyInputs): Array<[string, string]>
       out.push([
         'aggregation.clipNorm',
         'the server cannot clip updates it cannot see: with secureAggregation the bound is secureAggregation.range per coordinate (or privacy.clip, applied by the clients)',
+      ]);
+    if (c.compression && (c.compression.codec !== 'none' || c.compression.topk !== null))
+      out.push([
+        'compression',
+        'secure aggregation uploads masked fixed-point words whose masks cancel only in exact arithmetic mod 2^32; a compression codec would break them: use compression.codec none and compression.topk null with secureAggregation',
       ]);
     if (m < 2)
       out.push([

@@ -1,7 +1,7 @@
-// Central DP and the robust rules in deployment: the driver's aggregation step runs for the network
-// transport too. One server and three client processes over 127.0.0.1; epsilon is in the server's
-// metrics.jsonl, summary.json and `fedbiot status`; a deployment of what the clients cannot do yet
-// (secure aggregation, local DP) is refused at start.
+// Differential privacy in deployment: the driver's aggregation step runs for the network transport
+// too (central DP), and the join answer tells clients to clip and noise their uploads (local DP).
+// One server and three client processes over 127.0.0.1; epsilon is in the server's metrics.jsonl,
+// summary.json and `fedbiot status`. Secure aggregation over the network: secagg.test.ts.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -87,13 +87,4 @@ test('net: local DP over 3 client processes: clients clip and noise before uploa
   const values = [...up.values()].reduce((a, v) => a + v.data.length, 0);
   const expected = Math.sqrt(values) * 0.025;
   assert.ok(Math.abs(stateNorm(up) / expected - 1) < 0.1, `upload norm ${stateNorm(up)}, noise ${expected}`);
-});
-
-test('net: the server refuses secure aggregation, which its clients cannot do yet', {
-  timeout: 60_000,
-}, async () => {
-  const s = await setup({ rounds: 1, extra: ['secureAggregation=true'] });
-  const server = cli('server', serverArgs(s));
-  assert.notEqual(await server.exit(30_000), 0);
-  assert.match(server.out, /secureAggregation runs in `fedbiot simulate` only/);
 });

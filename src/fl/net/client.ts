@@ -20,6 +20,7 @@ import { CompressedClient, checkLayouts } from '../compression.js';
 import { layoutOf, localOffer } from '../../codec/index.js';
 import { captureLora, cloneState, type LoraState } from '../../fedbiot/lora-state.js';
 import { loadClientModel } from './artifact.js';
+import { secureClientRound } from './secagg.js';
 import {
   DEFAULT_CHUNK_BYTES,
   downloadArtifact,
@@ -31,6 +32,7 @@ import { silentProgress, type Progress } from '../../util/progress.js';
 import {
   certificateProblem,
   FatalNetError,
+  HttpError,
   makeTransport,
   request,
   replyReason,
@@ -345,31 +347,66 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
       start = p.adapter;
       emulatorUpdated = p.emulator !== null;
     }
-    log(`round ${round + 1}: training (${tr.local.steps} steps${emulatorUpdated ? ', emulator updated' : ''})`);
-    if (o.trainDelayMs) await sleep(o.trainDelayMs);
-    progress.start(`round ${round + 1} training`, tr.local.steps);
-    const res = algo.train(
-      () => toTokenBatch(it.next()!),
-      (_, loss) => progress.tick({ loss: loss.toFixed(4) }),
-      clientDropoutSeed(tr.dataSeed, round),
-    );
-    progress.stop();
-    // Local DP (or clipping under secure aggregation), as the server's join answer asks.
-    const upload = tr.privacy
-      ? transformUpload(
-          tr.privacy,
+    const trainRound = async () => {
+      log(`round ${round + 1}: training (${tr.local.steps} steps${emulatorUpdated ? ', emulator updated' : ''})`);
+      if (o.trainDelayMs) await sleep(o.trainDelayMs);
+      progress.start(`round ${round + 1} training`, tr.local.steps);
+      const res = algo.train(
+        () => toTokenBatch(it.next()!),
+        (_, loss) => progress.tick({ loss: loss.toFixed(4) }),
+        clientDropoutSeed(tr.dataSeed, round),
+      );
+      progress.stop();
+      // Local DP (or clipping under secure aggregation), as the server's join answer asks.
+      const state = tr.privacy
+        ? transformUpload(
+            tr.privacy,
+            start,
+            res.state,
+            o.noiseSeed !== undefined
+              ? clientNoiseStream(o.noiseSeed, join.client, round)
+              : new Prg(new Uint8Array(crypto.randomBytes(32))),
+          )
+        : res.state;
+      const metrics: UploadMetrics = { meanLoss: res.meanLoss, tokens: res.tokens, seconds: res.seconds };
+      return { state, metrics };
+    };
+    if (tr.secureAggregation) {
+      // Secure aggregation: the round's phases (src/fl/net/secagg.ts); the server sees only the masked input.
+      const debug = (v: string) => process.env[`FEDBIOT_DEBUG_EXIT_${v}`] === String(round);
+      try {
+        await secureClientRound({
+          t,
+          round,
+          client: join.client,
+          samples: items.length,
+          secure: tr.secureAggregation,
           start,
-          res.state,
-          o.noiseSeed !== undefined
-            ? clientNoiseStream(o.noiseSeed, join.client, round)
-            : new Prg(new Uint8Array(crypto.randomBytes(32))),
-        )
-      : res.state;
+          pollSeconds: join.pollSeconds,
+          log,
+          retry,
+          train: trainRound,
+          exitBeforeMasked: debug('BEFORE_UPLOAD'),
+          exitAfterMasked: debug('AFTER_UPLOAD'),
+        });
+        done.push(round);
+      } catch (e) {
+        // A refused step (the round went on without this client) or a message that fails the
+        // protocol's checks: this round is lost for this client, the next ones are not.
+        if (!(e instanceof HttpError) && !(e as Error).message.startsWith('secure aggregation')) throw e;
+        log(
+          `round ${round + 1}: secure aggregation went on without this client: ${e instanceof HttpError ? `${e.code}: ` : ''}${(e as Error).message}`,
+        );
+      }
+      lastRound = round;
+      saveProgress();
+      continue;
+    }
+    const { state: upload, metrics } = await trainRound();
     const meta: UpdateMeta = { round, nonce, samples: items.length };
     const body = codec
       ? codec.upload(upload, compressedUploadSeed(tr.dataSeed, round))
       : encodeUpdate({ ...meta, state: upload });
-    const metrics: UploadMetrics = { meanLoss: res.meanLoss, tokens: res.tokens, seconds: res.seconds };
     // The update, the data position and (compressed) what the client holds with its error feedback
     // reach the disk together, before the upload: the state file, written last, points at them.
     const bodyFile = `client-${join.client}-update.bin`;

@@ -41,6 +41,17 @@ export type Artifact = z.infer<typeof artifactSchema>;
 export const joinRequestSchema = z.object({ codecs: codecOfferSchema.optional() });
 export type JoinRequest = z.infer<typeof joinRequestSchema>;
 
+/** What a client needs to take part (the join answer's training.secureAggregation). */
+export const secureJoinSchema = z.object({
+  /** Each coordinate of a weighted update is clamped to [-range, range] before fixed-point encoding. */
+  range: z.number().positive(),
+  /** Shares needed, as a fraction of the roster (the server fixes the count in the roster). */
+  threshold: z.number(),
+  /** Clients weigh alike (differential privacy); otherwise by the roster's samples. */
+  uniform: z.boolean(),
+});
+export type SecureJoin = z.infer<typeof secureJoinSchema>;
+
 export const joinInfoSchema = z.object({
   protocol: z.literal(PROTOCOL),
   /** The round traffic's codec (config `compression`), agreed from the client's offer; absent: plain f32 bodies. */
@@ -67,6 +78,8 @@ export const joinInfoSchema = z.object({
      * noise from a key the server does not know; null: upload the trained adapter as it is.
      */
     privacy: z.object({ clip: z.number().positive(), noiseStd: z.number().min(0) }).nullable(),
+    /** Secure aggregation (src/fl/net/secagg.ts), or null: plain uploads. */
+    secureAggregation: secureJoinSchema.nullable(),
   }),
 });
 export type JoinInfo = z.infer<typeof joinInfoSchema>;

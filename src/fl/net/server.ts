@@ -17,6 +17,7 @@ import { loadState, saveState } from '../checkpoint.js';
 import { clientDataSeed } from '../seeds.js';
 import {
   byName,
+  fedAvgWeights,
   runFederation,
   type ReceivedUpdate,
   type RoundExchange,
@@ -39,11 +40,13 @@ import {
   type JoinInfo,
   type JoinRequest,
   type RoundStatus,
+  type SecureJoin,
   type StatusInfo,
   type UploadMetrics,
 } from './protocol.js';
 import { closeAfterReply, HttpError, readBody, sendError, sendJson } from './http.js';
 import { RefusalLog } from './refusal-log.js';
+import { SECAGG_ACTIONS, SecureRoundServer, type SecAggAction } from './secagg.js';
 import { openApiDocument } from './openapi.js';
 import { federationToOps, replayMetrics } from '../ops-bridge.js';
 import { createRunOps, type RunOps } from '../../ops/run-ops.js';
@@ -79,6 +82,8 @@ export class NetworkTransport implements Transport {
   private artifact!: Artifact;
   private httpServer: http.Server | null = null;
   private current: OpenRound | null = null;
+  /** The secure-aggregation phases of the current round (secureAggregation configured). */
+  private secure: SecureRoundServer | null = null;
   phase: Phase = 'starting';
   private completedRounds = 0;
   private readonly lastSeen = new Map<string, number>();
@@ -200,6 +205,7 @@ export class NetworkTransport implements Transport {
     this.setPhase('open', round);
     this.log(`round ${round + 1}/${this.cfg.rounds} open: sampled ${sampled.join(',')}`);
     this.ops.events.emit({ type: 'round-open', round, sampled, deadline });
+    if (this.ctx.aggregator.plan.secure) return this.secureExchange(x, sampled);
     // Quorum policy: the round closes as soon as every sampled (and not revoked) client uploaded, or
     // at its deadline if at least minClients did. Short of that, the deadline is extended (at most
     // maxExtensions times) and more available clients are sampled; after the last extension the
@@ -436,6 +442,9 @@ export class NetworkTransport implements Transport {
     if (m === 'GET' && p === '/v1/round') return sendJson(res, 200, this.roundStatus(who.name));
     const pay = /^\/v1\/round\/(\d+)\/payload$/.exec(p);
     if (m === 'GET' && pay) return this.sendPayload(res, who.name, Number(pay[1]), url.searchParams);
+    const sa = /^\/v1\/round\/(\d+)\/secagg\/([a-z]+)$/.exec(p);
+    if (sa && (SECAGG_ACTIONS as readonly string[]).includes(sa[2]!))
+      return this.secureRequest(req, res, who.name, Number(sa[1]), sa[2] as SecAggAction);
     const up = /^\/v1\/round\/(\d+)\/update$/.exec(p);
     if (m === 'POST' && up) return this.receiveUpdate(req, res, who.name, Number(up[1]));
     throw new HttpError(404, 'not-found', `no endpoint ${m} ${p}`);
@@ -485,8 +494,74 @@ export class NetworkTransport implements Transport {
         adapterLora: a.adapterLora,
         emulatorLora: a.emulatorLora,
         privacy: uploadTransform(this.ctx.aggregator.plan),
+        secureAggregation: this.secureJoin(),
       },
     };
+  }
+
+  /** What clients need for secure aggregation (null without it). */
+  private secureJoin(): SecureJoin | null {
+    const plan = this.ctx.aggregator.plan;
+    return plan.secure ? { ...plan.secure, uniform: plan.privacy !== null } : null;
+  }
+
+  /** A round under secure aggregation: the phases of ./secagg.ts take the place of plain uploads. */
+  private async secureExchange(x: RoundExchange, sampled: string[]): Promise<RoundOutcome> {
+    const round = x.round;
+    const registered = new Map(this.db.clients().map((c) => [c.name, c.samples]));
+    const sec = new SecureRoundServer({
+      round,
+      nonce: this.current!.nonce,
+      start: x.start,
+      secure: this.secureJoin()!,
+      expected: () => {
+        const valid = this.db.activeClientNames();
+        return sampled.filter((c) => valid.has(c));
+      },
+      deadlineSeconds: this.net.roundDeadlineSeconds,
+      weights: (cs) =>
+        fedAvgWeights(
+          this.cfg,
+          cs.map((c) => ({ ...c, trusted: registered.get(c.client) ?? null })),
+          this.log,
+          round,
+        ),
+      db: this.db,
+      stateDir: this.stateDir,
+      steps: this.cfg.algorithm.local.steps,
+      log: this.log,
+      bytes: (client, direction, n) => {
+        this.db.addTraffic(round, client, direction, n);
+        this.ops.events.emit({ type: 'bytes', direction, bytes: n, client });
+      },
+      accepted: (client, n) => x.emit({ type: 'update', round, client, bytes: n }),
+      refuse: (client, status, code, reason) => this.refuse(round, client, status, code, reason),
+      stopping: () => this.httpServer === null,
+    });
+    this.secure = sec;
+    const { outcome, reason } = await sec.run();
+    this.current!.phase = 'closing';
+    this.setPhase('aligning', round + 1 < this.cfg.rounds ? round + 1 : null);
+    return {
+      sampled,
+      updates: [],
+      ...(outcome ? { secure: outcome } : {}),
+      traffic: this.db.traffic(round),
+      extra: reason ? { secure_aggregation_failed: reason } : {},
+    };
+  }
+
+  private secureRequest(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    client: string,
+    round: number,
+    action: SecAggAction,
+  ): Promise<void> {
+    const sec = this.secure;
+    if (!sec || sec.round !== round || this.current?.round !== round)
+      this.refuse(round, client, 409, 'wrong-round', `round ${round + 1} is not in secure aggregation`);
+    return sec.handle(req, res, client, action);
   }
 
   private roundStatus(client: string): RoundStatus {
@@ -763,12 +838,6 @@ export class FedServer {
     const why = strategyOf(cfg.algorithm.name).notDeployable;
     if (why)
       throw new Error(`algorithm ${cfg.algorithm.name} cannot be deployed: ${why} (use fedbiot, fedot or offsite)`);
-    // Central DP and the robust rules run in the driver's aggregation step for both transports; local
-    // DP's client half travels in the join answer. Secure aggregation needs its HTTP phases.
-    if (cfg.secureAggregation !== false)
-      throw new Error(
-        'secureAggregation runs in `fedbiot simulate` only so far: the networked server has no key-exchange and unmasking phases yet',
-      );
     const transport = (this.transport = new NetworkTransport(cfg, this.stateDir, this.log, this.o.logger ?? null));
     try {
       const cfgKey = JSON.stringify({ ...cfg, server: undefined, rounds: undefined, eval: undefined });
