@@ -19,6 +19,14 @@ import {
   UPDATE_HEADER,
   updateMetaSchema,
 } from './protocol.js';
+import {
+  envelopesSchema,
+  rosterSchema,
+  secaggKeysSchema,
+  unmaskRequestSchema,
+  unmaskResponseSchema,
+  waitingSchema,
+} from './secagg.js';
 
 type Json = Record<string, unknown>;
 
@@ -35,6 +43,12 @@ const COMPONENTS: [string, z.ZodType][] = [
   ['UpdateMeta', updateMetaSchema],
   ['UploadReply', uploadReplySchema],
   ['StatusInfo', statusInfoSchema],
+  ['SecAggKeys', secaggKeysSchema],
+  ['SecAggRoster', rosterSchema],
+  ['SecAggEnvelopes', envelopesSchema],
+  ['SecAggUnmaskRequest', unmaskRequestSchema],
+  ['SecAggUnmaskResponse', unmaskResponseSchema],
+  ['SecAggWaiting', waitingSchema],
 ];
 
 function componentSchemas(): Record<string, Json> {
@@ -251,6 +265,7 @@ export function openApiDocument(serverUrl?: string): Json {
           },
         },
       },
+      ...secaggPaths(),
       '/v1/status': {
         get: {
           operationId: 'status',
@@ -293,6 +308,113 @@ export function openApiDocument(serverUrl?: string): Json {
           },
         },
       },
+    },
+  };
+}
+
+/** Secure aggregation's phases (src/fl/net/secagg.ts), for a server configured with secureAggregation. */
+function secaggPaths(): Json {
+  const phase = (
+    method: 'get' | 'post',
+    action: string,
+    summary: string,
+    body: Json | null,
+    ok: Json,
+    waits: boolean,
+  ): Json => ({
+    [method]: {
+      operationId: `secagg${action[0]!.toUpperCase()}${action.slice(1)}${method === 'post' && action === 'unmask' ? 'Response' : ''}`,
+      summary,
+      security: clientAuth,
+      parameters: [roundParam],
+      ...(body ? { requestBody: { required: true, ...body } } : {}),
+      responses: {
+        200: ok,
+        ...(waits ? { 202: json('SecAggWaiting', 'the phase has not begun: ask again after pollSeconds') } : {}),
+        401: UNAUTHORIZED,
+        403: err('the client is not sampled in this round'),
+        409: err('the round is not in secure aggregation, or past this phase, or the client is not part of it'),
+        ...(body ? { 422: err('the message is malformed or fails the protocol checks') } : {}),
+      },
+    },
+  });
+  const accepted = {
+    description: 'accepted',
+    content: { 'application/json': { schema: { type: 'object', properties: { accepted: { const: true } } } } },
+  };
+  const jsonBody = (name: string) => ({ content: { 'application/json': { schema: ref(name) } } });
+  return {
+    '/v1/round/{round}/secagg/keys': phase(
+      'post',
+      'keys',
+      'phase 1: two X25519 public keys (base64, 32 bytes) and the local example count',
+      jsonBody('SecAggKeys'),
+      accepted,
+      false,
+    ),
+    '/v1/round/{round}/secagg/roster': phase(
+      'get',
+      'roster',
+      'the roster: every client that advertised, its FedAvg weight and keys, and the threshold',
+      null,
+      json('SecAggRoster', 'the roster'),
+      true,
+    ),
+    '/v1/round/{round}/secagg/shares': phase(
+      'post',
+      'shares',
+      'phase 2: one AES-256-GCM envelope of Shamir shares for each other client on the roster',
+      jsonBody('SecAggEnvelopes'),
+      accepted,
+      false,
+    ),
+    '/v1/round/{round}/secagg/envelopes': phase(
+      'get',
+      'envelopes',
+      'the envelopes other clients addressed to this one',
+      null,
+      json('SecAggEnvelopes', 'the envelopes'),
+      true,
+    ),
+    '/v1/round/{round}/secagg/masked': {
+      post: {
+        ...(phase(
+          'post',
+          'masked',
+          "phase 3: the masked input (the client's weighted update in fixed point plus its masks, mod 2^32)",
+          binary('the roster length of uint32 words, little-endian'),
+          json('UploadReply', 'the masked input was accepted'),
+          false,
+        ).post as Json),
+        parameters: [
+          roundParam,
+          {
+            name: METRICS_HEADER,
+            in: 'header',
+            required: true,
+            description: "the client's local training metrics, an UploadMetrics object as JSON text",
+            content: { 'application/json': { schema: ref('UploadMetrics') } },
+          },
+        ],
+      },
+    },
+    '/v1/round/{round}/secagg/unmask': {
+      ...phase(
+        'get',
+        'unmask',
+        'phase 4: who survived (sent a masked input) and who dropped',
+        null,
+        json('SecAggUnmaskRequest', 'the unmask request'),
+        true,
+      ),
+      ...phase(
+        'post',
+        'unmask',
+        "phase 4: shares of the dropped clients' mask keys and of the survivors' self-mask seeds",
+        jsonBody('SecAggUnmaskResponse'),
+        accepted,
+        false,
+      ),
     },
   };
 }
