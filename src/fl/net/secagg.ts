@@ -94,9 +94,9 @@ export interface SecureRoundDeps {
   /** Local steps per round (the step time reported from each survivor's metrics). */
   steps: number;
   log: (line: string) => void;
-  /** Counts one body (database and live metrics). */
+  /** Counts one protocol body (live metrics; the round's totals go into the outcome). */
   bytes: (client: string, direction: 'up' | 'down', n: number) => void;
-  /** A masked input was accepted. */
+  /** A masked input was accepted: the client's update of the round, as round traffic counts it. */
   accepted: (client: string, bytes: number) => void;
   /** Records and throws a refusal. */
   refuse: (client: string, status: number, code: string, reason: string) => never;

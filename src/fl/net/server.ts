@@ -530,11 +530,13 @@ export class NetworkTransport implements Transport {
       stateDir: this.stateDir,
       steps: this.cfg.algorithm.local.steps,
       log: this.log,
-      bytes: (client, direction, n) => {
-        this.db.addTraffic(round, client, direction, n);
-        this.ops.events.emit({ type: 'bytes', direction, bytes: n, client });
+      bytes: (client, direction, n) => this.ops.events.emit({ type: 'bytes', direction, bytes: n, client }),
+      // Round traffic: the payload and the masked input (the update); the protocol's other
+      // messages are counted in the round's secure_aggregation entry.
+      accepted: (client, n) => {
+        this.db.addTraffic(round, client, 'up', n);
+        x.emit({ type: 'update', round, client, bytes: n });
       },
-      accepted: (client, n) => x.emit({ type: 'update', round, client, bytes: n }),
       refuse: (client, status, code, reason) => this.refuse(round, client, status, code, reason),
       stopping: () => this.httpServer === null,
     });
@@ -547,6 +549,7 @@ export class NetworkTransport implements Transport {
       updates: [],
       ...(outcome ? { secure: outcome } : {}),
       traffic: this.db.traffic(round),
+      resent: this.db.resent(round),
       extra: reason ? { secure_aggregation_failed: reason } : {},
     };
   }
