@@ -2,7 +2,8 @@
 // in round 1 client 1 leaves after the key exchange (before its masked input) and client 3 right
 // after sending its masked input (it never answers the unmask request). The server stores only
 // masked inputs, the round's aggregate equals plain FedAvg of the four survivors within the
-// fixed-point error, and it is the simulation's secure aggregate for the same run bit for bit.
+// fixed-point error, and it is the simulation's secure aggregate for the same run bit for bit. With
+// central DP as well, the clients clip and the server noises the sum, as in the simulation.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
@@ -89,4 +90,26 @@ test('net: secure aggregation with a client dropping before and one after its ma
   // Four survivors, each value rounded to 1/scale, over their weight (> 0.5 of the roster's).
   assert.ok(err < (4 * 0.5) / fp.scale / 0.5 + 1e-7, `secure vs plain FedAvg: ${err}`);
   assert.ok(moved > 1000 * err, `the update (${moved}) is far above the error (${err})`);
+});
+
+test('net: secure aggregation composes with central DP: clients clip, the server noises the unmasked sum', {
+  timeout: 150_000,
+}, async () => {
+  const s = await setup({
+    rounds: 1,
+    server: { minClients: 3, roundDeadlineSeconds: 30, lingerSeconds: 1 },
+    extra: ['secureAggregation=true', 'privacy={mode: central, noiseMultiplier: 0.5, clip: 0.05}'],
+  });
+  const server = cli('server', serverArgs(s));
+  await server.waitFor(/listening on/, 30_000);
+  const clients = ['0', '1', '2'].map((n) => cli(`client-${n}`, clientArgs(s, n)));
+  assert.equal(await server.exit(90_000), 0, server.out);
+  for (const c of clients) assert.equal(await c.exit(20_000), 0, c.out);
+  const [r0] = roundMetrics(s);
+  assert.equal((r0!.secure_aggregation as { survivors: number }).survivors, 3);
+  assert.ok((r0!.privacy as { epsilon: number }).epsilon > 0);
+  // The server's noise is keyed by the run seed, the clients' clipping is exact: the simulation's adapter.
+  const got = loadPeftAsState(path.join(s.state, 'adapter')).state;
+  const sim = await simulationReference(s.config, s.sets);
+  assert.equal(maxAdapterDiff(sim.adapter, got), 0);
 });
