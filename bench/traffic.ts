@@ -3,8 +3,8 @@
 // (down + up, encoded bodies), join bytes per client, client peak memory (weights as held, LoRA
 // state, measured working memory) and AdapFu NLL, averaged over seeds.
 // Last line: {"none": {...}, "q8": {...}, "q4": {...}, "q4_topk": {...}, "emulator_q8_0": {...},
-// "emulator_q4": {...}}, each {"bytes_round", "bytes_join", "client_mb", "adapfu_nll"} plus the
-// ratios against none (bytes_ratio, join_ratio, mem_ratio, nll_rel).
+// "emulator_q4": {...}, "qlora_q8_0": {...}}, each {"bytes_round", "bytes_join", "client_mb",
+// "adapfu_nll"} plus the ratios against none (bytes_ratio, join_ratio, mem_ratio, nll_rel).
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -29,6 +29,8 @@ const VARIANTS: Record<string, string[]> = {
   q4_topk: ['compression={codec: q4, topk: 0.1}'],
   emulator_q8_0: ['algorithm.emulator={weights: q8_0}'],
   emulator_q4: ['algorithm.emulator={weights: q4}'],
+  // QLoRA-style: the whole frozen model (so the whole client download) in Q8_0, q8 round traffic
+  qlora_q8_0: ['algorithm.full={weights: q8_0}', 'compression={codec: q8}'],
 };
 const names = arg('variants', Object.keys(VARIANTS).join(',')).split(',');
 

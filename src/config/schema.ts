@@ -139,6 +139,11 @@ export const configSchema = z
        * which aligns exactly that emulator): f32, f16, or Q8_0 / Q4_0 blocks computed on directly.
        */
       emulator: z.strictObject({ weights: z.enum(EMULATOR_WEIGHTS).default('f32') }).prefault({}),
+      /**
+       * QLoRA-style: the server's whole frozen model (embedding, every layer, head) held in this format;
+       * LoRA trains on top of it and the clients download it so. 'f32': as the checkpoint stores it.
+       */
+      full: z.strictObject({ weights: z.enum(EMULATOR_WEIGHTS).default('f32') }).prefault({}),
       preAlignSteps: nonNegInt.default(100),
       /**
        * FedAvg weights: 'samples' weighs each client by its data size (the simulation knows it; a

@@ -9,6 +9,7 @@
 //   offsite      as fedot, but one client holds all the data (Offsite-Tuning).
 //   fedavg-full  LoRA on every layer of the full model at every client (upper bound, full cost).
 //   local        FedBiOT's split, but every client trains alone (no aggregation).
+import { storeModelWeights } from '../models/stored-weights.js';
 import type { LlamaModel, DecoderLayer } from '../nn/llama.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { TokenBatch } from '../nn/lm.js';
@@ -43,6 +44,8 @@ export interface AlgorithmSettings {
   layerDrop?: LayerDropRule;
   /** How the emulator's frozen weights are held (default f32; see compress.ts). */
   emulatorWeights?: EmulatorWeights;
+  /** QLoRA-style: how the whole frozen model is held, before the split (default f32: as loaded). */
+  fullWeights?: EmulatorWeights;
   /** Whose alignment objective `align` carries (reported in summary.json); null without an emulator. */
   alignObjective?: AlignObjectiveName | null;
   adapterLora: LoraConfig;
@@ -173,6 +176,9 @@ export class ServerAlgorithm {
   ) {
     this.strategy = strategyOf(settings.name);
     const placement = this.strategy.placement(settings);
+    // QLoRA-style: every frozen matrix quantized (or 16-bit) once, the LoRA trained over it
+    const full = settings.fullWeights ?? 'f32';
+    if (full !== 'f32') storeModelWeights(base, full === 'q4' ? 'q4_0' : full);
     if (placement) {
       this.split = buildSplit(
         base,

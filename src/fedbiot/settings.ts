@@ -20,6 +20,7 @@ export function settingsFromConfig(cfg: RunConfig): AlgorithmSettings {
     alignStepsPerRound: a.alignStepsPerRound,
     layerDrop: a.layerDrop,
     emulatorWeights: a.emulator.weights,
+    fullWeights: a.full.weights,
     alignObjective: alignment.objective,
     align: {
       hiddenLoss: a.align.hiddenLoss,

@@ -172,7 +172,10 @@ export function loadHfModel(dir: string, opts: LoadHfModelOptions = {}): LlamaMo
       );
     }
     const norm = get('model.norm.weight');
-    const head = cfg.tieWordEmbeddings || !reader.has('lm_head.weight') ? embed : getWeight('lm_head.weight');
+    const head =
+      cfg.tieWordEmbeddings || !(reader.has('lm_head.weight') || quantized.has('lm_head.weight'))
+        ? embed
+        : getWeight('lm_head.weight');
     return new LlamaModel({ ...cfg, tieWordEmbeddings: head === embed }, embed, layers, norm, head);
   } finally {
     reader.close();

@@ -2,7 +2,8 @@
 // `compression: {codec: q8}` agree on the codec at join, exchange 8-bit deltas both ways, and end
 // with the adapter and the byte counts of `fedbiot simulate` on the same config, bit for bit, even
 // though one client is killed between training and upload and comes back (its received states and
-// error feedback are restored from its cache). A client that offers no codec is refused at join.
+// error feedback are restored from its cache). A client that offers no codec is refused at join, a
+// malformed compressed update with the reason.
 // The emulator is Q8_0 (algorithm.emulator.weights): the clients download its blocks as they are and
 // compute with them, as the server aligned it.
 import { test, after } from 'node:test';
@@ -43,8 +44,33 @@ test('net: q8 compression and a Q8_0 emulator end to end equal the simulation (a
   assert.match(why.reason, /codec q8.*offers no codec/);
 
   const c0 = cli('client-0', clientArgs(s, '0'));
-  const c2 = cli('client-2', clientArgs(s, '2'));
   const first = cli('client-1a', clientArgs(s, '1'), { FEDBIOT_DEBUG_EXIT_BEFORE_UPLOAD: '1' });
+  // Client 2 polls by hand until round 1 opens for it, then sends malformed compressed updates:
+  // each is refused with the field at fault, and none counts as its upload.
+  const t2 = makeTransport(s.url, s.tokens['2']!);
+  let st: { state: string; nonce?: string } = { state: 'wait' };
+  for (let i = 0; i < 600 && st.state !== 'train'; i++) {
+    st = JSON.parse((await request(t2, 'GET', 'v1/round')).body.toString('utf8'));
+    if (st.state !== 'train') await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(st.state, 'train');
+  const post = (body: Buffer, meta: unknown) =>
+    request(t2, 'POST', 'v1/round/0/update', {
+      body,
+      headers: {
+        'x-fedbiot-metrics': JSON.stringify({ meanLoss: 1, tokens: 1, seconds: 1 }),
+        ...(meta === undefined ? {} : { 'x-fedbiot-update': JSON.stringify(meta) }),
+      },
+    });
+  const meta = { round: 0, nonce: st.nonce, samples: 8 };
+  const garbage = await post(Buffer.from('not a compressed update at all'), meta);
+  assert.equal(garbage.status, 422);
+  assert.equal(replyReason(garbage).code, 'bad-body');
+  assert.match(replyReason(garbage).reason, /magic: expected "FBCU"/);
+  const noMeta = await post(Buffer.from('FBCU'), undefined);
+  assert.equal(replyReason(noMeta).code, 'bad-metadata');
+  assert.match(replyReason(noMeta).reason, /x-fedbiot-update/);
+  const c2 = cli('client-2', clientArgs(s, '2'));
   assert.equal(await first.exit(120_000), 3, first.out);
   assert.match(first.out, /round 2: training/);
   const again = cli('client-1b', clientArgs(s, '1'));
