@@ -437,11 +437,14 @@ export class LlamaModel {
     return noGrad(() => {
       const B = cache.batch;
       const T = ids.length / B;
-      const logits = this.forward(ids, { B, T, cache });
-      const V = this.config.vocabSize;
-      const out = new Float32Array(B * V);
-      for (let b = 0; b < B; b++) out.set(logits.data.subarray((b * T + T - 1) * V, (b * T + T) * V), b * V);
-      return out;
+      const h = this.runLayers(this.embed(ids, B, T), { B, T, cache });
+      cache.length += T;
+      // The head reads only each row's last position: a prompt's other positions need no logits.
+      const D = this.config.hiddenSize;
+      const lastRows = T === 1 ? h : new Tensor(alloc(B * D), [B, 1, D], { name: 'last_hidden' });
+      if (T > 1)
+        for (let b = 0; b < B; b++) lastRows.data.set(h.data.subarray((b * T + T - 1) * D, (b * T + T) * D), b * D);
+      return Float32Array.from(this.head(lastRows).data);
     });
   }
 }
