@@ -7,7 +7,8 @@ export { loadConfig, validateConfig, ConfigError } from './config/load.js';
 export { configSchema, serverSettings, type RunConfig, type ServerSettings } from './config/schema.js';
 
 // Running a federation
-export { buildExperiment, type Experiment } from './fl/experiment.js';
+export { buildExperiment, buildServerData, type Experiment, type ServerData } from './fl/experiment.js';
+export { loadClientData, prepareClientData } from './data/client-data.js';
 export { runSimulation, InProcessTransport, type SimulationOptions } from './fl/simulation.js';
 export { FedServer, NetworkTransport, openDb } from './fl/net/server.js';
 export { runClient, fetchModel, RefusedError, type ClientOptions } from './fl/net/client.js';

@@ -1,7 +1,11 @@
-// `fedbiot client --server URL --token TOKEN --data FILE [--cache DIR]`
-import type { Command } from 'commander';
+// `fedbiot client --server URL --token TOKEN --data FILE [--format F] [--cache DIR]`: a data owner
+// with its own training file; `fedbiot client --data FILE [--format F] --check` validates the file
+// and prints its record count (the size to register with `fedbiot server add-client --samples`).
+import { Option, type Command } from 'commander';
 import * as path from 'node:path';
 import { runClient } from '../fl/net/client.js';
+import { loadClientData } from '../data/client-data.js';
+import type { FormatOption } from '../data/loaders.js';
 import { numberOption } from './options.js';
 import { commandLogger } from './logging.js';
 import { terminalProgress } from './progress.js';
@@ -11,9 +15,18 @@ export function registerClient(program: Command): void {
   program
     .command('client')
     .description('join a FedBiOT server, download the compressed model, and train in the rounds it is sampled for')
-    .requiredOption('--server <url>', 'server URL, e.g. https://fl.example.org:8443')
+    .option('--server <url>', 'server URL, e.g. https://fl.example.org:8443')
     .option('--token <token>', 'client token from `fedbiot server add-client` (default: $FEDBIOT_TOKEN)')
-    .requiredOption('--data <file>', 'local training data (JSONL/JSON: alpaca, gsm8k or chat records)')
+    .requiredOption('--data <file>', "this client's own training data (JSONL/JSON records)")
+    .addOption(
+      new Option('--format <form>', 'the form of the records in --data (auto: detected per record)')
+        .choices(['auto', 'alpaca', 'gsm8k', 'chat'])
+        .default('auto'),
+    )
+    .option(
+      '--check',
+      'only check --data: report invalid records and print the count to register (add-client --samples); contacts no server',
+    )
     .option('--cache <dir>', 'where the downloaded model and progress are kept between runs', '.fedbiot-cache')
     .option('--ca <file>', 'PEM certificate to trust (a self-signed server certificate)')
     .option('--chunk-bytes <n>', 'download chunk size in bytes')
@@ -25,9 +38,11 @@ export function registerClient(program: Command): void {
     .action(
       async (
         opts: {
-          server: string;
+          server?: string;
           token?: string;
           data: string;
+          format: FormatOption;
+          check?: boolean;
           cache: string;
           ca?: string;
           chunkBytes?: string;
@@ -36,6 +51,16 @@ export function registerClient(program: Command): void {
         },
         cmd: Command,
       ) => {
+        if (opts.check) {
+          const own = loadClientData(opts.data, opts.format);
+          for (const w of own.warnings) process.stderr.write(`warning: ${w}\n`);
+          process.stdout.write(`${own.examples.length}\n`);
+          process.stderr.write(
+            `${opts.data}: ${own.examples.length} valid record(s); register this client with: fedbiot server add-client NAME --samples ${own.examples.length}\n`,
+          );
+          return;
+        }
+        if (!opts.server) throw new Error('fedbiot client: --server is required (or --check to only check --data)');
         const chunkBytes = numberOption(
           '--chunk-bytes',
           opts.chunkBytes,
@@ -53,6 +78,7 @@ export function registerClient(program: Command): void {
           server: opts.server,
           token,
           data: opts.data,
+          format: opts.format,
           cache: path.resolve(opts.cache),
           ca: opts.ca,
           patienceSeconds: patience,

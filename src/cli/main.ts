@@ -5,6 +5,7 @@ import { registerTrainSmoke } from './train-smoke.js';
 import { registerDemo } from './demo.js';
 import { registerServer } from './server.js';
 import { registerClient } from './client.js';
+import { registerSplitData } from './split-data.js';
 import { registerStatus } from './status.js';
 import { registerPretrain } from './pretrain.js';
 import { registerGenerate } from './generate.js';
@@ -41,6 +42,7 @@ export async function main(argv: string[]): Promise<number> {
   registerDemo(program);
   registerServer(program);
   registerClient(program);
+  registerSplitData(program);
   registerStatus(program);
   registerPretrain(program);
   registerGenerate(program);

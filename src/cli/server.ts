@@ -1,15 +1,13 @@
 // `fedbiot server --config FILE [--state DIR]` runs a FedBiOT server;
 // `fedbiot server add-client NAME --state DIR [--admin]` registers a client and prints its token once;
 // `fedbiot server remove-client NAME --state DIR` revokes a token (a running server refuses it at once);
-// `fedbiot server list-clients --state DIR` lists the registered clients;
-// `fedbiot server export-shares --config FILE --out DIR` writes the simulated clients' data shares.
+// `fedbiot server list-clients --state DIR` lists the registered clients.
+// The server's config names no client data: each client brings its own file (`fedbiot client`).
 import type { Command } from 'commander';
 import * as path from 'node:path';
 import { loadConfig } from '../config/load.js';
 import { setThreads } from '../tensor/engine.js';
 import { FedServer, openDb } from '../fl/net/server.js';
-import { exportShares } from '../fl/net/shares.js';
-import { buildExperiment } from '../fl/experiment.js';
 import { collectRepeated, numberOption } from './options.js';
 import { commandLogger } from './logging.js';
 import { lineLogger } from '../ops/log.js';
@@ -122,17 +120,5 @@ export function registerServer(program: Command): void {
       } finally {
         db.close();
       }
-    });
-
-  server
-    .command('export-shares')
-    .description("write each simulated client's training data as OUT/client-<i>.jsonl (demos, tests)")
-    .requiredOption('--out <dir>', 'output folder')
-    .action(async (_opts: unknown, cmd: Command) => {
-      // --config and --set belong to the parent `server` command (see dbOf).
-      const o = cmd.optsWithGlobals<{ config?: string; set: string[]; out: string }>();
-      if (!o.config) throw new Error('fedbiot server export-shares: --config is required');
-      const exp = await buildExperiment(loadConfig(o.config, o.set));
-      for (const f of exportShares(exp, o.out)) process.stdout.write(`${f}\n`);
     });
 }

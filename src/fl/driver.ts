@@ -54,7 +54,7 @@ import { deriveSeed, mulberry32, shuffle } from '../util/rng.js';
 import { fmtBytes } from '../util/format.js';
 import { silentProgress, type Progress } from '../util/progress.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { taskScorer, type Experiment } from './experiment.js';
+import { taskScorer, type ServerData } from './experiment.js';
 import { encodePayload, f32Codec, type PayloadCodec } from './payload.js';
 import { checkCompressedUpload, checkUpload, type Checked } from './net/validate.js';
 import { clientDownloadBytes } from './net/artifact.js';
@@ -224,7 +224,7 @@ export interface RoundOutcome {
 
 export interface TransportContext {
   cfg: RunConfig;
-  exp: Experiment;
+  exp: ServerData;
   server: ServerAlgorithm;
   strategy: Strategy;
   progress: Progress;
@@ -331,7 +331,7 @@ export function sampleClients(cfg: RunConfig, round: number, available: readonly
     .sort(byName);
 }
 
-export function buildEvalSpec(exp: Experiment, examples: readonly Example[]): EvalSpec {
+export function buildEvalSpec(exp: ServerData, examples: readonly Example[]): EvalSpec {
   const tok = exp.tokenizer;
   const maxLen = exp.cfg.data.maxLength;
   const template = exp.cfg.data.template ? getTemplate(exp.cfg.data.template, exp.cfg.model.path) : undefined;
@@ -363,7 +363,7 @@ export function roundEvalSpec(spec: EvalSpec, cfg: RunConfig): EvalSpec {
 
 /** Encodes a set of examples for training or alignment; warnings go to the log, none left is an error. */
 export function encodeForTraining(
-  exp: Experiment,
+  exp: ServerData,
   examples: readonly Example[],
   what: string,
   log: (l: string) => void,
@@ -376,7 +376,7 @@ export function encodeForTraining(
 }
 
 /** Runs (or resumes) one federated run to its end; null when the transport stopped it early. */
-export async function runFederation(exp: Experiment, transport: Transport, o: RunOptions): Promise<Summary | null> {
+export async function runFederation(exp: ServerData, transport: Transport, o: RunOptions): Promise<Summary | null> {
   const cfg = exp.cfg;
   const progress = o.progress ?? silentProgress;
   const codec = o.hooks?.codec ?? f32Codec;

@@ -17,23 +17,77 @@ import type { TaskScorer } from '../fedbiot/evaluate.js';
 import { loadHfModel } from '../models/hf-model.js';
 import { deriveSeed, mulberry32, shuffle } from '../util/rng.js';
 import { resolveAlignment } from '../fedbiot/objectives.js';
+import { strategyOf } from '../fedbiot/algorithms.js';
 
-export interface Experiment {
+/**
+ * What the server of a run holds: the model, the evaluation set, the public data for alignment and
+ * the settings. No client's training data: a deployed server builds only this (buildServerData).
+ */
+export interface ServerData {
   cfg: RunConfig;
   base: LlamaModel;
   tokenizer: TokenizerLike & { vocabSize?: number };
   modelSource: string;
   task: TaskName | null;
-  train: Example[];
   test: Example[];
   public: Example[];
-  /** clients[c] = indices into train. */
-  clients: number[][];
-  splitTable: string;
   warnings: string[];
 }
 
+/** A simulation: the server's part, plus one dataset split into the clients' shares. */
+export interface Experiment extends ServerData {
+  train: Example[];
+  /** clients[c] = indices into train. */
+  clients: number[][];
+  splitTable: string;
+}
+
+/** The simulation's experiment: the server's part and the clients' shares of data.train or data.task. */
 export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
+  const { server, train } = await build(cfg, true);
+  const c = cfg.clients;
+  // Offsite-Tuning's one data owner: its strategy says the simulation deals it all the data.
+  const single = strategyOf(cfg.algorithm.name).data === 'single-client';
+  const spec: SplitSpec =
+    c.split === 'iid'
+      ? { kind: 'iid' }
+      : c.split === 'dirichlet'
+        ? { kind: 'dirichlet', alpha: c.alpha }
+        : { kind: 'meta' };
+  const categories = train.map((e) => e.category);
+  const split = splitClients(categories, c.count, spec, deriveSeed(cfg.seed, 'split'));
+  server.warnings.push(...split.warnings);
+  const clients = single ? [split.clients.flat().sort((a, b) => a - b)] : split.clients;
+  return { ...server, train, clients, splitTable: renderSplitTable(clients, categories) };
+}
+
+/**
+ * A deployed server's part of a run: the model, data.test (or a generated task's test split) and the
+ * public data. It reads no client data: data.train is refused, each client brings its own file.
+ */
+export async function buildServerData(cfg: RunConfig): Promise<ServerData> {
+  checkServerData(cfg);
+  return (await build(cfg, false)).server;
+}
+
+/** Refuses a deployed server's config that names client data, or no evaluation set. */
+export function checkServerData(cfg: RunConfig): void {
+  if (cfg.data.train)
+    throw new Error(
+      `config data.train (${cfg.data.train}): a deployed server does not read the clients' training data; each client passes its own file (fedbiot client --data FILE --format F) and is registered with its size (fedbiot server add-client NAME --samples N). Give the server data.test (its evaluation set) or data.task`,
+    );
+  if (!cfg.data.task && !cfg.data.test)
+    throw new Error(
+      'config data: a deployed server needs its evaluation set: data.test (a JSONL/JSON file) or data.task (a generated task, whose test split it uses)',
+    );
+}
+
+/** The simulation's shares as lists of examples (what each simulated client holds). */
+export function clientShares(exp: Experiment): Example[][] {
+  return exp.clients.map((idx) => idx.map((j) => exp.train[j]!));
+}
+
+async function build(cfg: RunConfig, withTrain: boolean): Promise<{ server: ServerData; train: Example[] }> {
   const warnings: string[] = [];
   let base: LlamaModel;
   let tokenizer: TokenizerLike & { vocabSize?: number };
@@ -64,10 +118,17 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
   }
 
   const d = cfg.data;
-  let train: Example[];
+  // A generated task's train split is built on the server too, but only to keep the public data
+  // clear of its questions (it is the benchmark's, not a client's); the server drops it after.
+  let train: Example[] = [];
   let test: Example[];
   let task: TaskName | null = d.task ?? null;
-  if (d.train) {
+  if (!withTrain && !task) {
+    const loaded = loadExamplesFromFile(d.test!, { format: d.format, skipInvalid: d.skipInvalid });
+    if (loaded.report.skipped > 0) warnings.push(`${d.test}: skipped ${loaded.report.skipped} invalid records`);
+    test = loaded.examples;
+    if (isGsm8kSet(test)) task = 'math';
+  } else if (d.train) {
     const opts = { format: d.format, skipInvalid: d.skipInvalid };
     const tr = loadExamplesFromFile(d.train, opts);
     train = tr.examples;
@@ -104,7 +165,7 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
   } else {
     throw new Error('config data: give data.task (math, code, qa) or data.train (a JSONL/JSON file)');
   }
-  if (train.length === 0) throw new Error('config data: the training set is empty');
+  if (withTrain && train.length === 0) throw new Error('config data: the training set is empty');
   if (d.test && test.length === 0) throw new Error(`config data.test: ${d.test} holds no test records`);
   if (d.test && task !== null && task !== 'math' && isGsm8kSet(test))
     throw new Error(
@@ -155,33 +216,10 @@ export async function buildExperiment(cfg: RunConfig): Promise<Experiment> {
       }
     }
     if (pub.length === 0) pub = train.slice(0, d.public.size);
+    if (pub.length === 0) throw new Error(`config data.public: no public example from tasks ${families.join(', ')}`);
   }
 
-  const c = cfg.clients;
-  const single = cfg.algorithm.name === 'offsite';
-  const spec: SplitSpec =
-    c.split === 'iid'
-      ? { kind: 'iid' }
-      : c.split === 'dirichlet'
-        ? { kind: 'dirichlet', alpha: c.alpha }
-        : { kind: 'meta' };
-  const categories = train.map((e) => e.category);
-  const split = splitClients(categories, c.count, spec, deriveSeed(cfg.seed, 'split'));
-  warnings.push(...split.warnings);
-  const clients = single ? [split.clients.flat().sort((a, b) => a - b)] : split.clients;
-  return {
-    cfg,
-    base,
-    tokenizer,
-    modelSource,
-    task,
-    train,
-    test,
-    public: pub,
-    clients,
-    splitTable: renderSplitTable(clients, categories),
-    warnings,
-  };
+  return { server: { cfg, base, tokenizer, modelSource, task, test, public: pub, warnings }, train };
 }
 
 /** True when every example came from a GSM8K record (question, answer ending in "#### N"). */

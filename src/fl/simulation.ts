@@ -3,13 +3,14 @@
 // and decoded exactly as on the network (payload.ts), so the bytes counted are the bytes a
 // deployment would send, and an update passes the same checks.
 import { type ClientAlgorithm, simulatedClient } from '../fedbiot/algorithms.js';
-import { BatchIterator, resolvePadId, toTokenBatch, type BatchIteratorState } from '../data/batch.js';
+import { toTokenBatch, type BatchIterator, type BatchIteratorState } from '../data/batch.js';
+import { prepareClientData } from '../data/client-data.js';
+import { getTemplate } from '../data/templates.js';
 import { liveTensorBytes, peakTensorBytes, resetPeakTensorBytes } from '../tensor/engine.js';
 import { nonce as newNonce } from './net/auth.js';
 import { decodePayload, encodeUpdate } from './payload.js';
 import { clientDataSeed, clientDropoutSeed, compressedUploadSeed } from './seeds.js';
 import {
-  encodeForTraining,
   measuredJoinBytes,
   runFederation,
   type ReceivedUpdate,
@@ -20,7 +21,7 @@ import {
   type Transport,
   type TransportContext,
 } from './driver.js';
-import type { Experiment } from './experiment.js';
+import { clientShares, type Experiment } from './experiment.js';
 import { CompressedClient } from './compression.js';
 import { cloneState, stateAddScaled, stateDiff, type LoraState } from '../fedbiot/lora-state.js';
 
@@ -45,6 +46,7 @@ export class InProcessTransport implements Transport {
   private client!: ClientAlgorithm;
   private readonly iterators = new Map<string, BatchIterator>();
   private readonly sizes = new Map<string, number>();
+  private readonly warnings: string[] = [];
   private state: SimState = { iterators: {}, emulatorVersions: {}, peakActivationBytes: 0 };
   /** With compression: each client's received states and error feedback (not checkpointed: after a resume each client gets the held states whole). */
   private readonly compressedClients = new Map<string, CompressedClient>();
@@ -55,25 +57,26 @@ export class InProcessTransport implements Transport {
     private readonly poison?: SimulationOptions['poison'],
   ) {
     const cfg = exp.cfg;
-    const padId = resolvePadId(exp.tokenizer);
-    exp.clients.forEach((idx, i) => {
-      if (idx.length === 0) return;
+    const template = cfg.data.template ? getTemplate(cfg.data.template, cfg.model.path) : undefined;
+    // The simulation deals one dataset into shares; each simulated client prepares its share the way
+    // a networked client prepares its own file (src/data/client-data.ts).
+    clientShares(exp).forEach((examples, i) => {
+      if (examples.length === 0) return;
       const name = String(i);
-      const items = encodeForTraining(
-        exp,
-        idx.map((j) => exp.train[j]!),
-        `client ${i}`,
-        () => {},
-      );
-      this.iterators.set(
-        name,
-        new BatchIterator(items, {
+      const data = prepareClientData(
+        examples,
+        exp.tokenizer,
+        {
+          maxLength: cfg.data.maxLength,
+          template,
           batchSize: cfg.algorithm.local.batchSize,
-          padId,
           seed: clientDataSeed(cfg.seed, name),
-        }),
+        },
+        `simulated client ${name}`,
       );
-      this.sizes.set(name, items.length);
+      this.iterators.set(name, data.iterator);
+      this.sizes.set(name, data.size);
+      this.warnings.push(...data.warnings);
     });
   }
 
@@ -89,6 +92,7 @@ export class InProcessTransport implements Transport {
 
   async open(ctx: TransportContext): Promise<void> {
     this.ctx = ctx;
+    for (const w of this.warnings) ctx.progress.log(`warning: ${w}`);
     this.client = simulatedClient(ctx.server);
   }
 

@@ -107,7 +107,10 @@ export function killAll(): void {
 export interface Setup {
   state: string;
   config: string;
+  /** The run as the simulation reads it (data.task: the clients' shares are dealt from it). */
   sets: string[];
+  /** The same run as the deployed server reads it: no training data, an evaluation file. */
+  serverSets: string[];
   url: string;
   tokens: Record<string, string>;
   shares: string[];
@@ -145,22 +148,41 @@ export async function setup(o: {
   ];
   fs.mkdirSync(state, { recursive: true });
   const { loadConfig } = await import('../../src/config/load.js');
-  const { buildExperiment } = await import('../../src/fl/experiment.js');
-  const { exportShares } = await import('../../src/fl/net/shares.js');
+  const { buildExperiment, clientShares } = await import('../../src/fl/experiment.js');
+  const { writeExamples, writeShares } = await import('../../src/data/client-data.js');
+  // The data owners' files: the simulation's shares of the generated task, one per client.
   const exp = await buildExperiment(loadConfig(config, sets));
-  const shares = exportShares(exp, path.join(dir, 'data'));
-  // Each client is registered with the size of its share: the FedAvg weight the server trusts.
+  const shares = writeShares(clientShares(exp), path.join(dir, 'data'));
+  // The server's config names no client data and no training set: its evaluation set is a file,
+  // its public data the generated families the simulation uses (code and qa for a math task).
+  const evalFile = path.join(dir, 'server', 'eval.jsonl');
+  writeExamples(evalFile, exp.test);
+  const serverSets = [
+    ...sets.filter((x) => !/^data\.(task|trainSize|testSize|public)=/.test(x)),
+    `data.test=${evalFile}`,
+    'data.public={source: tasks, size: 8, tasks: [code, qa]}',
+  ];
+  // Each client is registered with the size of its file: the FedAvg weight the server trusts.
   const db = new ServerDb(path.join(state, 'server.db'));
   const tokens: Record<string, string> = {};
   for (const c of o.clients ?? ['0', '1', '2'])
-    tokens[c] = db.addClient(c, 'client', o.unregistered ? undefined : exp.clients[Number(c)]!.length);
+    tokens[c] = db.addClient(c, 'client', o.unregistered ? undefined : shares[Number(c)]!.records);
   tokens.admin = db.addClient('admin', 'admin');
   db.close();
-  return { state, config, sets, url: `${o.tls ? 'https' : 'http'}://127.0.0.1:${port}`, tokens, shares, dir };
+  return {
+    state,
+    config,
+    sets,
+    serverSets,
+    url: `${o.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
+    tokens,
+    shares: shares.map((x) => x.file),
+    dir,
+  };
 }
 
 export function serverArgs(s: Setup): string[] {
-  return ['server', '--config', s.config, '--state', s.state, ...s.sets.flatMap((x) => ['--set', x])];
+  return ['server', '--config', s.config, '--state', s.state, ...s.serverSets.flatMap((x) => ['--set', x])];
 }
 
 export function clientArgs(s: Setup, name: string, extra: string[] = []): string[] {
@@ -172,6 +194,8 @@ export function clientArgs(s: Setup, name: string, extra: string[] = []): string
     s.tokens[name]!,
     '--data',
     s.shares[Number(name)]!,
+    '--format',
+    'alpaca',
     '--cache',
     path.join(s.dir, `cache-${name}`),
     '--patience',

@@ -6,9 +6,9 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ClientAlgorithm } from '../../fedbiot/algorithms.js';
-import { loadExamplesFromFile } from '../../data/loaders.js';
-import { encodeExamples } from '../../data/encode.js';
-import { BatchIterator, resolvePadId, type BatchIteratorState } from '../../data/batch.js';
+import type { FormatOption } from '../../data/loaders.js';
+import { loadClientData, prepareClientData } from '../../data/client-data.js';
+import type { BatchIteratorState } from '../../data/batch.js';
 import { getTemplate } from '../../data/templates.js';
 import { toTokenBatch } from '../../data/batch.js';
 import { writeAtomic } from '../../io/byte-source.js';
@@ -54,7 +54,9 @@ import {
 export interface ClientOptions {
   server: string;
   token: string;
+  /** The client's own training data (JSONL/JSON records) and their form. */
   data: string;
+  format?: FormatOption;
   cache: string;
   ca?: string;
   /** Give up when the server has been unreachable this long (default 600 s). */
@@ -159,6 +161,9 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
   const t = makeTransport(o.server, o.token, { ca: o.ca });
   const fatal = (e: unknown) => certificateProblem(e, o.server, o.ca);
   const retry = <T>(what: string, f: () => Promise<T>) => retrying(what, patience, log, f, fatal);
+  // The client's own data, checked before anything is asked of the server.
+  const own = loadClientData(o.data, o.format ?? 'auto');
+  for (const w of own.warnings) log(`warning: ${w}`);
   const poll = () =>
     retry('poll', async () => {
       const r = await request(t, 'GET', 'v1/round');
@@ -198,25 +203,16 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
 
   const tr = join.training;
   const cm = loadClientModel(dir, { adapter: tr.adapterLora, emulator: tr.emulatorLora });
-  const loaded = loadExamplesFromFile(o.data, { format: tr.format, skipInvalid: true });
-  const examples = loaded.examples;
-  if (loaded.report.skipped > 0) {
-    const first = loaded.report.invalid
-      .slice(0, 3)
-      .map((r) => `line ${r.line} ${r.field}: ${r.message}`)
-      .join('; ');
-    log(
-      `warning: ${o.data}: skipped ${loaded.report.skipped} invalid record(s) of ${loaded.report.total} (${first}${loaded.report.skipped > 3 ? '; ...' : ''})`,
-    );
-  }
   const template = tr.template ? getTemplate(tr.template, dir) : undefined;
-  const items = encodeExamples(examples, cm.tokenizer, { maxLength: tr.maxLength, template }).items;
-  if (items.length === 0) throw new Error(`${o.data}: no usable example after encoding`);
-  const it = new BatchIterator(items, {
-    batchSize: tr.batchSize,
-    padId: resolvePadId(cm.tokenizer),
-    seed: tr.dataSeed,
-  });
+  const data = prepareClientData(
+    own.examples,
+    cm.tokenizer,
+    { maxLength: tr.maxLength, template, batchSize: tr.batchSize, seed: tr.dataSeed },
+    o.data,
+  );
+  for (const w of data.warnings) log(`warning: ${w}`);
+  const it = data.iterator;
+  const size = data.size;
   const stateFile = path.join(o.cache, `client-${join.client}.json`);
   // Compressed round traffic (join.compression): the adapter and emulator LoRA arrive as deltas
   // against what this client holds, and its uploads carry error feedback; both persist with each
@@ -302,7 +298,7 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
   await settle();
   const algo = new ClientAlgorithm(cm.model, cm.adapter, cm.emulator, tr.local);
   algo.emulatorVersion = -1;
-  log(`${items.length} training examples; waiting for rounds`);
+  log(`${size} training examples; waiting for rounds`);
   const done: number[] = [];
   for (;;) {
     const st: RoundStatus = await poll();
@@ -379,7 +375,7 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
           t,
           round,
           client: join.client,
-          samples: items.length,
+          samples: size,
           secure: tr.secureAggregation,
           start,
           pollSeconds: join.pollSeconds,
@@ -403,7 +399,7 @@ export async function runClient(o: ClientOptions): Promise<{ rounds: number[] }>
       continue;
     }
     const { state: upload, metrics } = await trainRound();
-    const meta: UpdateMeta = { round, nonce, samples: items.length };
+    const meta: UpdateMeta = { round, nonce, samples: size };
     const body = codec
       ? codec.upload(upload, compressedUploadSeed(tr.dataSeed, round))
       : encodeUpdate({ ...meta, state: upload });

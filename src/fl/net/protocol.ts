@@ -66,7 +66,6 @@ export const joinInfoSchema = z.object({
     batchSize: z.number().int().positive(),
     maxLength: z.number().int().positive(),
     template: z.string().nullable(),
-    format: z.enum(['auto', 'alpaca', 'gsm8k', 'chat']),
     // The config's own schemas: one definition of the settings from YAML to the wire.
     // The wire carries the resolved settings: the proximal weight is always given.
     local: localSchema.extend({ proximal: z.number().min(0) }),

@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { serverSettings, type RunConfig, type ServerSettings } from '../../config/schema.js';
 import { strategyOf } from '../../fedbiot/algorithms.js';
 import { writeAtomic } from '../../io/byte-source.js';
-import { buildExperiment } from '../experiment.js';
+import { buildServerData, checkServerData } from '../experiment.js';
 import { loadState, saveState } from '../checkpoint.js';
 import { clientDataSeed } from '../seeds.js';
 import {
@@ -489,7 +489,6 @@ export class NetworkTransport implements Transport {
         batchSize: c.algorithm.local.batchSize,
         maxLength: c.data.maxLength,
         template: c.data.template ?? null,
-        format: c.data.format,
         local: { ...c.algorithm.local, proximal: a.local.proximal },
         adapterLora: a.adapterLora,
         emulatorLora: a.emulatorLora,
@@ -841,6 +840,7 @@ export class FedServer {
     const why = strategyOf(cfg.algorithm.name).notDeployable;
     if (why)
       throw new Error(`algorithm ${cfg.algorithm.name} cannot be deployed: ${why} (use fedbiot, fedot or offsite)`);
+    checkServerData(cfg);
     const transport = (this.transport = new NetworkTransport(cfg, this.stateDir, this.log, this.o.logger ?? null));
     try {
       const cfgKey = JSON.stringify({ ...cfg, server: undefined, rounds: undefined, eval: undefined });
@@ -850,7 +850,7 @@ export class FedServer {
           `state ${this.stateDir} belongs to a run with a different configuration; use a fresh --state folder`,
         );
       transport.db.setMeta('config', cfgKey);
-      const exp = await buildExperiment(cfg);
+      const exp = await buildServerData(cfg);
       for (const w of exp.warnings) this.log(`warning: ${w}`);
       // Round events feed the dashboard and metrics; bytes are counted as they move (not from entries).
       const onEvent = federationToOps(transport.ops.events, { bytesFromEntries: false });
