@@ -10,7 +10,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { serverSettings, type RunConfig, type ServerSettings } from '../../config/schema.js';
-import { strategyOf } from '../../fedbiot/algorithms.js';
+import { ALGORITHMS, strategyOf } from '../../fedbiot/algorithms.js';
 import { writeAtomic } from '../../io/byte-source.js';
 import { buildServerData, checkServerData } from '../experiment.js';
 import { loadState, saveState } from '../checkpoint.js';
@@ -839,7 +839,9 @@ export class FedServer {
     const cfg = this.cfg;
     const why = strategyOf(cfg.algorithm.name).notDeployable;
     if (why)
-      throw new Error(`algorithm ${cfg.algorithm.name} cannot be deployed: ${why} (use fedbiot, fedot or offsite)`);
+      throw new Error(
+        `algorithm ${cfg.algorithm.name} cannot be deployed: ${why} (use ${ALGORITHMS.filter((a) => !strategyOf(a).notDeployable).join(', ')})`,
+      );
     checkServerData(cfg);
     const transport = (this.transport = new NetworkTransport(cfg, this.stateDir, this.log, this.o.logger ?? null));
     try {
