@@ -76,7 +76,7 @@ test('report.html renders in headless Chromium: charts, table rows, screenshot, 
     }
     assert.deepEqual(
       charts.map((c) => c.id),
-      ['train-loss', 'bytes', 'align-nmse', 'align-kl'],
+      ['train-loss', 'bytes', 'align-nmse', 'align-kl', 'drift'],
     );
     const rowMethods = await page.$$eval('table.comparison tbody tr[data-method]', (trs) =>
       trs.map((tr) => tr.getAttribute('data-method')),
