@@ -8,7 +8,6 @@
 import { Tensor, noGrad, tape } from '../tensor/tensor.js';
 import { alloc } from '../tensor/engine.js';
 import {
-  add,
   attention,
   crossEntropy,
   embedding,
@@ -328,11 +327,11 @@ export class LlamaModel {
       { B, T, S, H: c.numHeads, Hkv: c.numKvHeads, Dh: c.headDim },
       { keyMask, qOffset: posOffset, window: c.slidingWindow ?? null },
     );
-    const x2 = add(x, L.o_proj.forward(a), 'resid.attn');
+    // The residual adds ride on the o_proj and down_proj gemms (they accumulate onto the residual).
+    const x2 = L.o_proj.forward(a, x);
     const h2 = rmsnorm(x2, layer.mlpNorm, c.rmsNormEps);
     const [gate, up] = LoraLinear.forwardGroup([L.gate_proj, L.up_proj], h2) as [Tensor, Tensor];
-    const m = L.down_proj.forward(swiglu(gate, up));
-    return add(x2, m, 'resid.mlp');
+    return L.down_proj.forward(swiglu(gate, up), x2);
   }
 
   /**

@@ -78,20 +78,22 @@ export class LoraLinear {
     if (this.weight instanceof Tensor) this.weight.requiresGrad = false;
   }
 
-  forward(x: Tensor): Tensor {
-    return LoraLinear.forwardGroup([this], x)[0]!;
+  /** y = x W^T (+ LoRA, + bias), or residual + that when a residual is given (one pass fewer than an add). */
+  forward(x: Tensor, residual: Tensor | null = null): Tensor {
+    return LoraLinear.forwardGroup([this], x, residual ? [residual] : null)[0]!;
   }
 
   /**
    * Several linears over the same input (q/k/v, gate/up) as one fused gemm (ops.linearGroup); each
    * keeps its own LoRA branch, dropout mask (drawn in the order given) and bias.
    */
-  static forwardGroup(mods: readonly LoraLinear[], x: Tensor): Tensor[] {
-    const parts: LinearPart[] = mods.map((m) => {
-      if (!m.lora || m.merged) return { w: m.weight, name: m.name };
+  static forwardGroup(mods: readonly LoraLinear[], x: Tensor, residuals: readonly Tensor[] | null = null): Tensor[] {
+    const parts: LinearPart[] = mods.map((m, i) => {
+      const residual = residuals?.[i] ?? null;
+      if (!m.lora || m.merged) return { w: m.weight, name: m.name, residual };
       // Inverted dropout on the LoRA branch's input only.
       const mask = m.dropoutRandom && m.loraDropout > 0 ? dropoutMask(x.size, m.loraDropout, m.dropoutRandom) : null;
-      return { w: m.weight, name: m.name, lora: { a: m.lora.A, b: m.lora.B, scale: m.loraScale, mask } };
+      return { w: m.weight, name: m.name, lora: { a: m.lora.A, b: m.lora.B, scale: m.loraScale, mask }, residual };
     });
     const op = mods.length > 1 ? 'linearGroup' : parts[0]!.lora ? 'loraLinear' : 'linear';
     const ys = linearGroup(x, parts, op);

@@ -99,11 +99,16 @@ export interface LoraBranch {
   mask: Float32Array | null;
 }
 
-/** One projection of a linear group: its weight [N, K], the name of its output, an optional LoRA branch. */
+/**
+ * One projection of a linear group: its weight [N, K], the name of its output, an optional LoRA
+ * branch, and an optional residual [..., N] the output starts from (y = residual + x W^T: the gemm
+ * accumulates onto a copy of it, instead of a separate add reading both and writing a third array).
+ */
 export interface LinearPart {
   w: Weight;
   name: string;
   lora?: LoraBranch | null;
+  residual?: Tensor | null;
 }
 
 /**
@@ -117,6 +122,8 @@ export interface LinearPart {
  */
 export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linearGroup'): Tensor[] {
   if (parts.length === 0) fail(op, 'no weights');
+  const withResidual = parts.filter((p) => p.residual).length;
+  if (withResidual !== 0 && withResidual !== parts.length) fail(op, 'either every part has a residual or none');
   const K = lastDim(x);
   const M = x.size / K;
   const k = kernels();
@@ -149,15 +156,25 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
       h = saved(M * r, `${p.name}.h`);
       inputs.push(l.a, l.b);
     }
+    const res = p.residual ?? null;
+    if (res) {
+      inputs.push(res);
+      if (res.size !== M * N || lastDim(res) !== N)
+        fail(
+          op,
+          `residual '${res.name}' ${shapeStr(res.shape)} does not fit the output of '${p.w.name}' [${M} x ${N}]`,
+        );
+    }
     const out = result([...x.shape.slice(0, -1), N], inputs, p.name);
-    return { w: p.w, l, N, xd, h, out };
+    if (res) out.data.set(res.data);
+    return { w: p.w, l, N, xd, h, out, res };
   });
   k.weightGroupGemm({
     K,
     transW: true,
     M,
     alpha: 1,
-    beta: 0,
+    beta: withResidual ? 1 : 0,
     shared: x.data,
     sharedOff: 0,
     ldShared: K,
@@ -187,8 +204,9 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
   onBackwardAny(outs, () => {
     const live = st.filter((s) => s.out.grad);
     const dhs: (Float32Array | null)[] = [];
-    for (const { w, l, N, xd, h, out } of live) {
+    for (const { w, l, N, xd, h, out, res } of live) {
       const dy = out.grad!;
+      if (res?.requiresGrad) k.axpy(1, dy, res.gradBuffer(), res.size);
       // dW[N,K] += dy^T[N,M] @ x[M,K]
       if (w instanceof Tensor && w.requiresGrad)
         gemm2({

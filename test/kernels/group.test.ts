@@ -195,3 +195,33 @@ test('group: linearGroup names the part whose weight does not fit', () => {
     /linearGroup: input 'h' \[2, 3\] does not match weight 'k_proj' \[2, 4\]/,
   );
 });
+
+test('group: a linear onto a residual equals residual + linear, with the residual getting the gradient (float64)', () => {
+  const restore = useReference64();
+  try {
+    const r = rng(12),
+      K = 16,
+      N = 5,
+      T = 4,
+      rank = 2;
+    const x = Tensor.param(f64(randn(T * K, r)), [T, K], 'x');
+    const res = Tensor.param(f64(randn(T * N, r)), [T, N], 'resid');
+    const w = Tensor.param(f64(randn(N * K, r, 0.3)), [N, K], 'w');
+    const A = Tensor.param(f64(randn(rank * K, r, 0.2)), [rank, K], 'A');
+    const B = Tensor.param(f64(randn(N * rank, r, 0.2)), [N, rank], 'B');
+    const teacher = f64(randn(T * N, r));
+    const lora = { a: A, b: B, scale: 2, mask: null };
+    const fused = () => nmse(linearGroup(x, [{ w, name: 'o', lora, residual: res }])[0]!, teacher);
+    const separate = () => nmse(add(res, loraLinear(x, w, A, B, 2, null, 'o')), teacher);
+    assertClose([fused().item()], [separate().item()], { atol: 1e-13, rtol: 1e-13 }, 'loss');
+    tape.reset();
+    checkGradients([x, res, w, A, B], fused);
+    const bad = Tensor.param(f64(randn(T * 4, r)), [T, 4], 'short');
+    assert.throws(
+      () => linearGroup(x, [{ w, name: 'o', residual: bad }]),
+      /residual 'short' \[4, 4\] does not fit the output of 'w' \[4 x 5\]/,
+    );
+  } finally {
+    restore();
+  }
+});
