@@ -52,7 +52,7 @@ test('net: TLS with a self-signed certificate: --ca clients train; no --ca is re
   const s = await setup({
     rounds: 1,
     clients: ['0', '1'],
-    server: { minClients: 2, roundDeadlineSeconds: 60, lingerSeconds: 6 },
+    server: { minClients: 2, roundDeadlineSeconds: 60, lingerSeconds: 15 },
     tls,
   });
   assert.match(s.url, /^https:\/\/127\.0\.0\.1:/);
@@ -98,7 +98,8 @@ test('net: TLS with a self-signed certificate: --ca clients train; no --ca is re
   // Trusting the certificate (--ca): the run completes over HTTPS.
   const clients = ['0', '1'].map((n) => cli(`client-${n}`, clientArgs(s, n, ['--ca', tls.cert])));
   await server.waitFor(/run complete/, 60_000);
-  // The run is over but the server still answers status (read-only) for lingerSeconds.
+  // The run is over but the server still answers status (read-only) for lingerSeconds (15 s, so that
+  // the four CLI processes below start within it even on a loaded machine).
   const status = cli('status', ['status', '--server', s.url, '--ca', tls.cert, '--token', s.tokens.admin!]);
   const anon = cli('status-anon', ['status', '--server', s.url, '--ca', tls.cert]);
   const noCa = cli('status-no-ca', ['status', '--server', s.url]);
