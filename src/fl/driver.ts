@@ -42,6 +42,7 @@ import { aggregationPlan } from '../privacy/settings.js';
 import { makeManifest } from '../fedbiot/split.js';
 import type { LlamaModel } from '../nn/llama.js';
 import type { TokenBatch } from '../nn/lm.js';
+import type { SecureRoundResult } from '../secagg/round.js';
 import { encodeExamples, encodePrompt } from '../data/encode.js';
 import { BatchIterator, collate, resolvePadId, toTokenBatch, type BatchIteratorState } from '../data/batch.js';
 import { getTemplate } from '../data/templates.js';
@@ -190,16 +191,8 @@ export interface RoundExchange {
 }
 
 /** A round under secure aggregation over the network: what the server learned (the survivors' sum only). */
-export interface SecureOutcome {
-  /** The unmasked sum of the survivors' weighted updates (differences from the round's adapter). */
-  sum: LoraState;
-  /** What turns the sum into the mean: the survivors' total weight. */
-  divisor: number;
-  survivors: string[];
-  dropped: string[];
-  /** Protocol bytes, all clients together (keys, envelopes, masked inputs, shares). */
-  bytesUp: number;
-  bytesDown: number;
+export interface SecureOutcome
+  extends Pick<SecureRoundResult, 'sum' | 'divisor' | 'survivors' | 'dropped' | 'bytesUp' | 'bytesDown'> {
   seconds: number;
   /** The survivors' training reports (no states: the server never sees one). */
   reports: Omit<ReceivedUpdate, 'state' | 'trusted'>[];

@@ -74,7 +74,7 @@ export interface SecureRoundResult {
   divisor: number;
   survivors: string[];
   dropped: string[];
-  /** Bytes each client sent and received in the protocol (keys, envelopes, masked input, shares). */
+  /** Protocol bytes, all clients together (keys, envelopes, masked inputs, shares). */
   bytesUp: number;
   bytesDown: number;
   clamped: number;

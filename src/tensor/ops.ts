@@ -298,25 +298,8 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
         const dh = dhs[i];
         if (!l || !dh) return;
         const r = l.a.shape[0]!;
-        if (!l.mask) {
-          gemm2({
-            tA: false,
-            tB: false,
-            M,
-            N: K,
-            K: r,
-            alpha: 1,
-            A: dh,
-            lda: r,
-            B: l.a.data,
-            ldb: K,
-            beta: 1,
-            C: dx,
-            ldc: K,
-          });
-          return;
-        }
-        const tmp = take(x.size);
+        // dx += dh @ A, straight into dx, or through a scratch array when dropout's mask applies
+        const dst = l.mask ? take(x.size) : dx;
         gemm2({
           tA: false,
           tB: false,
@@ -328,10 +311,12 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
           lda: r,
           B: l.a.data,
           ldb: K,
-          beta: 0,
-          C: tmp,
+          beta: l.mask ? 0 : 1,
+          C: dst,
           ldc: K,
         });
+        if (!l.mask) return;
+        const tmp = dst;
         k.mul(tmp, l.mask, tmp, x.size);
         k.axpy(1, tmp, dx, x.size);
         release(tmp);
