@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "gemm.h"
 #include "kernels.h"
@@ -34,6 +35,23 @@ void sgemm(bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const
     return;
   }
   if (gemm_path() != GemmPath::OpenBLAS) {
+    if (N * 2 <= own_gemm_nr() && M >= 4 * N) {
+      // A thin C (LoRA's rank-r products: N = r, e.g. 8) would fill a fraction of each NR-column
+      // micro-kernel panel; its transpose C^T = op(B)^T op(A)^T [N, M] fills MR-row panels (8 of 12
+      // rows at N = 8 instead of 8 of 32 columns), written to scratch and transposed into C.
+      thread_local std::vector<float> t;
+      if (t.size() < static_cast<size_t>(N * M)) t.resize(N * M);
+      float* T = t.data();
+      own_gemm(N, M, K, alpha, B, ldb, !tB, pack_f32(A, lda, !tA), 0.0f, T, M);
+      for (int64_t i = 0; i < M; i++) {
+        float* c = C + i * ldc;
+        if (beta == 0.0f)
+          for (int64_t j = 0; j < N; j++) c[j] = T[j * M + i];
+        else
+          for (int64_t j = 0; j < N; j++) c[j] = T[j * M + i] + beta * c[j];
+      }
+      return;
+    }
     own_gemm(M, N, K, alpha, A, lda, tA, pack_f32(B, ldb, tB), beta, C, ldc);
     return;
   }

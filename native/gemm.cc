@@ -316,6 +316,8 @@ const char* gemm_path_name(GemmPath p) {
 
 GemmPath gemm_path() { return g_path; }
 
+int own_gemm_nr() { return g_path == GemmPath::OpenBLAS ? 0 : spec().NR; }
+
 std::vector<std::string> gemm_paths_available() {
   std::vector<std::string> out;
   for (GemmPath p : {GemmPath::AVX512, GemmPath::AVX512BF16, GemmPath::AVX2, GemmPath::OpenBLAS})

@@ -29,6 +29,9 @@ using PackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, int64_t nc,
 void own_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, bool tA,
               const PackB& packB, float beta, float* C, int64_t ldc);
 
+// Columns per micro-kernel panel on the current path (32 on avx512, 16 on avx2, 0 on openblas).
+int own_gemm_nr();
+
 // A group of gemms fused into one: C (split by columns into segments, each with its own pointer
 // and ldc) = alpha op(A) op(B) + beta C, where the summed dimension K may be split into segments too,
 // each with its own A columns (pointer, lda). op(B) for a (column segment, K segment) block comes

@@ -146,6 +146,22 @@ for (const tA of [false, true]) {
     );
   }
 }
+// A thin C (N at most half a micro-kernel panel, M at least 4 N: LoRA's rank-r products) is
+// computed as its transpose and transposed back; N 8 and 5, with and without beta, over K blocks.
+for (const tA of [false, true]) {
+  for (const tB of [false, true]) {
+    for (const [N, beta] of [
+      [8, 0],
+      [5, 0.6],
+    ] as const) {
+      parity(
+        `gemm tA=${tA} tB=${tB} thin C 200x${N}x300 beta=${beta}`,
+        { atol: 5e-4, rtol: 1e-4 },
+        gemmCase({ tA, tB, M: 200, N, K: 300, batch: 1, pad: 2, alpha: 0.9, beta }, seed++),
+      );
+    }
+  }
+}
 parity(
   'gemm 13x1600x40 (two column blocks)',
   { atol: 1e-4, rtol: 1e-5 },
