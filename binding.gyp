@@ -10,6 +10,7 @@
         "native/rows.cc",
         "native/weights.cc",
         "native/wgemm.cc",
+        "native/matvec.cc",
         "native/gemm.cc",
         "native/bf16gemm.cc"
       ],

@@ -1,11 +1,13 @@
 // GEMM against stored frozen weights: the weight is widened to f32 a block of rows at a time
 // (about 1 MiB, so the block stays in cache for the gemm that follows), never as a whole copy.
-// A few rows (decoding) take a direct path: each weight row is widened once and dotted with them.
+// A few rows (decoding) take the matrix-vector path of matvec.cc: each weight row is read once and
+// dotted with all of them.
 #include <algorithm>
 #include <cstring>
 
 #include "gemm.h"
 #include "kernels.h"
+#include "matvec.h"
 #include "pool.h"
 #include "vec.h"
 #include "weights.h"
@@ -13,7 +15,7 @@
 namespace fb {
 
 static constexpr int64_t kBlockFloats = 256 * 1024;  // 1 MiB of widened weight per block
-static constexpr int64_t kDirectRows = 4;            // M up to this: row-by-row dot products
+static constexpr int64_t kDirectRows = kMatvecRows;  // M up to this: matrix-vector products
 
 // Values [j0, j1) of row n, for any range: the quantized formats widen whole blocks of 32.
 static void widen_range(WFormat f, const uint8_t* W, int64_t K, int64_t n, int64_t j0, int64_t j1, float* out) {
@@ -61,25 +63,15 @@ void weight_gemm(const WeightGemmArgs& g) {
   const WFormat f = static_cast<WFormat>(g.format);
   const int64_t M = g.M, N = g.N, K = g.K;
   if (M <= 0 || (g.transW ? N : K) <= 0) return;
-  if (f == WFormat::F32 && reinterpret_cast<uintptr_t>(g.W) % 4 == 0) {
+  const bool f32 = f == WFormat::F32 && reinterpret_cast<uintptr_t>(g.W) % 4 == 0;
+  if (g.transW && M <= kDirectRows && !(f32 && gemm_path() == GemmPath::OpenBLAS)) {
+    weight_matvec({{g.format, g.W, N, g.Y, g.ldy}}, K, M, g.alpha, g.X, g.ldx, g.beta);
+    return;
+  }
+  if (f32) {
     const float* W = reinterpret_cast<const float*>(g.W);
     if (g.transW) sgemm(false, true, M, N, K, g.alpha, g.X, g.ldx, W, K, g.beta, g.Y, g.ldy);
     else sgemm(false, false, M, K, N, g.alpha, g.X, g.ldx, W, K, g.beta, g.Y, g.ldy);
-    return;
-  }
-  if (g.transW && M <= kDirectRows) {
-    parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
-      float* w = scratch(K, 1);
-      for (int64_t n = n0; n < n1; n++) {
-        widen_row(f, g.W, K, n, 0, K, w);
-        for (int64_t m = 0; m < M; m++) {
-          const float* x = g.X + m * g.ldx;
-          const float s = dot_f(x, w, K);
-          float& y = g.Y[m * g.ldy + n];
-          y = g.beta == 0.0f ? g.alpha * s : g.alpha * s + g.beta * y;
-        }
-      }
-    });
     return;
   }
   if (f == WFormat::BF16 && gemm_path() == GemmPath::AVX512BF16) {
@@ -120,7 +112,14 @@ static PackB pack_part(const GroupPart& p, int64_t K, bool transW) {
 void weight_group_gemm(const WeightGroupArgs& g) {
   const int64_t M = g.M, K = g.K;
   if (M <= 0 || g.parts.empty()) return;
-  // One part, a few rows (decoding) or OpenBLAS: the parts one after another.
+  // A few rows (decoding): one matrix-vector pass over all parts, their rows split across threads.
+  if (g.transW && M <= kDirectRows && gemm_path() != GemmPath::OpenBLAS) {
+    std::vector<MatvecPart> mv;
+    for (const GroupPart& p : g.parts) mv.push_back({p.format, p.W, p.N, p.io, p.ldio});
+    weight_matvec(mv, K, M, g.alpha, g.shared, g.ldShared, g.beta);
+    return;
+  }
+  // One part, a few rows or OpenBLAS: the parts one after another.
   bool bf16dot = false;  // bf16 parts on the avx512bf16 path take their own kernel
   for (const GroupPart& p : g.parts) bf16dot |= gemm_path() == GemmPath::AVX512BF16 && p.format == int(WFormat::BF16);
   if (g.parts.size() == 1 || M <= kDirectRows || gemm_path() == GemmPath::OpenBLAS || bf16dot) {

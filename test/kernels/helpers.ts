@@ -56,3 +56,67 @@ export function assertClose(
 export function assertNear(actual: number, expected: number, tol: { atol: number; rtol: number }, what: string): void {
   assertClose([actual], [expected], tol, what);
 }
+
+/**
+ * Per-output error bound of a matrix-vector product on quantized weights (q8_0 / q4_0) computed as
+ * llama.cpp does, with each 32-value block of x rounded to int8 (scale max|x| / 127): rounding moves
+ * each x_j by at most half a step, so |y - y_exact| <= |alpha| sum_b (max_b |x| / 254) sum_{j in b}
+ * |w_j|, plus float32 accumulation (K / 8 + 8 roundings of 2^-23 relative to sum |w_j x_j|).
+ * `w` holds the dequantized weights [N, K]; x row m starts at xOff + m * ldx. Returns [M * N].
+ */
+export function int8ActivationBound(
+  w: ArrayLike<number>,
+  N: number,
+  K: number,
+  x: ArrayLike<number>,
+  xOff: number,
+  ldx: number,
+  M: number,
+  alpha: number,
+): Float64Array {
+  const out = new Float64Array(M * N);
+  for (let m = 0; m < M; m++) {
+    const xr = (j: number) => x[xOff + m * ldx + j]!;
+    const step = Array.from({ length: Math.ceil(K / 32) }, (_, b) => {
+      let a = 0;
+      for (let j = b * 32; j < Math.min(K, b * 32 + 32); j++) a = Math.max(a, Math.abs(xr(j)));
+      return (a / 254) * 1.001;
+    });
+    for (let n = 0; n < N; n++) {
+      let q = 0,
+        abs = 0;
+      for (let j = 0; j < K; j++) {
+        const wj = Math.abs(w[n * K + j]!);
+        q += wj * step[j >> 5]!;
+        abs += wj * Math.abs(xr(j));
+      }
+      out[m * N + n] = Math.abs(alpha) * (q + (K / 8 + 8) * 2 ** -23 * abs);
+    }
+  }
+  return out;
+}
+
+/** Asserts |actual[i] - expected[i]| <= bound[i] (NaN never passes), naming the worst element. */
+export function assertWithin(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  bound: ArrayLike<number>,
+  what: string,
+): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  assert.equal(bound.length, expected.length, `${what}: bound length`);
+  let worst = -1,
+    ratio = 1;
+  for (let i = 0; i < actual.length; i++) {
+    if (actual[i] === expected[i]) continue;
+    const r = Math.abs(actual[i]! - expected[i]!) / bound[i]!;
+    if (!(r <= ratio)) {
+      worst = i;
+      ratio = Number.isNaN(r) ? Infinity : r;
+    }
+  }
+  if (worst >= 0)
+    assert.fail(
+      `${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} within ${bound[worst]} (${ratio.toFixed(2)}x the bound)`,
+    );
+}
