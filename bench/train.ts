@@ -538,7 +538,7 @@ function printProfile(mode: Mode, r: ChildResult): void {
     for (const e of entries) {
       if (e.ms < 0.05) continue;
       console.log(
-        `    ${e.op.padEnd(34)} ${e.ms.toFixed(1).padStart(8)} ms ${((100 * e.ms) / stepWall).toFixed(1).padStart(5)}%  ${String(Math.round(e.calls)).padStart(4)} calls`,
+        `    ${e.op.padEnd(34)} ${e.ms.toFixed(1).padStart(8)} ms ${((100 * e.ms) / stepWall).toFixed(1).padStart(5)}%  ${String(Math.round(e.calls)).padStart(4)} calls  CPU ${e.cpuMs.toFixed(1).padStart(7)} ms`,
       );
     }
   }

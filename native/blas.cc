@@ -42,7 +42,7 @@ void sgemm(bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const
       thread_local std::vector<float> t;
       if (t.size() < static_cast<size_t>(N * M)) t.resize(N * M);
       float* T = t.data();
-      own_gemm(N, M, K, alpha, B, ldb, !tB, pack_f32(A, lda, !tA), 0.0f, T, M);
+      own_gemm(N, M, K, alpha, B, ldb, !tB, pack_f32(A, lda, !tA), 0.0f, T, M, tA ? A : nullptr, lda);
       for (int64_t i = 0; i < M; i++) {
         float* c = C + i * ldc;
         if (beta == 0.0f)
@@ -52,7 +52,7 @@ void sgemm(bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const
       }
       return;
     }
-    own_gemm(M, N, K, alpha, A, lda, tA, pack_f32(B, ldb, tB), beta, C, ldc);
+    own_gemm(M, N, K, alpha, A, lda, tA, pack_f32(B, ldb, tB), beta, C, ldc, tB ? nullptr : B, ldb);
     return;
   }
   cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, (blasint)M, (blasint)N,

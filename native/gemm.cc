@@ -24,8 +24,10 @@ namespace {
 
 // A micro-kernel reads A(i, k) at A[i * rs + k] (ROWS: rows of a row-major A, unpacked) or at
 // A[k * cs + i] (a packed panel, cs = MR, or a transposed A read in place, cs = lda).
-using Kernel = void (*)(int64_t kc, const float* A, int64_t stride, const float* B, float* C, int64_t ldc, int m, int n,
-                        float alpha, float beta);
+// B(k, j) is at B[k * ldb + j]: ldb = NR for a packed panel, the row length of a row-major B read in
+// place.
+using Kernel = void (*)(int64_t kc, const float* A, int64_t stride, const float* B, int64_t ldb, float* C, int64_t ldc,
+                        int m, int n, float alpha, float beta);
 
 struct Spec {
   int MR, NR;
@@ -37,7 +39,7 @@ struct Spec {
 template <bool ROWS>
 __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) void kern_avx512(int64_t kc, const float* __restrict A,
                                                                          int64_t stride, const float* __restrict B,
-                                                                         float* C, int64_t ldc, int m, int n,
+                                                                         int64_t ldb, float* C, int64_t ldc, int m, int n,
                                                                          float alpha, float beta) {
   constexpr int MR = 12;
   __m512 c0[MR], c1[MR];
@@ -50,7 +52,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) void kern_avx512(int64_
     const int64_t s1 = stride, s2 = 2 * stride, s3 = 3 * stride;
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kc; k++) {
-      const __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
+      const __m512 b0 = _mm512_loadu_ps(B), b1 = _mm512_loadu_ps(B + 16);
       const float* rowp[MR] = {a0, a0 + s1, a0 + s2, a0 + s3, a4, a4 + s1, a4 + s2, a4 + s3, a8, a8 + s1, a8 + s2, a8 + s3};
 #pragma GCC unroll 12
       for (int i = 0; i < MR; i++) {
@@ -58,12 +60,12 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) void kern_avx512(int64_
         c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
         c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
       }
-      B += 32;
+      B += ldb;
     }
   } else {
 #pragma GCC unroll 2
     for (int64_t k = 0; k < kc; k++) {
-      const __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
+      const __m512 b0 = _mm512_loadu_ps(B), b1 = _mm512_loadu_ps(B + 16);
 #pragma GCC unroll 12
       for (int i = 0; i < MR; i++) {
         const __m512 a = _mm512_set1_ps(A[i]);
@@ -71,7 +73,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) void kern_avx512(int64_
         c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
       }
       A += stride;
-      B += 32;
+      B += ldb;
     }
   }
   const __mmask16 k0 = n >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << n) - 1);
@@ -93,7 +95,7 @@ __attribute__((target("avx512f,avx512vl,avx512dq,fma"))) void kern_avx512(int64_
 
 template <bool ROWS>
 __attribute__((target("avx2,fma"))) void kern_avx2(int64_t kc, const float* __restrict A, int64_t stride,
-                                                   const float* __restrict B, float* C, int64_t ldc, int m, int n,
+                                                   const float* __restrict B, int64_t ldb, float* C, int64_t ldc, int m, int n,
                                                    float alpha, float beta) {
   constexpr int MR = 6;
   __m256 c0[MR], c1[MR];
@@ -101,7 +103,7 @@ __attribute__((target("avx2,fma"))) void kern_avx2(int64_t kc, const float* __re
   for (int i = 0; i < MR; i++) c0[i] = c1[i] = _mm256_setzero_ps();
 #pragma GCC unroll 2
   for (int64_t k = 0; k < kc; k++) {
-    const __m256 b0 = _mm256_load_ps(B), b1 = _mm256_load_ps(B + 8);
+    const __m256 b0 = _mm256_loadu_ps(B), b1 = _mm256_loadu_ps(B + 8);
 #pragma GCC unroll 6
     for (int i = 0; i < MR; i++) {
       const __m256 a = _mm256_broadcast_ss(ROWS ? A + i * stride + k : A + i);
@@ -109,7 +111,7 @@ __attribute__((target("avx2,fma"))) void kern_avx2(int64_t kc, const float* __re
       c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
     }
     if (!ROWS) A += stride;
-    B += 16;
+    B += ldb;
   }
   const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
   for (int i = 0; i < m; i++) {
@@ -373,6 +375,12 @@ PackB pack_f32(const float* B, int64_t ldb, bool tB) {
 
 namespace {
 
+// Rows of C at or below which a plain row-major B is read in place instead of packed: with few row
+// panels per B panel, packing costs about as much as the multiply-adds it serves (perf: a fifth of
+// attention's time at B4 T256 H8 Dh64 went to packing; its backward, whose dV and dK products have
+// up to 256 rows, took ~8% less CPU time at 256 than with packing, loaded machine).
+constexpr int64_t kDirectRows = 256;
+
 // A panel of NR (or fewer, at a segment's end) output columns: segment seg, local columns [j, j + n).
 struct Panel {
   int seg;
@@ -387,6 +395,10 @@ void gemm_block(const Spec& s, int64_t r0, int64_t r1, int64_t p0, int64_t p1, c
                 float alpha, bool tA, const std::vector<ColSeg>& cols, const std::vector<KSeg>& ks, float beta) {
   const int MR = s.MR, NR = s.NR;
   const int64_t M = r1 - r0;
+  // A full-width panel of a plain row-major B is read in place when few row panels share it: packing
+  // it would cost as much as the multiply-adds it serves (attention's blocks, LoRA's rank-r rows).
+  const bool fewRows = M <= kDirectRows && ks.size() == 1;
+  const auto direct = [&](const Panel& pn) { return fewRows && pn.n == NR && cols[pn.seg].B != nullptr; };
   const int64_t ncp = std::max<int64_t>(1, s.NC / NR);
   for (int64_t pa = p0; pa < p1; pa += ncp) {
     const int64_t pb = std::min(p1, pa + ncp);
@@ -397,6 +409,7 @@ void gemm_block(const Spec& s, int64_t r0, int64_t r1, int64_t p0, int64_t p1, c
         float* Bp = aligned_scratch((pb - pa) * NR * kc, 0);
         for (int64_t p = pa; p < pb; p++) {
           const Panel& pn = panels[p];
+          if (direct(pn)) continue;
           const PackB& pack = cols[pn.seg].pack ? cols[pn.seg].pack : kseg.pack;
           pack(pc, kc, pn.j, pn.n, NR, Bp + (p - pa) * NR * kc);
         }
@@ -411,7 +424,9 @@ void gemm_block(const Spec& s, int64_t r0, int64_t r1, int64_t p0, int64_t p1, c
           for (int64_t p = pa; p < pb; p++) {
             const Panel& pn = panels[p];
             const ColSeg& cs = cols[pn.seg];
-            const float* bp = Bp + (p - pa) * NR * kc;
+            const bool dir = direct(pn);
+            const float* bp = dir ? cs.B + pc * cs.ldb + pn.j : Bp + (p - pa) * NR * kc;
+            const int64_t ldb = dir ? cs.ldb : NR;
             for (int64_t ir = 0; ir < mcur; ir += MR) {
               const int m = static_cast<int>(std::min<int64_t>(MR, mcur - ir));
               const int64_t row = r0 + i0 + ir;
@@ -419,14 +434,14 @@ void gemm_block(const Spec& s, int64_t r0, int64_t r1, int64_t p0, int64_t p1, c
               // Full MR-row panels of A are read in place (row-major rows, or columns of a transposed
               // A); only a last partial panel is packed, zero-padded to MR rows.
               if (m == MR) {
-                if (!tA) s.rows(kc, A + row * lda + pc, lda, bp, ct, cs.ldc, m, pn.n, alpha, bEff);
-                else s.cols(kc, A + pc * lda + row, lda, bp, ct, cs.ldc, m, pn.n, alpha, bEff);
+                if (!tA) s.rows(kc, A + row * lda + pc, lda, bp, ldb, ct, cs.ldc, m, pn.n, alpha, bEff);
+                else s.cols(kc, A + pc * lda + row, lda, bp, ldb, ct, cs.ldc, m, pn.n, alpha, bEff);
               } else {
                 if (!packedTail) {
                   pack_a(A, lda, tA, row, m, pc, kc, MR, Ap);
                   packedTail = true;
                 }
-                s.cols(kc, Ap, MR, bp, ct, cs.ldc, m, pn.n, alpha, bEff);
+                s.cols(kc, Ap, MR, bp, ldb, ct, cs.ldc, m, pn.n, alpha, bEff);
               }
             }
           }
@@ -473,8 +488,8 @@ void own_gemm_group(int64_t M, float alpha, bool tA, const std::vector<ColSeg>& 
 }
 
 void own_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, bool tA, const PackB& packB,
-              float beta, float* C, int64_t ldc) {
-  own_gemm_group(M, alpha, tA, {ColSeg{N, C, ldc, packB}}, {KSeg{K, A, lda, PackB()}}, beta);
+              float beta, float* C, int64_t ldc, const float* Bplain, int64_t ldbPlain) {
+  own_gemm_group(M, alpha, tA, {ColSeg{N, C, ldc, packB, Bplain, ldbPlain}}, {KSeg{K, A, lda, PackB()}}, beta);
 }
 
 }  // namespace fb

@@ -26,8 +26,11 @@ using PackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, int64_t nc,
 
 // C[M, N] = alpha op(A) op(B) + beta C on our own kernels (the current path must not be OpenBLAS).
 // op(B) comes from packB, so a stored weight format can be widened right in the packing.
+// Bplain, when given, is op(B) itself as a plain row-major f32 matrix (op(B)(k, n) = Bplain[k * ldbPlain + n]):
+// the gemm may read it in place instead of calling packB.
 void own_gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, bool tA,
-              const PackB& packB, float beta, float* C, int64_t ldc);
+              const PackB& packB, float beta, float* C, int64_t ldc, const float* Bplain = nullptr,
+              int64_t ldbPlain = 0);
 
 // Columns per micro-kernel panel on the current path (32 on avx512, 16 on avx2, 0 on openblas).
 int own_gemm_nr();
@@ -44,6 +47,10 @@ struct ColSeg {
   float* C;
   int64_t ldc;
   PackB pack;
+  // Optional, with a single K segment: op(B) for this segment as a plain row-major f32 matrix
+  // (B[k * ldb + n], local coordinates), which the gemm may read in place instead of packing.
+  const float* B = nullptr;
+  int64_t ldb = 0;
 };
 struct KSeg {
   int64_t K;
