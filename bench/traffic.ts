@@ -1,7 +1,9 @@
-// `npm run bench:traffic [-- --model DIR] [--seeds 0,1,2] [--quick] [--variants none,q8,...]`
+// `npm run bench:traffic [-- --model DIR] [--seeds 0,1,2] [--quick] [--variants none,q8,...] [--topk F]`
 // FedBiOT at the demo's setting with each update codec and emulator weight format: bytes per round
 // (down + up, encoded bodies), join bytes per client, client peak memory (weights as held, LoRA
-// state, measured working memory) and AdapFu NLL, averaged over seeds.
+// state, measured working memory) and AdapFu NLL, averaged over seeds. Every variant's client holds
+// the compressed model uncompressed (algorithm.emulator.weights f32) unless it sets another format:
+// the join and memory ratios compare against the uncompressed client model.
 // Last line: {"none": {...}, "q8": {...}, "q4": {...}, "q4_topk": {...}, "emulator_q8_0": {...},
 // "emulator_q4": {...}, "qlora_q8_0": {...}}, each {"bytes_round", "bytes_join", "client_mb",
 // "adapfu_nll"} plus the ratios against none (bytes_ratio, join_ratio, mem_ratio, nll_rel).
@@ -22,11 +24,14 @@ function arg(name: string, fallback: string): string {
 const model = arg('model', defaultDemoModel() ?? '');
 const seeds = arg('seeds', '0,1,2').split(',').map(Number);
 const quick = process.argv.includes('--quick');
+// q4_topk's upload fraction: 0.5 keeps q4 + top-k within 0.3% of none's AdapFu NLL at >= 8x fewer
+// bytes (README, "bench:traffic"); --topk measures another
+const topk = Number(arg('topk', '0.5'));
 const VARIANTS: Record<string, string[]> = {
   none: [],
   q8: ['compression={codec: q8}'],
   q4: ['compression={codec: q4}'],
-  q4_topk: ['compression={codec: q4, topk: 0.1}'],
+  q4_topk: [`compression={codec: q4, topk: ${topk}}`],
   emulator_q8_0: ['algorithm.emulator={weights: q8_0}'],
   emulator_q4: ['algorithm.emulator={weights: q4}'],
   // QLoRA-style: the whole frozen model (so the whole client download) in Q8_0, q8 round traffic
@@ -54,6 +59,7 @@ for (const name of names) {
       'algorithm.name=fedbiot',
       'eval={every: 0, maxExamples: 40, generate: false}',
       `seed=${seed}`,
+      'algorithm.emulator={weights: f32}',
       ...over,
     ]);
     const s = await runSimulation(await buildExperiment(cfg), { outDir: path.join(tmp, `${name}-${seed}`), baseEval });
@@ -88,5 +94,5 @@ for (const [k, r] of Object.entries(rows)) {
       }
     : r;
 }
-console.log(`seeds ${seeds.join(',')}${quick ? ', quick demo settings' : ''}`);
+console.log(`seeds ${seeds.join(',')}${quick ? ', quick demo settings' : ''}, q4_topk fraction ${topk}`);
 console.log(JSON.stringify(out));

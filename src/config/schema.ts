@@ -135,15 +135,18 @@ export const configSchema = z
       adapterLora: loraSchema.prefault({}),
       emulatorLora: loraSchema.prefault({}),
       /**
-       * How the emulator's frozen weights are held where it runs (clients, and the server's alignment,
-       * which aligns exactly that emulator): f32, f16, or Q8_0 / Q4_0 blocks computed on directly.
+       * How every frozen tensor the clients receive is held where the compressed model runs (clients,
+       * and the server's alignment, which aligns exactly that emulator): the emulator's linears, the
+       * adapter layers' frozen weights, the embedding table and LM head (norms stay f32), downloaded
+       * and held in that format. 'stored': as the checkpoint stores them; 'f32': uncompressed; f16;
+       * or Q8_0 / Q4_0 blocks computed on directly. The server's full model keeps its own weights.
        */
-      emulator: z.strictObject({ weights: z.enum(EMULATOR_WEIGHTS).default('f32') }).prefault({}),
+      emulator: z.strictObject({ weights: z.enum(EMULATOR_WEIGHTS).default('stored') }).prefault({}),
       /**
        * QLoRA-style: the server's whole frozen model (embedding, every layer, head) held in this format;
-       * LoRA trains on top of it and the clients download it so. 'f32': as the checkpoint stores it.
+       * LoRA trains on top of it and the clients download it so. 'stored': as the checkpoint stores it.
        */
-      full: z.strictObject({ weights: z.enum(EMULATOR_WEIGHTS).default('f32') }).prefault({}),
+      full: z.strictObject({ weights: z.enum(EMULATOR_WEIGHTS).default('stored') }).prefault({}),
       preAlignSteps: nonNegInt.default(100),
       /**
        * FedAvg weights: 'samples' weighs each client by its data size (the simulation knows it; a
@@ -176,7 +179,9 @@ export const configSchema = z
     /**
      * Round traffic compression (src/fl/compression.ts): deltas against what the receiver holds, 8- or
      * 4-bit block quantization, and on uploads an optional top-k fraction with error feedback kept by
-     * the client. Simulation only for now: a deployed server refuses anything but codec none.
+     * the client. The same in simulation and deployment: a deployed server agrees on the codec with
+     * each client at join and refuses a malformed update. Methods whose clients keep their own
+     * adapters (no shared adapter to send deltas against) send their traffic uncompressed.
      */
     compression: z
       .strictObject({

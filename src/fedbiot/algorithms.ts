@@ -19,6 +19,7 @@ import {
   buildSplit,
   setTrainable,
   adapterLayers,
+  storeEmulatorWeight,
   type EmulatorWeights,
   type LoraConfig,
   type SplitModels,
@@ -42,9 +43,9 @@ export interface AlgorithmSettings {
   dropRate: number;
   /** Kept-layer index rule of the layer drop (default: the reference's). */
   layerDrop?: LayerDropRule;
-  /** How the emulator's frozen weights are held (default f32; see compress.ts). */
+  /** How the frozen weights clients receive are held (default 'stored': as loaded; see compress.ts). */
   emulatorWeights?: EmulatorWeights;
-  /** QLoRA-style: how the whole frozen model is held, before the split (default f32: as loaded). */
+  /** QLoRA-style: how the whole frozen model is held, before the split (default 'stored': as loaded). */
   fullWeights?: EmulatorWeights;
   /** Whose alignment objective `align` carries (reported in summary.json); null without an emulator. */
   alignObjective?: AlignObjectiveName | null;
@@ -177,8 +178,8 @@ export class ServerAlgorithm {
     this.strategy = strategyOf(settings.name);
     const placement = this.strategy.placement(settings);
     // QLoRA-style: every frozen matrix quantized (or 16-bit) once, the LoRA trained over it
-    const full = settings.fullWeights ?? 'f32';
-    if (full !== 'f32') storeModelWeights(base, full === 'q4' ? 'q4_0' : full);
+    const full = settings.fullWeights ?? 'stored';
+    if (full !== 'stored') storeModelWeights(base, (w, name) => storeEmulatorWeight(w, full, name));
     if (placement) {
       this.split = buildSplit(
         base,
@@ -338,7 +339,7 @@ export class ClientAlgorithm {
 export function simulatedClient(server: ServerAlgorithm): ClientAlgorithm {
   return new ClientAlgorithm(
     server.clientModel(),
-    server.adapterLayerList(),
+    server.split ? server.split.compressedAdapter : server.adapterLayerList(),
     server.split?.emulator ?? [],
     server.settings.local,
   );

@@ -4,7 +4,7 @@
 // The adapter layers are the very same objects in both, so the adapter LoRA trained on the
 // compressed model is plugged into the full model for free (AdapFu), and the emulator's kept layers
 // share their frozen base weights with the original layers (no copy in memory).
-import type { DecoderLayer, LinearName } from '../nn/llama.js';
+import { widened, type DecoderLayer, type LinearName } from '../nn/llama.js';
 import type { LlamaModel } from '../nn/llama.js';
 import type { Weight } from '../tensor/ops.js';
 import { storeWeight } from '../models/stored-weights.js';
@@ -21,20 +21,29 @@ export interface SplitModels {
   compressed: LlamaModel;
   adapterBottom: DecoderLayer[];
   adapterTop: DecoderLayer[];
+  /**
+   * The adapter layers as the compressed model holds them: the same LoRA tensors as adapterBottom
+   * and adapterTop, over frozen weights in the emulator's format (the very same layers under 'stored').
+   */
+  compressedAdapter: DecoderLayer[];
   block: DecoderLayer[];
   emulator: DecoderLayer[];
 }
 
 /**
- * How the emulator's frozen weights are stored where it runs (clients, and the server's alignment):
- * f32, f16, or GGUF's Q8_0 / Q4_0 blocks that the gemm widens while packing (no f32 copy). A matrix
- * whose rows do not fill 32-value blocks stays f16 under q8_0 / q4.
+ * How the frozen weights the clients receive are stored where the compressed model runs (clients,
+ * and the server's alignment and AdapEmu): 'stored' as the checkpoint stores them (e.g. F16), 'f32'
+ * uncompressed, f16, or GGUF's Q8_0 / Q4_0 blocks that the gemm widens while packing and the
+ * embedding widens row by row on lookup (no f32 copy). A matrix whose rows do not fill 32-value
+ * blocks stays f16 under q8_0 / q4.
  */
-export const EMULATOR_WEIGHTS = ['f32', 'f16', 'q8_0', 'q4'] as const;
+export const EMULATOR_WEIGHTS = ['stored', 'f32', 'f16', 'q8_0', 'q4'] as const;
 export type EmulatorWeights = (typeof EMULATOR_WEIGHTS)[number];
 
-/** A frozen f32 weight in the emulator's storage format. */
+/** A frozen weight in the emulator's storage format ('stored': as it is; 'f32': widened). */
 export function storeEmulatorWeight(w: Weight, format: EmulatorWeights, name: string): Weight {
+  if (format === 'stored') return w;
+  if (format === 'f32') return widened(w);
   return storeWeight(w, format === 'q4' ? 'q4_0' : format, name);
 }
 
@@ -53,7 +62,7 @@ export function buildSplit(
   lora: { adapter: LoraConfig; emulator: LoraConfig | null },
   seed: number,
   rule: LayerDropRule = 'reference',
-  emulatorWeights: EmulatorWeights = 'f32',
+  emulatorWeights: EmulatorWeights = 'stored',
 ): SplitModels {
   for (const l of base.layers) {
     if (l.loraParams().length > 0)
@@ -64,14 +73,33 @@ export function buildSplit(
   const adapterBottom = pick(plan.adapterBottom);
   const adapterTop = pick(plan.adapterTop);
   const block = pick(plan.block);
-  const emulator = plan.emulator.map((src, i) =>
-    base.layers[src]!.withWeights(`emulator.layers.${i}`, (name, w) => storeEmulatorWeight(w, emulatorWeights, name)),
-  );
+  const store = (name: string, w: Weight) => storeEmulatorWeight(w, emulatorWeights, name);
+  const emulator = plan.emulator.map((src, i) => base.layers[src]!.withWeights(`emulator.layers.${i}`, store));
   base.attachLora(lora.adapter, deriveSeed(seed, 'adapter-lora'), [...adapterBottom, ...adapterTop]);
   if (lora.emulator) base.attachLora(lora.emulator, deriveSeed(seed, 'emulator-lora'), emulator);
   const full = base.withLayers([...adapterBottom, ...block, ...adapterTop]);
-  const compressed = base.withLayers([...adapterBottom, ...emulator, ...adapterTop]);
-  return { plan, placement, full, compressed, adapterBottom, adapterTop, block, emulator };
+  // Every frozen tensor the clients receive is held in the emulator's format: the emulator's
+  // linears, the adapter layers' frozen weights (their LoRA shared with the full model's layers,
+  // which keep the checkpoint's weights) and the embedding table and LM head. Norms stay f32.
+  const held = (l: DecoderLayer) =>
+    emulatorWeights === 'stored' ? l : l.withWeights(l.prefix, store).shareLoraWith(l);
+  const heldBottom = adapterBottom.map(held);
+  const heldTop = adapterTop.map(held);
+  const compressed = base.withLayers([...heldBottom, ...emulator, ...heldTop]);
+  const tied = base.lmHead === base.embedTokens;
+  compressed.embedTokens = store('model.embed_tokens.weight', base.embedTokens);
+  compressed.lmHead = tied ? compressed.embedTokens : store('lm_head.weight', base.lmHead);
+  return {
+    plan,
+    placement,
+    full,
+    compressed,
+    adapterBottom,
+    adapterTop,
+    compressedAdapter: [...heldBottom, ...heldTop],
+    block,
+    emulator,
+  };
 }
 
 /** Marks which LoRA trains: the adapter's (clients) or the emulator's (server alignment). */

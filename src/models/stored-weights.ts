@@ -20,13 +20,20 @@ export function storeWeight(w: Weight, format: WeightFormat, name: string): Weig
   return FrozenWeight.encode(f, w instanceof Tensor ? w.data : w.toFloat32(), [N, K], name);
 }
 
-/** Stores every frozen matrix of a model (linears, embedding table, LM head) in `format`, in place. */
-export function storeModelWeights(model: LlamaModel, format: WeightFormat): LlamaModel {
+/**
+ * Stores every frozen matrix of a model (linears, embedding table, LM head) in `format`, in place;
+ * a function instead of a format decides per weight.
+ */
+export function storeModelWeights(
+  model: LlamaModel,
+  format: WeightFormat | ((w: Weight, name: string) => Weight),
+): LlamaModel {
+  const store = typeof format === 'function' ? format : (w: Weight, name: string) => storeWeight(w, format, name);
   const tied = model.lmHead === model.embedTokens;
-  model.embedTokens = storeWeight(model.embedTokens, format, 'model.embed_tokens.weight');
-  model.lmHead = tied ? model.embedTokens : storeWeight(model.lmHead, format, 'lm_head.weight');
+  model.embedTokens = store(model.embedTokens, 'model.embed_tokens.weight');
+  model.lmHead = tied ? model.embedTokens : store(model.lmHead, 'lm_head.weight');
   for (const l of model.layers)
-    for (const n of LINEAR_NAMES) l.linears[n].weight = storeWeight(l.linears[n].weight, format, l.linears[n].name);
+    for (const n of LINEAR_NAMES) l.linears[n].weight = store(l.linears[n].weight, l.linears[n].name);
   return model;
 }
 

@@ -79,6 +79,21 @@ export class DecoderLayer {
     return new DecoderLayer(prefix, this.sourceIndex, this.attnNorm, this.mlpNorm, w, this.extras);
   }
 
+  /**
+   * Makes this layer's linears use `src`'s LoRA factors (the very same tensors, scale and dropout
+   * rate): two holders of one adapter over differently stored frozen weights train and load as one.
+   */
+  shareLoraWith(src: DecoderLayer): this {
+    for (const n of LINEAR_NAMES) {
+      const from = src.linears[n];
+      const to = this.linears[n];
+      to.lora = from.lora;
+      to.loraScale = from.loraScale;
+      to.loraDropout = from.loraDropout;
+    }
+    return this;
+  }
+
   /** Every frozen tensor as it is held in memory (f32, or a stored format): what a holder of the layer keeps. */
   storedTensors(): (Tensor | FrozenWeight)[] {
     const out: (Tensor | FrozenWeight)[] = [this.attnNorm, this.mlpNorm];

@@ -11,6 +11,7 @@ import { makeConfig } from '../../src/nn/config.js';
 import { FrozenWeight } from '../../src/tensor/frozen.js';
 import { Tensor, tape, noGrad } from '../../src/tensor/tensor.js';
 import type { TokenBatch } from '../../src/nn/lm.js';
+import type { Weight } from '../../src/tensor/ops.js';
 import { mulberry32, fillNormal } from '../../src/util/rng.js';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -93,6 +94,25 @@ for (const weights of ['f16', 'q8_0', 'q4'] as EmulatorWeights[]) {
       ratio > (weights === 'f16' ? 1.99 : weights === 'q8_0' ? 3.7 : 7),
       `${weights}: ${ratio.toFixed(2)}x smaller than f32`,
     );
+    // the rest of what the clients receive is held in the same format: the adapter layers' frozen
+    // weights (their LoRA the full model's very tensors), the embedding table and the LM head
+    const dequantized = (w: Weight, name: string) => {
+      assert.ok(w instanceof FrozenWeight, `${name} is stored, not f32`);
+      assert.equal(w.format, weights === 'q4' ? 'q4_0' : weights, name);
+      return Tensor.param(w.toFloat32(), [...w.shape], name, false);
+    };
+    for (const [i, layer] of q.compressedAdapter.entries()) {
+      const own = adapterLayers(q)[i]!;
+      assert.notEqual(layer, own);
+      assert.deepEqual(layer.loraParams(), own.loraParams(), 'one LoRA, shared by both holders');
+      for (const n of LINEAR_NAMES) {
+        assert.ok(own.linears[n].weight instanceof Tensor, 'the full model keeps its f32 adapter weights');
+        ref.compressedAdapter[i]!.linears[n].weight = dequantized(layer.linears[n].weight, `${layer.prefix} ${n}`);
+      }
+    }
+    assert.ok(q.full.embedTokens instanceof Tensor && q.full.lmHead instanceof Tensor);
+    ref.compressed.embedTokens = dequantized(q.compressed.embedTokens, 'embedding');
+    ref.compressed.lmHead = dequantized(q.compressed.lmHead, 'lm head');
     // the compressed (client) model: same logits as f32 over the dequantized values
     const a = logits(q.compressed);
     const b = logits(ref.compressed);
@@ -161,13 +181,24 @@ test('a quantized emulator travels and is held in its blocks: the client compute
           assert.deepEqual(got.bytes, want.bytes);
         }
       }
+    const same = (got: Weight, want: Weight, what: string) => {
+      if (weights === 'f32') return assert.ok(got instanceof Tensor, what);
+      assert.ok(got instanceof FrozenWeight && want instanceof FrozenWeight, `${what} held as blocks`);
+      assert.deepEqual(got.bytes, want.bytes, what);
+    };
+    for (const [i, layer] of cm.adapter.entries())
+      for (const n of LINEAR_NAMES)
+        same(layer.linears[n].weight, q.compressedAdapter[i]!.linears[n].weight, `${layer.prefix} ${n}`);
+    same(cm.model.embedTokens, q.compressed.embedTokens, 'embedding');
+    same(cm.model.lmHead, q.compressed.lmHead, 'lm head');
     loadLora(cm.emulator, captureLora(q.emulator));
     loadLora(cm.adapter, captureLora(adapterLayers(q)));
     assert.deepEqual(logits(cm.model), logits(q.compressed), `${weights}: the client's logits are the server's`);
     fs.rmSync(dir, { recursive: true, force: true });
   }
-  // the adapter layer, embedding and head stay f32 here: the emulator is about half the download
-  assert.ok(sizes.f32! / sizes.q8_0! > 1.6, `q8_0 download ${sizes.q8_0} bytes against f32 ${sizes.f32}`);
+  // every matrix travels in Q8_0 (34 bytes per 32 values against 128): only norms, config and
+  // manifest stay as they are
+  assert.ok(sizes.f32! / sizes.q8_0! > 3, `q8_0 download ${sizes.q8_0} bytes against f32 ${sizes.f32}`);
   assert.ok(sizes.q8_0! > sizes.q4!, `q4 download ${sizes.q4} bytes`);
 });
 
