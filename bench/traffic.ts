@@ -6,7 +6,8 @@
 // the join and memory ratios compare against the uncompressed client model.
 // Last line: {"none": {...}, "q8": {...}, "q4": {...}, "q4_topk": {...}, "emulator_q8_0": {...},
 // "emulator_q4": {...}, "qlora_q8_0": {...}}, each {"bytes_round", "bytes_join", "client_mb",
-// "adapfu_nll"} plus the ratios against none (bytes_ratio, join_ratio, mem_ratio, nll_rel).
+// "adapfu_nll", "adapfu_nll_seeds"} plus the ratios against none (bytes_ratio, join_ratio,
+// mem_ratio, nll_rel). The JSON line is printed after each variant, with every variant so far.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -27,15 +28,17 @@ const quick = process.argv.includes('--quick');
 // q4_topk's upload fraction: 0.5 keeps q4 + top-k within 0.3% of none's AdapFu NLL at >= 8x fewer
 // bytes (README, "bench:traffic"); --topk measures another
 const topk = Number(arg('topk', '0.5'));
+// In order of the targets first (none, q4_topk, emulator_q8_0, q8), so a run cut short has them.
 const VARIANTS: Record<string, string[]> = {
   none: [],
-  q8: ['compression={codec: q8}'],
-  q4: ['compression={codec: q4}'],
   q4_topk: [`compression={codec: q4, topk: ${topk}}`],
   emulator_q8_0: ['algorithm.emulator={weights: q8_0}'],
+  q8: ['compression={codec: q8}'],
+  q4: ['compression={codec: q4}'],
   emulator_q4: ['algorithm.emulator={weights: q4}'],
-  // QLoRA-style: the whole frozen model (so the whole client download) in Q8_0, q8 round traffic
-  qlora_q8_0: ['algorithm.full={weights: q8_0}', 'compression={codec: q8}'],
+  // QLoRA-style: the server's whole frozen model in Q8_0 too (the clients' download is already Q8_0
+  // with emulator_q8_0), q8 round traffic
+  qlora_q8_0: ['algorithm.full={weights: q8_0}', 'algorithm.emulator={weights: q8_0}', 'compression={codec: q8}'],
 };
 const names = arg('variants', Object.keys(VARIANTS).join(',')).split(',');
 
@@ -44,10 +47,31 @@ interface Row {
   bytes_join: number;
   client_mb: number;
   adapfu_nll: number;
+  /** Each seed's AdapFu NLL, in --seeds order. */
+  adapfu_nll_seeds: number[];
 }
 const rows: Record<string, Row> = {};
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-bench-traffic-'));
 let baseEval: Summary['base'] | undefined;
+type Out = Row & { bytes_ratio?: number; join_ratio?: number; mem_ratio?: number; nll_rel?: number };
+/** The JSON of every variant measured so far (printed after each, so a cut-off run still ends with one). */
+function report(): void {
+  const none = rows.none;
+  const out: Record<string, Out> = {};
+  for (const [k, r] of Object.entries(rows)) {
+    out[k] = none
+      ? {
+          ...r,
+          bytes_ratio: Number((none.bytes_round / r.bytes_round).toFixed(2)),
+          join_ratio: Number((none.bytes_join / r.bytes_join).toFixed(2)),
+          mem_ratio: Number((none.client_mb / r.client_mb).toFixed(2)),
+          nll_rel: Number((r.adapfu_nll / none.adapfu_nll - 1).toFixed(5)),
+        }
+      : r;
+  }
+  console.log(`seeds ${seeds.join(',')}${quick ? ', quick demo settings' : ''}, q4_topk fraction ${topk}`);
+  console.log(JSON.stringify(out));
+}
 for (const name of names) {
   const over = VARIANTS[name];
   if (!over) throw new Error(`--variants: unknown variant '${name}' (known: ${Object.keys(VARIANTS).join(', ')})`);
@@ -73,26 +97,12 @@ for (const name of names) {
     bytes_join: Math.round(mean((s) => s.bytes_join_per_client)),
     client_mb: Number(mean((s) => s.client.peak_memory_mb ?? NaN).toFixed(1)),
     adapfu_nll: Number(mean((s) => s.adapfu.nll ?? NaN).toFixed(5)),
+    adapfu_nll_seeds: runs.map((s) => Number((s.adapfu.nll ?? NaN).toFixed(5))),
   };
   const r = rows[name]!;
   console.log(
     `${name.padEnd(14)} ${fmtBytes(r.bytes_round).padStart(10)}/round  join ${fmtBytes(r.bytes_join).padStart(10)}  client ${r.client_mb.toFixed(1)} MB  AdapFu NLL ${r.adapfu_nll.toFixed(4)}`,
   );
+  report();
 }
 fs.rmSync(tmp, { recursive: true, force: true });
-const none = rows.none;
-const out: Record<string, Row & { bytes_ratio?: number; join_ratio?: number; mem_ratio?: number; nll_rel?: number }> =
-  {};
-for (const [k, r] of Object.entries(rows)) {
-  out[k] = none
-    ? {
-        ...r,
-        bytes_ratio: Number((none.bytes_round / r.bytes_round).toFixed(2)),
-        join_ratio: Number((none.bytes_join / r.bytes_join).toFixed(2)),
-        mem_ratio: Number((none.client_mb / r.client_mb).toFixed(2)),
-        nll_rel: Number((r.adapfu_nll / none.adapfu_nll - 1).toFixed(5)),
-      }
-    : r;
-}
-console.log(`seeds ${seeds.join(',')}${quick ? ', quick demo settings' : ''}, q4_topk fraction ${topk}`);
-console.log(JSON.stringify(out));

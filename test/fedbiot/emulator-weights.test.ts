@@ -151,11 +151,16 @@ for (const weights of ['f16', 'q8_0', 'q4'] as EmulatorWeights[]) {
   });
 }
 
-test('emulator weights whose rows do not fill 32-value blocks stay f16', () => {
+test("emulator weights whose rows do not fill 32-value blocks stay f16; 'stored' keeps a weight, 'f32' widens it", () => {
   const w = Tensor.param(fillNormal(mulberry32(1), new Float32Array(8 * 40), 1), [8, 40], 'w', false);
   const s = storeEmulatorWeight(w, 'q8_0', 'w');
   assert.ok(s instanceof FrozenWeight && s.format === 'f16');
   assert.equal(storeEmulatorWeight(w, 'f32', 'w'), w);
+  // 'stored' keeps a weight as the checkpoint holds it; 'f32' widens it (the uncompressed client model)
+  assert.equal(storeEmulatorWeight(s, 'stored', 'w'), s);
+  const wide = storeEmulatorWeight(s, 'f32', 'w');
+  assert.ok(wide instanceof Tensor && !wide.requiresGrad);
+  assert.deepEqual(wide.data, s.toFloat32());
 });
 
 test('a quantized emulator travels and is held in its blocks: the client computes exactly as the server', () => {
