@@ -124,6 +124,14 @@ static int64_t first_nonzero(const float* p, int64_t hi) {
   return s;
 }
 
+// dst[d * n + s] = src[s * lds + d] for s < n, d < cols: n rows of src as the columns of dst.
+static void transpose_rows(const float* src, int64_t lds, int64_t n, int64_t cols, float* dst) {
+  const int64_t n8 = n / 8 * 8;
+  for (int64_t s = 0; s < n8; s += 8) transpose_into_panel(src + s * lds, lds, cols, dst + s, n);
+  for (int64_t s = n8; s < n; s++)
+    for (int64_t d = 0; d < cols; d++) dst[d * n + s] = src[s * lds + d];
+}
+
 // Query rows per block in attention (causal blocks skip the keys no row of the block can see).
 // 48: a multiple of both micro-kernels' row counts (12, 6), so no rows go through the packed tail,
 // and less of the diagonal block's masked half computed than at 64 (measured: backward ~20% less
@@ -144,6 +152,10 @@ void attention_forward(const AttnArgs& a) {
     float* P = a.probs + bh * T * S;
     float* O = a.out + b * T * ldq + h * Dh;
     const float* mask = a.keyMask ? a.keyMask + b * S : nullptr;
+    // K^T [Dh, S] once per head: the blocks' score gemms then read it in place as a plain B instead
+    // of each packing (transposing) the keys it sees again.
+    float* Kt = scratch(Dh * S, 1);
+    transpose_rows(K, ldk, S, Dh, Kt);
     // Row blocks: with causal masking a block of queries sees only the keys up to its last row (and,
     // with a window, from its first row's first key), so the score and P.V gemms skip the rest.
     for (int64_t r0 = 0; r0 < T; r0 += kAttnBlock) {
@@ -151,8 +163,8 @@ void attention_forward(const AttnArgs& a) {
       const int64_t nvis = a.causal ? std::max<int64_t>(0, std::min(S, a.qOffset + r1)) : S;
       const int64_t k0 = std::min(first_key(r0), nvis);
       if (nvis > k0)
-        sgemm(false, true, r1 - r0, nvis - k0, Dh, a.scale, Q + r0 * ldq, ldq, K + k0 * ldk, ldk, 0.0f,
-              P + r0 * S + k0, S);
+        sgemm(false, false, r1 - r0, nvis - k0, Dh, a.scale, Q + r0 * ldq, ldq, Kt + k0, S, 0.0f, P + r0 * S + k0,
+              S);
       for (int64_t t = r0; t < r1; t++) {
         float* row = P + t * S;
         int64_t n = a.causal ? std::min(S, a.qOffset + t + 1) : S;  // visible keys [lo, n)
@@ -193,6 +205,8 @@ void attention_backward(const AttnArgs& a) {
     float* dK = a.dk + b * S * ldk + kh * Dh;
     float* dV = a.dv + b * S * ldk + kh * Dh;
     float* dP = scratch(T * S, 0);
+    float* Vt = scratch(Dh * S, 1);  // V^T [Dh, S] once for the group's heads (as K^T in forward)
+    transpose_rows(Vv, ldk, S, Dh, Vt);
     for (int64_t h = kh * group; h < (kh + 1) * group; h++) {
       const float* Q = a.q + b * T * ldq + h * Dh;
       const float* dO = a.dOut + b * T * ldq + h * Dh;
@@ -216,7 +230,7 @@ void attention_backward(const AttnArgs& a) {
         float* dPb = dP + r0 * S + k0;
         const float* Kb = K + k0 * ldk;
         sgemm(true, false, nvis, Dh, nr, 1.0f, Pb, S, dOb, ldq, 1.0f, dV + k0 * ldk, ldk);  // dV += P^T dO
-        sgemm(false, true, nr, nvis, Dh, 1.0f, dOb, ldq, Vv + k0 * ldk, ldk, 0.0f, dPb, S);  // dP = dO V^T
+        sgemm(false, false, nr, nvis, Dh, 1.0f, dOb, ldq, Vt + k0, S, 0.0f, dPb, S);  // dP = dO V^T
         for (int64_t t = 0; t < nr; t++) {  // dS = P (dP - <dP, P>)
           const float* p = Pb + t * S;
           float* d = dPb + t * S;

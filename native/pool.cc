@@ -103,7 +103,8 @@ void Pool::run(int64_t n, int64_t grain, const std::function<void(int, int64_t, 
 }
 
 float* scratch(size_t n, int slot) {
-  thread_local std::vector<float> bufs[4];
+  thread_local std::vector<float> bufs[kScratchSlots];
+  if (slot < 0 || slot >= kScratchSlots) std::abort();  // a slot past the array would corrupt memory
   std::vector<float>& v = bufs[slot];
   if (v.size() < n) v.resize(n);
   return v.data();

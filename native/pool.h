@@ -64,7 +64,9 @@ inline void parallel_for_tid(int64_t n, int64_t grain, F&& f) {
   p.run(n, grain, fn);
 }
 
-// Thread-local scratch that only grows: hot kernels must not allocate per call.
+// Thread-local scratch that only grows: hot kernels must not allocate per call. Slots
+// [0, kScratchSlots) are separate buffers (a kernel that needs several at once takes different slots).
+constexpr int kScratchSlots = 8;
 float* scratch(size_t n, int slot = 0);
 
 // Thread settings shared by the pool and OpenBLAS (they never run at the same time).
