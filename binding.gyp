@@ -11,6 +11,7 @@
         "native/weights.cc",
         "native/wgemm.cc",
         "native/matvec.cc",
+        "native/attn_decode.cc",
         "native/gemm.cc",
         "native/bf16gemm.cc"
       ],

@@ -139,6 +139,7 @@ static void transpose_rows(const float* src, int64_t lds, int64_t n, int64_t col
 static constexpr int64_t kAttnBlock = 48;
 
 void attention_forward(const AttnArgs& a) {
+  if (a.T <= kDecodeQueries) return attention_decode(a);
   const int64_t B = a.B, T = a.T, S = a.S, H = a.H, Hkv = a.Hkv, Dh = a.Dh, group = H / Hkv;
   const int64_t ldq = H * Dh, ldk = Hkv * Dh;
   // Sliding window (causal only): query t sees keys (qOffset + t - window, qOffset + t].

@@ -89,6 +89,9 @@ struct AttnArgs {
   bool causal;
 };
 void attention_forward(const AttnArgs& a);
+// attention_forward for at most kDecodeQueries query rows per sequence (attn_decode.cc).
+constexpr int64_t kDecodeQueries = 4;
+void attention_decode(const AttnArgs& a);
 void attention_backward(const AttnArgs& a);
 
 void swiglu_forward(const float* gate, const float* up, float* out, int64_t n);
