@@ -18,7 +18,7 @@ void attention_decode(const AttnArgs& a) {
   const int64_t ldq = H * Dh, ldk = Hkv * Dh;
   const int64_t W = a.causal && a.window > 0 ? a.window : 0;
   parallel_for(B * Hkv, 1, [&](int64_t s0, int64_t s1) {
-    float* acc = scratch(Dh + 8, 6);
+    float* acc = scratch(Dh + 8, 1);  // slot 1: nothing in this loop uses it
     for (int64_t bk = s0; bk < s1; bk++) {
       const int64_t b = bk / Hkv, kh = bk % Hkv;
       const float* K = a.k + b * S * ldk + kh * Dh;

@@ -61,7 +61,8 @@ struct QAct {
 void quantize_rows(int64_t M, int64_t K, const float* X, int64_t ldx, QAct& a) {
   a.nb = K / QB;
   const int64_t per = a.nb * (2 * sizeof(float)) + K;  // d, sum, q
-  float* buf = scratch(static_cast<size_t>((M * per) / sizeof(float) + 16), 5);
+  // slot 1: nothing the matrix-vector path calls uses it while these rows are read
+  float* buf = scratch(static_cast<size_t>((M * per) / sizeof(float) + 16), 1);
   for (int64_t m = 0; m < M; m++) {
     float* d = buf + m * (per / sizeof(float) + 1);
     int32_t* sum = reinterpret_cast<int32_t*>(d + a.nb);
