@@ -3,11 +3,16 @@
 // (cached under .cache/bench-scale). Each measurement runs in a process of its own
 // (bench/scale-worker.ts), so peak RSS is the server's or the client's alone:
 //   load_s          loading the folder (linear weights stay BF16 in memory)
-//   forward_ratio   our forward tokens/s at seq 512 / PyTorch's best (float32 or bfloat16, 1 or 2 threads)
+//   forward_ratio   our forward tokens/s at seq 512 / PyTorch's best (float32 or bfloat16, 1 or 2 threads),
+//                   ours the better of the default f32-accumulating gemm path and FEDBIOT_GEMM=avx512bf16
+//                   (where the CPU has AVX512-BF16); like for like: forward_f32_ratio (ours f32 path /
+//                   PyTorch float32) and forward_bf16_ratio (ours avx512bf16 / PyTorch bfloat16), with
+//                   the FLOPs per token, each side's GFLOP/s and this CPU's fp32 FMA peak (bf16's is
+//                   twice that: vdpbf16ps does two multiply-adds per f32 lane)
 //   server_rss_mb   full model + FedBiOT split (adapter 2, beta 0.2, LoRA r 8) + one alignment step
 //   client_rss_mb   the compressed model the server wrote + one local step (seq 512, batch 1)
 //   generate_ratio  our greedy tokens/s / llama.cpp's on an F16 GGUF of the same weights
-//   npm run bench:scale [-- --only qwen2_5_0_5b|tinyllama_1_1b]
+//   npm run bench:scale [-- --only qwen2_5_0_5b|tinyllama_1_1b] [-- --parts load,forward,server,client,generate]
 //   FEDBIOT_TORCH_PYTHON=<python with torch + transformers> (default .cache/torch-venv/bin/python)
 //   FEDBIOT_NODE_LLAMA_CPP=<node-llama-cpp folder> (default .cache/llama-cpp/node_modules/node-llama-cpp)
 // Last line: {"qwen2_5_0_5b": {...}, "tinyllama_1_1b": {...}}.
@@ -16,6 +21,7 @@ import * as path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { TORCH_PYTHON } from './torch-python.js';
+import { gemmPaths } from '../src/kernels/native.js';
 
 const ROOT = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CACHE = path.join(ROOT, '.cache', 'bench-scale');
@@ -25,14 +31,22 @@ const VOCAB: Record<string, number> = { qwen2_5_0_5b: 151936, tinyllama_1_1b: 32
 
 const onlyIdx = process.argv.indexOf('--only');
 const only = onlyIdx >= 0 ? process.argv[onlyIdx + 1] : undefined;
+const partsIdx = process.argv.indexOf('--parts');
+const parts = new Set(
+  partsIdx >= 0 ? process.argv[partsIdx + 1]!.split(',') : ['load', 'forward', 'server', 'client', 'generate'],
+);
 const python = TORCH_PYTHON;
 const llamaCpp =
   process.env.FEDBIOT_NODE_LLAMA_CPP ?? path.join(ROOT, '.cache', 'llama-cpp', 'node_modules', 'node-llama-cpp');
 
 function worker(...args: string[]): Record<string, unknown> {
+  return workerEnv({}, ...args);
+}
+
+function workerEnv(env: Record<string, string>, ...args: string[]): Record<string, unknown> {
   const r = spawnSync(process.execPath, ['--import', 'tsx', WORKER, ...args], {
     encoding: 'utf8',
-    env: { ...process.env, FEDBIOT_NODE_LLAMA_CPP: llamaCpp },
+    env: { ...process.env, FEDBIOT_NODE_LLAMA_CPP: llamaCpp, ...env },
     maxBuffer: 1 << 26,
   });
   if (r.status !== 0) throw new Error(`scale-worker ${args.join(' ')} failed (${r.status}):\n${r.stderr}`);
@@ -42,7 +56,13 @@ function worker(...args: string[]): Record<string, unknown> {
   return out;
 }
 
-function torchForward(dir: string): number | null {
+interface TorchRun {
+  dtype: string;
+  threads: number;
+  tok_s: number;
+}
+
+function torchForward(dir: string): TorchRun[] | null {
   if (!fs.existsSync(python)) {
     console.log(`  torch: ${python} not found (FEDBIOT_TORCH_PYTHON), forward_ratio left out`);
     return null;
@@ -54,7 +74,7 @@ function torchForward(dir: string): number | null {
   if (r.status !== 0) throw new Error(`scale_torch.py failed:\n${r.stderr}`);
   const line = r.stdout.trim().split('\n').pop()!;
   console.log(`  torch: ${line}`);
-  return (JSON.parse(line) as { best: { tok_s: number } }).best.tok_s;
+  return (JSON.parse(line) as { all: TorchRun[] }).all;
 }
 
 const round = (x: number, d = 3) => Number(x.toFixed(d));
@@ -70,32 +90,65 @@ for (const name of SHAPES) {
       .filter((f) => f.endsWith('.safetensors'))
       .reduce((s, f) => s + fs.statSync(path.join(dir, f)).size, 0) /
     2 ** 20;
-  const load = worker('load', dir);
-  const fwd = worker('forward', dir);
-  const torchTokS = torchForward(dir);
+  const load = parts.has('load') ? worker('load', dir) : null;
+  let fwd: Record<string, unknown> | null = null,
+    fwdBf16: Record<string, unknown> | null = null,
+    torch: TorchRun[] | null = null;
+  if (parts.has('forward')) {
+    fwd = worker('forward', dir);
+    if (gemmPaths().includes('avx512bf16')) fwdBf16 = workerEnv({ FEDBIOT_GEMM: 'avx512bf16' }, 'forward', dir);
+    torch = torchForward(dir);
+  }
   const clientDir = path.join(CACHE, `${name}-client`);
-  const server = worker('server', dir, clientDir);
-  const client = worker('client', clientDir);
-  const gen = worker('generate', dir);
+  const server = parts.has('server') || parts.has('client') ? worker('server', dir, clientDir) : null;
+  const client = parts.has('client') ? worker('client', clientDir) : null;
+  const gen = parts.has('generate') ? worker('generate', dir) : null;
   let llamaTokS: number | null = null;
-  if (fs.existsSync(path.join(llamaCpp, 'dist', 'index.js'))) {
+  if (gen && fs.existsSync(path.join(llamaCpp, 'dist', 'index.js'))) {
     const gguf = path.join(CACHE, `${name}-f16.gguf`);
     if (!fs.existsSync(gguf)) worker('gguf', dir, gguf);
     llamaTokS = worker('llamacpp', gguf, String(VOCAB[name])).llamacpp_tok_s as number | null;
-  } else console.log(`  llama.cpp: ${llamaCpp} not found (npm run setup:llama-cpp), generate_ratio left out`);
+  } else if (gen) console.log(`  llama.cpp: ${llamaCpp} not found (npm run setup:llama-cpp), generate_ratio left out`);
+  const num = (r: Record<string, unknown> | null, k: string, d = 3) =>
+    r && typeof r[k] === 'number' ? round(r[k] as number, d) : null;
+  const torchBest = (dtype?: string) => {
+    const runs = (torch ?? []).filter((t) => !dtype || t.dtype === dtype);
+    return runs.length ? Math.max(...runs.map((t) => t.tok_s)) : null;
+  };
+  const flops = (fwd?.flops_per_token as number | undefined) ?? null;
+  const gflops = (tokS: number | null) => (tokS === null || flops === null ? null : round((tokS * flops) / 1e9, 1));
+  const ratio = (a: number | null, b: number | null) => (a === null || b === null ? null : round(a / b));
+  const oursF32 = num(fwd, 'forward_tok_s', 1),
+    oursBf16 = num(fwdBf16, 'forward_tok_s', 1);
+  const oursBest = oursBf16 === null ? oursF32 : Math.max(oursF32 ?? 0, oursBf16);
+  const tF32 = torchBest('float32'),
+    tBf16 = torchBest('bfloat16'),
+    tBest = torchBest();
   results[name] = {
-    load_s: round(load.load_s as number, 2),
-    forward_tok_s: round(fwd.forward_tok_s as number, 1),
-    torch_forward_tok_s: torchTokS === null ? null : round(torchTokS, 1),
-    forward_ratio: torchTokS === null ? null : round((fwd.forward_tok_s as number) / torchTokS),
+    load_s: num(load, 'load_s', 2),
+    forward_tok_s: oursBest,
+    torch_forward_tok_s: tBest === null ? null : round(tBest, 1),
+    forward_ratio: ratio(oursBest, tBest),
+    forward_f32_tok_s: oursF32,
+    torch_f32_tok_s: tF32 === null ? null : round(tF32, 1),
+    forward_f32_ratio: ratio(oursF32, tF32),
+    forward_bf16_tok_s: oursBf16,
+    torch_bf16_tok_s: tBf16 === null ? null : round(tBf16, 1),
+    forward_bf16_ratio: ratio(oursBf16, tBf16),
+    forward_gflop_per_token: flops === null ? null : round(flops / 1e9, 3),
+    ours_f32_gflop_s: gflops(oursF32),
+    ours_bf16_gflop_s: gflops(oursBf16),
+    torch_f32_gflop_s: gflops(tF32),
+    torch_bf16_gflop_s: gflops(tBf16),
+    fp32_peak_gflop_s: num(fwd, 'fp32_peak_gflop_s', 1),
     ckpt_mb: round(ckptMb, 1),
-    server_rss_mb: round(server.server_rss_mb as number, 1),
-    client_rss_mb: round(client.client_rss_mb as number, 1),
-    align_step_s: round(server.align_step_s as number, 2),
-    client_step_s: round(client.client_step_s as number, 2),
-    generate_tok_s: round(gen.generate_tok_s as number, 2),
+    server_rss_mb: num(server, 'server_rss_mb', 1),
+    client_rss_mb: num(client, 'client_rss_mb', 1),
+    align_step_s: num(server, 'align_step_s', 2),
+    client_step_s: num(client, 'client_step_s', 2),
+    generate_tok_s: num(gen, 'generate_tok_s', 2),
     llamacpp_tok_s: llamaTokS === null ? null : round(llamaTokS, 2),
-    generate_ratio: llamaTokS === null ? null : round((gen.generate_tok_s as number) / llamaTokS),
+    generate_ratio: ratio(num(gen, 'generate_tok_s', 2), llamaTokS),
   };
 }
 console.log(JSON.stringify(results));
