@@ -48,6 +48,9 @@ function gemm2(p: {
   beta: number;
   C: Float32Array;
   ldc: number;
+  aOff?: number;
+  bOff?: number;
+  cOff?: number;
 }): void {
   const g: GemmParams = {
     transA: p.tA,
@@ -57,16 +60,16 @@ function gemm2(p: {
     K: p.K,
     alpha: p.alpha,
     A: p.A,
-    aOff: 0,
+    aOff: p.aOff ?? 0,
     lda: p.lda,
     strideA: 0,
     B: p.B,
-    bOff: 0,
+    bOff: p.bOff ?? 0,
     ldb: p.ldb,
     strideB: 0,
     beta: p.beta,
     C: p.C,
-    cOff: 0,
+    cOff: p.cOff ?? 0,
     ldc: p.ldc,
     strideC: 0,
     batch: 1,
@@ -127,6 +130,12 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
   const K = lastDim(x);
   const M = x.size / K;
   const k = kernels();
+  // LoRA branches without dropout all read x itself: with two or more (q/k/v), their A factors are
+  // stacked [R, K] (R = sum of ranks) so that x A^T, dA = dh^T x and dx += dh A each run as one gemm,
+  // reading x (or writing dx) once instead of once per branch. h and dh are [M, R], a branch's
+  // columns at its offset.
+  const stacked = parts.filter((p) => p.lora && !p.lora.mask).length >= 2;
+  let R = 0;
   const st = parts.map((p) => {
     const [N] = checkWeight(op, x, p.w);
     const l = p.lora ?? null;
@@ -153,9 +162,11 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
         xd = saved(x.size, `${p.name}.xdrop`);
         k.mul(x.data, l.mask, xd, x.size);
       }
-      h = saved(M * r, `${p.name}.h`);
+      if (!(stacked && !l.mask)) h = saved(M * r, `${p.name}.h`);
       inputs.push(l.a, l.b);
     }
+    const off = l && stacked && !l.mask ? R : -1;
+    if (off >= 0) R += l!.a.shape[0]!;
     const res = p.residual ?? null;
     if (res) {
       inputs.push(res);
@@ -167,8 +178,16 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
     }
     const out = result([...x.shape.slice(0, -1), N], inputs, p.name);
     if (res) out.data.set(res.data);
-    return { w: p.w, l, N, xd, h, out, res };
+    return { w: p.w, l, N, xd, h, out, res, off };
   });
+  const stack = st.filter((s) => s.off >= 0);
+  // The stacked A factors [R, K], copied (R x K values: small) for the forward and again for the backward.
+  const stackA = (): Float32Array => {
+    const a = take(R * K);
+    for (const s of stack) a.set(s.l!.a.data, s.off * K);
+    return a;
+  };
+  const hAll = stack.length > 0 ? saved(M * R, `${parts.map((p) => p.name).join('+')}.h`) : null;
   k.weightGroupGemm({
     K,
     transW: true,
@@ -180,6 +199,30 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
     ldShared: K,
     parts: st.map((s) => ({ ...weightSource(s.w), N: s.N, io: s.out.data, ioOff: 0, ldio: s.N })),
   });
+  if (hAll) {
+    const a = stackA();
+    gemm2({ tA: false, tB: true, M, N: R, K, alpha: 1, A: x.data, lda: K, B: a, ldb: K, beta: 0, C: hAll, ldc: R });
+    release(a);
+    for (const { l, N, out, off } of stack) {
+      const r = l!.a.shape[0]!;
+      gemm2({
+        tA: false,
+        tB: true,
+        M,
+        N,
+        K: r,
+        alpha: l!.scale,
+        A: hAll,
+        aOff: off,
+        lda: R,
+        B: l!.b.data,
+        ldb: r,
+        beta: 1,
+        C: out.data,
+        ldc: N,
+      });
+    }
+  }
   for (const { l, N, xd, h, out } of st) {
     if (!l || !h) continue;
     const r = l.a.shape[0]!;
@@ -204,7 +247,13 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
   onBackwardAny(outs, () => {
     const live = st.filter((s) => s.out.grad);
     const dhs: (Float32Array | null)[] = [];
-    for (const { w, l, N, xd, h, out, res } of live) {
+    const liveStack = live.filter((s) => s.off >= 0);
+    // dh of the stacked branches [M, R]; a branch without a gradient keeps zero columns.
+    const dhAll =
+      hAll && liveStack.some((s) => s.l!.a.requiresGrad || x.requiresGrad)
+        ? take(M * R, liveStack.length < stack.length)
+        : null;
+    for (const { w, l, N, xd, h, out, res, off } of live) {
       const dy = out.grad!;
       if (res?.requiresGrad) k.axpy(1, dy, res.gradBuffer(), res.size);
       // dW[N,K] += dy^T[N,M] @ x[M,K]
@@ -225,7 +274,43 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
           ldc: K,
         });
       let dh: Float32Array | null = null;
-      if (l && h) {
+      if (l && off >= 0) {
+        const r = l.a.shape[0]!;
+        if (l.b.requiresGrad)
+          gemm2({
+            tA: true,
+            tB: false,
+            M: N,
+            N: r,
+            K: M,
+            alpha: l.scale,
+            A: dy,
+            lda: N,
+            B: hAll!,
+            bOff: off,
+            ldb: R,
+            beta: 1,
+            C: l.b.gradBuffer(),
+            ldc: r,
+          });
+        if (dhAll)
+          gemm2({
+            tA: false,
+            tB: false,
+            M,
+            N: r,
+            K: N,
+            alpha: l.scale,
+            A: dy,
+            lda: N,
+            B: l.b.data,
+            ldb: r,
+            beta: 0,
+            C: dhAll,
+            cOff: off,
+            ldc: R,
+          });
+      } else if (l && h) {
         const r = l.a.shape[0]!;
         if (l.b.requiresGrad)
           gemm2({
@@ -280,6 +365,31 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
       }
       dhs.push(dh);
     }
+    if (dhAll && liveStack.some((s) => s.l!.a.requiresGrad)) {
+      // dA of every stacked branch in one gemm: dA_all [R, K] = dh_all^T x
+      const dA = take(R * K);
+      gemm2({
+        tA: true,
+        tB: false,
+        M: R,
+        N: K,
+        K: M,
+        alpha: 1,
+        A: dhAll,
+        lda: R,
+        B: x.data,
+        ldb: K,
+        beta: 0,
+        C: dA,
+        ldc: K,
+      });
+      for (const { l, off } of liveStack) {
+        if (!l!.a.requiresGrad) continue;
+        const r = l!.a.shape[0]!;
+        k.axpy(1, dA.subarray(off * K, (off + r) * K), l!.a.gradBuffer(), r * K);
+      }
+      release(dA);
+    }
     if (x.requiresGrad && live.length > 0) {
       const dx = x.gradBuffer();
       // dx[M,K] += sum_s dy_s[M,N_s] @ W_s[N_s,K]: one gemm over the weights stacked along N
@@ -294,6 +404,26 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
         ldShared: K,
         parts: live.map((s) => ({ ...weightSource(s.w), N: s.N, io: s.out.grad!, ioOff: 0, ldio: s.N })),
       });
+      if (dhAll) {
+        // dx += dh_all A_all: every stacked branch in one pass over dx
+        const a = stackA();
+        gemm2({
+          tA: false,
+          tB: false,
+          M,
+          N: K,
+          K: R,
+          alpha: 1,
+          A: dhAll,
+          lda: R,
+          B: a,
+          ldb: K,
+          beta: 1,
+          C: dx,
+          ldc: K,
+        });
+        release(a);
+      }
       live.forEach(({ l }, i) => {
         const dh = dhs[i];
         if (!l || !dh) return;
@@ -323,6 +453,7 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
       });
     }
     for (const dh of dhs) if (dh) release(dh);
+    if (dhAll) release(dhAll);
   });
   return outs;
 }

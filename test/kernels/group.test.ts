@@ -194,6 +194,73 @@ test('group: linearGroup equals separate linear / loraLinear layers, forward and
   }
 });
 
+test('group: LoRA branches without dropout run stacked (one gemm over their A factors); equal to separate loraLinear layers and to finite differences (float64)', () => {
+  const restore = useReference64();
+  try {
+    const r = rng(11),
+      K = 24,
+      T = 7;
+    const x = Tensor.param(f64(randn(T * K, r)), [T, K], 'x');
+    const outs = [5, 4, 6, 3];
+    const ranks = [2, 3, 2, 2];
+    const ws = outs.map((n, i) => Tensor.param(f64(randn(n * K, r, 0.3)), [n, K], `w${i}`, false));
+    const As = ranks.map((rk, i) => Tensor.param(f64(randn(rk * K, r, 0.2)), [rk, K], `A${i}`));
+    const Bs = ranks.map((rk, i) => Tensor.param(f64(randn(outs[i]! * rk, r, 0.2)), [outs[i]!, rk], `B${i}`));
+    As[1]!.requiresGrad = false; // a frozen A factor in the stack
+    const mask = f64(Array.from({ length: T * K }, (_, i) => (i % 4 === 0 ? 0 : 4 / 3)));
+    // Parts 0, 1, 3 have no dropout (stacked, ranks 2 + 3 + 2); part 2 has a mask (its own gemms).
+    const masks = [null, null, mask, null];
+    const teachers = outs.map((n) => f64(randn(T * n, r)));
+    const loss = (ys: Tensor[], used: number[]) => {
+      let s = nmse(ys[used[0]!]!, teachers[used[0]!]!);
+      for (const i of used.slice(1)) s = add(s, nmse(ys[i]!, teachers[i]!));
+      return s;
+    };
+    const fused = (used: number[]) => () =>
+      loss(
+        linearGroup(
+          x,
+          outs.map((_, i) => ({
+            w: ws[i]!,
+            name: `p${i}`,
+            lora: { a: As[i]!, b: Bs[i]!, scale: 1.5 + i, mask: masks[i]! },
+          })),
+        ),
+        used,
+      );
+    const separate = (used: number[]) => () =>
+      loss(
+        outs.map((_, i) => loraLinear(x, ws[i]!, As[i]!, Bs[i]!, 1.5 + i, masks[i]!, `p${i}`)),
+        used,
+      );
+    const params = [x, As[0]!, As[2]!, As[3]!, ...Bs];
+    const grads = (f: () => Tensor) => {
+      tape.reset();
+      for (const p of [...params, As[1]!]) p.zeroGrad();
+      const v = f().item();
+      tape.backward(f());
+      const g = params.map((p) => Float64Array.from(p.grad ?? new Float64Array(p.size)));
+      tape.reset();
+      return { v, g };
+    };
+    // All outputs used, and one stacked output (part 1) unused: its dh columns stay zero.
+    for (const used of [
+      [0, 1, 2, 3],
+      [0, 2, 3],
+    ]) {
+      const a = grads(fused(used)),
+        b = grads(separate(used));
+      assertClose([a.v], [b.v], { atol: 1e-12, rtol: 1e-12 }, `loss (outputs ${used})`);
+      a.g.forEach((g, i) =>
+        assertClose(g, b.g[i]!, { atol: 1e-12, rtol: 1e-10 }, `grad of ${params[i]!.name} (outputs ${used})`),
+      );
+      checkGradients(params, fused(used));
+    }
+  } finally {
+    restore();
+  }
+});
+
 test('group: linearGroup names the part whose weight does not fit', () => {
   const x = Tensor.param(new Float32Array(6), [2, 3], 'h');
   const ok = Tensor.param(new Float32Array(12), [4, 3], 'q_proj', false);
