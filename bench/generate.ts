@@ -2,8 +2,11 @@
 // vocab 4096, d 512, 8 layers, 8 heads, ffn 1376, random weights; prompt 64 tokens, 128 new tokens,
 // batch 1, the same threads for both, the same weights: f32 (F32 GGUF for llama.cpp), then Q8_0
 // (our engine computing on the Q8_0 blocks, llama.cpp on the Q8_0 GGUF of the same blocks).
-// tokens/s = new tokens / (prefill + decode time); decode-only rates are printed too.
-// Last line: {"ours_tok_s":..,"llamacpp_tok_s":..,"ratio":..,"q8_0":{"ours_tok_s":..,"llamacpp_tok_s":..,"ratio":..}}
+// tokens/s = new tokens / (prefill + decode time); decode-only rates are printed too. On a machine
+// other jobs are using, wall time depends on who else runs: the process CPU time of the same runs is
+// reported too (cpu_ratio; llama.cpp runs inside this process, so its threads count; with more than
+// one thread its workers' spin-waits count as well, so compare cpu_ratio at FEDBIOT_THREADS=1).
+// Last line: {"ours_tok_s":..,"llamacpp_tok_s":..,"ratio":..,"cpu_ratio":..,"q8_0":{...the same}}
 // (llama.cpp fields null without it).
 //   npm run bench:generate            (FEDBIOT_THREADS to change threads; FEDBIOT_NODE_LLAMA_CPP to point at node-llama-cpp)
 import * as fs from 'node:fs';
@@ -44,7 +47,10 @@ const prompt = [1, ...Array.from({ length: PROMPT - 1 }, () => 259 + Math.floor(
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 // ---- ours ----------------------------------------------------------------------------------------
-function oursOnce(): { total: number; prefill: number; tokens: number[] } {
+const cpuSeconds = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1e6;
+
+function oursOnce(): { total: number; prefill: number; cpu: number; tokens: number[] } {
+  const u0 = process.cpuUsage();
   const t0 = performance.now();
   let tFirst = 0;
   const tokens = generate(model, prompt, {
@@ -55,17 +61,19 @@ function oursOnce(): { total: number; prefill: number; tokens: number[] } {
       if (!tFirst) tFirst = performance.now();
     },
   });
-  return { total: (performance.now() - t0) / 1000, prefill: (tFirst - t0) / 1000, tokens };
+  const total = (performance.now() - t0) / 1000;
+  return { total, prefill: (tFirst - t0) / 1000, cpu: cpuSeconds(process.cpuUsage(u0)), tokens };
 }
 
-function ours(label: string): { tokS: number; tokens: number[] } {
+function ours(label: string): { tokS: number; cpuTokS: number; tokens: number[] } {
   oursOnce(); // warm-up (buffer pool, JIT)
   const runs = Array.from({ length: REPEATS }, oursOnce);
   const total = median(runs.map((r) => r.total));
   const prefill = median(runs.map((r) => r.prefill));
   const tokS = NEW / total;
+  const cpuTokS = NEW / median(runs.map((r) => r.cpu));
   console.log(
-    `ours ${label}: ${tokS.toFixed(1)} tok/s  (total ${total.toFixed(3)} s, prefill ${(prefill * 1000).toFixed(0)} ms, decode ${((NEW - 1) / (total - prefill)).toFixed(1)} tok/s; weights ${(heldBytes(model) / 1024 ** 2).toFixed(1)} MiB)`,
+    `ours ${label}: ${tokS.toFixed(1)} tok/s, ${cpuTokS.toFixed(1)} per CPU second  (total ${total.toFixed(3)} s, prefill ${(prefill * 1000).toFixed(0)} ms, decode ${((NEW - 1) / (total - prefill)).toFixed(1)} tok/s; weights ${(heldBytes(model) / 1024 ** 2).toFixed(1)} MiB)`,
   );
   // one decode step (where the time goes)
   const cache = new KVCache(cfg.numLayers, PROMPT + 8, cfg.numKvHeads * cfg.headDim);
@@ -84,7 +92,7 @@ function ours(label: string): { tokS: number; tokens: number[] } {
   console.log(
     `ours ${label}: one decode step ${per.toFixed(2)} ms = ${(flops / per / 1e6).toFixed(1)} GFLOP/s on the matrix-vector work`,
   );
-  return { tokS, tokens: runs[0]!.tokens };
+  return { tokS, cpuTokS, tokens: runs[0]!.tokens };
 }
 
 // ---- llama.cpp -----------------------------------------------------------------------------------
@@ -98,7 +106,11 @@ const f32Tensors = new Map<string, TensorRecord>();
 for (const [name, t] of model.baseTensors())
   f32Tensors.set(name, { dtype: 'F32', shape: [...t.shape], data: Float32Array.from(t.data) });
 
-async function llamaCpp(label: string, quant: GgufQuant | null, oursTokens: number[]): Promise<number | null> {
+async function llamaCpp(
+  label: string,
+  quant: GgufQuant | null,
+  oursTokens: number[],
+): Promise<{ tokS: number; cpuTokS: number } | null> {
   if (!mod) return null;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-bench-'));
   const gguf = path.join(dir, 'ref.gguf');
@@ -136,26 +148,29 @@ async function llamaCpp(label: string, quant: GgufQuant | null, oursTokens: numb
   const llama = await mod.getLlama({ gpu: false, build: 'never', logLevel: mod.LlamaLogLevel?.error ?? 'error' });
   const lm = await llama.loadModel({ modelPath: gguf, gpuLayers: 0 });
   const ctx = await lm.createContext({ contextSize: 512, threads, batchSize: 512 });
-  const once = async (): Promise<{ total: number; tokens: number[] }> => {
+  const once = async (): Promise<{ total: number; cpu: number; tokens: number[] }> => {
     const seq = ctx.getSequence();
     const out: number[] = [];
+    const u0 = process.cpuUsage();
     const t0 = performance.now();
     for await (const t of seq.evaluate(prompt, { temperature: 0 })) {
       out.push(t as number);
       if (out.length >= NEW) break;
     }
     const total = (performance.now() - t0) / 1000;
+    const cpu = cpuSeconds(process.cpuUsage(u0));
     seq.dispose();
-    return { total, tokens: out };
+    return { total, cpu, tokens: out };
   };
   await once();
-  const runs: { total: number; tokens: number[] }[] = [];
+  const runs: { total: number; cpu: number; tokens: number[] }[] = [];
   for (let i = 0; i < REPEATS; i++) runs.push(await once());
   const t = median(runs.map((r) => r.total));
   const theirs = runs[0]!.tokens;
   const tokS = theirs.length / t;
+  const cpuTokS = theirs.length / median(runs.map((r) => r.cpu));
   console.log(
-    `llama.cpp ${label}: ${tokS.toFixed(1)} tok/s  (total ${t.toFixed(3)} s for ${theirs.length} tokens, ${threads} threads, ${fs.statSync(gguf).size} byte GGUF)`,
+    `llama.cpp ${label}: ${tokS.toFixed(1)} tok/s, ${cpuTokS.toFixed(1)} per CPU second  (total ${t.toFixed(3)} s for ${theirs.length} tokens, ${threads} threads, ${fs.statSync(gguf).size} byte GGUF)`,
   );
   const agree = theirs.findIndex((x, i) => x !== oursTokens[i]);
   console.log(
@@ -164,7 +179,7 @@ async function llamaCpp(label: string, quant: GgufQuant | null, oursTokens: numb
   await ctx.dispose();
   await lm.dispose();
   fs.rmSync(dir, { recursive: true, force: true });
-  return tokS;
+  return { tokS, cpuTokS };
 }
 
 console.log(
@@ -175,13 +190,12 @@ const f32Llama = await llamaCpp('f32', null, f32.tokens);
 storeModelWeights(model, 'q8_0');
 const q8 = ours('q8_0');
 const q8Llama = await llamaCpp('q8_0', 'q8_0', q8.tokens);
-const r = (x: number | null) => (x === null ? null : Number(x.toFixed(2)));
-const ratio = (a: number, b: number | null) => (b === null ? null : Number((a / b).toFixed(3)));
-console.log(
-  JSON.stringify({
-    ours_tok_s: r(f32.tokS),
-    llamacpp_tok_s: r(f32Llama),
-    ratio: ratio(f32.tokS, f32Llama),
-    q8_0: { ours_tok_s: r(q8.tokS), llamacpp_tok_s: r(q8Llama), ratio: ratio(q8.tokS, q8Llama) },
-  }),
-);
+const r = (x: number | null | undefined) => (x == null ? null : Number(x.toFixed(2)));
+const ratio = (a: number, b: number | null | undefined) => (b == null ? null : Number((a / b).toFixed(3)));
+const side = (o: { tokS: number; cpuTokS: number }, l: { tokS: number; cpuTokS: number } | null) => ({
+  ours_tok_s: r(o.tokS),
+  llamacpp_tok_s: r(l?.tokS),
+  ratio: ratio(o.tokS, l?.tokS),
+  cpu_ratio: ratio(o.cpuTokS, l?.cpuTokS),
+});
+console.log(JSON.stringify({ ...side(f32, f32Llama), q8_0: side(q8, q8Llama) }));
