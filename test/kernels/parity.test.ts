@@ -388,7 +388,10 @@ const attnCases: [string, AttnCase][] = [
     { B: 2, T: 1, S: 300, H: 8, Hkv: 2, Dh: 64, qOffset: 299, causal: true, mask: 'pad' },
   ],
   ['decode 2 rows, Dh 12', { B: 2, T: 2, S: 11, H: 3, Hkv: 1, Dh: 12, qOffset: 9, causal: true, mask: 'pad' }],
-  ['decode one token, fully masked', { B: 1, T: 1, S: 1, H: 2, Hkv: 1, Dh: 8, qOffset: 0, causal: true, mask: 'fullrow' }],
+  [
+    'decode one token, fully masked',
+    { B: 1, T: 1, S: 1, H: 2, Hkv: 1, Dh: 8, qOffset: 0, causal: true, mask: 'fullrow' },
+  ],
   [
     'decode 4 rows, window 5',
     { B: 2, T: 4, S: 20, H: 4, Hkv: 2, Dh: 16, qOffset: 16, causal: true, mask: 'fullrow', window: 5 },
