@@ -1,11 +1,12 @@
-// `npm run bench:privacy [-- --model DIR] [--seeds 0,1,2] [--clip 2] [--quick] [--skip-training]`
+// `npm run bench:privacy [-- --model DIR] [--seeds 0,1,2] [--clip 2] [--quick] [--skip-training] [--parts dp,robust]`
 // Privacy and robustness on the demo setting (FedBiOT, math task, 4 clients, 4 rounds):
 //   1. AdapFu NLL with central DP at epsilon = infinity (no DP), 8 and 2 (delta 1e-5);
 //   2. the cost of one secure-aggregation round at 4 and 16 clients on the demo adapter's size
 //      (protocol seconds for all parties in one process, bytes per client, with one dropout);
 //   3. AdapFu NLL of FedAvg, median and trimmed mean when client 0 uploads its update times -100.
 // --quick uses the demo's quick setting (2 rounds of 3 local steps, 6 test examples). Each result
-// is printed to stderr as it comes, so a run cut short still leaves its numbers.
+// is printed to stderr as it comes, so a run cut short still leaves its numbers. --parts chooses the
+// training parts (dp, robust; default both), so the two can run as separate processes.
 // Evaluation is NLL only, at the end. Prints Markdown tables; the last line is one JSON object.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -30,6 +31,9 @@ const seeds = arg('seeds', '0,1,2').split(',').map(Number);
 const clip = Number(arg('clip', '2'));
 const skipTraining = process.argv.includes('--skip-training');
 const quick = process.argv.includes('--quick');
+const parts = arg('parts', 'dp,robust').split(',');
+for (const p of parts)
+  if (!['dp', 'robust'].includes(p)) throw new Error(`--parts: unknown part '${p}' (known: dp, robust)`);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'fedbiot-bench-privacy-'));
 const base = [
   ...demoOverrides('math', model || null, quick),
@@ -118,18 +122,26 @@ let dp: Array<{ epsilon: string; nll: number[] }> = [];
 let robust: Array<{ rule: string; nll: number[] }> = [];
 if (!skipTraining) {
   // 1. Central DP at epsilon infinity, 8, 2 (all 4 clients every round: sampling rate 1).
-  dp = [
-    { epsilon: 'inf', nll: await nll('no-dp', []) },
-    { epsilon: '8', nll: await nll('eps8', [`privacy={mode: central, targetEpsilon: 8, clip: ${clip}, delta: 1e-5}`]) },
-    { epsilon: '2', nll: await nll('eps2', [`privacy={mode: central, targetEpsilon: 2, clip: ${clip}, delta: 1e-5}`]) },
-  ];
+  if (parts.includes('dp'))
+    dp = [
+      { epsilon: 'inf', nll: await nll('no-dp', []) },
+      {
+        epsilon: '8',
+        nll: await nll('eps8', [`privacy={mode: central, targetEpsilon: 8, clip: ${clip}, delta: 1e-5}`]),
+      },
+      {
+        epsilon: '2',
+        nll: await nll('eps2', [`privacy={mode: central, targetEpsilon: 2, clip: ${clip}, delta: 1e-5}`]),
+      },
+    ];
   // 3. One malicious client among 4.
   const evil = { client: '0', scale: -100 };
-  robust = [
-    { rule: 'fedavg', nll: await nll('fedavg-evil', [], evil) },
-    { rule: 'median', nll: await nll('median-evil', ['aggregation={rule: median}'], evil) },
-    { rule: 'trimmed-mean', nll: await nll('trimmed-evil', ['aggregation={rule: trimmed-mean, trim: 0.25}'], evil) },
-  ];
+  if (parts.includes('robust'))
+    robust = [
+      { rule: 'fedavg', nll: await nll('fedavg-evil', [], evil) },
+      { rule: 'median', nll: await nll('median-evil', ['aggregation={rule: median}'], evil) },
+      { rule: 'trimmed-mean', nll: await nll('trimmed-evil', ['aggregation={rule: trimmed-mean, trim: 0.25}'], evil) },
+    ];
 }
 
 const f = (xs: number[]) => `${mean(xs).toFixed(4)} ± ${sd(xs).toFixed(4)}`;
@@ -145,6 +157,8 @@ if (dp.length) {
     ...dp.map((r) => `| epsilon ${r.epsilon === 'inf' ? '∞ (no DP)' : r.epsilon} | ${f(r.nll)} |`),
     '',
   );
+}
+if (robust.length) {
   lines.push(
     '| one client uploads update x -100 | AdapFu NLL |',
     '|---|---|',
