@@ -199,48 +199,39 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
     ldShared: K,
     parts: st.map((s) => ({ ...weightSource(s.w), N: s.N, io: s.out.data, ioOff: 0, ldio: s.N })),
   });
+  // The columns of h (x A^T) a branch reads: its own [M, r] array, or its columns of hAll.
+  const hOf = (s: (typeof st)[number]): { buf: Float32Array; off: number; ld: number } =>
+    s.off >= 0 ? { buf: hAll!, off: s.off, ld: R } : { buf: s.h!, off: 0, ld: s.l!.a.shape[0]! };
   if (hAll) {
     const a = stackA();
     gemm2({ tA: false, tB: true, M, N: R, K, alpha: 1, A: x.data, lda: K, B: a, ldb: K, beta: 0, C: hAll, ldc: R });
     release(a);
-    for (const { l, N, out, off } of stack) {
-      const r = l!.a.shape[0]!;
-      gemm2({
-        tA: false,
-        tB: true,
-        M,
-        N,
-        K: r,
-        alpha: l!.scale,
-        A: hAll,
-        aOff: off,
-        lda: R,
-        B: l!.b.data,
-        ldb: r,
-        beta: 1,
-        C: out.data,
-        ldc: N,
-      });
-    }
   }
-  for (const { l, N, xd, h, out } of st) {
+  for (const { l, xd, h } of st) {
     if (!l || !h) continue;
     const r = l.a.shape[0]!;
     gemm2({ tA: false, tB: true, M, N: r, K, alpha: 1, A: xd, lda: K, B: l.a.data, ldb: K, beta: 0, C: h, ldc: r });
+  }
+  // out += scale h B^T for every LoRA branch
+  for (const s of st) {
+    if (!s.l) continue;
+    const hv = hOf(s);
+    const r = s.l.a.shape[0]!;
     gemm2({
       tA: false,
       tB: true,
       M,
-      N,
+      N: s.N,
       K: r,
-      alpha: l.scale,
-      A: h,
-      lda: r,
-      B: l.b.data,
+      alpha: s.l.scale,
+      A: hv.buf,
+      aOff: hv.off,
+      lda: hv.ld,
+      B: s.l.b.data,
       ldb: r,
       beta: 1,
-      C: out.data,
-      ldc: N,
+      C: s.out.data,
+      ldc: s.N,
     });
   }
   const outs = st.map((s) => s.out);
@@ -253,7 +244,8 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
       hAll && liveStack.some((s) => s.l!.a.requiresGrad || x.requiresGrad)
         ? take(M * R, liveStack.length < stack.length)
         : null;
-    for (const { w, l, N, xd, h, out, res, off } of live) {
+    for (const s of live) {
+      const { w, l, N, xd, out, res, off } = s;
       const dy = out.grad!;
       if (res?.requiresGrad) k.axpy(1, dy, res.gradBuffer(), res.size);
       // dW[N,K] += dy^T[N,M] @ x[M,K]
@@ -273,9 +265,11 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
           C: w.gradBuffer(),
           ldc: K,
         });
+      // a branch's own dh [M, r]; a stacked branch writes its columns of dhAll instead
       let dh: Float32Array | null = null;
-      if (l && off >= 0) {
+      if (l) {
         const r = l.a.shape[0]!;
+        const hv = hOf(s);
         if (l.b.requiresGrad)
           gemm2({
             tA: true,
@@ -286,14 +280,16 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
             alpha: l.scale,
             A: dy,
             lda: N,
-            B: hAll!,
-            bOff: off,
-            ldb: R,
+            B: hv.buf,
+            bOff: hv.off,
+            ldb: hv.ld,
             beta: 1,
             C: l.b.gradBuffer(),
             ldc: r,
           });
-        if (dhAll)
+        if (off < 0 && (l.a.requiresGrad || x.requiresGrad)) dh = take(M * r);
+        const dhv = off >= 0 ? (dhAll ? { buf: dhAll, off, ld: R } : null) : dh ? { buf: dh, off: 0, ld: r } : null;
+        if (dhv)
           gemm2({
             tA: false,
             tB: false,
@@ -306,47 +302,11 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
             B: l.b.data,
             ldb: r,
             beta: 0,
-            C: dhAll,
-            cOff: off,
-            ldc: R,
+            C: dhv.buf,
+            cOff: dhv.off,
+            ldc: dhv.ld,
           });
-      } else if (l && h) {
-        const r = l.a.shape[0]!;
-        if (l.b.requiresGrad)
-          gemm2({
-            tA: true,
-            tB: false,
-            M: N,
-            N: r,
-            K: M,
-            alpha: l.scale,
-            A: dy,
-            lda: N,
-            B: h,
-            ldb: r,
-            beta: 1,
-            C: l.b.gradBuffer(),
-            ldc: r,
-          });
-        if (l.a.requiresGrad || x.requiresGrad) {
-          dh = take(M * r);
-          gemm2({
-            tA: false,
-            tB: false,
-            M,
-            N: r,
-            K: N,
-            alpha: l.scale,
-            A: dy,
-            lda: N,
-            B: l.b.data,
-            ldb: r,
-            beta: 0,
-            C: dh,
-            ldc: r,
-          });
-        }
-        if (l.a.requiresGrad)
+        if (dh && l.a.requiresGrad)
           gemm2({
             tA: true,
             tB: false,
@@ -354,7 +314,7 @@ export function linearGroup(x: Tensor, parts: readonly LinearPart[], op = 'linea
             N: K,
             K: M,
             alpha: 1,
-            A: dh!,
+            A: dh,
             lda: r,
             B: xd,
             ldb: K,
