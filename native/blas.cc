@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 #include "gemm.h"
 #include "kernels.h"
@@ -39,9 +38,7 @@ void sgemm(bool tA, bool tB, int64_t M, int64_t N, int64_t K, float alpha, const
       // A thin C (LoRA's rank-r products: N = r, e.g. 8) would fill a fraction of each NR-column
       // micro-kernel panel; its transpose C^T = op(B)^T op(A)^T [N, M] fills MR-row panels (8 of 12
       // rows at N = 8 instead of 8 of 32 columns), written to scratch and transposed into C.
-      thread_local std::vector<float> t;
-      if (t.size() < static_cast<size_t>(N * M)) t.resize(N * M);
-      float* T = t.data();
+      float* T = scratch(static_cast<size_t>(N * M), 4);  // slot 4: no caller of sgemm holds it
       own_gemm(N, M, K, alpha, B, ldb, !tB, pack_f32(A, lda, !tA), 0.0f, T, M, tA ? A : nullptr, lda);
       for (int64_t i = 0; i < M; i++) {
         float* c = C + i * ldc;
