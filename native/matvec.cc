@@ -35,20 +35,6 @@ namespace {
 
 constexpr int64_t QB = 32;
 
-inline float f16_to_f32(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-#if defined(__F16C__)
-  return _cvtsh_ss(h);
-#else
-  const uint32_t s = (h >> 15) & 1, e = (h >> 10) & 31, m = h & 1023;
-  float v = e == 0 ? std::ldexp(static_cast<float>(m), -24)
-            : e == 31 ? (m ? NAN : INFINITY)
-                      : std::ldexp(static_cast<float>(m | 1024), static_cast<int>(e) - 25);
-  return s ? -v : v;
-#endif
-}
-
 // X quantized for the integer dot products: per row, K / 32 scales, K int8 values and K / 32 block
 // sums of the int8 values (q4_0's offset of 8 is applied through them).
 struct QAct {
@@ -90,45 +76,14 @@ void quantize_rows(int64_t M, int64_t K, const float* X, int64_t ldx, QAct& a) {
 inline void put(float* y, float s, float alpha, float beta) { *y = beta == 0.0f ? alpha * s : alpha * s + beta * *y; }
 
 // ---- portable ----------------------------------------------------------------------------------
-float value_at(WFormat f, const uint8_t* row, int64_t k) {
-  switch (f) {
-    case WFormat::F32: {
-      float v;
-      std::memcpy(&v, row + 4 * k, 4);
-      return v;
-    }
-    case WFormat::BF16: {
-      uint16_t h;
-      std::memcpy(&h, row + 2 * k, 2);
-      const uint32_t u = static_cast<uint32_t>(h) << 16;
-      float v;
-      std::memcpy(&v, &u, 4);
-      return v;
-    }
-    case WFormat::F16: return f16_to_f32(row + 2 * k);
-    case WFormat::Q8_0: {
-      const uint8_t* blk = row + k / QB * 34;
-      return f16_to_f32(blk) * static_cast<float>(static_cast<int8_t>(blk[2 + k % QB]));
-    }
-    case WFormat::Q4_0: {
-      const uint8_t* blk = row + k / QB * 18;
-      const int j = static_cast<int>(k % QB);
-      const int nib = j < 16 ? blk[2 + j] & 15 : blk[2 + j - 16] >> 4;
-      return f16_to_f32(blk) * static_cast<float>(nib - 8);
-    }
-  }
-  return 0.0f;
-}
-
-void rows_portable(WFormat f, const uint8_t* W, int64_t rb, int64_t n0, int64_t n1, int64_t K, int64_t M,
+void rows_portable(WFormat f, const uint8_t* W, int64_t n0, int64_t n1, int64_t K, int64_t M,
                    const float* X, int64_t ldx, float* Y, int64_t ldy, float alpha, float beta) {
+  float* w = scratch(static_cast<size_t>(K), 2);  // the row widened (slot 2: unused on this path)
   for (int64_t n = n0; n < n1; n++) {
-    const uint8_t* row = W + n * rb;
+    widen_row(f, W, K, n, 0, K, w);
     float s[4] = {0, 0, 0, 0};
-    for (int64_t k = 0; k < K; k++) {
-      const float w = value_at(f, row, k);
-      for (int64_t m = 0; m < M; m++) s[m] += w * X[m * ldx + k];
-    }
+    for (int64_t k = 0; k < K; k++)
+      for (int64_t m = 0; m < M; m++) s[m] += w[k] * X[m * ldx + k];
     for (int64_t m = 0; m < M; m++) put(Y + m * ldy + n, s[m], alpha, beta);
   }
 }
@@ -177,11 +132,13 @@ void rows_avx2_float(const uint8_t* W, int64_t rb, int64_t n0, int64_t n1, int64
       const __m256 w = load8<F>(row, k);
       for (int m = 0; m < M; m++) acc[m][0] = _mm256_fmadd_ps(w, _mm256_loadu_ps(X + m * ldx + k), acc[m][0]);
     }
+    float tail[8];  // the last K % 8 weights of the row, widened
+    if (k < K) widen_row(F, W, K, n, k, K, tail);
     for (int m = 0; m < M; m++) {
       __m256 s = acc[m][0];
       for (int a = 1; a < NA; a++) s = _mm256_add_ps(s, acc[m][a]);
       float t = hsum256(s);
-      for (int64_t j = k; j < K; j++) t += value_at(F, row, j) * X[m * ldx + j];
+      for (int64_t j = k; j < K; j++) t += tail[j - k] * X[m * ldx + j];
       put(Y + m * ldy + n, t, alpha, beta);
     }
   }
@@ -219,7 +176,7 @@ void rows_avx2_quant(const uint8_t* W, int64_t rb, int64_t n0, int64_t n1, const
     for (int m = 0; m < M; m++) off[m] = 0.0f;
     for (int64_t b = 0; b < a.nb; b++) {
       const uint8_t* blk = row + b * BB;
-      const float dw = f16_to_f32(blk);
+      const float dw = half_to_float(blk);
       const __m256i w = block_bytes<F>(blk);
 #pragma GCC unroll 4
       for (int m = 0; m < M; m++) {
@@ -375,7 +332,7 @@ void rows_m(Isa isa, WFormat f, const uint8_t* W, int64_t rb, int64_t n0, int64_
   }
 #endif
   (void)qa;
-  rows_portable(f, W, rb, n0, n1, K, M, X, ldx, Y, ldy, alpha, beta);
+  rows_portable(f, W, n0, n1, K, M, X, ldx, Y, ldy, alpha, beta);
 }
 
 }  // namespace

@@ -18,12 +18,6 @@ int64_t wformat_row_bytes(WFormat f, int64_t K) {
   return 0;
 }
 
-static inline float half_to_float(const uint8_t* p) {
-  uint16_t h;
-  std::memcpy(&h, p, 2);
-  return _cvtsh_ss(h);
-}
-
 void widen_row(WFormat f, const uint8_t* W, int64_t K, int64_t n, int64_t k0, int64_t k1, float* out) {
   const uint8_t* row = W + n * wformat_row_bytes(f, K);
   const int64_t len = k1 - k0;

@@ -1,6 +1,9 @@
 // Stored frozen-weight formats (layouts in src/kernels/weights.ts) and their widening to f32.
 #pragma once
+#include <immintrin.h>
+
 #include <cstdint>
+#include <cstring>
 
 namespace fb {
 
@@ -9,6 +12,13 @@ enum class WFormat : int { F32 = 0, BF16 = 1, F16 = 2, Q8_0 = 3, Q4_0 = 4 };
 
 // Bytes of one row of K values (K a multiple of 32 for the quantized formats).
 int64_t wformat_row_bytes(WFormat f, int64_t K);
+
+// One IEEE half (as stored: f16 weights, the scales of q8_0 / q4_0 blocks) widened to f32.
+inline float half_to_float(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
 
 // Widens values [k0, k1) of row n into out[0 .. k1 - k0). For q8_0 / q4_0, k0 and k1 are multiples
 // of 32 (or k1 = K).
