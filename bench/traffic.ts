@@ -1,4 +1,4 @@
-// `npm run bench:traffic [-- --model DIR] [--seeds 0,1,2] [--quick] [--variants none,q8,...] [--topk F]`
+// `npm run bench:traffic [-- --model DIR] [--seeds 0,1,2] [--quick] [--variants none,q8,...] [--topk F] [--set key=value ...]`
 // FedBiOT at the demo's setting with each update codec and emulator weight format: bytes per round
 // (down + up, encoded bodies), join bytes per client, client peak memory (weights as held, LoRA
 // state, measured working memory) and AdapFu NLL, averaged over seeds. Every variant's client holds
@@ -40,6 +40,8 @@ const VARIANTS: Record<string, string[]> = {
   // with emulator_q8_0), q8 round traffic
   qlora_q8_0: ['algorithm.full={weights: q8_0}', 'algorithm.emulator={weights: q8_0}', 'compression={codec: q8}'],
 };
+// --set key=value (repeatable): extra config overrides for every variant.
+const extraSets = process.argv.flatMap((a, i) => (a === '--set' && process.argv[i + 1] ? [process.argv[i + 1]!] : []));
 const names = arg('variants', Object.keys(VARIANTS).join(',')).split(',');
 
 interface Row {
@@ -84,6 +86,7 @@ for (const name of names) {
       'eval={every: 0, maxExamples: 40, generate: false}',
       `seed=${seed}`,
       'algorithm.emulator={weights: f32}',
+      ...extraSets,
       ...over,
     ]);
     const s = await runSimulation(await buildExperiment(cfg), { outDir: path.join(tmp, `${name}-${seed}`), baseEval });

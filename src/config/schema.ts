@@ -58,6 +58,13 @@ export const localSchema = z.strictObject({
   batchSize: posInt.default(4),
   gradAccum: posInt.default(1),
   /**
+   * Rows per forward/backward pass (micro-batches weighted by their loss tokens: the same gradient
+   * as the whole batch, fewer activations held at once); default: the whole batch.
+   */
+  microBatch: posInt.optional(),
+  /** Activation checkpointing: recompute the trained layers' activations in the backward. */
+  recompute: z.boolean().default(false),
+  /**
    * Proximal weight epsilon, or a named rule: `reference` (as the reference trains: no effective
    * term; fedbiot's default) or `paper` (the stated term at the reference's weight 0.1). The other
    * methods default to 0 (src/fedbiot/objectives.ts).

@@ -5,7 +5,7 @@
 import { tape, type Tensor } from '../tensor/tensor.js';
 import { squaredDistance, weightedSum } from '../tensor/ops.js';
 import { Optimizer, type OptimizerOptions } from '../nn/optim.js';
-import { lmLoss, type TokenBatch } from '../nn/lm.js';
+import { lmLoss, lossTokens, sliceRows, type TokenBatch } from '../nn/lm.js';
 import type { LlamaModel } from '../nn/llama.js';
 
 export interface LocalTrainOptions {
@@ -13,6 +13,14 @@ export interface LocalTrainOptions {
   optimizer: OptimizerOptions;
   /** Backward passes per optimiser step. */
   gradAccum: number;
+  /**
+   * Rows per forward/backward pass: each batch runs as micro-batches of this many rows, their
+   * losses weighted by their share of the batch's loss tokens, so the gradient is the whole batch's
+   * (default: the whole batch at once). Fewer rows hold fewer activations at once.
+   */
+  microBatch?: number;
+  /** Activation checkpointing of the trained layers (ForwardContext.recompute). */
+  recompute?: boolean;
   /** Proximal weight epsilon (0 = plain FedAvg local training). */
   proximal: number;
   maxGradNorm?: number;
@@ -24,18 +32,35 @@ export interface LocalTrainResult {
   tokens: number;
 }
 
-/** The scalar local objective for one batch: CE + epsilon * sum ||p - anchor||^2. */
+/**
+ * The scalar local objective for one batch: ceWeight * CE + epsilon * sum ||p - anchor||^2 (a
+ * micro-batch carries its share of the batch's CE, and the proximal term rides on one of them).
+ */
 export function localObjective(
   model: LlamaModel,
   params: readonly Tensor[],
   anchors: readonly Float32Array[],
   batch: TokenBatch,
   epsilon: number,
+  opts: { ceWeight?: number; recompute?: boolean } = {},
 ): { loss: Tensor; ce: number; tokens: number } {
-  const ce = lmLoss(model, batch);
-  const terms: [Tensor, number][] = [[ce, 1]];
+  const ce = lmLoss(model, batch, { recompute: opts.recompute });
+  const w = opts.ceWeight ?? 1;
+  const terms: [Tensor, number][] = [[ce, w]];
   if (epsilon > 0) params.forEach((p, i) => terms.push([squaredDistance(p, anchors[i]!), epsilon]));
-  return { loss: terms.length === 1 ? ce : weightedSum(terms, 'local.loss'), ce: ce.item(), tokens: ce.count };
+  const single = terms.length === 1 && w === 1;
+  return { loss: single ? ce : weightedSum(terms, 'local.loss'), ce: ce.item(), tokens: ce.count };
+}
+
+/** A batch as micro-batches of at most `rows` rows, each with its loss-token count. */
+function microBatches(batch: TokenBatch, rows: number | undefined): { batch: TokenBatch; tokens: number }[] {
+  if (!rows || rows >= batch.B) return [{ batch, tokens: lossTokens(batch) }];
+  const out: { batch: TokenBatch; tokens: number }[] = [];
+  for (let r0 = 0; r0 < batch.B; r0 += rows) {
+    const part = sliceRows(batch, r0, Math.min(batch.B, r0 + rows));
+    out.push({ batch: part, tokens: lossTokens(part) });
+  }
+  return out;
 }
 
 /** Trains `params` (already marked trainable) of `model` in place. */
@@ -55,12 +80,29 @@ export function localTrain(
       opt.zeroGrad();
       let stepLoss = 0;
       for (let a = 0; a < o.gradAccum; a++) {
-        const { loss, ce, tokens: n } = localObjective(model, params, anchors, next(), o.proximal);
-        if (!Number.isFinite(ce)) throw new Error(`local training: loss became ${ce} at step ${step}`);
-        if (loss.requiresGrad) tape.backward(loss);
-        tape.reset();
-        stepLoss += ce / o.gradAccum;
-        tokens += n;
+        const parts = microBatches(next(), o.microBatch);
+        const total = parts.reduce((n, p) => n + p.tokens, 0);
+        let ceSum = 0;
+        parts.forEach((p, j) => {
+          // Micro-batches without loss tokens add nothing, unless the proximal term rides on them.
+          const last = j === parts.length - 1;
+          if (p.tokens === 0 && parts.length > 1 && !(last && o.proximal > 0)) return;
+          const share = parts.length === 1 ? 1 : total > 0 ? p.tokens / total : 0;
+          const {
+            loss,
+            ce,
+            tokens: n,
+          } = localObjective(model, params, anchors, p.batch, last ? o.proximal : 0, {
+            ceWeight: share,
+            recompute: o.recompute,
+          });
+          if (!Number.isFinite(ce)) throw new Error(`local training: loss became ${ce} at step ${step}`);
+          if (loss.requiresGrad) tape.backward(loss);
+          tape.reset();
+          ceSum += ce * share;
+          tokens += n;
+        });
+        stepLoss += ceSum / o.gradAccum;
       }
       opt.step({ accumulated: o.gradAccum, maxGradNorm: o.maxGradNorm });
       losses.push(stepLoss);

@@ -33,6 +33,8 @@ export function settingsFromConfig(cfg: RunConfig): AlgorithmSettings {
       steps: a.local.steps,
       optimizer: a.local.optimizer,
       gradAccum: a.local.gradAccum,
+      microBatch: a.local.microBatch,
+      recompute: a.local.recompute,
       proximal: resolveProximal(a.name, a.local.proximal).weight,
       maxGradNorm: a.local.maxGradNorm,
     },

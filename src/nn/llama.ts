@@ -182,6 +182,12 @@ export interface ForwardContext {
   keyMask?: Float32Array | null;
   /** Incremental decoding: keys/values are appended to the cache (B = cache.batch). */
   cache?: KVCache | null;
+  /**
+   * Activation checkpointing: a trained layer keeps only its input and output, and its forward runs
+   * again in the backward (Tape.recompute). Same gradients, about one more forward of the trained
+   * layers per step, and their activations held one layer at a time.
+   */
+  recompute?: boolean;
 }
 
 export class LlamaModel {
@@ -362,13 +368,42 @@ export class LlamaModel {
       const frozen = !tape.enabled || (!h.requiresGrad && !layer.hasTrainable());
       const out = frozen
         ? tape.transient(() => this.layerForward(layer, h, ctx, firstIndex + i))
-        : this.layerForward(layer, h, ctx, firstIndex + i);
+        : ctx.recompute && !ctx.cache
+          ? this.recomputedLayer(layer, h, ctx, firstIndex + i)
+          : this.layerForward(layer, h, ctx, firstIndex + i);
       // The previous output was made here and only fed this layer: free it unless a backward reads it.
       if (frozen && prevTransient) h.dispose();
       prevTransient = frozen;
       h = out;
     });
     return h;
+  }
+
+  /**
+   * layerForward under activation checkpointing (Tape.recompute). Each LoRA dropout mask is seeded by
+   * one draw of its module's generator (LoraLinear): the first run records those draws and the
+   * recomputation replays them, so both runs use the same masks.
+   */
+  private recomputedLayer(layer: DecoderLayer, x: Tensor, ctx: ForwardContext, index: number): Tensor {
+    const mods = LINEAR_NAMES.map((n) => layer.linears[n]);
+    const own = mods.map((m) => m.dropoutRandom);
+    const draws: number[] = [];
+    let runs = 0;
+    return tape.recompute(() => {
+      const replay = runs++ > 0;
+      let next = 0;
+      mods.forEach((m, j) => {
+        const r = own[j]!;
+        m.dropoutRandom = r && (replay ? () => draws[next++]! : () => draws[draws.push(r()) - 1]!);
+      });
+      try {
+        return this.layerForward(layer, x, ctx, index);
+      } finally {
+        mods.forEach((m, j) => {
+          m.dropoutRandom = own[j]!;
+        });
+      }
+    });
   }
 
   /** The final norm: hidden [B, T, D] -> what the LM head reads. */

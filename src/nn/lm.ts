@@ -16,6 +16,37 @@ export interface TokenBatch {
   attention: Uint8Array;
 }
 
+/** Positions that carry a next-token loss: labelled tokens after the first column of their row. */
+export function lossTokens(batch: TokenBatch): number {
+  let n = 0;
+  for (let i = 0; i < batch.labels.length; i++) if (i % batch.T !== 0 && batch.labels[i] !== IGNORE_INDEX) n++;
+  return n;
+}
+
+/**
+ * Rows [r0, r1) of a right-padded batch, without the columns that are padding in all of them: a
+ * micro-batch of short rows costs their length, not the longest row's. Rows are computed
+ * independently (causal attention, padding masked), so each row's losses are unchanged.
+ */
+export function sliceRows(batch: TokenBatch, r0: number, r1: number): TokenBatch {
+  const { T } = batch;
+  let len = 0;
+  for (let b = r0; b < r1; b++) for (let t = T - 1; t >= len; t--) if (batch.attention[b * T + t]) len = t + 1;
+  const B = r1 - r0;
+  const take = <A extends Int32Array | Uint8Array>(src: A, make: (n: number) => A): A => {
+    const out = make(B * len);
+    for (let b = 0; b < B; b++) out.set(src.subarray((r0 + b) * T, (r0 + b) * T + len), b * len);
+    return out;
+  };
+  return {
+    B,
+    T: len,
+    ids: take(batch.ids, (n) => new Int32Array(n)),
+    labels: take(batch.labels, (n) => new Int32Array(n)),
+    attention: take(batch.attention, (n) => new Uint8Array(n)),
+  };
+}
+
 /** Shifts labels left by one within each row: targets[b, t] = labels[b, t + 1]. */
 export function shiftedTargets(labels: Int32Array, B: number, T: number): Int32Array {
   const out = new Int32Array(B * T).fill(IGNORE_INDEX);
@@ -44,8 +75,17 @@ export function positionWeights(batch: TokenBatch): Float32Array {
  * Mean next-token cross-entropy over labelled positions; returns the loss and its token count. The
  * LM head and the loss run in row chunks (LlamaModel.headLosses): the [B*T, V] logits never exist whole.
  */
-export function lmLoss(model: LlamaModel, batch: TokenBatch): Tensor & { count: number } {
+export function lmLoss(
+  model: LlamaModel,
+  batch: TokenBatch,
+  opts: { recompute?: boolean } = {},
+): Tensor & { count: number } {
   const { B, T } = batch;
-  const h = model.runLayers(model.embed(batch.ids, B, T), { B, T, keyMask: keyMaskOf(batch) });
+  const h = model.runLayers(model.embed(batch.ids, B, T), {
+    B,
+    T,
+    keyMask: keyMaskOf(batch),
+    recompute: opts.recompute ?? false,
+  });
   return model.headLosses(h, { ce: { targets: shiftedTargets(batch.labels, B, T), ignoreIndex: IGNORE_INDEX } }).ce!;
 }

@@ -7,7 +7,7 @@ import { FrozenWeight } from '../tensor/frozen.js';
 import type { Weight } from '../tensor/ops.js';
 import { alloc } from '../tensor/engine.js';
 import { dropoutMask, linearGroup, type LinearPart } from '../tensor/ops.js';
-import type { Random } from '../util/rng.js';
+import { mulberry32, type Random } from '../util/rng.js';
 
 export interface LoraSpec {
   r: number;
@@ -91,8 +91,12 @@ export class LoraLinear {
     const parts: LinearPart[] = mods.map((m, i) => {
       const residual = residuals?.[i] ?? null;
       if (!m.lora || m.merged) return { w: m.weight, name: m.name, residual };
-      // Inverted dropout on the LoRA branch's input only.
-      const mask = m.dropoutRandom && m.loraDropout > 0 ? dropoutMask(x.size, m.loraDropout, m.dropoutRandom) : null;
+      // Inverted dropout on the LoRA branch's input only. One draw seeds each mask, so that a
+      // recomputed forward (activation checkpointing) replays the masks from a few numbers.
+      const mask =
+        m.dropoutRandom && m.loraDropout > 0
+          ? dropoutMask(x.size, m.loraDropout, mulberry32((m.dropoutRandom() * 4294967296) >>> 0))
+          : null;
       return { w: m.weight, name: m.name, lora: { a: m.lora.A, b: m.lora.B, scale: m.loraScale, mask }, residual };
     });
     const op = mods.length > 1 ? 'linearGroup' : parts[0]!.lora ? 'loraLinear' : 'linear';

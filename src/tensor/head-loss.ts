@@ -11,8 +11,18 @@ import { kernels, take, release } from './engine.js';
 import { Tensor, result, onBackward, saved, tape, shapeStr } from './tensor.js';
 import { weightSource, type Weight } from './ops.js';
 
-/** Logit values per chunk buffer (64 MB in f32): about 110 rows of Qwen's 152k vocabulary. */
-export const HEAD_CHUNK_VALUES = 1 << 24;
+/**
+ * Logit values per chunk buffer (4 MB in f32): 256 rows of a 4k vocabulary. Small vocabularies
+ * would otherwise take the whole batch in one chunk, and the chunk's logits and their gradient
+ * would be the largest buffers of a training step.
+ */
+export const HEAD_CHUNK_VALUES = 1 << 20;
+/**
+ * Rows per chunk at least: every chunk streams the whole head W [V, D], so fewer rows than this
+ * turn the projection from compute-bound into a read of W per handful of rows (Qwen's 152k x 896
+ * head is 272 MB in bf16). 128 rows of a 152k vocabulary are 78 MB of logits.
+ */
+export const HEAD_CHUNK_MIN_ROWS = 128;
 
 export interface HeadLossTerms {
   /** Next-token cross-entropy against targets [N]; ignoreIndex rows carry no loss. Mean over kept rows. */
@@ -22,7 +32,7 @@ export interface HeadLossTerms {
    * chunk by chunk too). rowWeight [N] weights rows (0: padding); the mean divides by its sum.
    */
   kl?: { teacherHidden: Float32Array; rowWeight?: Float32Array | null } | null;
-  /** Rows per chunk (default: as many as fit HEAD_CHUNK_VALUES logits, at least 16). */
+  /** Rows per chunk (default: as many as fit HEAD_CHUNK_VALUES logits, at least HEAD_CHUNK_MIN_ROWS). */
   chunkRows?: number;
 }
 
@@ -66,7 +76,7 @@ export function headLosses(h: Tensor, w: Weight, terms: HeadLossTerms): HeadLoss
       fail(`teacher hidden states have ${kl.teacherHidden.length} values, expected ${N} x ${D}`);
     if (rowWeight && rowWeight.length !== N) fail(`rowWeight has ${rowWeight.length} entries for ${N} rows`);
   }
-  const rowsPer = terms.chunkRows ?? Math.max(16, Math.floor(HEAD_CHUNK_VALUES / V));
+  const rowsPer = terms.chunkRows ?? Math.max(HEAD_CHUNK_MIN_ROWS, Math.floor(HEAD_CHUNK_VALUES / V));
   if (!Number.isInteger(rowsPer) || rowsPer <= 0) fail(`chunkRows must be a positive integer, got ${rowsPer}`);
   const chunk = Math.min(rowsPer, N);
 

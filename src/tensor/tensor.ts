@@ -164,14 +164,61 @@ class Tape {
     if (loss.size !== 1) throw new Error(`backward(): the loss must be a scalar, got shape ${shapeStr(loss.shape)}`);
     if (!loss.requiresGrad) throw new Error(`backward(): loss '${loss.name}' does not depend on any trainable tensor`);
     loss.gradBuffer()[0]! += seed;
-    for (let i = this.nodes.length - 1; i >= 0; i--) {
-      const node = this.nodes[i]!;
+    this.runBackward(this.nodes);
+  }
+
+  private runBackward(nodes: readonly { outs: readonly Tensor[]; backward: BackwardFn }[]): void {
+    for (let i = nodes.length - 1; i >= 0; i--) {
+      const node = nodes[i]!;
       if (node.outs.some((o) => o.grad)) node.backward();
       // Every reader of these outputs was recorded later and has run: their gradients are spent, so
       // the pool gets them back now rather than at reset (a step then holds the activations plus a
       // few gradients, not a gradient for every activation).
       for (const o of node.outs) if (o.pooled) o.dropGrad();
     }
+  }
+
+  /**
+   * Activation checkpointing: runs fn without recording and keeps only its result; the backward
+   * runs fn again on a graph of its own and backpropagates the result's gradient through it. The
+   * step then holds fn's inputs and result instead of every intermediate of fn, for a second run of
+   * fn. fn must compute the same values both times (it replays any random draws) and read only
+   * tensors that are still alive at the backward (its inputs, parameters).
+   */
+  recompute(fn: () => Tensor): Tensor {
+    if (!this.enabled) return fn();
+    const inter0 = this.intermediates.length;
+    this.enabled = false;
+    let out: Tensor;
+    try {
+      out = fn();
+    } finally {
+      this.enabled = true;
+    }
+    const keep = out.storageOwner;
+    for (const t of this.intermediates.splice(inter0)) {
+      if (t === keep) this.intermediates.push(t);
+      else t.dispose();
+    }
+    out.requiresGrad = true;
+    this.record([out], () => {
+      const outer = { nodes: this.nodes, intermediates: this.intermediates };
+      this.nodes = [];
+      this.intermediates = [];
+      try {
+        const again = fn();
+        if (again.size !== out.size)
+          throw new Error(`recompute: '${out.name}' came out with another shape the second time`);
+        if (!again.requiresGrad) return; // nothing in fn trains and its inputs take no gradient
+        again.gradBuffer().set(out.grad!);
+        this.runBackward(this.nodes);
+      } finally {
+        for (const t of this.intermediates) t.dispose();
+        this.nodes = outer.nodes;
+        this.intermediates = outer.intermediates;
+      }
+    });
+    return out;
   }
 
   /**

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { planSplit, uniformDropIndices, makeManifest } from '../../src/fedbiot/split.js';
 import { buildSplit, setTrainable } from '../../src/fedbiot/compress.js';
 import { alignmentLoss } from '../../src/fedbiot/align.js';
-import { localObjective } from '../../src/fedbiot/local.js';
+import { localObjective, localTrain } from '../../src/fedbiot/local.js';
 import { fedAvg } from '../../src/fedbiot/aggregate.js';
 import { captureLora } from '../../src/fedbiot/lora-state.js';
 import { ClientAlgorithm } from '../../src/fedbiot/algorithms.js';
@@ -13,7 +13,7 @@ import { tape, noGrad } from '../../src/tensor/tensor.js';
 import { checkGradients } from '../helpers/finite-diff.js';
 import { LlamaModel } from '../../src/nn/llama.js';
 import { makeConfig } from '../../src/nn/config.js';
-import type { TokenBatch } from '../../src/nn/lm.js';
+import { sliceRows, type TokenBatch } from '../../src/nn/lm.js';
 import { mulberry32, fillNormal } from '../../src/util/rng.js';
 
 test('layer maps for L = 32 follow the spec formula', () => {
@@ -178,6 +178,59 @@ test('the proximal term carries the gradient 2 * epsilon * (A - A(t)) and change
       'proximal gradient must be non-zero',
     );
     checkGradients(params, () => localObjective(s.compressed, params, anchors, batch, 0.5).loss);
+  } finally {
+    restore();
+  }
+});
+
+test("micro-batches (and activation checkpointing) train to the whole batch's parameters (float64)", () => {
+  const restore = useReference64();
+  try {
+    // Three rows of different lengths: micro-batches of 1 and 2 rows, weighted by their loss tokens.
+    const b3: TokenBatch = {
+      B: 3,
+      T: 5,
+      ids: Int32Array.from([1, 5, 3, 7, 2, 9, 4, 0, 0, 0, 6, 8, 1, 3, 0]),
+      labels: Int32Array.from([-100, 5, 3, 7, 2, -100, 4, -100, -100, -100, -100, -100, 1, 3, -100]),
+      attention: Uint8Array.from([1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 0]),
+    };
+    const part = sliceRows(b3, 1, 3);
+    assert.equal(part.T, 4, 'the columns that are padding in every sliced row are dropped');
+    assert.deepEqual(Array.from(part.ids), [9, 4, 0, 0, 6, 8, 1, 3]);
+    const train = (microBatch: number | undefined, recompute: boolean, proximal: number) => {
+      const s = tinySplit(11);
+      setTrainable(s, 'adapter');
+      const params = s.adapterTop.flatMap((l) => l.loraParams());
+      const r = localTrain(s.compressed, params, () => b3, {
+        steps: 2,
+        optimizer: { kind: 'sgd', lr: 0.5 },
+        gradAccum: 1,
+        proximal,
+        microBatch,
+        recompute,
+      });
+      return { losses: r.losses, tokens: r.tokens, params: params.map((p) => Array.from(p.data)) };
+    };
+    for (const proximal of [0, 0.5]) {
+      const whole = train(undefined, false, proximal);
+      for (const [mb, rc] of [
+        [1, false],
+        [2, true],
+        [1, true],
+      ] as const) {
+        const split = train(mb, rc, proximal);
+        assert.equal(split.tokens, whole.tokens);
+        split.losses.forEach((l, i) =>
+          assert.ok(Math.abs(l - whole.losses[i]!) < 1e-12, `loss ${l} vs ${whole.losses[i]}`),
+        );
+        split.params.forEach((p, i) =>
+          p.forEach((x, j) =>
+            assert.ok(Math.abs(x - whole.params[i]![j]!) < 1e-12, `micro-batch ${mb} param ${i}[${j}]`),
+          ),
+        );
+      }
+      assert.ok(whole.losses[1]! < whole.losses[0]!, 'the steps train');
+    }
   } finally {
     restore();
   }

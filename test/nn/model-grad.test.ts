@@ -223,3 +223,69 @@ test('working memory: training only the top layer holds far fewer activations th
   assert.ok(top.peak < 0.45 * all.peak, `top-only ${top.peak} B vs all ${all.peak} B`);
   assert.equal(liveTensorBytes(), 0, 'every pooled array went back after tape.reset()');
 });
+
+test('activation checkpointing: gradients equal finite differences (float64) and the unrecomputed ones bit for bit, LoRA dropout replayed', () => {
+  const restore = useReference64();
+  try {
+    const m = tinyModel(31);
+    const params = m.loraParams();
+    for (const p of params) p.requiresGrad = true;
+    const b = batch();
+    checkGradients(params, () => lmLoss(m, b, { recompute: true }));
+    // Only the top layer trains (FedBiOT's client): the frozen layer below runs transiently.
+    for (const p of m.loraParams([m.layers[0]!])) p.requiresGrad = false;
+    checkGradients(m.loraParams([m.layers[1]!]), () => lmLoss(m, b, { recompute: true }));
+  } finally {
+    restore();
+  }
+  // float32, LoRA dropout on: the same masks in both runs (one seeding draw each, replayed).
+  const m = tinyModel(32);
+  for (const l of m.layers) for (const n of ['q_proj', 'v_proj', 'down_proj'] as const) l.linears[n].loraDropout = 0.3;
+  const params = m.loraParams();
+  for (const p of params) p.requiresGrad = true;
+  const b = batch();
+  const grads = (recompute: boolean): { loss: number; g: Float32Array[] } => {
+    for (const l of m.layers) l.setLoraDropout(mulberry32(99));
+    const loss = lmLoss(m, b, { recompute });
+    tape.backward(loss);
+    const out = { loss: loss.item(), g: params.map((p) => Float32Array.from(p.grad!)) };
+    tape.reset();
+    for (const p of params) p.dropGrad();
+    return out;
+  };
+  const plain = grads(false);
+  const again = grads(true);
+  assert.equal(again.loss, plain.loss);
+  params.forEach((p, i) => assert.deepEqual(again.g[i], plain.g[i], `${p.name}: recomputed gradient differs`));
+  assert.equal(liveTensorBytes(), 0, 'every pooled array went back after tape.reset()');
+});
+
+test('working memory: activation checkpointing holds one trained layer at a time', () => {
+  const cfg = makeConfig({
+    vocabSize: 64,
+    hiddenSize: 32,
+    intermediateSize: 64,
+    numLayers: 8,
+    numHeads: 4,
+    numKvHeads: 2,
+  });
+  const m = LlamaModel.random(cfg, 5);
+  m.attachLora({ r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] }, 6);
+  for (const p of m.loraParams()) p.requiresGrad = true;
+  const B = 2,
+    T = 32;
+  const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7) % 64);
+  const b: TokenBatch = { B, T, ids, labels: ids, attention: new Uint8Array(B * T).fill(1) };
+  const measure = (recompute: boolean): number => {
+    const live0 = liveTensorBytes();
+    resetPeakTensorBytes();
+    tape.backward(lmLoss(m, b, { recompute }));
+    const peak = peakTensorBytes() - live0;
+    tape.reset();
+    for (const p of m.loraParams()) p.dropGrad();
+    return peak;
+  };
+  const plain = measure(false);
+  const recomputed = measure(true);
+  assert.ok(recomputed < 0.4 * plain, `recomputed ${recomputed} B vs ${plain} B`);
+});
