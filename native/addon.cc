@@ -96,8 +96,6 @@ Napi::Value WeightGemm(const Napi::CallbackInfo& info) {
   g.beta = static_cast<float>(a.num(10));
   g.ldy = a.i64(13);
   if (g.N < 0 || g.K < 0 || g.M < 0) throw Napi::RangeError::New(info.Env(), "fedbiot_native.weightGemm: negative size");
-  if ((g.format >= 3) && g.K % 32 != 0)
-    throw Napi::RangeError::New(info.Env(), "fedbiot_native.weightGemm: quantized weight needs K a multiple of 32");
   const int64_t inCols = g.transW ? g.K : g.N, outCols = g.transW ? g.N : g.K;
   if (g.ldx < inCols || g.ldy < outCols)
     throw Napi::RangeError::New(info.Env(), "fedbiot_native.weightGemm: leading dimension shorter than a row");
@@ -140,8 +138,6 @@ Napi::Value WeightGroupGemm(const Napi::CallbackInfo& info) {
     if (p.format < 0 || p.format > 4 || p.N < 0 || p.ldio < p.N || ioOff < 0)
       throw Napi::RangeError::New(env, "fedbiot_native.weightGroupGemm: part " + std::to_string(i) +
                                            ": bad format id, N or leading dimension");
-    if (p.format >= 3 && g.K % 32 != 0)
-      throw Napi::RangeError::New(env, "fedbiot_native.weightGroupGemm: quantized weight needs K a multiple of 32");
     auto typed = [&](Napi::Value v, napi_typedarray_type& type, size_t& len) -> void* {
       void* data = nullptr;
       if (!v.IsTypedArray() || napi_get_typedarray_info(env, v, &type, &len, &data, nullptr, nullptr) != napi_ok)

@@ -10,9 +10,11 @@
 //
 // Quantized weights (q8_0, q4_0) are multiplied as llama.cpp does: each row of X is quantized once
 // per call to blocks of 32 int8 with an f32 scale (d = max|x| / 127, q = round(x / d)), and each
-// weight block is dotted with it in integers, then scaled by d_w * d_x. The activation rounding adds
-// at most d_x / 2 per value: |error| <= sum_b sum_j |w_j| max_b|x| / 254 (plus f32 rounding), which
-// test/kernels/matvec.test.ts checks against the float64 reference of the dequantized weights.
+// weight block is dotted with it in integers, then scaled by d_w * d_x. A partial last block (K not a
+// multiple of 32) dots zero-padded int8 activations with the weight's zero padding, X never read past
+// K. The activation rounding adds at most d_x / 2 per value: |error| <= sum_b sum_j |w_j| max_b|x| /
+// 254 (plus f32 rounding), which test/kernels/matvec.test.ts checks against the float64 reference of
+// the dequantized weights.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -35,8 +37,10 @@ namespace {
 
 constexpr int64_t QB = 32;
 
-// X quantized for the integer dot products: per row, K / 32 scales, K int8 values and K / 32 block
-// sums of the int8 values (q4_0's offset of 8 is applied through them).
+// X quantized for the integer dot products: per row, nb = ceil(K / 32) scales, nb * 32 int8 values
+// and nb block sums of the int8 values (q4_0's offset of 8 is applied through them). A partial last
+// block (K not a multiple of 32) is quantized over its real values and padded with int8 zeros, so
+// it dots with the weight block's zero padding without reading X past K.
 struct QAct {
   int64_t nb = 0;
   const float* d[4];
@@ -45,8 +49,8 @@ struct QAct {
 };
 
 void quantize_rows(int64_t M, int64_t K, const float* X, int64_t ldx, QAct& a) {
-  a.nb = K / QB;
-  const int64_t per = a.nb * (2 * sizeof(float)) + K;  // d, sum, q
+  a.nb = (K + QB - 1) / QB;
+  const int64_t per = a.nb * (2 * sizeof(float) + QB);  // d, sum, q
   // slot 1: nothing the matrix-vector path calls uses it while these rows are read
   float* buf = scratch(static_cast<size_t>((M * per) / sizeof(float) + 16), 1);
   for (int64_t m = 0; m < M; m++) {
@@ -56,15 +60,17 @@ void quantize_rows(int64_t M, int64_t K, const float* X, int64_t ldx, QAct& a) {
     const float* x = X + m * ldx;
     for (int64_t b = 0; b < a.nb; b++) {
       const float* xb = x + b * QB;
+      const int len = static_cast<int>(std::min<int64_t>(QB, K - b * QB));
       float amax = 0.0f;
-      for (int j = 0; j < QB; j++) amax = std::max(amax, std::fabs(xb[j]));
+      for (int j = 0; j < len; j++) amax = std::max(amax, std::fabs(xb[j]));
       const float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
       int32_t s = 0;
-      for (int j = 0; j < QB; j++) {
+      for (int j = 0; j < len; j++) {
         const int v = static_cast<int>(std::nearbyint(xb[j] * id));
         q[b * QB + j] = static_cast<int8_t>(v);
         s += v;
       }
+      for (int j = len; j < QB; j++) q[b * QB + j] = 0;
       d[b] = db;
       sum[b] = s;
     }

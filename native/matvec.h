@@ -18,7 +18,7 @@ struct MatvecPart {
 };
 
 // Y_s[m, n] = alpha X[m, :] . W_s[n, :] + beta Y_s[m, n] for m < M <= kMatvecRows (beta = 0 ignores
-// Y). Quantized parts need K a multiple of 32.
+// Y). Quantized parts take ceil(K / 32) blocks a row, the last one partial when K is not a multiple.
 void weight_matvec(const std::vector<MatvecPart>& parts, int64_t K, int64_t M, float alpha, const float* X,
                    int64_t ldx, float beta);
 

@@ -1,4 +1,4 @@
-// Widening of stored frozen weights (bf16, f16, GGUF q8_0 / q4_0) to f32, 8 values at a time.
+// Widening of stored frozen weights (bf16, f16, GGUF q8_0 / q4_0 blocks) to f32, 8 values at a time.
 #include "weights.h"
 
 #include <immintrin.h>
@@ -12,8 +12,8 @@ int64_t wformat_row_bytes(WFormat f, int64_t K) {
     case WFormat::F32: return 4 * K;
     case WFormat::BF16:
     case WFormat::F16: return 2 * K;
-    case WFormat::Q8_0: return K / 32 * 34;
-    case WFormat::Q4_0: return K / 32 * 18;
+    case WFormat::Q8_0: return (K + 31) / 32 * 34;
+    case WFormat::Q4_0: return (K + 31) / 32 * 18;
   }
   return 0;
 }
@@ -50,11 +50,14 @@ void widen_row(WFormat f, const uint8_t* W, int64_t K, int64_t n, int64_t k0, in
       for (int64_t b = k0 / 32; b * 32 < k1; b++) {
         const uint8_t* blk = row + b * 34;
         const __m256 d = _mm256_set1_ps(half_to_float(blk));
-        float* o = out + (b * 32 - k0);
+        float t[32];  // a partial last block (k1 = K not a multiple of 32) widens here first
+        const bool whole = b * 32 + 32 <= k1;
+        float* o = whole ? out + (b * 32 - k0) : t;
         for (int j = 0; j < 32; j += 8) {
           __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + j));
           _mm256_storeu_ps(o + j, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q))));
         }
+        if (!whole) std::memcpy(out + (b * 32 - k0), t, (k1 - b * 32) * sizeof(float));
       }
       return;
     case WFormat::Q4_0:
@@ -64,11 +67,14 @@ void widen_row(WFormat f, const uint8_t* W, int64_t K, int64_t n, int64_t k0, in
         const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
         const __m128i lo = _mm_sub_epi8(_mm_and_si128(bytes, _mm_set1_epi8(15)), _mm_set1_epi8(8));
         const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(15)), _mm_set1_epi8(8));
-        float* o = out + (b * 32 - k0);
+        float t[32];  // a partial last block widens here first
+        const bool whole = b * 32 + 32 <= k1;
+        float* o = whole ? out + (b * 32 - k0) : t;
         _mm256_storeu_ps(o, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
         _mm256_storeu_ps(o + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
         _mm256_storeu_ps(o + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
         _mm256_storeu_ps(o + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+        if (!whole) std::memcpy(out + (b * 32 - k0), t, (k1 - b * 32) * sizeof(float));
       }
       return;
   }

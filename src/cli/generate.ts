@@ -58,7 +58,7 @@ export function registerGenerate(program: Command): void {
     .option('--seed <s>', 'random seed for sampling', '0')
     .option(
       '--weights <f>',
-      `keep the frozen matrices in memory as ${WEIGHT_FORMATS.join(', ')} (q8_0 / q4_0: GGUF blocks; rows that do not fill 32-blocks stay f16)`,
+      `keep the frozen matrices in memory as ${WEIGHT_FORMATS.join(', ')} (q8_0 / q4_0: GGUF blocks, a row's last block partial where it does not fill 32 values)`,
       'f32',
     )
     .action(

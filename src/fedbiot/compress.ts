@@ -35,7 +35,7 @@ export interface SplitModels {
  * and the server's alignment and AdapEmu): 'stored' as the checkpoint stores them (e.g. F16), 'f32'
  * uncompressed, f16, or GGUF's Q8_0 / Q4_0 blocks that the gemm widens while packing and the
  * embedding widens row by row on lookup (no f32 copy). A matrix whose rows do not fill 32-value
- * blocks stays f16 under q8_0 / q4.
+ * blocks is quantized too, the last block of each row partial (src/kernels/weights.ts).
  */
 export const EMULATOR_WEIGHTS = ['stored', 'f32', 'f16', 'q8_0', 'q4'] as const;
 export type EmulatorWeights = (typeof EMULATOR_WEIGHTS)[number];

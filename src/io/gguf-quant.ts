@@ -7,7 +7,8 @@
 //
 // Q8_0 and Q4_0 are the engine's stored frozen-weight formats too (src/kernels/weights.ts holds
 // their encoder and decoder, which follow ggml's reference quantizers); Q4_K lives here, since only
-// GGUF files use it. Q4_K's scales and mins come from each sub-block's range (min clipped to <= 0,
+// GGUF files use it. GGUF rows are whole blocks: the engine's partial last block (a row length not a
+// multiple of 32) is refused here, and the export writes such matrices in F16 (gguf-llama.ts). Q4_K's scales and mins come from each sub-block's range (min clipped to <= 0,
 // as ggml does), not from ggml's iterative search: a valid encoding, slightly less precise.
 import { decodeWeight, encodeWeight } from '../kernels/weights.js';
 import { f16ToF32, f32ToF16 } from './dtype.js';

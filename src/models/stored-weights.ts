@@ -4,20 +4,19 @@
 import { Tensor } from '../tensor/tensor.js';
 import { FrozenWeight } from '../tensor/frozen.js';
 import type { Weight } from '../tensor/ops.js';
-import { QBLOCK, type WeightFormat } from '../kernels/weights.js';
+import type { WeightFormat } from '../kernels/weights.js';
 import { LINEAR_NAMES, type LlamaModel } from '../nn/llama.js';
 
 /**
  * A weight [N, K] in `format` (a stored one is widened and re-encoded; one already in the format, or
- * any when f32 is asked for, is returned as it is). Rows that do not fill 32-value blocks cannot be
- * Q8_0 / Q4_0 and stay f16 (as llama.cpp falls back).
+ * any when f32 is asked for, is returned as it is). Rows that do not fill whole 32-value blocks are
+ * Q8_0 / Q4_0 too, their last block partial (src/kernels/weights.ts).
  */
 export function storeWeight(w: Weight, format: WeightFormat, name: string): Weight {
   if (format === 'f32' || w.shape.length !== 2) return w;
   const [N, K] = w.shape as [number, number];
-  const f: WeightFormat = (format === 'q8_0' || format === 'q4_0') && K % QBLOCK !== 0 ? 'f16' : format;
-  if (w instanceof FrozenWeight && w.format === f) return w;
-  return FrozenWeight.encode(f, w instanceof Tensor ? w.data : w.toFloat32(), [N, K], name);
+  if (w instanceof FrozenWeight && w.format === format) return w;
+  return FrozenWeight.encode(format, w instanceof Tensor ? w.data : w.toFloat32(), [N, K], name);
 }
 
 /**

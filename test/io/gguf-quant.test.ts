@@ -49,6 +49,9 @@ test('Q8_0, Q4_0 and Q4_K round-trip within half a quantization step (plus f16 s
     console.log(`${type}: worst error ${worstRel.toFixed(3)} steps`);
   }
   assert.throws(() => quantizeRows('Q4_K', new Float32Array(64), 1, 64), /multiple of 256/);
+  // GGUF rows are whole blocks: the engine's partial last Q8_0 / Q4_0 block is not written here
+  for (const type of ['Q8_0', 'Q4_0'] as const)
+    assert.throws(() => quantizeRows(type, new Float32Array(40), 1, 40), /multiple of 32/);
 });
 
 test('quantized tensors are written and read back through GGUF (raw blocks and decoded values)', () => {

@@ -21,7 +21,8 @@ const skip = native ? false : `native addon not loaded: ${nativeLoadError()}`;
 const paths = native ? gemmPaths() : ['none'];
 
 // Part sizes that are not multiples of any micro-kernel width (16, 32), a summed dimension past one
-// KC block (256) with segment boundaries inside blocks, and mixed weight formats.
+// KC block (256) with segment boundaries inside blocks, mixed weight formats, and quantized rows
+// whose last 32-value block is partial.
 const cases: { M: number; K: number; parts: { N: number; format: WeightFormat; dense: boolean }[] }[] = [
   {
     M: 37,
@@ -46,6 +47,25 @@ const cases: { M: number; K: number; parts: { N: number; format: WeightFormat; d
     K: 64,
     parts: [
       { N: 20, format: 'f32', dense: true },
+      { N: 24, format: 'q4_0', dense: false },
+    ],
+  },
+  // rows that end in a partial 32-value block (K = 8.75 blocks), past one KC block, and on the
+  // matrix-vector path (K = 1.25 blocks)
+  {
+    M: 40,
+    K: 280,
+    parts: [
+      { N: 50, format: 'q8_0', dense: false },
+      { N: 30, format: 'f32', dense: true },
+      { N: 70, format: 'q4_0', dense: false },
+    ],
+  },
+  {
+    M: 2,
+    K: 40,
+    parts: [
+      { N: 20, format: 'q8_0', dense: false },
       { N: 24, format: 'q4_0', dense: false },
     ],
   },

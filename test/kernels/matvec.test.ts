@@ -49,11 +49,15 @@ const sizes: Record<'float' | 'quant', [number, number][]> = {
     [131, 100],
     [33, 515],
   ],
+  // whole 32-value blocks, then rows whose last block is partial (688: models/base's down_proj)
   quant: [
     [1, 32],
     [7, 96],
     [131, 160],
     [33, 544],
+    [5, 17],
+    [9, 40],
+    [17, 688],
   ],
 };
 

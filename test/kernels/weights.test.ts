@@ -6,7 +6,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { gemmPaths, loadNativeKernels, nativeLoadError, setGemmPath } from '../../src/kernels/native.js';
 import { referenceKernels } from '../../src/kernels/reference.js';
-import { decodeWeight, encodeWeight, WEIGHT_FORMATS, type WeightFormat } from '../../src/kernels/weights.js';
+import {
+  decodeWeight,
+  decodeWeightRow,
+  encodeWeight,
+  WEIGHT_FORMATS,
+  weightRowBytes,
+  type WeightFormat,
+} from '../../src/kernels/weights.js';
+import { f16ToF32, f32ToF16 } from '../../src/io/dtype.js';
 import { FrozenWeight } from '../../src/tensor/frozen.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { linear, loraLinear, nmse } from '../../src/tensor/ops.js';
@@ -44,9 +52,12 @@ test('weights: GGUF q8_0 and q4_0 blocks decode as the format defines', () => {
 });
 
 test("weights: encoding error is within each format's resolution", () => {
-  const r = rng(3),
-    N = 4,
-    K = 64;
+  // K = 64: whole 32-value blocks; 40, 17, 688: the last block of each row is partial
+  for (const K of [64, 40, 17, 688]) checkEncoding(4, K);
+});
+
+function checkEncoding(N: number, K: number): void {
+  const r = rng(3 + K);
   const w = randn(N * K, r);
   // Relative to the block's largest magnitude: q8_0 rounds to 1/254 of it, q4_0 to 1/16 (one
   // step of 2 max/16 on the side of the extreme value); bf16 / f16 are relative to each value.
@@ -58,21 +69,62 @@ test("weights: encoding error is within each format's resolution", () => {
     q4_0: (_, amax) => (amax / 8) * 1.01 + amax * 2 ** -11,
   };
   for (const f of WEIGHT_FORMATS) {
-    const back = decodeWeight(f, encodeWeight(f, w, N, K), N, K);
+    const bytes = encodeWeight(f, w, N, K);
+    assert.equal(bytes.length, N * weightRowBytes(f, K), `${f} K=${K}: bytes`);
+    const back = decodeWeight(f, bytes, N, K);
     for (let i = 0; i < w.length; i++) {
-      const b0 = Math.floor(i / 32) * 32;
+      // the block of 32 values within the row (the last one holds only the row's real values)
+      const row = Math.floor(i / K) * K,
+        b0 = row + Math.floor((i - row) / 32) * 32;
       let amax = 0;
-      for (let j = b0; j < b0 + 32; j++) amax = Math.max(amax, Math.abs(w[j]!));
+      for (let j = b0; j < Math.min(b0 + 32, row + K); j++) amax = Math.max(amax, Math.abs(w[j]!));
       assert.ok(
         Math.abs(back[i]! - w[i]!) <= bound[f](w[i]!, amax),
-        `${f}: element ${i} ${w[i]} came back as ${back[i]}`,
+        `${f} K=${K}: element ${i} ${w[i]} came back as ${back[i]}`,
       );
     }
   }
-});
+}
 
-test('weights: a quantized format refuses in features that are not whole blocks', () => {
-  assert.throws(() => FrozenWeight.encode('q8_0', new Float32Array(40), [1, 40], 'w'), /multiple of 32/);
+test('weights: rows that do not fill whole blocks end in a partial block, scaled over its real values and zero-padded', () => {
+  // [2, 40]: each row is one whole block, then 8 values. Row 0's last 8 are -0.75 .. 1 (largest
+  // magnitude 1); row 1's values are 100 times larger, so a scale taken past row 0's end would show.
+  const K = 40;
+  const w = Float32Array.from({ length: 2 * K }, (_, i) => {
+    const k = i % K;
+    return (i < K ? 1 : 100) * (k < 32 ? 0.01 * (k - 16) : 0.25 * (k - 35));
+  });
+  const half = (b: Uint8Array, o: number) => f16ToF32(b[o]! | (b[o + 1]! << 8));
+  const q8 = FrozenWeight.encode('q8_0', w, [2, K], 'w');
+  assert.equal(q8.bytes.length, 2 * 2 * 34);
+  assert.equal(half(q8.bytes, 34), f16ToF32(f32ToF16(Math.fround(1 / 127))), 'q8_0: d = max|x| / 127 over 8 values');
+  assert.deepEqual(Array.from(q8.bytes.subarray(36 + 8, 68)), new Array(24).fill(0), 'q8_0 padding is q = 0');
+  // q4_0: d = (value of largest magnitude) / -8 = 1 / -8; its padding is nibble 8 (value 0)
+  const q4 = FrozenWeight.encode('q4_0', w, [2, K], 'w');
+  assert.equal(q4.bytes.length, 2 * 2 * 18);
+  assert.equal(half(q4.bytes, 18), -0.125);
+  for (let j = 0; j < 16; j++) {
+    const byte = q4.bytes[20 + j]!;
+    if (j >= 8) assert.equal(byte & 15, 8, `q4_0 padding value ${32 + j}`);
+    assert.equal(byte >> 4, 8, `q4_0 padding value ${48 + j}`);
+  }
+  // the partial blocks come back within their own resolution (row 0's q4_0 values are multiples of
+  // its d = -1/8, so exactly); a scale taken from the neighbouring row would be 100 times coarser
+  const back8 = q8.toFloat32(),
+    back4 = q4.toFloat32();
+  for (let k = 32; k < K; k++) {
+    assert.ok(back4[k] === w[k], `q4_0 row 0 value ${k}: ${back4[k]}`);
+    assert.ok(Math.abs(back8[k]! - w[k]!) <= 1 / 254 + 2 ** -11, `q8_0 row 0 value ${k}: ${back8[k]}`);
+    assert.ok(Math.abs(back4[K + k]! - w[K + k]!) <= 100 / 8, `q4_0 row 1 value ${k}`);
+    assert.ok(Math.abs(back8[K + k]! - w[K + k]!) <= 100 / 254 + 100 * 2 ** -11, `q8_0 row 1 value ${k}`);
+  }
+  // decoding writes K values per row and no more: a row's neighbours in the output stay as they were
+  const out = new Float64Array(K + 2).fill(7);
+  decodeWeightRow('q8_0', q8.bytes, K, 1, out, 1);
+  assert.equal(out[0], 7);
+  assert.equal(out[K + 1], 7);
+  assert.deepEqual(Array.from(out.subarray(1, K + 1)), Array.from(q8.toFloat32().subarray(K)));
+  assert.throws(() => new FrozenWeight('q8_0', new Uint8Array(34), [1, K], 'w'), /34 bytes, expected 68/);
   assert.throws(() => new FrozenWeight('bf16', new Uint8Array(10), [2, 3], 'proj'), /'proj'.*10 bytes, expected 12/);
 });
 
@@ -111,38 +163,8 @@ for (const path of paths)
             { skip },
             () =>
               onPath(path, () => {
-                const r = rng(M * 7 + (transW ? 1 : 2) + beta * 10);
-                const N = 80,
-                  K = 96,
-                  pad = 3;
-                const W = encodeWeight(f, randn(N * K, r, 0.1), N, K);
-                const inCols = transW ? K : N,
-                  outCols = transW ? N : K;
-                const ldx = inCols + pad,
-                  ldy = outCols + pad;
-                const X = randn(pad + M * ldx, r);
-                const Y0 = randn(pad + M * ldy, r);
-                if (beta === 0) Y0.fill(NaN);
-                const got = Float32Array.from(Y0),
-                  want = Float64Array.from(Y0);
-                const p = { format: f, W, N, K, transW, M, alpha: 0.75, xOff: pad, ldx, beta, yOff: pad, ldy };
-                native!.weightGemm({ ...p, X, Y: got });
-                ref.weightGemm({ ...p, X: Float64Array.from(X), Y: want });
-                const pick = (y: ArrayLike<number>) =>
-                  Array.from(
-                    { length: M * outCols },
-                    (_, i) => y[pad + Math.floor(i / outCols) * ldy + (i % outCols)]!,
-                  );
-                if (int8Activations(path, f, transW, M)) {
-                  // the matrix-vector path rounds activations to int8 blocks (bound in matvec.test.ts)
-                  const b = int8ActivationBound(decodeWeight(f, W, N, K), N, K, X, pad, ldx, M, 0.75);
-                  assertWithin(
-                    pick(got),
-                    pick(want),
-                    b.map((v, i) => v + 1e-6 * Math.abs(pick(want)[i]!)),
-                    `weightGemm ${f}`,
-                  );
-                } else assertClose(pick(got), pick(want), tolerance(path, f, 1e-4), `weightGemm ${f}`);
+                // K = 96: whole 32-value blocks; 40: rows ending in a partial block
+                for (const K of [96, 40]) checkWeightGemm(path, f, transW, M, beta, K);
               }),
           );
         }
@@ -150,14 +172,46 @@ for (const path of paths)
     }
   }
 
+function checkWeightGemm(path: string, f: WeightFormat, transW: boolean, M: number, beta: number, K: number): void {
+  const r = rng(M * 7 + (transW ? 1 : 2) + beta * 10 + K);
+  const N = 80,
+    pad = 3;
+  const W = encodeWeight(f, randn(N * K, r, 0.1), N, K);
+  const inCols = transW ? K : N,
+    outCols = transW ? N : K;
+  const ldx = inCols + pad,
+    ldy = outCols + pad;
+  const X = randn(pad + M * ldx, r);
+  const Y0 = randn(pad + M * ldy, r);
+  if (beta === 0) Y0.fill(NaN);
+  const got = Float32Array.from(Y0),
+    want = Float64Array.from(Y0);
+  const p = { format: f, W, N, K, transW, M, alpha: 0.75, xOff: pad, ldx, beta, yOff: pad, ldy };
+  native!.weightGemm({ ...p, X, Y: got });
+  ref.weightGemm({ ...p, X: Float64Array.from(X), Y: want });
+  const pick = (y: ArrayLike<number>) =>
+    Array.from({ length: M * outCols }, (_, i) => y[pad + Math.floor(i / outCols) * ldy + (i % outCols)]!);
+  if (int8Activations(path, f, transW, M)) {
+    // the matrix-vector path rounds activations to int8 blocks (bound in matvec.test.ts)
+    const b = int8ActivationBound(decodeWeight(f, W, N, K), N, K, X, pad, ldx, M, 0.75);
+    assertWithin(
+      pick(got),
+      pick(want),
+      b.map((v, i) => v + 1e-6 * Math.abs(pick(want)[i]!)),
+      `weightGemm ${f} K=${K}`,
+    );
+  } else assertClose(pick(got), pick(want), tolerance(path, f, 1e-4), `weightGemm ${f} K=${K}`);
+}
+
 for (const path of paths)
   test(`weights [${path}]: a large weight spans several blocks (rows, K and column blocks)`, { skip }, () =>
     onPath(path, () => {
       const r = rng(11),
         N = 1700,
-        K = 544,
+        K = 688,
         M = 9;
-      for (const f of ['bf16', 'q4_0'] as const) {
+      // K = 688 (models/base's down_proj): 21.5 blocks, the last KC block ending in a partial one
+      for (const f of ['bf16', 'q8_0', 'q4_0'] as const) {
         const W = encodeWeight(f, randn(N * K, r, 0.05), N, K);
         for (const transW of [true, false]) {
           const inCols = transW ? K : N,
