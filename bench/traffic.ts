@@ -2,8 +2,9 @@
 // FedBiOT at the demo's setting with each update codec and emulator weight format: bytes per round
 // (down + up, encoded bodies), join bytes per client, client peak memory (weights as held, LoRA
 // state, measured working memory) and AdapFu NLL, averaged over seeds. Every variant's client holds
-// the compressed model uncompressed (algorithm.emulator.weights f32) unless it sets another format:
-// the join and memory ratios compare against the uncompressed client model.
+// the compressed model uncompressed (algorithm.emulator.weights f32) and sends f32 round traffic
+// (compression.codec none) unless it sets another: the ratios compare against the uncompressed
+// client. Clients train memory-lean (algorithm.local.recompute, microBatch 1; --set changes it).
 // Last line: {"none": {...}, "q8": {...}, "q4": {...}, "q4_topk": {...}, "emulator_q8_0": {...},
 // "emulator_q4": {...}, "qlora_q8_0": {...}}, each {"bytes_round", "bytes_join", "client_mb",
 // "adapfu_nll", "adapfu_nll_seeds"} plus the ratios against none (bytes_ratio, join_ratio,
@@ -86,6 +87,11 @@ for (const name of names) {
       'eval={every: 0, maxExamples: 40, generate: false}',
       `seed=${seed}`,
       'algorithm.emulator={weights: f32}',
+      'compression={codec: none}',
+      // Memory-lean clients (activation checkpointing, micro-batches of one row: the same update):
+      // their working memory is a few MB, so client memory compares what the weight formats hold.
+      'algorithm.local.recompute=true',
+      'algorithm.local.microBatch=1',
       ...extraSets,
       ...over,
     ]);

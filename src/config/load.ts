@@ -45,7 +45,21 @@ export function parseWithSchema<S extends z.ZodType>(
 }
 
 export function validateConfig(raw: unknown, source: string): RunConfig {
-  return parseWithSchema(configSchema, raw, source);
+  return parseWithSchema(configSchema, withDefaultCodec(raw), source);
+}
+
+/**
+ * compression.codec, when not given: q8 (about 4x fewer bytes a round than f32 at no measurable
+ * cost in AdapFu NLL, README "bench:traffic"), or none with secure aggregation, whose masked sums
+ * need the exact fixed-point words.
+ */
+function withDefaultCodec(raw: unknown): unknown {
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return raw;
+  const r = raw as Record<string, unknown>;
+  const c = r.compression ?? {};
+  if (typeof c !== 'object' || c === null || Array.isArray(c) || 'codec' in c) return raw; // given, or the schema's error
+  const secure = r.secureAggregation !== undefined && r.secureAggregation !== false;
+  return { ...r, compression: { ...c, codec: secure ? 'none' : 'q8' } };
 }
 
 /** Reads a YAML mapping (or {} without a file) and applies `key.path=value` overrides. */

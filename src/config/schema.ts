@@ -188,11 +188,12 @@ export const configSchema = z
      * 4-bit block quantization, and on uploads an optional top-k fraction with error feedback kept by
      * the client. The same in simulation and deployment: a deployed server agrees on the codec with
      * each client at join and refuses a malformed update. Methods whose clients keep their own
-     * adapters (no shared adapter to send deltas against) send their traffic uncompressed.
+     * adapters (no shared adapter to send deltas against) send their traffic uncompressed. The codec
+     * defaults to q8, or to none with secure aggregation (src/config/load.ts).
      */
     compression: z
       .strictObject({
-        codec: z.enum(CODECS).default('none'),
+        codec: z.enum(CODECS).default('q8'),
         topk: z.number().gt(0).max(1).nullable().default(null),
       })
       .prefault({}),

@@ -151,21 +151,68 @@ export class CompressedClient {
     return this.emulator?.state ?? null;
   }
 
-  /** What this client holds and its error feedback, as one safetensors body (saved with each trained update). */
-  toBuffer(): Buffer {
-    const m = new Map<string, TensorRecord>();
+  /**
+   * What this client holds and its error feedback as named arrays: `adapter.*`, `emulator.*`,
+   * `feedback.*`, and `versions` [adapter, emulator] (-1: nothing held). The simulation keeps them in
+   * its checkpoints; toBuffer writes them as a networked client's file.
+   */
+  toArrays(): NamedArrays {
+    const m: NamedArrays = new Map();
     const put = (prefix: string, s: NamedArrays) => {
-      for (const [k, v] of s) m.set(`${prefix}${k}`, { dtype: 'F32', shape: v.shape, data: v.data });
+      for (const [k, v] of s) m.set(`${prefix}${k}`, { shape: [...v.shape], data: Float32Array.from(v.data) });
     };
     if (this.adapter) put('adapter.', this.adapter.state);
     if (this.emulator) put('emulator.', this.emulator.state);
-    for (const [k, v] of this.feedback.state()) m.set(`feedback.${k}`, { dtype: 'F32', shape: [v.length], data: v });
+    for (const [k, v] of this.feedback.state()) m.set(`feedback.${k}`, { shape: [v.length], data: v });
+    m.set('versions', { shape: [2], data: Float32Array.of(this.adapter?.version ?? -1, this.emulator?.version ?? -1) });
+    return m;
+  }
+
+  /** A client restored from toArrays' arrays; `what` names where they came from in errors. */
+  static fromArrays(
+    c: Compression,
+    adapterLayout: Layout,
+    emulatorLayout: Layout | null,
+    arrays: NamedArrays,
+    what: string,
+  ): CompressedClient {
+    const versions = arrays.get('versions')?.data;
+    if (versions?.length !== 2)
+      throw new CodecError(what, 'versions', 'missing or not [adapter, emulator]');
+    const cc = new CompressedClient(c, adapterLayout, emulatorLayout);
+    const part = (prefix: string, layout: Layout | null, v: number) => {
+      if (!layout || !(Number.isInteger(v) && v >= 0)) return null;
+      const state: NamedArrays = new Map();
+      layout.names.forEach((n, i) => {
+        const t = arrays.get(`${prefix}${n}`);
+        if (!t || t.data.length !== layout.sizes[i])
+          throw new CodecError(what, `${prefix}${n}`, 'missing or of another size than the agreed layout');
+        state.set(n, { shape: [...layout.shapes[i]!], data: Float32Array.from(t.data) });
+      });
+      return { version: v, state };
+    };
+    cc.adapter = part('adapter.', adapterLayout, versions[0]!);
+    cc.emulator = part('emulator.', emulatorLayout, versions[1]!);
+    const residual = new Map<string, Float32Array>();
+    for (const [k, t] of arrays)
+      if (k.startsWith('feedback.')) residual.set(k.slice('feedback.'.length), Float32Array.from(t.data));
+    cc.feedback = ErrorFeedback.fromState(residual);
+    return cc;
+  }
+
+  /** What this client holds and its error feedback, as one safetensors body (saved with each trained update). */
+  toBuffer(): Buffer {
+    const arrays = this.toArrays();
+    const [adapterVersion, emulatorVersion] = arrays.get('versions')!.data;
+    arrays.delete('versions');
+    const m = new Map<string, TensorRecord>();
+    for (const [k, v] of arrays) m.set(k, { dtype: 'F32', shape: v.shape, data: v.data });
     return serializeSafetensors(m, {
       metadata: {
         format: 'fedbiot-codec-client/1',
         codec: this.c.codec,
-        adapterVersion: String(this.adapter?.version ?? -1),
-        emulatorVersion: String(this.emulator?.version ?? -1),
+        adapterVersion: String(adapterVersion),
+        emulatorVersion: String(emulatorVersion),
       },
     });
   }
@@ -183,26 +230,16 @@ export class CompressedClient {
       throw new CodecError(what, 'format', `expected fedbiot-codec-client/1, got ${metadata.format}`);
     if (metadata.codec !== c.codec)
       throw new CodecError(what, 'codec', `saved for codec ${metadata.codec}, the server now uses ${c.codec}`);
-    const cc = new CompressedClient(c, adapterLayout, emulatorLayout);
-    const part = (prefix: string, layout: Layout | null, version: string | undefined) => {
-      const v = Number(version);
-      if (!layout || !(Number.isInteger(v) && v >= 0)) return null;
-      const state: NamedArrays = new Map();
-      layout.names.forEach((n, i) => {
-        const t = tensors.get(`${prefix}${n}`);
-        if (!t || t.data.length !== layout.sizes[i])
-          throw new CodecError(what, `${prefix}${n}`, 'missing or of another size than the agreed layout');
-        state.set(n, { shape: [...layout.shapes[i]!], data: Float32Array.from(t.data) });
-      });
-      return { version: v, state };
-    };
-    cc.adapter = part('adapter.', adapterLayout, metadata.adapterVersion);
-    cc.emulator = part('emulator.', emulatorLayout, metadata.emulatorVersion);
-    const residual = new Map<string, Float32Array>();
-    for (const [k, t] of tensors)
-      if (k.startsWith('feedback.')) residual.set(k.slice('feedback.'.length), Float32Array.from(t.data));
-    cc.feedback = ErrorFeedback.fromState(residual);
-    return cc;
+    const arrays: NamedArrays = new Map();
+    for (const [k, t] of tensors) arrays.set(k, { shape: [...t.shape], data: Float32Array.from(t.data) });
+    // a version that is absent or not a number holds nothing (as written before any state arrived)
+    const version = (v: string | undefined) =>
+      v !== undefined && v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : -1;
+    arrays.set('versions', {
+      shape: [2],
+      data: Float32Array.of(version(metadata.adapterVersion), version(metadata.emulatorVersion)),
+    });
+    return CompressedClient.fromArrays(c, adapterLayout, emulatorLayout, arrays, what);
   }
 
   /** Applies a down body; returns the adapter to train from and the emulator LoRA when it changed. */

@@ -230,10 +230,12 @@ export interface Transport {
   readonly kind: 'simulation' | 'network';
   /** Rounds completed per the transport's own record (null: use the checkpoint's latest.json). */
   resumePoint?(): number | null;
-  /** Restores the transport's part of a checkpoint. */
-  restore?(state: unknown): void;
+  /** Restores the transport's part of a checkpoint (its JSON and its arrays, see snapshotArrays). */
+  restore?(state: unknown, arrays: Record<string, LoraState>): void;
   /** The transport's part of a checkpoint. */
   snapshot?(): unknown;
+  /** The transport's arrays for a checkpoint (the simulated clients' compressed streams), by name. */
+  snapshotArrays?(): Record<string, LoraState>;
   /** Called once the server half is prepared (or resumed). */
   open(ctx: TransportContext): Promise<void>;
   /** One round's exchange; null when the run was asked to stop (nothing of the round is kept). */
@@ -294,6 +296,19 @@ function streamsToCheckpoint(s: CompressedServerSnapshot): {
     },
     states: { 'stream-adapter': s.adapter.held, ...(s.emulator ? { 'stream-emulator': s.emulator.held } : {}) },
   };
+}
+
+/** The transport's arrays among a checkpoint's states carry this prefix. */
+const TRANSPORT_PREFIX = 'transport-';
+
+/** Prefixes the transport's array names ('to' a checkpoint) or picks and unprefixes them ('from' one). */
+function transportArrays(states: Record<string, LoraState>, dir: 'to' | 'from'): Record<string, LoraState> {
+  const out: Record<string, LoraState> = {};
+  for (const [k, v] of Object.entries(states)) {
+    if (dir === 'to') out[`${TRANSPORT_PREFIX}${k}`] = v;
+    else if (k.startsWith(TRANSPORT_PREFIX)) out[k.slice(TRANSPORT_PREFIX.length)] = v;
+  }
+  return out;
 }
 
 function streamsFromCheckpoint(
@@ -439,7 +454,7 @@ export async function runFederation(exp: ServerData, transport: Transport, o: Ru
     ownAdapters = ck.clients;
     state = ck.extra;
     publicIt.setState(state.publicIterator);
-    if (state.transport !== undefined) transport.restore?.(state.transport);
+    if (state.transport !== undefined) transport.restore?.(state.transport, transportArrays(ck.states, 'from'));
     ctx.aggregator = new RoundAggregator(plan, cfg.seed, state.aggregator);
     startRound = ck.completedRounds;
     truncateMetrics(metricsPath, startRound);
@@ -654,7 +669,7 @@ export async function runFederation(exp: ServerData, transport: Transport, o: Ru
         adapter: server.adapterState(),
         emulator: server.emulatorState(),
         clients: ownAdapters,
-        ...(streams ? { states: streams.states } : {}),
+        states: { ...streams?.states, ...transportArrays(transport.snapshotArrays?.() ?? {}, 'to') },
         extra: state,
       });
       transport.recorded?.(round, entry, name);

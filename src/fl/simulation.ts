@@ -39,6 +39,9 @@ interface SimState {
   peakActivationBytes: number;
 }
 
+/** Checkpoint arrays of the compressed clients: CODEC_PREFIX + client name. */
+const CODEC_PREFIX = 'codec-client-';
+
 /** All clients in this process, trained one after the other on the server's own model. */
 export class InProcessTransport implements Transport {
   readonly kind = 'simulation';
@@ -48,8 +51,10 @@ export class InProcessTransport implements Transport {
   private readonly sizes = new Map<string, number>();
   private readonly warnings: string[] = [];
   private state: SimState = { iterators: {}, emulatorVersions: {}, peakActivationBytes: 0 };
-  /** With compression: each client's received states and error feedback (not checkpointed: after a resume each client gets the held states whole). */
+  /** With compression: each client's received states and error feedback (checkpointed with each round). */
   private readonly compressedClients = new Map<string, CompressedClient>();
+  /** Restored clients' arrays, made into CompressedClients once the run's layouts are known. */
+  private restoredCodec = new Map<string, LoraState>();
 
   constructor(
     exp: Experiment,
@@ -85,9 +90,22 @@ export class InProcessTransport implements Transport {
     return structuredClone(this.state);
   }
 
-  restore(s: unknown): void {
+  /** Each compressed client's holdings and error feedback, as a networked client saves them. */
+  snapshotArrays(): Record<string, LoraState> {
+    const out: Record<string, LoraState> = {};
+    for (const [name, cc] of this.compressedClients) out[`${CODEC_PREFIX}${name}`] = cc.toArrays();
+    return out;
+  }
+
+  restore(s: unknown, arrays: Record<string, LoraState>): void {
     this.state = structuredClone(s as SimState);
     for (const [k, it] of Object.entries(this.state.iterators)) this.iterators.get(k)?.setState(it);
+    this.compressedClients.clear();
+    this.restoredCodec = new Map(
+      Object.entries(arrays)
+        .filter(([k]) => k.startsWith(CODEC_PREFIX))
+        .map(([k, v]) => [k.slice(CODEC_PREFIX.length), v]),
+    );
   }
 
   async open(ctx: TransportContext): Promise<void> {
@@ -118,9 +136,19 @@ export class InProcessTransport implements Transport {
       if (x.compressed) {
         // compressed streams: each client holds its own received states and error feedback
         const server = x.compressed;
+        const saved = this.restoredCodec.get(name);
+        this.restoredCodec.delete(name);
         cc =
           this.compressedClients.get(name) ??
-          new CompressedClient(cfg.compression, server.adapterLayout, server.emulatorLayout);
+          (saved
+            ? CompressedClient.fromArrays(
+                cfg.compression,
+                server.adapterLayout,
+                server.emulatorLayout,
+                saved,
+                `checkpointed codec state of simulated client ${name}`,
+              )
+            : new CompressedClient(cfg.compression, server.adapterLayout, server.emulatorLayout));
         this.compressedClients.set(name, cc);
         body = server.payloadFor(cc.versions.adapter, cc.versions.emulator);
         const r = cc.receive(body, `round ${x.round + 1} payload for client ${name}`);

@@ -57,26 +57,28 @@ for (const name of ALGORITHMS) {
   });
 }
 
-test('simulation: the same config twice gives the same summary; --resume continues after a stop', async () => {
-  const cfg = loadConfig(null, [...TINY, 'rounds=3', 'eval.generate=false']);
-  const a = await runSimulation(await buildExperiment(cfg), { outDir: tmp() });
-  const b = await runSimulation(await buildExperiment(cfg), { outDir: tmp() });
-  const strip = (s: typeof a) => ({ ...s, seconds: 0, client: { ...s!.client, mean_step_seconds: 0 } });
-  assert.deepEqual(strip(b), strip(a));
-  // Stop during round 2 (after round 1 completed), then resume.
-  const out = tmp();
-  let clientsTrained = 0;
-  const stopped = await runSimulation(await buildExperiment(cfg), {
-    outDir: out,
-    shouldStop: () => ++clientsTrained > 4,
+// The default codec (q8: what each client holds is checkpointed) and q4 with top-k (its error feedback too).
+for (const compression of [[], ['compression={codec: q4, topk: 0.5}']])
+  test(`simulation: the same config twice gives the same summary; --resume continues after a stop${compression.length ? ' (q4, top-k)' : ''}`, async () => {
+    const cfg = loadConfig(null, [...TINY, 'rounds=3', 'eval.generate=false', ...compression]);
+    const a = await runSimulation(await buildExperiment(cfg), { outDir: tmp() });
+    const b = await runSimulation(await buildExperiment(cfg), { outDir: tmp() });
+    const strip = (s: typeof a) => ({ ...s, seconds: 0, client: { ...s!.client, mean_step_seconds: 0 } });
+    assert.deepEqual(strip(b), strip(a));
+    // Stop during round 2 (after round 1 completed), then resume.
+    const out = tmp();
+    let clientsTrained = 0;
+    const stopped = await runSimulation(await buildExperiment(cfg), {
+      outDir: out,
+      shouldStop: () => ++clientsTrained > 4,
+    });
+    assert.equal(stopped, null);
+    const latest = JSON.parse(fs.readFileSync(path.join(out, 'checkpoints', 'latest.json'), 'utf8'));
+    assert.equal(latest.completedRounds, 1);
+    const resumed = await runSimulation(await buildExperiment(cfg), { outDir: out, resume: true });
+    assert.deepEqual(strip(resumed).adapfu, strip(a).adapfu);
+    assert.deepEqual(strip(resumed).adapemu, strip(a).adapemu);
   });
-  assert.equal(stopped, null);
-  const latest = JSON.parse(fs.readFileSync(path.join(out, 'checkpoints', 'latest.json'), 'utf8'));
-  assert.equal(latest.completedRounds, 1);
-  const resumed = await runSimulation(await buildExperiment(cfg), { outDir: out, resume: true });
-  assert.deepEqual(strip(resumed).adapfu, strip(a).adapfu);
-  assert.deepEqual(strip(resumed).adapemu, strip(a).adapemu);
-});
 
 test('config errors name the key', () => {
   assert.throws(

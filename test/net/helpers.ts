@@ -141,6 +141,9 @@ export async function setup(o: {
   };
   const sets = [
     ...TINY,
+    // The f32 protocol: these tests read and forge raw bodies. test/net/compression.test.ts runs a
+    // codec end to end.
+    'compression={codec: none}',
     ...(o.extra ?? []),
     `server={${Object.entries(server)
       .map(([k, v]) => `${k}: ${v}`)
