@@ -177,8 +177,7 @@ export class CompressedClient {
     what: string,
   ): CompressedClient {
     const versions = arrays.get('versions')?.data;
-    if (versions?.length !== 2)
-      throw new CodecError(what, 'versions', 'missing or not [adapter, emulator]');
+    if (versions?.length !== 2) throw new CodecError(what, 'versions', 'missing or not [adapter, emulator]');
     const cc = new CompressedClient(c, adapterLayout, emulatorLayout);
     const part = (prefix: string, layout: Layout | null, v: number) => {
       if (!layout || !(Number.isInteger(v) && v >= 0)) return null;
