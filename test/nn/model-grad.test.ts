@@ -191,7 +191,8 @@ test('a frozen prefix of layers frees its activations at once and gradients stay
   }
 });
 
-test('working memory: training only the top layer holds far fewer activations than training all', () => {
+/** An 8-layer model and a full batch for the working-memory tests. */
+function memoryModel(targets: ('q_proj' | 'v_proj' | 'down_proj')[]): { m: LlamaModel; b: TokenBatch } {
   const cfg = makeConfig({
     vocabSize: 64,
     hiddenSize: 32,
@@ -201,21 +202,30 @@ test('working memory: training only the top layer holds far fewer activations th
     numKvHeads: 2,
   });
   const m = LlamaModel.random(cfg, 5);
-  m.attachLora({ r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj'] }, 6);
+  m.attachLora({ r: 4, alpha: 8, dropout: 0, targets }, 6);
   const B = 2,
     T = 32;
   const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7) % 64);
-  const b: TokenBatch = { B, T, ids, labels: ids, attention: new Uint8Array(B * T).fill(1) };
-  const measure = (trainable: number[]): { peak: number; loss: number } => {
+  return { m, b: { B, T, ids, labels: ids, attention: new Uint8Array(B * T).fill(1) } };
+}
+
+/** Peak pooled bytes of one training step (loss, backward), and its loss. */
+function stepPeak(m: LlamaModel, b: TokenBatch, recompute = false): { peak: number; loss: number } {
+  const live0 = liveTensorBytes();
+  resetPeakTensorBytes();
+  const loss = lmLoss(m, b, { recompute });
+  tape.backward(loss);
+  const out = { peak: peakTensorBytes() - live0, loss: loss.item() };
+  tape.reset();
+  for (const p of m.loraParams()) p.dropGrad();
+  return out;
+}
+
+test('working memory: training only the top layer holds far fewer activations than training all', () => {
+  const { m, b } = memoryModel(['q_proj', 'v_proj']);
+  const measure = (trainable: number[]) => {
     for (const [i, l] of m.layers.entries()) for (const p of l.loraParams()) p.requiresGrad = trainable.includes(i);
-    const live0 = liveTensorBytes();
-    resetPeakTensorBytes();
-    const loss = lmLoss(m, b);
-    tape.backward(loss);
-    const out = { peak: peakTensorBytes() - live0, loss: loss.item() };
-    tape.reset();
-    for (const p of m.loraParams()) p.dropGrad();
-    return out;
+    return stepPeak(m, b);
   };
   const all = measure([0, 1, 2, 3, 4, 5, 6, 7]);
   const top = measure([7]);
@@ -261,31 +271,9 @@ test('activation checkpointing: gradients equal finite differences (float64) and
 });
 
 test('working memory: activation checkpointing holds one trained layer at a time', () => {
-  const cfg = makeConfig({
-    vocabSize: 64,
-    hiddenSize: 32,
-    intermediateSize: 64,
-    numLayers: 8,
-    numHeads: 4,
-    numKvHeads: 2,
-  });
-  const m = LlamaModel.random(cfg, 5);
-  m.attachLora({ r: 4, alpha: 8, dropout: 0, targets: ['q_proj', 'v_proj', 'down_proj'] }, 6);
+  const { m, b } = memoryModel(['q_proj', 'v_proj', 'down_proj']);
   for (const p of m.loraParams()) p.requiresGrad = true;
-  const B = 2,
-    T = 32;
-  const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7) % 64);
-  const b: TokenBatch = { B, T, ids, labels: ids, attention: new Uint8Array(B * T).fill(1) };
-  const measure = (recompute: boolean): number => {
-    const live0 = liveTensorBytes();
-    resetPeakTensorBytes();
-    tape.backward(lmLoss(m, b, { recompute }));
-    const peak = peakTensorBytes() - live0;
-    tape.reset();
-    for (const p of m.loraParams()) p.dropGrad();
-    return peak;
-  };
-  const plain = measure(false);
-  const recomputed = measure(true);
+  const plain = stepPeak(m, b).peak;
+  const recomputed = stepPeak(m, b, true).peak;
   assert.ok(recomputed < 0.4 * plain, `recomputed ${recomputed} B vs ${plain} B`);
 });
