@@ -9,8 +9,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { gemmPaths, loadNativeKernels, setGemmPath } from '../../src/kernels/native.js';
 import { referenceKernels } from '../../src/kernels/reference.js';
-import { decodeWeight, encodeWeight } from '../../src/kernels/weights.js';
-import { assertClose, randn, rng } from './helpers.js';
+import { decodeWeight } from '../../src/kernels/weights.js';
+import { assertClose, paddedWeightGemm, randn, rng } from './helpers.js';
 
 const native = loadNativeKernels();
 const ref = referenceKernels<Float64Array>();
@@ -46,18 +46,19 @@ for (const transW of [true, false])
         skip,
       }, () => {
         const r = rng(M + N + K + (transW ? 1 : 0) + beta * 4);
-        const pad = 3,
-          alpha = 0.75;
-        const W = encodeWeight('bf16', randn(N * K, r, 0.1), N, K);
+        const alpha = 0.75;
+        const {
+          W,
+          X,
+          Y0,
+          params: p,
+          pad,
+          inCols,
+          outCols,
+          ldx,
+          at,
+        } = paddedWeightGemm('bf16', { M, N, K, transW, beta, alpha }, r);
         const Wf = decodeWeight('bf16', W, N, K);
-        const inCols = transW ? K : N,
-          outCols = transW ? N : K;
-        const ldx = inCols + pad,
-          ldy = outCols + pad;
-        const X = randn(pad + M * ldx, r);
-        const Y0 = randn(pad + M * ldy, r);
-        if (beta === 0) Y0.fill(NaN);
-        const p = { format: 'bf16' as const, W, N, K, transW, M, alpha, xOff: pad, ldx, beta, yOff: pad, ldy };
         const got = Float32Array.from(Y0);
         onPath('avx512bf16', () => native!.weightGemm({ ...p, X, Y: got }));
         const f32path = Float32Array.from(Y0);
@@ -66,7 +67,6 @@ for (const transW of [true, false])
         ref.weightGemm({ ...p, X: Float64Array.from(X), Y: exact });
         const rounded = Float64Array.from(Y0);
         ref.weightGemm({ ...p, X: Float64Array.from(roundBf16(X)), Y: rounded });
-        const at = (y: ArrayLike<number>, i: number) => y[pad + Math.floor(i / outCols) * ldy + (i % outCols)]!;
         let differs = false;
         for (let i = 0; i < M * outCols; i++) {
           const m = Math.floor(i / outCols),

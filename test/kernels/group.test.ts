@@ -23,52 +23,20 @@ const paths = native ? gemmPaths() : ['none'];
 // Part sizes that are not multiples of any micro-kernel width (16, 32), a summed dimension past one
 // KC block (256) with segment boundaries inside blocks, mixed weight formats, and quantized rows
 // whose last 32-value block is partial.
-const cases: { M: number; K: number; parts: { N: number; format: WeightFormat; dense: boolean }[] }[] = [
-  {
-    M: 37,
-    K: 96,
-    parts: [
-      { N: 40, format: 'f32', dense: true },
-      { N: 72, format: 'bf16', dense: false },
-      { N: 33, format: 'f32', dense: true },
-    ],
-  },
-  {
-    M: 150,
-    K: 64,
-    parts: [
-      { N: 200, format: 'f32', dense: true },
-      { N: 100, format: 'q8_0', dense: false },
-      { N: 300, format: 'f16', dense: false },
-    ],
-  },
-  {
-    M: 3,
-    K: 64,
-    parts: [
-      { N: 20, format: 'f32', dense: true },
-      { N: 24, format: 'q4_0', dense: false },
-    ],
-  },
+// One part per [N, format]: f32 parts are passed as plain arrays, the others as stored bytes.
+const groupCase = (M: number, K: number, ...parts: [number, WeightFormat][]) => ({
+  M,
+  K,
+  parts: parts.map(([N, format]) => ({ N, format, dense: format === 'f32' })),
+});
+const cases = [
+  groupCase(37, 96, [40, 'f32'], [72, 'bf16'], [33, 'f32']),
+  groupCase(150, 64, [200, 'f32'], [100, 'q8_0'], [300, 'f16']),
+  groupCase(3, 64, [20, 'f32'], [24, 'q4_0']),
   // rows that end in a partial 32-value block (K = 8.75 blocks), past one KC block, and on the
   // matrix-vector path (K = 1.25 blocks)
-  {
-    M: 40,
-    K: 280,
-    parts: [
-      { N: 50, format: 'q8_0', dense: false },
-      { N: 30, format: 'f32', dense: true },
-      { N: 70, format: 'q4_0', dense: false },
-    ],
-  },
-  {
-    M: 2,
-    K: 40,
-    parts: [
-      { N: 20, format: 'q8_0', dense: false },
-      { N: 24, format: 'q4_0', dense: false },
-    ],
-  },
+  groupCase(40, 280, [50, 'q8_0'], [30, 'f32'], [70, 'q4_0']),
+  groupCase(2, 40, [20, 'q8_0'], [24, 'q4_0']),
 ];
 
 for (const path of paths)

@@ -1,6 +1,7 @@
 // Shared helpers for the kernel tests: a seeded PRNG, array builders and a closeness check
 // that names the worst element.
 import assert from 'node:assert/strict';
+import { encodeWeight, type WeightFormat } from '../../src/kernels/weights.js';
 import { mulberry32 } from '../../src/util/rng.js';
 
 /** The project's seeded PRNG (mulberry32), under the name the tests use. */
@@ -119,4 +120,30 @@ export function assertWithin(
     assert.fail(
       `${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} within ${bound[worst]} (${ratio.toFixed(2)}x the bound)`,
     );
+}
+
+/**
+ * A padded weightGemm problem on stored weights W [N, K] in `format`: X and Y rows start `pad` values
+ * in and have `pad` extra values per row, so the kernels' offsets and leading dimensions are exercised.
+ * Y0 is NaN where beta = 0 (the kernel must not read it). `outputs(y)` lists the M x outCols results.
+ */
+export function paddedWeightGemm(
+  format: WeightFormat,
+  sizes: { M: number; N: number; K: number; transW: boolean; beta: number; alpha: number },
+  r: () => number,
+) {
+  const { M, N, K, transW, beta, alpha } = sizes;
+  const pad = 3;
+  const W = encodeWeight(format, randn(N * K, r, 0.1), N, K);
+  const inCols = transW ? K : N,
+    outCols = transW ? N : K;
+  const ldx = inCols + pad,
+    ldy = outCols + pad;
+  const X = randn(pad + M * ldx, r);
+  const Y0 = randn(pad + M * ldy, r);
+  if (beta === 0) Y0.fill(NaN);
+  const params = { format, W, N, K, transW, M, alpha, xOff: pad, ldx, beta, yOff: pad, ldy };
+  const at = (y: ArrayLike<number>, i: number) => y[pad + Math.floor(i / outCols) * ldy + (i % outCols)]!;
+  const outputs = (y: ArrayLike<number>) => Array.from({ length: M * outCols }, (_, i) => at(y, i));
+  return { W, X, Y0, params, pad, inCols, outCols, ldx, ldy, at, outputs };
 }

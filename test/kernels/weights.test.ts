@@ -20,7 +20,7 @@ import { Tensor } from '../../src/tensor/tensor.js';
 import { linear, loraLinear, nmse } from '../../src/tensor/ops.js';
 import { useReference64 } from '../../src/tensor/engine.js';
 import { checkGradients } from '../helpers/finite-diff.js';
-import { assertClose, assertWithin, int8ActivationBound, randn, rng } from './helpers.js';
+import { assertClose, assertWithin, int8ActivationBound, paddedWeightGemm, randn, rng } from './helpers.js';
 
 const native = loadNativeKernels();
 const ref = referenceKernels<Float64Array>();
@@ -174,23 +174,20 @@ for (const path of paths)
 
 function checkWeightGemm(path: string, f: WeightFormat, transW: boolean, M: number, beta: number, K: number): void {
   const r = rng(M * 7 + (transW ? 1 : 2) + beta * 10 + K);
-  const N = 80,
-    pad = 3;
-  const W = encodeWeight(f, randn(N * K, r, 0.1), N, K);
-  const inCols = transW ? K : N,
-    outCols = transW ? N : K;
-  const ldx = inCols + pad,
-    ldy = outCols + pad;
-  const X = randn(pad + M * ldx, r);
-  const Y0 = randn(pad + M * ldy, r);
-  if (beta === 0) Y0.fill(NaN);
+  const N = 80;
+  const {
+    W,
+    X,
+    Y0,
+    params: p,
+    pad,
+    ldx,
+    outputs: pick,
+  } = paddedWeightGemm(f, { M, N, K, transW, beta, alpha: 0.75 }, r);
   const got = Float32Array.from(Y0),
     want = Float64Array.from(Y0);
-  const p = { format: f, W, N, K, transW, M, alpha: 0.75, xOff: pad, ldx, beta, yOff: pad, ldy };
   native!.weightGemm({ ...p, X, Y: got });
   ref.weightGemm({ ...p, X: Float64Array.from(X), Y: want });
-  const pick = (y: ArrayLike<number>) =>
-    Array.from({ length: M * outCols }, (_, i) => y[pad + Math.floor(i / outCols) * ldy + (i % outCols)]!);
   if (int8Activations(path, f, transW, M)) {
     // the matrix-vector path rounds activations to int8 blocks (bound in matvec.test.ts)
     const b = int8ActivationBound(decodeWeight(f, W, N, K), N, K, X, pad, ldx, M, 0.75);
